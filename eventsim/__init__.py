@@ -1,0 +1,57 @@
+"""eventsim: an event-driven reference simulator for spiking neural networks.
+
+The core: :class:`Events` (spikes, step-major), layers (:mod:`eventsim.layers`),
+:class:`Network` (runs events through layers over T steps, counting SynOps),
+Numba kernels (:mod:`eventsim.kernels`) and their dense NumPy twins
+(:mod:`eventsim.dense`). Every number follows the semantics in the README
+("Semantics in brief").
+"""
+
+from eventsim.counting import ENERGY_MODELS, EnergyEstimate, EnergyModel, estimate_energy
+from eventsim.errors import EventsError, EventsimError, LayerError, OptionError
+from eventsim.events import Events
+from eventsim.layers import (
+    IF,
+    LIF,
+    AvgPool,
+    Conv2d,
+    Dropout,
+    Flatten,
+    Identity,
+    Linear,
+    MaxPool,
+    Readout,
+    Residual,
+    SpikingAvgPool,
+    SumPool,
+)
+from eventsim.network import Network, RunResult
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ENERGY_MODELS",
+    "IF",
+    "LIF",
+    "AvgPool",
+    "Conv2d",
+    "Dropout",
+    "EnergyEstimate",
+    "EnergyModel",
+    "Events",
+    "EventsError",
+    "EventsimError",
+    "Flatten",
+    "Identity",
+    "LayerError",
+    "Linear",
+    "MaxPool",
+    "Network",
+    "OptionError",
+    "Readout",
+    "Residual",
+    "RunResult",
+    "SpikingAvgPool",
+    "SumPool",
+    "estimate_energy",
+]

@@ -1,0 +1,43 @@
+"""Exceptions raised by eventsim.
+
+Every error names what is wrong and where (the field of an event container,
+the layer of a network), so that bad input never turns into silently wrong
+numbers. All of them derive from :class:`EventsimError`; those about values
+also derive from :class:`ValueError` so generic handlers keep working.
+"""
+
+from __future__ import annotations
+
+
+class EventsimError(Exception):
+    """Base class of every error eventsim raises on purpose."""
+
+
+class EventsError(EventsimError, ValueError):
+    """A malformed event container (indices, steps, values, layout)."""
+
+
+class LayerError(EventsimError, ValueError):
+    """A layer's parameters or options are invalid, or its input does not fit.
+
+    The message always starts with the layer's name and type, e.g.
+    ``layer 'conv2' (Conv2d): expects 20 input channels, got 50``.
+    """
+
+    def __init__(self, layer: object, problem: str) -> None:
+        name = getattr(layer, "name", None)
+        label = f"layer {name!r} ({type(layer).__name__})" if name else f"{type(layer).__name__} layer"
+        super().__init__(f"{label}: {problem}")
+        self.layer = layer
+        self.problem = problem
+
+
+class OptionError(EventsimError, ValueError):
+    """An unknown option or an option value outside its allowed set."""
+
+
+def check_choice(what: str, value: object, allowed: tuple) -> None:
+    """Raise :class:`OptionError` unless ``value`` is one of ``allowed``."""
+    if value not in allowed:
+        choices = ", ".join(repr(a) for a in allowed)
+        raise OptionError(f"unknown {what} {value!r}; choose one of {choices}")

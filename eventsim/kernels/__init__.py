@@ -1,0 +1,40 @@
+"""Numba kernels of the event-driven path, one concern per module.
+
+Conventions shared by every kernel:
+
+- Events of a window of K steps arrive as ``(indptr, index, value)``: the
+  events of step k are ``index[indptr[k]:indptr[k+1]]`` (absolute offsets, so a
+  slice of a larger container's row pointers can be passed without copying).
+  ``index`` is the flat neuron index in C order of ``(C, H, W)``; a flat layer
+  of N neurons is ``(N, 1, 1)``.
+- Currents and potentials of a window live in a ``(K, P*C)`` buffer in
+  channel-last order (position ``p = y*W + x`` major, channel minor), so that an
+  event adds contiguous runs of output channels. Emitted events are converted
+  back to C-order indices ``c*P + p``.
+- Scatter kernels *add* into the buffer they are given and return the number
+  of operations performed (exact SynOps or pooling ops).
+- Kernels never change dtype: buffers, weights and values share one float
+  dtype, chosen by the caller.
+
+Each kernel has a dense NumPy twin in :mod:`eventsim.dense`, written
+independently; the twin is the reference in tests.
+"""
+
+from eventsim.kernels.conv import conv_scatter
+from eventsim.kernels.currents import add_bias, currents_to_events
+from eventsim.kernels.dropout import dropout_events
+from eventsim.kernels.linear import linear_scatter
+from eventsim.kernels.neurons import lif_window
+from eventsim.kernels.pooling import identity_scatter, maxpool_events, pool_scatter
+
+__all__ = [
+    "add_bias",
+    "conv_scatter",
+    "currents_to_events",
+    "dropout_events",
+    "identity_scatter",
+    "lif_window",
+    "linear_scatter",
+    "maxpool_events",
+    "pool_scatter",
+]

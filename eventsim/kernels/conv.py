@@ -1,0 +1,62 @@
+"""2-D convolution as an event scatter."""
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def conv_scatter(cur, indptr, index, value, weight, in_hw, out_hw, stride, padding):
+    """Add the currents of a window of input events through a 2-D convolution.
+
+    Convolution (cross-correlation) read from the input side: an event of value
+    v at input ``(c, y, x)`` reaches output ``(o, oy, ox)`` through tap
+    ``(ky, kx) = (y + ph - oy*sh, x + pw - ox*sw)`` whenever that tap lies in the
+    kernel, and adds ``v * W[o, c, ky, kx]`` for all output channels o::
+
+        I[o, oy, ox] = sum_{c, ky, kx} W[o, c, ky, kx] * s[c, oy*sh + ky - ph, ox*sw + kx - pw]
+
+    Parameters
+    ----------
+    cur : (K, Ho*Wo*Co) float array, channel-last, accumulated into.
+    indptr, index, value : the window's events (see :mod:`eventsim.kernels`).
+    weight : (Ci, kh, kw, Co) float array, C-contiguous: the layer's
+        ``(Co, Ci, kh, kw)`` weights with the output channel moved last, so each
+        reached output position takes one contiguous vector add.
+    in_hw, out_hw, stride, padding : (int, int) pairs.
+
+    Returns
+    -------
+    int
+        SynOps: the number of (event, synapse) pairs, i.e. the in-bounds taps
+        reached times Co, borders and strides included.
+    """
+    kh, kw, co = weight.shape[1], weight.shape[2], weight.shape[3]
+    h, w = in_hw
+    ho, wo = out_hw
+    sh, sw = stride
+    ph, pw = padding
+    plane = h * w
+    synops = 0
+    for k in range(indptr.shape[0] - 1):
+        for e in range(indptr[k], indptr[k + 1]):
+            j = index[e]
+            v = value[e]
+            c = j // plane
+            y = (j - c * plane) // w
+            x = j - c * plane - y * w
+            ty = y + ph
+            tx = x + pw
+            # Output rows oy with 0 <= ty - oy*sh < kh, clipped to the map.
+            oy_lo = max(0, (ty - kh + sh) // sh)
+            oy_hi = min(ho - 1, ty // sh)
+            ox_lo = max(0, (tx - kw + sw) // sw)
+            ox_hi = min(wo - 1, tx // sw)
+            for oy in range(oy_lo, oy_hi + 1):
+                ky = ty - oy * sh
+                for ox in range(ox_lo, ox_hi + 1):
+                    kx = tx - ox * sw
+                    base = (oy * wo + ox) * co
+                    for o in range(co):
+                        cur[k, base + o] += v * weight[c, ky, kx, o]
+            synops += max(0, oy_hi - oy_lo + 1) * max(0, ox_hi - ox_lo + 1) * co
+    return synops

@@ -1,0 +1,31 @@
+"""Fully connected layer as an event scatter."""
+
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def linear_scatter(cur, indptr, index, value, weight_t):
+    """Add the currents of a window of input events through a linear layer.
+
+    ``I[o] = sum_i W[o, i] * s[i]``: an event of value v at input i adds
+    ``v * W[:, i]``, stored as the contiguous row ``weight_t[i]``.
+
+    Parameters
+    ----------
+    cur : (K, No) float array, accumulated into.
+    indptr, index, value : the window's events.
+    weight_t : (Ni, No) float array, the transposed ``(No, Ni)`` weights.
+
+    Returns
+    -------
+    int
+        SynOps: events times No.
+    """
+    no = weight_t.shape[1]
+    for k in range(indptr.shape[0] - 1):
+        for e in range(indptr[k], indptr[k + 1]):
+            i = index[e]
+            v = value[e]
+            for o in range(no):
+                cur[k, o] += v * weight_t[i, o]
+    return (indptr[-1] - indptr[0]) * no

@@ -1,0 +1,67 @@
+"""LIF / IF neuron update over a window of steps."""
+
+import numpy as np
+from numba import njit
+
+from eventsim.kernels.buffers import grown
+
+
+@njit(cache=True, nogil=True)
+def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces):
+    """Integrate, fire, reset and leak for K steps; emit the spikes.
+
+    SEMANTICS.md, "Neurons" (Lee et al. 2020, Algorithm 1 and Sec. 8.1)::
+
+        U[t] = V[t-1] + I[t]                   V[0] = 0
+        s[t] = 1[U[t] > theta]                 (>= when strict is False)
+        V[t] = lam * (U[t] - theta * s[t])     soft reset
+             = lam * (U[t] * (1 - s[t]) + v_reset * s[t])   hard reset
+
+    which is ``U[t] = lam * R(U[t-1], s[t-1]) + I[t]`` with the state ``V``
+    (Lee's residual potential) carried between windows. Also accumulates the
+    spike count gamma and the leak-weighted trace ``f[t] = lam * f[t-1] + s[t]``,
+    so that at the end ``f = sum_k lam^(T - t_k)`` (Lee et al. 2020, eq. 17-22).
+
+    Parameters
+    ----------
+    v : (N,) float array, channel-last; the state V, updated in place.
+    u : (K, N) float array, channel-last; the input currents I on entry, the
+        potentials U on exit.
+    theta : (C,) float array, one threshold per channel (inf: never fires).
+    leak, v_reset : float scalars of the buffer's dtype.
+    soft, strict : bool.
+    counts, traces : (N,) float arrays, channel-last, updated in place.
+
+    Returns
+    -------
+    (indptr, index)
+        The spikes of the window: row pointers from 0 and C-order indices (all
+        spikes carry value 1).
+    """
+    steps, size = u.shape
+    channels = theta.shape[0]
+    plane = size // channels
+    out_ptr = np.zeros(steps + 1, np.int64)
+    out_idx = np.empty(64, np.int64)
+    n = 0
+    for k in range(steps):
+        for p in range(plane):
+            for c in range(channels):
+                j = p * channels + c
+                uu = v[j] + u[k, j]
+                u[k, j] = uu
+                th = theta[c]
+                fire = uu > th if strict else uu >= th
+                if fire:
+                    if n == out_idx.shape[0]:
+                        out_idx = grown(out_idx)
+                    out_idx[n] = c * plane + p
+                    n += 1
+                    counts[j] += 1
+                    traces[j] = leak * traces[j] + 1
+                    v[j] = leak * (uu - th if soft else v_reset)
+                else:
+                    traces[j] = leak * traces[j]
+                    v[j] = leak * uu
+        out_ptr[k + 1] = n
+    return out_ptr, out_idx[:n]

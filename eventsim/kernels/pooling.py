@@ -1,0 +1,155 @@
+"""Pooling kernels: weighted window sums, strided identity, max pooling."""
+
+import numpy as np
+from numba import njit
+
+from eventsim.kernels.buffers import grown
+
+
+@njit(cache=True, nogil=True)
+def pool_scatter(cur, indptr, index, value, weight, channels, in_hw, out_hw, kernel, stride):
+    """Add the currents of a window of events through a fixed-weight pool.
+
+    Sum pooling (``weight`` = 1) and linear average pooling (``weight`` =
+    1/(kh*kw), rounded to the dtype once) over kh x kw windows with stride
+    (sh, sw), no padding::
+
+        I[c, oy, ox] = sum_{i<kh, j<kw} weight * s[c, oy*sh + i, ox*sw + j]
+
+    An event at ``(c, y, x)`` reaches every window that contains it (more than
+    one when the stride is smaller than the window).
+
+    Parameters
+    ----------
+    cur : (K, Ho*Wo*C) float array, channel-last, accumulated into.
+    weight : float scalar of the buffer's dtype.
+
+    Returns
+    -------
+    int
+        Pooling ops: the number of (event, window) pairs.
+    """
+    h, w = in_hw
+    ho, wo = out_hw
+    kh, kw = kernel
+    sh, sw = stride
+    plane = h * w
+    ops = 0
+    for k in range(indptr.shape[0] - 1):
+        for e in range(indptr[k], indptr[k + 1]):
+            j = index[e]
+            c = j // plane
+            y = (j - c * plane) // w
+            x = j - c * plane - y * w
+            contrib = value[e] * weight
+            oy_lo = max(0, (y - kh + sh) // sh)
+            oy_hi = min(ho - 1, y // sh)
+            ox_lo = max(0, (x - kw + sw) // sw)
+            ox_hi = min(wo - 1, x // sw)
+            for oy in range(oy_lo, oy_hi + 1):
+                for ox in range(ox_lo, ox_hi + 1):
+                    cur[k, (oy * wo + ox) * channels + c] += contrib
+            ops += max(0, oy_hi - oy_lo + 1) * max(0, ox_hi - ox_lo + 1)
+    return ops
+
+
+@njit(cache=True, nogil=True)
+def identity_scatter(cur, indptr, index, value, channels, in_hw, out_hw, stride):
+    """Add input event values as currents, keeping every stride-th position.
+
+    ``I[c, oy, ox] = s[c, oy*sh, ox*sw]``: the identity skip of a residual block
+    (stride 1), Lee et al.'s stride-2 identity skip, and the currents of a neuron
+    layer that follows no synapse.
+
+    Returns
+    -------
+    int
+        Events passed on.
+    """
+    h, w = in_hw
+    wo = out_hw[1]
+    sh, sw = stride
+    plane = h * w
+    ops = 0
+    for k in range(indptr.shape[0] - 1):
+        for e in range(indptr[k], indptr[k + 1]):
+            j = index[e]
+            c = j // plane
+            y = (j - c * plane) // w
+            x = j - c * plane - y * w
+            if y % sh == 0 and x % sw == 0:
+                cur[k, ((y // sh) * wo + x // sw) * channels + c] += value[e]
+                ops += 1
+    return ops
+
+
+@njit(cache=True, nogil=True)
+def maxpool_events(indptr, index, value, channels, in_hw, out_hw, kernel, stride):
+    """Max pooling on events: per step, the maximum value over each window.
+
+    ``out[c, oy, ox] = max_{i<kh, j<kw} s[c, oy*sh + i, ox*sw + j]`` where
+    positions without an event hold 0 (SEMANTICS.md: on unit spikes this is the
+    OR of the window). Outputs equal to 0 emit no event.
+
+    Returns
+    -------
+    (indptr, index, value, ops)
+        The output events (C-order indices over ``(C, Ho, Wo)``, row pointers
+        from 0) and the number of (event, window) pairs visited.
+    """
+    h, w = in_hw
+    ho, wo = out_hw
+    kh, kw = kernel
+    sh, sw = stride
+    plane = h * w
+    oplane = ho * wo
+    n_out = channels * oplane
+    window_size = kh * kw
+    best = np.zeros(n_out, value.dtype)
+    seen = np.zeros(n_out, np.int64)
+    touched = np.empty(n_out, np.int64)
+    steps = indptr.shape[0] - 1
+    out_ptr = np.zeros(steps + 1, np.int64)
+    out_idx = np.empty(64, np.int64)
+    out_val = np.empty(64, value.dtype)
+    n = 0
+    ops = 0
+    for k in range(steps):
+        n_touched = 0
+        for e in range(indptr[k], indptr[k + 1]):
+            j = index[e]
+            c = j // plane
+            y = (j - c * plane) // w
+            x = j - c * plane - y * w
+            v = value[e]
+            oy_lo = max(0, (y - kh + sh) // sh)
+            oy_hi = min(ho - 1, y // sh)
+            ox_lo = max(0, (x - kw + sw) // sw)
+            ox_hi = min(wo - 1, x // sw)
+            for oy in range(oy_lo, oy_hi + 1):
+                for ox in range(ox_lo, ox_hi + 1):
+                    o = c * oplane + oy * wo + ox
+                    if seen[o] == 0:
+                        touched[n_touched] = o
+                        n_touched += 1
+                        best[o] = v
+                    elif v > best[o]:
+                        best[o] = v
+                    seen[o] += 1
+                    ops += 1
+        for i in range(n_touched):
+            o = touched[i]
+            m = best[o]
+            # A window not fully covered by events also holds zeros.
+            if seen[o] < window_size and m < 0:
+                m = 0
+            if m != 0:
+                if n == out_idx.shape[0]:
+                    out_idx = grown(out_idx)
+                    out_val = grown(out_val)
+                out_idx[n] = o
+                out_val[n] = m
+                n += 1
+            seen[o] = 0
+        out_ptr[k + 1] = n
+    return out_ptr, out_idx[:n], out_val[:n], ops

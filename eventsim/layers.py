@@ -1,0 +1,610 @@
+"""Layers: parameters and options, no computation.
+
+A layer says what it is (weights, geometry, neuron options) and which output
+shape it produces for a given input shape. The event-driven path
+(:mod:`eventsim.network`, :mod:`eventsim.kernels`) and the dense twin
+(:mod:`eventsim.dense`) both read these objects and compute independently.
+
+Shapes are per sample and exclude batch and time: ``(C, H, W)`` for maps,
+``(N,)`` for vectors. Weights use the usual layouts, ``(out, in, kh, kw)`` for
+:class:`Conv2d` and ``(out, in)`` for :class:`Linear`, in float32 or float64.
+
+Layer kinds
+-----------
+- synapses, which turn input events into input currents of the next neuron
+  layer: :class:`Conv2d`, :class:`Linear`, :class:`AvgPool`, :class:`SumPool`,
+  :class:`Identity`; and :class:`MaxPool`, which is not a weighted sum;
+- neurons, which integrate currents and emit spikes: :class:`LIF`, :class:`IF`,
+  :class:`Readout` (never fires), :class:`SpikingAvgPool` (a fixed average
+  pool feeding an IF neuron, Lee et al. 2020);
+- :class:`Dropout`, :class:`Flatten` and the :class:`Residual` block.
+
+A synapse followed by a neuron layer feeds it currents; a synapse that is not
+followed by a neuron layer passes its currents on as events (their nonzero
+entries), which is how linear average pooling and sum pooling behave. A
+neuron layer that follows no synapse takes the incoming event values as its
+currents.
+"""
+
+from __future__ import annotations
+
+from math import exp, prod
+from typing import Sequence
+
+import numpy as np
+
+from eventsim.errors import LayerError, check_choice
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _pair(layer: "Layer", what: str, v: int | Sequence[int], minimum: int) -> tuple[int, int]:
+    pair = (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
+    if len(pair) != 2 or not all(isinstance(p, (int, np.integer)) for p in pair):
+        raise LayerError(layer, f"{what} must be an int or a pair of ints, got {v!r}")
+    if any(p < minimum for p in pair):
+        raise LayerError(layer, f"{what} must be >= {minimum}, got {v!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def _map_shape(layer: "Layer", input_shape: tuple[int, ...]) -> tuple[int, int, int]:
+    if len(input_shape) != 3:
+        raise LayerError(layer, f"needs a (C, H, W) input, got shape {input_shape}")
+    return input_shape  # type: ignore[return-value]
+
+
+def _check_weight(layer: "Layer", what: str, w: object, shape: tuple[int, ...]) -> np.ndarray:
+    if not isinstance(w, np.ndarray):
+        raise LayerError(layer, f"{what} must be a numpy array of shape {shape}, got {type(w).__name__}")
+    if w.dtype not in FLOAT_DTYPES:
+        raise LayerError(layer, f"{what} must be float32 or float64, got {w.dtype}")
+    if w.shape != shape:
+        raise LayerError(layer, f"{what} must have shape {shape}, got {w.shape}")
+    check_finite(layer, what, w)
+    return np.array(w, copy=True)
+
+
+def check_finite(layer: "Layer", what: str, w: np.ndarray) -> None:
+    """Raise :class:`LayerError` naming the first NaN or infinite entry."""
+    bad = np.argwhere(~np.isfinite(w))
+    if bad.size:
+        where = tuple(int(i) for i in bad[0])
+        raise LayerError(layer, f"{what} is not finite at index {where} (value {w[where]})")
+
+
+class Layer:
+    """Base class: a name and the output shape for an input shape."""
+
+    kind = "layer"  #: prefix of automatic names ("conv1", "lif2", ...)
+
+    def __init__(self, name: str | None = None) -> None:
+        if name is not None and (not isinstance(name, str) or not name or "." in name):
+            raise LayerError(self, f"name must be a non-empty string without '.', got {name!r}")
+        self.name = name
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self._options().items())
+        return f"{type(self).__name__}({opts})"
+
+    def _options(self) -> dict:
+        return {"name": self.name}
+
+
+# --------------------------------------------------------------------- synapses
+class Synapse(Layer):
+    """A layer that turns input events into currents by a weighted sum."""
+
+    def ann_macs(self, input_shape: tuple[int, ...]) -> int:
+        """Multiply-accumulates of the same layer in a dense ANN (0 if unweighted)."""
+        return 0
+
+
+class Conv2d(Synapse):
+    """2-D convolution (cross-correlation, as in PyTorch), no groups.
+
+    ``I[o, y, x] = sum_{c, i, j} W[o, c, i, j] * s[c, y*sy + i - py, x*sx + j - px] (+ b[o])``
+    with zero padding. The event path adds ``value * W[:, c, i, j]`` for each
+    input event at ``(c, y', x')`` to every output position it reaches.
+    """
+
+    kind = "conv"
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | Sequence[int],
+        *,
+        stride: int | Sequence[int] = 1,
+        padding: int | Sequence[int] = 0,
+        weight: np.ndarray | None = None,
+        bias: np.ndarray | None = None,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(name)
+        if in_channels < 1 or out_channels < 1:
+            raise LayerError(self, f"channels must be >= 1, got in={in_channels}, out={out_channels}")
+        self.in_channels = int(in_channels)
+        self.out_channels = int(out_channels)
+        self.kernel_size = _pair(self, "kernel_size", kernel_size, 1)
+        self.stride = _pair(self, "stride", stride, 1)
+        self.padding = _pair(self, "padding", padding, 0)
+        self._weight: np.ndarray | None = None
+        self._bias: np.ndarray | None = None
+        if weight is not None:
+            self.weight = weight
+        if bias is not None:
+            self.bias = bias
+
+    @property
+    def weight_shape(self) -> tuple[int, int, int, int]:
+        return (self.out_channels, self.in_channels) + self.kernel_size
+
+    @property
+    def weight(self) -> np.ndarray | None:
+        """Weights, shape ``(out_channels, in_channels, kh, kw)``."""
+        return self._weight
+
+    @weight.setter
+    def weight(self, w: np.ndarray) -> None:
+        self._weight = _check_weight(self, "weight", w, self.weight_shape)
+
+    @property
+    def bias(self) -> np.ndarray | None:
+        """Optional constant input current per output channel, shape ``(out_channels,)``."""
+        return self._bias
+
+    @bias.setter
+    def bias(self, b: np.ndarray | None) -> None:
+        self._bias = None if b is None else _check_weight(self, "bias", b, (self.out_channels,))
+
+    @property
+    def fan_in(self) -> int:
+        return self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, int, int]:
+        c, h, w = _map_shape(self, input_shape)
+        if c != self.in_channels:
+            raise LayerError(self, f"expects {self.in_channels} input channels, got {c} (input shape {input_shape})")
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+        if ho < 1 or wo < 1:
+            raise LayerError(self, f"kernel {self.kernel_size} does not fit input {input_shape} with padding {self.padding}")
+        return (self.out_channels, ho, wo)
+
+    def ann_macs(self, input_shape: tuple[int, ...]) -> int:
+        return prod(self.output_shape(input_shape)) * self.fan_in
+
+    def _options(self) -> dict:
+        return {
+            "in_channels": self.in_channels, "out_channels": self.out_channels,
+            "kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding,
+            "bias": self._bias is not None, "name": self.name,
+        }
+
+
+class Linear(Synapse):
+    """Fully connected layer: ``I[o] = sum_i W[o, i] * s[i] (+ b[o])``."""
+
+    kind = "fc"
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        weight: np.ndarray | None = None,
+        bias: np.ndarray | None = None,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(name)
+        if in_features < 1 or out_features < 1:
+            raise LayerError(self, f"features must be >= 1, got in={in_features}, out={out_features}")
+        self.in_features = int(in_features)
+        self.out_features = int(out_features)
+        self._weight: np.ndarray | None = None
+        self._bias: np.ndarray | None = None
+        if weight is not None:
+            self.weight = weight
+        if bias is not None:
+            self.bias = bias
+
+    @property
+    def weight_shape(self) -> tuple[int, int]:
+        return (self.out_features, self.in_features)
+
+    @property
+    def weight(self) -> np.ndarray | None:
+        """Weights, shape ``(out_features, in_features)``."""
+        return self._weight
+
+    @weight.setter
+    def weight(self, w: np.ndarray) -> None:
+        self._weight = _check_weight(self, "weight", w, self.weight_shape)
+
+    @property
+    def bias(self) -> np.ndarray | None:
+        """Optional constant input current per output, shape ``(out_features,)``."""
+        return self._bias
+
+    @bias.setter
+    def bias(self, b: np.ndarray | None) -> None:
+        self._bias = None if b is None else _check_weight(self, "bias", b, (self.out_features,))
+
+    @property
+    def fan_in(self) -> int:
+        return self.in_features
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int]:
+        if len(input_shape) != 1:
+            raise LayerError(self, f"needs a flat (N,) input, got shape {input_shape}; put a Flatten() before it")
+        if input_shape[0] != self.in_features:
+            raise LayerError(self, f"expects {self.in_features} input features, got {input_shape[0]}")
+        return (self.out_features,)
+
+    def ann_macs(self, input_shape: tuple[int, ...]) -> int:
+        self.output_shape(input_shape)
+        return self.in_features * self.out_features
+
+    def _options(self) -> dict:
+        return {"in_features": self.in_features, "out_features": self.out_features,
+                "bias": self._bias is not None, "name": self.name}
+
+
+class _Pool(Synapse):
+    """Shared geometry of the pooling layers: a kh x kw window, no padding.
+
+    Output size is ``(H - kh) // sh + 1`` (trailing rows/columns that do not
+    fill a window are dropped, as in PyTorch and NIR).
+    """
+
+    kind = "pool"
+
+    def __init__(
+        self,
+        kernel_size: int | Sequence[int] = 2,
+        *,
+        stride: int | Sequence[int] | None = None,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(name)
+        self.kernel_size = _pair(self, "kernel_size", kernel_size, 1)
+        self.stride = self.kernel_size if stride is None else _pair(self, "stride", stride, 1)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, int, int]:
+        c, h, w = _map_shape(self, input_shape)
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        if h < kh or w < kw:
+            raise LayerError(self, f"window {self.kernel_size} is larger than the input {input_shape}")
+        return (c, (h - kh) // sh + 1, (w - kw) // sw + 1)
+
+    def _options(self) -> dict:
+        return {"kernel_size": self.kernel_size, "stride": self.stride, "name": self.name}
+
+
+class SumPool(_Pool):
+    """Sum pooling: ``I[c, y, x] = sum_{i, j} s[c, y*sy + i, x*sx + j]`` (NIR SumPool2d)."""
+
+    @property
+    def window_weight(self) -> float:
+        """The fixed weight of every window position."""
+        return 1.0
+
+
+class AvgPool(_Pool):
+    """Linear average pooling: sum pooling with every weight ``1 / (kh*kw)``.
+
+    The weight is rounded once to the network dtype and every input is
+    multiplied by it (rather than dividing the sum), so the event path and the
+    dense twin perform the same products. With kh*kw a power of two the weight
+    is exact.
+    """
+
+    @property
+    def window_weight(self) -> float:
+        return 1.0 / (self.kernel_size[0] * self.kernel_size[1])
+
+
+class Identity(Synapse):
+    """Identity connection, optionally strided: ``I[c, y, x] = s[c, y*stride, x*stride]``.
+
+    With ``stride=1`` it is the identity skip of a residual block; with
+    ``stride=2`` it is the parameter-free stride-2 identity skip of Lee et al.'s
+    ResNet11 code (an average pool of kernel 1 and stride 2).
+    """
+
+    kind = "skip"
+
+    def __init__(self, stride: int = 1, *, name: str | None = None) -> None:
+        super().__init__(name)
+        self.stride = _pair(self, "stride", stride, 1)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        if self.stride == (1, 1):
+            return tuple(input_shape)
+        c, h, w = _map_shape(self, input_shape)
+        sh, sw = self.stride
+        return (c, (h - 1) // sh + 1, (w - 1) // sw + 1)
+
+    def _options(self) -> dict:
+        return {"stride": self.stride, "name": self.name}
+
+
+class MaxPool(_Pool):
+    """Max pooling on spikes: the maximum over the window of the step's values.
+
+    Positions without an event count as 0, so for unit spikes the output is 1
+    exactly when some input in the window spiked at that step (an OR): what a
+    max pool computes on a 0/1 tensor (SEMANTICS.md). Not a weighted sum, so it
+    cannot share a neuron's input with another synapse (e.g. in a residual
+    merge).
+    """
+
+
+# ---------------------------------------------------------------------- neurons
+RESETS = ("hard", "soft")
+
+
+class LIF(Layer):
+    """Leaky integrate-and-fire neurons on the pre-threshold potential U.
+
+    SEMANTICS.md, "Neurons" (Lee et al. 2020, Sec. 2.1 and Algorithm 1, written
+    on U)::
+
+        U[t] = lam * R(U[t-1], s[t-1]) + I[t]          U[0] = 0
+        s[t] = 1[U[t] > theta]     (">=" when strict=False)
+        R    = U * (1 - s) + v_reset * s                (reset="hard")
+             = U - theta * s                            (reset="soft")
+
+    Parameters
+    ----------
+    threshold : float or 1-D array
+        theta > 0: one value for the layer, or one per channel (per neuron for
+        a flat layer). ``np.inf`` gives neurons that never fire.
+    leak : float, optional
+        Per-step factor lam in [0, 1]. Give either ``leak`` or ``tau``.
+    tau : float, optional
+        Time constant in steps; lam = exp(-1/tau).
+    reset : {"hard", "soft"}
+        Hard reset to ``v_reset`` (default 0), or soft reset (subtract theta).
+    v_reset : float
+        Reset value of the hard reset.
+    strict : bool
+        Fire on ``U > theta`` (default, Lee et al.) or on ``U >= theta``.
+    """
+
+    kind = "lif"
+
+    def __init__(
+        self,
+        threshold: float | np.ndarray = 1.0,
+        *,
+        leak: float | None = None,
+        tau: float | None = None,
+        reset: str = "hard",
+        v_reset: float = 0.0,
+        strict: bool = True,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(name)
+        if (leak is None) == (tau is None):
+            raise LayerError(self, "give exactly one of leak= (per-step factor) or tau= (time constant in steps)")
+        if tau is not None:
+            if not np.isfinite(tau) or tau <= 0:
+                raise LayerError(self, f"tau must be a positive finite number of steps, got {tau!r}")
+            leak = exp(-1.0 / tau)
+        if not 0.0 <= leak <= 1.0:
+            raise LayerError(self, f"leak must be in [0, 1], got {leak!r}")
+        check_choice("reset", reset, RESETS)
+        if not isinstance(strict, (bool, np.bool_)):
+            raise LayerError(self, f"strict must be True or False, got {strict!r}")
+        if not np.isfinite(v_reset):
+            raise LayerError(self, f"v_reset must be finite, got {v_reset!r}")
+        if reset == "soft" and v_reset != 0.0:
+            raise LayerError(self, "v_reset applies to the hard reset only")
+        self.leak = float(leak)
+        self.reset = reset
+        self.v_reset = float(v_reset)
+        self.strict = bool(strict)
+        self.threshold = threshold
+
+    @property
+    def threshold(self) -> float | np.ndarray:
+        return self._threshold
+
+    @threshold.setter
+    def threshold(self, theta: float | np.ndarray) -> None:
+        arr = np.asarray(theta, dtype=np.float64)
+        if arr.ndim > 1 or (arr.ndim == 1 and arr.size == 0):
+            raise LayerError(self, f"threshold must be a number or a 1-D array, got shape {arr.shape}")
+        if np.any(np.isnan(arr)) or np.any(arr <= 0):
+            raise LayerError(self, f"threshold must be positive (np.inf allowed), got {theta!r}")
+        self._threshold = float(arr) if arr.ndim == 0 else arr.copy()
+
+    def thresholds(self, shape: tuple[int, ...]) -> np.ndarray:
+        """One threshold per channel (``shape[0]``), float64."""
+        channels = shape[0]
+        th = np.asarray(self._threshold, dtype=np.float64)
+        if th.ndim == 1 and th.shape[0] != channels:
+            raise LayerError(self, f"has {th.shape[0]} thresholds but its input has {channels} channels")
+        return np.broadcast_to(th, (channels,)).copy()
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        self.thresholds(input_shape)
+        return tuple(input_shape)
+
+    def _options(self) -> dict:
+        return {"threshold": self._threshold, "leak": self.leak, "reset": self.reset,
+                "v_reset": self.v_reset, "strict": self.strict, "name": self.name}
+
+
+class IF(LIF):
+    """Integrate-and-fire neurons: :class:`LIF` with ``leak=1``."""
+
+    kind = "if"
+
+    def __init__(
+        self,
+        threshold: float | np.ndarray = 1.0,
+        *,
+        reset: str = "hard",
+        v_reset: float = 0.0,
+        strict: bool = True,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(threshold, leak=1.0, reset=reset, v_reset=v_reset, strict=strict, name=name)
+
+
+class Readout(LIF):
+    """Non-spiking output layer: theta = inf, the readout is ``U[T] / T``.
+
+    SEMANTICS.md, "Neurons" (Lee et al. 2020, eq. 6). In the U convention
+    ``U[T] = sum_t lam^(T - t) I[t]``. Must be the last layer of a network.
+    """
+
+    kind = "readout"
+
+    def __init__(self, *, leak: float | None = None, tau: float | None = None, name: str | None = None) -> None:
+        if leak is None and tau is None:
+            leak = 1.0
+        super().__init__(np.inf, leak=leak, tau=tau, name=name)
+
+    def _options(self) -> dict:
+        return {"leak": self.leak, "name": self.name}
+
+
+class SpikingAvgPool(Layer):
+    """Spiking average pooling (Lee et al. 2020, Sec. 2.2.1).
+
+    A fixed kh x kw window (stride = window by default) with every weight
+    ``1 / (kh*kw)`` feeds an IF neuron (no leak) with threshold
+    ``threshold_ratio`` times the total window weight (0.75 by default),
+    strict ``>``, hard reset to 0. Three simultaneous unit spikes into a 2x2
+    window give 0.75, which does not fire; a fourth does.
+    """
+
+    kind = "pool"
+
+    def __init__(
+        self,
+        kernel_size: int | Sequence[int] = 2,
+        *,
+        stride: int | Sequence[int] | None = None,
+        threshold_ratio: float = 0.75,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(name)
+        self.pool = AvgPool(kernel_size, stride=stride)
+        if not (np.isfinite(threshold_ratio) and threshold_ratio > 0):
+            raise LayerError(self, f"threshold_ratio must be positive and finite, got {threshold_ratio!r}")
+        self.threshold_ratio = float(threshold_ratio)
+
+    @property
+    def kernel_size(self) -> tuple[int, int]:
+        return self.pool.kernel_size
+
+    @property
+    def stride(self) -> tuple[int, int]:
+        return self.pool.stride
+
+    @property
+    def neuron(self) -> IF:
+        """The pooling neuron: IF, threshold = ratio x total window weight, hard reset, strict."""
+        kh, kw = self.kernel_size
+        return IF(self.threshold_ratio * kh * kw * self.pool.window_weight, reset="hard", strict=True)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        try:
+            return self.pool.output_shape(input_shape)
+        except LayerError as exc:
+            raise LayerError(self, exc.problem) from None
+
+    def _options(self) -> dict:
+        return {"kernel_size": self.kernel_size, "stride": self.stride,
+                "threshold_ratio": self.threshold_ratio, "name": self.name}
+
+
+# ------------------------------------------------------------------------ other
+class Dropout(Layer):
+    """Dropout on the spikes of the preceding layer, one mask per forward pass.
+
+    SEMANTICS.md, "Dropout" (Lee et al. 2020, Algorithm 1; code, Sec. 8.8): in
+    training, a mask ``m[b, n] = 1[u >= p]`` with ``u = rng.random((batch,
+    neurons))`` is drawn once per run and held for all steps; a kept event's
+    value is multiplied by ``1/(1-p)``, a dropped event disappears. Off at
+    inference.
+    """
+
+    kind = "drop"
+
+    def __init__(self, p: float, *, name: str | None = None) -> None:
+        super().__init__(name)
+        if not (0.0 <= p < 1.0):
+            raise LayerError(self, f"p must be in [0, 1), got {p!r}")
+        self.p = float(p)
+
+    @property
+    def scale(self) -> float:
+        """Value factor of kept events, ``1/(1-p)``."""
+        return 1.0 / (1.0 - self.p)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(input_shape)
+
+    def _options(self) -> dict:
+        return {"p": self.p, "name": self.name}
+
+
+class Flatten(Layer):
+    """``(C, H, W) -> (C*H*W,)``; flat indices are unchanged (C order)."""
+
+    kind = "flatten"
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int]:
+        return (prod(input_shape),)
+
+
+class Residual(Layer):
+    """Residual block: a main path and a skip path merge into one neuron layer.
+
+    Lee et al. 2020, Sec. 2.2.2: ``I_merge[t] = main_last(x_main[t]) + skip(x[t])``
+    where ``main`` is a list of layers whose last one is a weighted synapse
+    (usually a :class:`Conv2d`), ``skip`` is an :class:`Identity` (default,
+    optionally strided) or a :class:`Conv2d` (e.g. 1x1), and both currents
+    feed ``neuron`` in the same step.
+    """
+
+    kind = "res"
+
+    def __init__(
+        self,
+        main: Sequence[Layer],
+        neuron: LIF,
+        *,
+        skip: Synapse | None = None,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(name)
+        self.main = list(main)
+        if not self.main:
+            raise LayerError(self, "main path is empty")
+        if not isinstance(self.main[-1], (Conv2d, Linear, AvgPool, SumPool, Identity)):
+            raise LayerError(
+                self, f"main path must end in a weighted synapse (Conv2d, Linear, AvgPool, SumPool, Identity), "
+                f"ends in {type(self.main[-1]).__name__}"
+            )
+        self.skip = Identity() if skip is None else skip
+        if not isinstance(self.skip, (Identity, Conv2d)):
+            raise LayerError(self, f"skip must be Identity or Conv2d, got {type(self.skip).__name__}")
+        if not isinstance(neuron, LIF) or isinstance(neuron, Readout):
+            raise LayerError(self, f"neuron must be a spiking LIF/IF layer, got {type(neuron).__name__}")
+        self.neuron = neuron
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        raise NotImplementedError("Residual shapes are resolved by the network, layer by layer")
+
+    def _options(self) -> dict:
+        return {"main": self.main, "skip": self.skip, "neuron": self.neuron, "name": self.name}

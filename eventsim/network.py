@@ -1,0 +1,665 @@
+"""A network of layers run event by event over T steps.
+
+:class:`Network` holds a sequence of layers (residual blocks included), checks
+that their shapes fit, names every layer, and runs a batch of input
+:class:`~eventsim.events.Events` through them.
+
+How a run proceeds. Layers are grouped into *stages*, each turning one event
+stream into another: a synapse and the neuron layer after it form one stage
+(the synapse scatters events into currents, the neurons integrate and fire);
+a synapse with no neuron after it passes its currents on as events; max
+pooling and dropout map events to events; a residual block runs its main path
+and then merges the last synapse of that path and the skip into its neuron.
+Because no layer feeds back into an earlier one, each stage can process a
+*window* of K steps before the next stage starts; the result is the same as
+stepping all layers together, and the memory held for the streams is bounded
+by the window, not by T. State is reset for every sample.
+
+What a run records (:class:`RunResult`): always the readout, SynOps and
+pooling ops per layer and events emitted per layer; on request (``record=``)
+summed outputs (spike counts), leak-weighted traces, full spike rasters and
+potentials. Counts and traces take memory independent of T.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from math import prod
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from eventsim import kernels
+from eventsim.errors import EventsError, LayerError, OptionError, check_choice
+from eventsim.events import Events
+from eventsim.layers import (
+    IF,
+    LIF,
+    AvgPool,
+    Conv2d,
+    Dropout,
+    Flatten,
+    Identity,
+    Layer,
+    Linear,
+    MaxPool,
+    Readout,
+    Residual,
+    SpikingAvgPool,
+    SumPool,
+    Synapse,
+    check_finite,
+)
+
+RECORDS = ("counts", "traces", "spikes", "potentials")
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+#: Default bound on a window's current buffer, in elements (4 MiB in float32).
+WINDOW_ELEMENTS = 1 << 20
+
+Window = tuple  # (indptr, index, value) of K steps, see eventsim.kernels
+
+
+def _as3(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """Kernels see every layer as (C, H, W); a flat layer of N neurons is (N, 1, 1)."""
+    return tuple(shape) if len(shape) == 3 else (prod(shape), 1, 1)  # type: ignore[return-value]
+
+
+def _channel_last_to_c_order(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """(..., P*C) channel-last -> (..., *shape) in C order."""
+    c, h, w = _as3(shape)
+    lead = a.shape[:-1]
+    return np.moveaxis(a.reshape(lead + (h * w, c)), -1, -2).reshape(lead + tuple(shape))
+
+
+def _is_neuron(layer: Layer) -> bool:
+    return isinstance(layer, LIF)
+
+
+# ============================================================ per-sample state
+@dataclass
+class _Sample:
+    """What one sample's run accumulates; stages read and write their own entries."""
+
+    index: int
+    steps: int
+    window_start: int = 0
+    v: dict = field(default_factory=dict)
+    totals: dict = field(default_factory=dict)
+    traces: dict = field(default_factory=dict)
+    ops: dict = field(default_factory=dict)
+    n_events: dict = field(default_factory=dict)
+    spikes: dict = field(default_factory=dict)
+    potentials: dict = field(default_factory=dict)
+    last_u: dict = field(default_factory=dict)
+
+
+# ==================================================================== stages
+class _Op:
+    """A synapse resolved for the kernels: scatter layout, dtype, geometry."""
+
+    def __init__(self, layer: Synapse | None, in_shape, out_shape, dtype: np.dtype) -> None:
+        self.layer = layer
+        self.name = None if layer is None else layer.name
+        self.in3 = _as3(in_shape)
+        self.out3 = _as3(out_shape)
+        self.bias = None
+        self.counter = "pool_ops"
+        if isinstance(layer, (Conv2d, Linear)):
+            self.counter = "synops"
+            if layer.weight is None:
+                raise LayerError(layer, "has no weight; set layer.weight (or initialise the network) before running")
+            for what, arr in (("weight", layer.weight), ("bias", layer.bias)):
+                if arr is None:
+                    continue
+                if arr.dtype != dtype:
+                    raise LayerError(layer, f"holds a {arr.dtype} {what} but the network runs in {dtype}")
+                check_finite(layer, what, arr)
+            if layer.bias is not None:
+                self.bias = layer.bias
+        if isinstance(layer, Conv2d):
+            self.weight = np.ascontiguousarray(layer.weight.transpose(1, 2, 3, 0))
+        elif isinstance(layer, Linear):
+            self.weight = np.ascontiguousarray(layer.weight.T)
+        elif isinstance(layer, (AvgPool, SumPool)):
+            self.weight = dtype.type(layer.window_weight)
+
+    def scatter(self, cur: np.ndarray, x: Window) -> int:
+        """Add this synapse's currents for a window of events into ``cur``."""
+        indptr, index, value = x
+        layer = self.layer
+        if self.bias is not None:
+            kernels.add_bias(cur, self.bias)
+        in_hw, out_hw = self.in3[1:], self.out3[1:]
+        if isinstance(layer, Conv2d):
+            return kernels.conv_scatter(cur, indptr, index, value, self.weight, in_hw, out_hw, layer.stride, layer.padding)
+        if isinstance(layer, Linear):
+            return kernels.linear_scatter(cur, indptr, index, value, self.weight)
+        if isinstance(layer, (AvgPool, SumPool)):
+            return kernels.pool_scatter(
+                cur, indptr, index, value, self.weight, self.in3[0], in_hw, out_hw, layer.kernel_size, layer.stride
+            )
+        stride = (1, 1) if layer is None else layer.stride
+        return kernels.identity_scatter(cur, indptr, index, value, self.in3[0], in_hw, out_hw, stride)
+
+
+class _Stage:
+    """Turns input event windows into an output event window for one sample."""
+
+    name: str  # the layer whose output this stage produces
+    shape: tuple[int, ...]  # output shape
+    channel_last = False  # layout of the per-neuron arrays the stage keeps
+
+    def counted_ops(self) -> list[tuple[str, str]]:
+        """(layer name, "synops" or "pool_ops") of the operations this stage counts."""
+        return []
+
+    def start(self, sample: _Sample, record: frozenset) -> None:
+        sample.totals[self.name] = np.zeros(prod(self.shape), self.dtype)
+        sample.n_events[self.name] = 0
+        if "spikes" in record:
+            sample.spikes[self.name] = []
+
+    def run(self, sample: _Sample, *xs: Window) -> Window:
+        raise NotImplementedError
+
+    def _emitted(self, sample: _Sample, out: Window) -> Window:
+        sample.n_events[self.name] += out[1].shape[0]
+        if self.name in sample.spikes:
+            sample.spikes[self.name].append(out)
+        return out
+
+    @staticmethod
+    def _count(sample: _Sample, name: str | None, n: int) -> None:
+        if name is not None:
+            sample.ops[name] = sample.ops.get(name, 0) + int(n)
+
+
+class _NeuronStage(_Stage):
+    """Synapses (one, or two merging in a residual block) feeding a neuron layer."""
+
+    channel_last = True
+
+    def __init__(self, ops: list[_Op], neuron: LIF, name: str, shape, dtype: np.dtype) -> None:
+        self.ops, self.name, self.shape, self.dtype = ops, name, tuple(shape), dtype
+        self.theta = neuron.thresholds(_as3(shape)).astype(dtype)
+        self.leak = dtype.type(neuron.leak)
+        self.soft = neuron.reset == "soft"
+        self.v_reset = dtype.type(neuron.v_reset)
+        self.strict = neuron.strict
+        self.readout = isinstance(neuron, Readout)
+
+    def counted_ops(self) -> list[tuple[str, str]]:
+        return [(op.name, op.counter) for op in self.ops if op.name is not None]
+
+    def start(self, sample: _Sample, record: frozenset) -> None:
+        super().start(sample, record)
+        n = prod(self.shape)
+        sample.v[self.name] = np.zeros(n, self.dtype)
+        sample.traces[self.name] = np.zeros(n, self.dtype)
+        if "potentials" in record:
+            sample.potentials[self.name] = np.empty((sample.steps, n), self.dtype)
+
+    def run(self, sample: _Sample, *xs: Window) -> Window:
+        steps = xs[0][0].shape[0] - 1
+        cur = np.zeros((steps, prod(self.shape)), self.dtype)
+        for op, x in zip(self.ops, xs):
+            self._count(sample, op.name, op.scatter(cur, x))
+        indptr, index = kernels.lif_window(
+            sample.v[self.name], cur, self.theta, self.leak, self.soft, self.v_reset, self.strict,
+            sample.totals[self.name], sample.traces[self.name],
+        )
+        if self.name in sample.potentials:
+            t0 = sample.window_start
+            sample.potentials[self.name][t0 : t0 + steps] = cur
+        if self.readout:
+            sample.last_u[self.name] = cur[-1].copy()
+        return self._emitted(sample, (indptr, index, np.ones(index.shape[0], self.dtype)))
+
+
+class _PassStage(_Stage):
+    """A synapse with no neuron after it: its currents leave as events."""
+
+    channel_last = True
+
+    def counted_ops(self) -> list[tuple[str, str]]:
+        return [(self.op.name, self.op.counter)]
+
+    def __init__(self, op: _Op, shape, dtype: np.dtype) -> None:
+        self.op, self.name, self.shape, self.dtype = op, op.name, tuple(shape), dtype
+
+    def run(self, sample: _Sample, x: Window) -> Window:
+        cur = np.zeros((x[0].shape[0] - 1, prod(self.shape)), self.dtype)
+        self._count(sample, self.op.name, self.op.scatter(cur, x))
+        out = kernels.currents_to_events(cur, self.op.out3[0], sample.totals[self.name])
+        return self._emitted(sample, out)
+
+
+class _MaxPoolStage(_Stage):
+    def __init__(self, layer: MaxPool, in_shape, shape, dtype: np.dtype) -> None:
+        self.layer, self.name, self.shape, self.dtype = layer, layer.name, tuple(shape), dtype
+        self.in3, self.out3 = _as3(in_shape), _as3(shape)
+
+    def counted_ops(self) -> list[tuple[str, str]]:
+        return [(self.name, "pool_ops")]
+
+    def run(self, sample: _Sample, x: Window) -> Window:
+        indptr, index, value, ops = kernels.maxpool_events(
+            *x, self.in3[0], self.in3[1:], self.out3[1:], self.layer.kernel_size, self.layer.stride
+        )
+        self._count(sample, self.name, ops)
+        np.add.at(sample.totals[self.name], index, value)
+        return self._emitted(sample, (indptr, index, value))
+
+
+class _DropoutStage(_Stage):
+    def __init__(self, layer: Dropout, shape, dtype: np.dtype) -> None:
+        self.layer, self.name, self.shape, self.dtype = layer, layer.name, tuple(shape), dtype
+        self.scale = dtype.type(layer.scale)
+        self.keep: np.ndarray | None = None  # (batch, N) for the current run, None when off
+
+    def run(self, sample: _Sample, x: Window) -> Window:
+        if self.keep is None:
+            indptr, index, value = x
+            out = (indptr - indptr[0], index[indptr[0] : indptr[-1]], value[indptr[0] : indptr[-1]])
+        else:
+            out = kernels.dropout_events(*x, self.keep[sample.index], self.scale)
+        np.add.at(sample.totals[self.name], out[1], out[2])
+        return self._emitted(sample, out)
+
+
+class _ResidualStage(_Stage):
+    def __init__(self, main: list[_Stage], merge: _NeuronStage) -> None:
+        self.main, self.merge = main, merge
+        self.name, self.shape, self.dtype = merge.name, merge.shape, merge.dtype
+
+    def start(self, sample: _Sample, record: frozenset) -> None:
+        for stage in self.main:
+            stage.start(sample, record)
+        self.merge.start(sample, record)
+
+    def run(self, sample: _Sample, x: Window) -> Window:
+        main = x
+        for stage in self.main:
+            main = stage.run(sample, main)
+        return self.merge.run(sample, main, x)
+
+
+# =================================================================== results
+@dataclass
+class RunResult:
+    """What :meth:`Network.run` recorded for a batch.
+
+    Every dict is keyed by layer name. Per-sample arrays have the batch as
+    their first axis and neuron arrays are in C order of the layer's shape.
+
+    Attributes
+    ----------
+    output : (batch, *shape) array or None
+        The readout ``U_L[T] / T`` when the network ends in a :class:`Readout`.
+    synops : dict of (batch,) int64
+        Exact synaptic operations per weighted layer (Conv2d, Linear, skip
+        convolutions): each input event counts the in-bounds synapses it reaches.
+    pool_ops : dict of (batch,) int64
+        Operations of pooling layers and identity skips: (event, window) pairs.
+    events : dict of (batch,) int64
+        Events each layer emitted (spikes, for spiking layers).
+    counts : dict of (batch, *shape)
+        Summed output event values: the spike count gamma for spiking layers,
+        the dropout-scaled count after a Dropout. Recorded with "counts".
+    traces : dict of (batch, *shape)
+        ``f = sum_k lam^(T - t_k)`` over each neuron's spike steps t_k (Lee et
+        al. 2020, eq. 17); spiking layers only. Recorded with "traces".
+    spikes : dict of Events
+        Every event each layer emitted. Recorded with "spikes".
+    potentials : dict of (batch, T, *shape)
+        The pre-threshold potential U at every step; neuron layers only.
+        Recorded with "potentials".
+    masks : dict of (batch, *shape) bool
+        The dropout masks used (training runs only).
+    """
+
+    steps: int
+    output: np.ndarray | None
+    synops: dict[str, np.ndarray]
+    pool_ops: dict[str, np.ndarray]
+    events: dict[str, np.ndarray]
+    counts: dict[str, np.ndarray] = field(default_factory=dict)
+    traces: dict[str, np.ndarray] = field(default_factory=dict)
+    spikes: dict[str, Events] = field(default_factory=dict)
+    potentials: dict[str, np.ndarray] = field(default_factory=dict)
+    masks: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def total_synops(self) -> np.ndarray:
+        """SynOps per sample summed over layers, shape ``(batch,)``."""
+        return sum(self.synops.values(), np.zeros(self._batch(), np.int64))
+
+    def _batch(self) -> int:
+        first = next(iter(self.events.values()))
+        return first.shape[0]
+
+
+# =================================================================== network
+class Network:
+    """A sequence of layers (residual blocks included) run on events.
+
+    Parameters
+    ----------
+    layers : sequence of Layer
+        In order. Layers without a name get one (``conv1``, ``lif1``,
+        ``pool1``, ...; inside a residual block ``res1.conv1``, ...).
+    input_shape : tuple of int
+        Shape of one input sample, ``(C, H, W)`` or ``(N,)``.
+    dtype : float32 (default) or float64
+        The dtype of every weight, current and potential; input events must
+        have it too.
+
+    Raises
+    ------
+    LayerError
+        A shape mismatch between layers, a misplaced Readout, a layer object
+        used twice, or duplicate names; the message names the layer.
+    """
+
+    def __init__(self, layers: Sequence[Layer], input_shape: Sequence[int], dtype: object = np.float32) -> None:
+        self.layers = list(layers)
+        if not self.layers:
+            raise LayerError(self, "has no layers")
+        self.input_shape = tuple(int(s) for s in input_shape)
+        if len(self.input_shape) not in (1, 3) or any(s < 1 for s in self.input_shape):
+            raise LayerError(self, f"input_shape must be (C, H, W) or (N,) with positive sizes, got {input_shape!r}")
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in DTYPES:
+            raise LayerError(self, f"dtype must be float32 or float64, got {self.dtype}")
+        self.name = "network"
+        self._name_layers()
+        #: (input shape, output shape) of every layer, by name.
+        self.shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+        self.output_shape = self._infer(self.layers, self.input_shape, top=True)
+
+    # ----------------------------------------------------------- structure
+    def _name_layers(self) -> None:
+        seen_objects: set[int] = set()
+        taken = {layer.name for layer in self.walk() if layer.name}
+        given = [layer.name for layer in self.walk() if layer.name]
+        dup = {n for n in given if given.count(n) > 1}
+        if dup:
+            raise LayerError(self, f"duplicate layer names {sorted(dup)}")
+
+        def assign(layers: list[Layer], prefix: str) -> None:
+            counters: dict[str, int] = {}
+            for layer in layers:
+                if id(layer) in seen_objects:
+                    raise LayerError(layer, "the same layer object appears twice; create a new layer instead")
+                seen_objects.add(id(layer))
+                if layer.name is None:
+                    n = counters.get(layer.kind, 0)
+                    while True:
+                        n += 1
+                        candidate = f"{prefix}{layer.kind}{n}"
+                        if candidate not in taken:
+                            break
+                    counters[layer.kind] = n
+                    layer.name = candidate
+                    taken.add(candidate)
+                if isinstance(layer, Residual):
+                    inner = layer.main + [layer.skip, layer.neuron]
+                    if layer.skip.name is None and isinstance(layer.skip, Identity):
+                        layer.skip.name = f"{layer.name}.skip"
+                        taken.add(layer.skip.name)
+                    assign(inner, f"{layer.name}.")
+
+        assign(self.layers, "")
+
+    def walk(self) -> Iterable[Layer]:
+        """Every layer, depth first (a residual block, then its main path, skip, neuron)."""
+
+        def rec(layers):
+            for layer in layers:
+                yield layer
+                if isinstance(layer, Residual):
+                    yield from rec(layer.main + [layer.skip, layer.neuron])
+
+        return rec(self.layers)
+
+    def _infer(self, layers: list[Layer], shape: tuple[int, ...], top: bool) -> tuple[int, ...]:
+        for i, layer in enumerate(layers):
+            if isinstance(layer, Readout) and not (top and i == len(layers) - 1):
+                raise LayerError(layer, "a Readout must be the last layer of the network")
+            if isinstance(layer, Residual):
+                main_out = self._infer(layer.main, shape, top=False)
+                skip_out = self._infer([layer.skip], shape, top=False)
+                if main_out != skip_out:
+                    raise LayerError(
+                        layer, f"main path gives shape {main_out} but the skip gives {skip_out}; they must match"
+                    )
+                out = self._infer([layer.neuron], main_out, top=False)
+            else:
+                out = layer.output_shape(shape)
+            self.shapes[layer.name] = (shape, tuple(out))
+            shape = tuple(out)
+        return shape
+
+    def __repr__(self) -> str:
+        lines = [f"Network(input_shape={self.input_shape}, dtype={self.dtype.name}) ["]
+        for layer in self.walk():
+            depth = layer.name.count(".")
+            ins, outs = self.shapes[layer.name]
+            lines.append(f"  {'  ' * depth}{layer.name}: {type(layer).__name__} {ins} -> {outs}")
+        return "\n".join(lines + ["]"])
+
+    # ------------------------------------------------------------- counting
+    def ann_macs(self) -> dict[str, int]:
+        """Multiply-accumulates per weighted layer of the same network run as a dense ANN.
+
+        One MAC per synapse per output position, padded taps included; pooling
+        and identity skips cost none.
+        """
+        return {
+            layer.name: layer.ann_macs(self.shapes[layer.name][0])
+            for layer in self.walk()
+            if isinstance(layer, (Conv2d, Linear))
+        }
+
+    # ------------------------------------------------------------------ plan
+    def _plan(self, layers: list[Layer]) -> list[_Stage]:
+        dtype = self.dtype
+        stages: list[_Stage] = []
+        i = 0
+        while i < len(layers):
+            layer = layers[i]
+            in_shape, out_shape = self.shapes[layer.name]
+            nxt = layers[i + 1] if i + 1 < len(layers) else None
+            if isinstance(layer, Flatten):
+                pass  # flat indices are C order already: nothing to do on events
+            elif isinstance(layer, MaxPool):
+                stages.append(_MaxPoolStage(layer, in_shape, out_shape, dtype))
+            elif isinstance(layer, Synapse) and nxt is not None and _is_neuron(nxt):
+                op = _Op(layer, in_shape, out_shape, dtype)
+                stages.append(_NeuronStage([op], nxt, nxt.name, out_shape, dtype))
+                i += 1
+            elif isinstance(layer, Synapse):
+                stages.append(_PassStage(_Op(layer, in_shape, out_shape, dtype), out_shape, dtype))
+            elif _is_neuron(layer):
+                op = _Op(None, in_shape, out_shape, dtype)
+                stages.append(_NeuronStage([op], layer, layer.name, out_shape, dtype))
+            elif isinstance(layer, SpikingAvgPool):
+                op = _Op(layer.pool, in_shape, out_shape, dtype)
+                op.name = layer.name
+                stages.append(_NeuronStage([op], layer.neuron, layer.name, out_shape, dtype))
+            elif isinstance(layer, Dropout):
+                stages.append(_DropoutStage(layer, out_shape, dtype))
+            elif isinstance(layer, Residual):
+                last = layer.main[-1]
+                last_in, last_out = self.shapes[last.name]
+                ops = [_Op(last, last_in, last_out, dtype), _Op(layer.skip, *self.shapes[layer.skip.name], dtype)]
+                merge = _NeuronStage(ops, layer.neuron, layer.neuron.name, last_out, dtype)
+                stages.append(_ResidualStage(self._plan(layer.main[:-1]), merge))
+            else:
+                raise LayerError(layer, "is not a layer type the network can run")
+            i += 1
+        return stages
+
+    # ------------------------------------------------------------------- run
+    def run(
+        self,
+        events: Events,
+        *,
+        record: Iterable[str] = (),
+        train: bool = False,
+        rng: np.random.Generator | None = None,
+        masks: dict[str, np.ndarray] | None = None,
+        window: int | None = None,
+    ) -> RunResult:
+        """Run a batch of input events through the network.
+
+        Parameters
+        ----------
+        events : Events
+            Input of shape ``input_shape`` and the network's dtype.
+        record : iterable of {"counts", "traces", "spikes", "potentials"}
+            What to keep beyond the readout and the operation counts.
+        train : bool
+            Apply dropout (off at inference).
+        rng : numpy Generator
+            Draws the dropout masks of a training run: for each Dropout layer in
+            network order, ``keep = rng.random((batch, neurons)) >= p``.
+        masks : dict, optional
+            Dropout keep masks by layer name, ``(batch, *shape)`` bool, used
+            instead of drawing (to replay a run or feed another implementation).
+        window : int, optional
+            Steps each stage processes at once; by default as many as keep a
+            current buffer within ``WINDOW_ELEMENTS`` elements. Results do not
+            depend on it.
+        """
+        record = frozenset(record)
+        for r in record:
+            check_choice("record", r, RECORDS)
+        self._check_input(events)
+        steps, batch = events.steps, events.batch
+        stages = self._plan(self.layers)
+        keep = self._dropout_masks(stages, batch, train, rng, masks)
+        if window is None:
+            largest = max(prod(shape) for _, shape in self.shapes.values())
+            window = max(1, min(steps, WINDOW_ELEMENTS // largest))
+        elif int(window) < 1:
+            raise OptionError(f"window must be >= 1 step, got {window!r}")
+        window = int(window)
+
+        samples = [self._run_sample(stages, events, b, record, window) for b in range(batch)]
+        return self._collect(stages, samples, record, keep, steps)
+
+    def _check_input(self, events: Events) -> None:
+        if not isinstance(events, Events):
+            raise EventsError(f"network input must be an Events container, got {type(events).__name__}")
+        if events.shape != self.input_shape:
+            raise EventsError(f"input events have shape {events.shape} but the network expects {self.input_shape}")
+        if events.dtype != self.dtype:
+            raise EventsError(
+                f"input events are {events.dtype} but the network runs in {self.dtype}; "
+                f"convert with events.astype(np.{self.dtype.name})"
+            )
+
+    def _dropouts(self, stages: list[_Stage]) -> list[_DropoutStage]:
+        found = []
+        for stage in stages:
+            if isinstance(stage, _DropoutStage):
+                found.append(stage)
+            elif isinstance(stage, _ResidualStage):
+                found.extend(self._dropouts(stage.main))
+        return found
+
+    def _dropout_masks(self, stages, batch, train, rng, masks) -> dict[str, np.ndarray]:
+        masks = dict(masks or {})
+        used = {}
+        for stage in self._dropouts(stages):
+            layer = stage.layer
+            shape = (batch,) + stage.shape
+            if layer.name in masks:
+                m = np.asarray(masks.pop(layer.name))
+                if m.dtype != np.bool_ or m.shape != shape:
+                    raise LayerError(layer, f"mask must be a bool array of shape {shape}, got {m.dtype} {m.shape}")
+            elif train and layer.p > 0:
+                if not isinstance(rng, np.random.Generator):
+                    raise LayerError(layer, "a training run with dropout needs rng=np.random.default_rng(seed)")
+                m = (rng.random((batch, prod(stage.shape))) >= layer.p).reshape(shape)
+            else:
+                stage.keep = None
+                continue
+            stage.keep = m.reshape(batch, -1)
+            used[layer.name] = m
+        if masks:
+            raise OptionError(f"masks given for layers that are not Dropout layers of this network: {sorted(masks)}")
+        return used
+
+    def _run_sample(self, stages, events: Events, b: int, record: frozenset, window: int) -> _Sample:
+        steps = events.steps
+        sample = _Sample(index=b, steps=steps)
+        for stage in stages:
+            stage.start(sample, record)
+        rows = events.sample_rows(b)
+        for t0 in range(0, steps, window):
+            t1 = min(steps, t0 + window)
+            sample.window_start = t0
+            x = (rows[t0 : t1 + 1], events.index, events.value)
+            for stage in stages:
+                x = stage.run(sample, x)
+        return sample
+
+    def _collect(self, stages, samples: list[_Sample], record, keep, steps) -> RunResult:
+        result = RunResult(steps=steps, output=None, synops={}, pool_ops={}, events={}, masks=keep)
+        for stage in _leaves(stages):
+            name = stage.name
+            for op_name, counter in stage.counted_ops():
+                getattr(result, counter)[op_name] = np.array([smp.ops.get(op_name, 0) for smp in samples], np.int64)
+            result.events[name] = np.array([smp.n_events[name] for smp in samples], np.int64)
+            if "counts" in record:
+                result.counts[name] = _stacked(samples, "totals", stage)
+            if "spikes" in record:
+                result.spikes[name] = _join_windows([smp.spikes[name] for smp in samples], steps, stage.shape, stage.dtype)
+            if isinstance(stage, _NeuronStage):
+                if "traces" in record:
+                    result.traces[name] = _stacked(samples, "traces", stage)
+                if "potentials" in record:
+                    result.potentials[name] = _stacked(samples, "potentials", stage)
+                if stage.readout:
+                    result.output = _stacked(samples, "last_u", stage) / stage.dtype.type(steps)
+        return result
+
+
+def _leaves(stages: list[_Stage]) -> list[_Stage]:
+    """Stages in run order with residual blocks opened up."""
+    out: list[_Stage] = []
+    for stage in stages:
+        if isinstance(stage, _ResidualStage):
+            out.extend(_leaves(stage.main))
+            out.append(stage.merge)
+        else:
+            out.append(stage)
+    return out
+
+
+def _stacked(samples: list[_Sample], key: str, stage: _Stage) -> np.ndarray:
+    """One record of every sample, batch first, neurons in C order."""
+    arr = np.stack([getattr(smp, key)[stage.name] for smp in samples])
+    if stage.channel_last:
+        return _channel_last_to_c_order(arr, stage.shape)
+    return arr.reshape(arr.shape[:-1] + stage.shape)
+
+
+def _join_windows(per_sample: list[list[Window]], steps: int, shape, dtype) -> Events:
+    """Concatenate the windows of every sample into one Events container."""
+    indptr = [np.zeros(1, np.int64)]
+    index, value = [], []
+    offset = 0
+    for windows in per_sample:
+        for ptr, idx, val in windows:
+            indptr.append(ptr[1:] - ptr[0] + offset)
+            index.append(idx)
+            value.append(val)
+            offset += idx.shape[0]
+    return Events(
+        np.concatenate(indptr),
+        np.concatenate(index) if index else np.zeros(0, np.int64),
+        np.concatenate(value) if value else np.zeros(0, dtype),
+        batch=len(per_sample), steps=steps, shape=shape, check=False,
+    )

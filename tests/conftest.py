@@ -1,0 +1,16 @@
+"""Hypothesis profiles and shared fixtures.
+
+Profiles (select with HYPOTHESIS_PROFILE): "ci" (default, sized to keep the
+suite within its time budget on 2 cores), "dev" (quick), "thorough" (long
+local runs). Numba compiles on first call, hence no deadline.
+"""
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+_common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("ci", max_examples=40, **_common)
+settings.register_profile("dev", max_examples=8, **_common)
+settings.register_profile("thorough", max_examples=1000, **_common)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
