@@ -196,8 +196,6 @@ class _NeuronStage(_Stage):
         n = prod(self.shape)
         sample.v[self.name] = np.zeros(n, self.dtype)
         sample.traces[self.name] = np.zeros(n, self.dtype)
-        if "potentials" in record:
-            sample.potentials[self.name] = np.empty((sample.steps, n), self.dtype)
 
     def run(self, sample: _Sample, *xs: Window) -> Window:
         steps = xs[0][0].shape[0] - 1
@@ -210,7 +208,7 @@ class _NeuronStage(_Stage):
         )
         if self.name in sample.potentials:
             t0 = sample.window_start
-            sample.potentials[self.name][t0 : t0 + steps] = cur
+            sample.potentials[self.name][t0 : t0 + steps] = _channel_last_to_c_order(cur, self.shape).reshape(steps, -1)
         if self.readout:
             sample.last_u[self.name] = cur[-1].copy()
         return self._emitted(sample, (indptr, index, np.ones(index.shape[0], self.dtype)))
@@ -545,8 +543,17 @@ class Network:
             raise OptionError(f"window must be >= 1 step, got {window!r}")
         window = int(window)
 
-        samples = [self._run_sample(stages, events, b, record, window) for b in range(batch)]
-        return self._collect(stages, samples, record, keep, steps)
+        # Potentials are the one T-sized record: allocated once, each sample fills its slice.
+        potentials = {}
+        if "potentials" in record:
+            potentials = {
+                s.name: np.empty((batch, steps) + s.shape, self.dtype)
+                for s in _leaves(stages) if isinstance(s, _NeuronStage)
+            }
+        samples = [self._run_sample(stages, events, b, record, window, potentials) for b in range(batch)]
+        result = self._collect(stages, samples, record, keep, steps)
+        result.potentials = potentials
+        return result
 
     def _check_input(self, events: Events) -> None:
         if not isinstance(events, Events):
@@ -591,9 +598,10 @@ class Network:
             raise OptionError(f"masks given for layers that are not Dropout layers of this network: {sorted(masks)}")
         return used
 
-    def _run_sample(self, stages, events: Events, b: int, record: frozenset, window: int) -> _Sample:
+    def _run_sample(self, stages, events: Events, b: int, record: frozenset, window: int, potentials) -> _Sample:
         steps = events.steps
         sample = _Sample(index=b, steps=steps)
+        sample.potentials = {name: arr[b].reshape(steps, -1) for name, arr in potentials.items()}
         for stage in stages:
             stage.start(sample, record)
         rows = events.sample_rows(b)
@@ -619,8 +627,6 @@ class Network:
             if isinstance(stage, _NeuronStage):
                 if "traces" in record:
                     result.traces[name] = _stacked(samples, "traces", stage)
-                if "potentials" in record:
-                    result.potentials[name] = _stacked(samples, "potentials", stage)
                 if stage.readout:
                     result.output = _stacked(samples, "last_u", stage) / stage.dtype.type(steps)
         return result

@@ -1,0 +1,290 @@
+"""Dense, time-stepped reference run of a whole network.
+
+Every layer is a function of its input array at the step, with the batch axis
+first; neuron layers carry their state ``(U, s)`` from step to step. This is
+the straightforward reading of SEMANTICS.md ("Neurons") and of the layer
+docstrings in :mod:`eventsim.layers`, written without events so that the
+event-driven :class:`eventsim.network.Network` can be tested against it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from eventsim.dense.conv import conv2d
+from eventsim.dense.dropout import apply_dropout, draw_dropout_mask
+from eventsim.dense.linear import linear
+from eventsim.dense.neurons import lif_step
+from eventsim.dense.pooling import avg_pool, max_pool, subsample, sum_pool
+from eventsim.errors import LayerError
+from eventsim.layers import (
+    LIF, AvgPool, Conv2d, Dropout, Flatten, Identity, Layer, Linear, MaxPool, Readout, Residual,
+    SpikingAvgPool, SumPool,
+)
+
+
+class NetworkLike(Protocol):
+    """What :func:`run_dense` reads from a network (duck-typed, no import of the event path)."""
+
+    layers: Sequence[Layer]  #: every layer, nested ones too, carries a unique ``.name``
+    input_shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+@dataclass
+class DenseRun:
+    """Everything a dense run records; arrays are ``(B, T, *shape)`` unless said otherwise.
+
+    Attributes
+    ----------
+    outputs : dict
+        Per layer name (nested layers too): the layer's output at every step,
+        spikes as 0/1 floats for neurons, currents for synapses, masked
+        values for dropout. A :class:`~eventsim.layers.Residual` block's output
+        is its neuron's spikes.
+    potentials : dict
+        Per neuron layer: ``U`` at every step. The neuron of a
+        :class:`~eventsim.layers.SpikingAvgPool` is stored under the pooling
+        layer's name, that of a Residual block under the neuron's own name.
+    readout : array of shape ``(B, *shape)`` or None
+        ``U[T] / T`` of the last layer when it is a
+        :class:`~eventsim.layers.Readout` (SEMANTICS.md, "Neurons"; Lee et
+        al. 2020, eq. 6), else None.
+    masks : dict
+        Keep-masks used by the Dropout layers, ``(B, *shape)`` bool.
+    """
+
+    outputs: dict[str, np.ndarray]
+    potentials: dict[str, np.ndarray]
+    readout: np.ndarray | None
+    masks: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def run_dense(
+    network: NetworkLike,
+    x: np.ndarray,
+    *,
+    train: bool = False,
+    rng: np.random.Generator | None = None,
+    masks: dict[str, np.ndarray] | None = None,
+) -> DenseRun:
+    """Run ``network`` on dense input, step by step, layer by layer.
+
+    For t = 0..T-1 each layer maps its input at step t to its output at
+    step t: synapses (:class:`~eventsim.layers.Conv2d`,
+    :class:`~eventsim.layers.Linear`, the pools, :class:`~eventsim.layers.Identity`)
+    compute currents with the dense twins; neuron layers apply
+    :func:`~eventsim.dense.neurons.lif_step` to their input as ``I[t]``; a
+    Residual block feeds ``main_last(main(x)) + skip(x)`` to its neuron
+    (Lee et al. 2020, Sec. 2.2.2).
+
+    Dropout (SEMANTICS.md, "Neurons"): in training, one keep-mask per Dropout
+    layer, taken from ``masks`` by layer name, or else drawn with
+    :func:`~eventsim.dense.dropout.draw_dropout_mask` from ``rng`` before the
+    first step, in network order (depth-first), and held for all steps. Off
+    (the identity) when ``train`` is False.
+
+    Parameters
+    ----------
+    network : object with ``layers``, ``input_shape`` and ``dtype``
+    x : array, shape ``(B, T, *input_shape)``, dtype ``network.dtype``
+        Input values at every step (spikes, signed spikes or currents).
+    train : bool
+        Apply dropout.
+    rng : numpy Generator, optional
+        Draws the dropout masks that ``masks`` does not give.
+    masks : dict of name -> bool array ``(B, *shape)``, optional
+        Dropout keep-masks to use instead of drawing.
+
+    Returns
+    -------
+    DenseRun
+    """
+    dtype = np.dtype(network.dtype)
+    input_shape = tuple(int(n) for n in network.input_shape)
+    _check_input(x, input_shape, dtype)
+    batch, steps = x.shape[:2]
+
+    plan = _Plan(dtype)
+    plan.add(network.layers, input_shape)
+    keep = plan.dropout_masks(batch, rng, masks) if train else {}
+
+    walk = _Walk(plan, keep, batch)
+    for t in range(steps):
+        walk.sequence(network.layers, x[:, t])
+
+    outputs = {name: np.stack(seq, axis=1) for name, seq in walk.outputs.items()}
+    potentials = {name: np.stack(seq, axis=1) for name, seq in walk.potentials.items()}
+    last = network.layers[-1] if network.layers else None
+    readout = potentials[last.name][:, -1] / dtype.type(steps) if isinstance(last, Readout) else None
+    return DenseRun(outputs=outputs, potentials=potentials, readout=readout, masks=keep)
+
+
+def _check_input(x: np.ndarray, input_shape: tuple[int, ...], dtype: np.dtype) -> None:
+    if not isinstance(x, np.ndarray):
+        raise ValueError(f"run_dense input must be a numpy array, got {type(x).__name__}")
+    if x.dtype != dtype:
+        raise ValueError(f"run_dense input is {x.dtype} but the network computes in {dtype}")
+    if x.ndim != 2 + len(input_shape) or x.shape[2:] != input_shape or x.shape[0] < 1 or x.shape[1] < 1:
+        raise ValueError(f"run_dense input must have shape (batch, steps, *{input_shape}), got {x.shape}")
+    if not np.all(np.isfinite(x)):
+        b, t, *where = (int(i) for i in np.argwhere(~np.isfinite(x))[0])
+        raise ValueError(f"run_dense input is not finite at sample {b}, step {t}, position {tuple(where)}")
+
+
+class _Plan:
+    """What is fixed for the whole run: shapes, weights and thresholds in the run's dtype.
+
+    Built by one walk over the layers before the first step, which also
+    checks that the shapes fit (each layer's ``output_shape`` raises
+    :class:`~eventsim.errors.LayerError` otherwise).
+    """
+
+    def __init__(self, dtype: np.dtype) -> None:
+        self.dtype = dtype
+        self.params: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}  # synapse -> (weight, bias)
+        self.neurons: dict[str, tuple[LIF, np.ndarray]] = {}  # neuron name -> (options, per-channel theta)
+        self.dropouts: list[tuple[Dropout, tuple[int, ...]]] = []  # network order
+        self._names: set[str] = set()
+
+    def add(self, layers: Sequence[Layer], shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Record ``layers`` fed with per-sample ``shape``; return their output shape."""
+        for layer in layers:
+            self._name(layer)
+            if isinstance(layer, Residual):
+                shape = self._residual(layer, shape)
+            elif isinstance(layer, SpikingAvgPool):
+                shape = layer.output_shape(shape)
+                self._neuron(layer.name, layer.neuron, shape)
+            elif isinstance(layer, LIF):
+                shape = layer.output_shape(shape)
+                self._neuron(layer.name, layer, shape)
+            elif isinstance(layer, Dropout):
+                self.dropouts.append((layer, shape))
+            elif isinstance(layer, (Conv2d, Linear)):
+                if layer.weight is None:
+                    raise LayerError(layer, "has no weight")
+                bias = None if layer.bias is None else layer.bias.astype(self.dtype)
+                self.params[layer.name] = (layer.weight.astype(self.dtype), bias)
+                shape = layer.output_shape(shape)
+            elif isinstance(layer, (AvgPool, SumPool, MaxPool, Identity, Flatten)):
+                shape = layer.output_shape(shape)
+            else:
+                raise LayerError(layer, "the dense reference does not know this layer type")
+        return shape
+
+    def _residual(self, block: Residual, shape: tuple[int, ...]) -> tuple[int, ...]:
+        main = self.add(block.main, shape)
+        skip = self.add([block.skip], shape)
+        if main != skip:
+            raise LayerError(block, f"main path gives currents of shape {main} but the skip path {skip}")
+        return self.add([block.neuron], main)
+
+    def _neuron(self, name: str, neuron: LIF, shape: tuple[int, ...]) -> None:
+        # thresholds() is float64; round once to the run's dtype.
+        self.neurons[name] = (neuron, neuron.thresholds(shape).astype(self.dtype))
+
+    def _name(self, layer: Layer) -> None:
+        name = layer.name
+        if not isinstance(name, str) or not name:
+            raise LayerError(layer, "has no name; the network assigns names before a run")
+        if name in self._names:
+            raise LayerError(layer, f"name {name!r} is used by more than one layer")
+        self._names.add(name)
+
+    def dropout_masks(
+        self, batch: int, rng: np.random.Generator | None, given: dict[str, np.ndarray] | None
+    ) -> dict[str, np.ndarray]:
+        """Keep-masks for training: given ones by name, the others drawn in network order."""
+        given = {} if given is None else dict(given)
+        known = {layer.name for layer, _ in self.dropouts}
+        unknown = sorted(set(given) - known)
+        if unknown:
+            raise ValueError(f"masks given for {unknown}, which are not Dropout layers of this network")
+        keep: dict[str, np.ndarray] = {}
+        for layer, shape in self.dropouts:
+            if layer.name in given:
+                mask = np.asarray(given[layer.name])
+                if mask.dtype != np.bool_ or mask.shape != (batch,) + shape:
+                    raise LayerError(
+                        layer, f"mask must be a bool array of shape {(batch,) + shape}, got {mask.dtype} {mask.shape}"
+                    )
+                keep[layer.name] = mask
+            elif layer.p > 0:
+                if rng is None:
+                    raise LayerError(layer, f"training with p={layer.p} needs rng= (or its mask in masks=)")
+                keep[layer.name] = draw_dropout_mask(rng, batch, shape, layer.p)
+        return keep
+
+
+class _Walk:
+    """One pass over the layers per step, keeping neuron state and the records."""
+
+    def __init__(self, plan: _Plan, keep: dict[str, np.ndarray], batch: int) -> None:
+        self.plan = plan
+        self.keep = keep
+        self.batch = batch
+        self.state: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # neuron name -> (U, s)
+        self.outputs: dict[str, list[np.ndarray]] = defaultdict(list)
+        self.potentials: dict[str, list[np.ndarray]] = defaultdict(list)
+
+    def sequence(self, layers: Sequence[Layer], x: np.ndarray) -> np.ndarray:
+        for layer in layers:
+            x = self.layer(layer, x)
+        return x
+
+    def layer(self, layer: Layer, x: np.ndarray) -> np.ndarray:
+        if isinstance(layer, Residual):
+            # Both paths read the block input; their currents meet in one neuron.
+            main = self.sequence(layer.main[:-1], x)
+            current = self.layer(layer.main[-1], main) + self.layer(layer.skip, x)
+            out = self.layer(layer.neuron, current)
+        elif isinstance(layer, SpikingAvgPool):
+            out = self.neuron(layer.name, avg_pool(x, layer.kernel_size, layer.stride))
+        elif isinstance(layer, LIF):
+            out = self.neuron(layer.name, x)
+        elif isinstance(layer, Dropout):
+            mask = self.keep.get(layer.name)
+            out = x if mask is None else apply_dropout(x, mask, layer.scale)
+        elif isinstance(layer, Flatten):
+            out = x.reshape(self.batch, -1)
+        else:
+            out = self.synapse(layer, x)
+        self.outputs[layer.name].append(out)
+        return out
+
+    def synapse(self, layer: Layer, x: np.ndarray) -> np.ndarray:
+        if isinstance(layer, Conv2d):
+            weight, bias = self.plan.params[layer.name]
+            return conv2d(x, weight, bias, stride=layer.stride, padding=layer.padding)
+        if isinstance(layer, Linear):
+            weight, bias = self.plan.params[layer.name]
+            return linear(x, weight, bias)
+        if isinstance(layer, AvgPool):
+            return avg_pool(x, layer.kernel_size, layer.stride)
+        if isinstance(layer, SumPool):
+            return sum_pool(x, layer.kernel_size, layer.stride)
+        if isinstance(layer, MaxPool):
+            return max_pool(x, layer.kernel_size, layer.stride)
+        if isinstance(layer, Identity):
+            return subsample(x, layer.stride)
+        raise LayerError(layer, "the dense reference does not know this layer type")
+
+    def neuron(self, name: str, current: np.ndarray) -> np.ndarray:
+        """``I[t] -> s[t]`` for the neuron layer ``name``; U[0] = 0, s[0] = no spike."""
+        neuron, theta = self.plan.neurons[name]
+        if name in self.state:
+            u_prev, s_prev = self.state[name]
+        else:
+            u_prev, s_prev = np.zeros_like(current), np.zeros(current.shape, dtype=bool)
+        u, s = lif_step(
+            u_prev, s_prev, current, threshold=theta, leak=neuron.leak,
+            reset=neuron.reset, v_reset=neuron.v_reset, strict=neuron.strict,
+        )
+        self.state[name] = (u, s)
+        self.potentials[name].append(u)
+        return s.astype(self.plan.dtype)
