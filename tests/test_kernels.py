@@ -6,6 +6,7 @@ weights and event values, so every sum is exact and equality is demanded.
 """
 
 import numpy as np
+import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
@@ -181,3 +182,11 @@ def test_add_bias_adds_one_current_per_channel(seed, dtype, steps, c, hw):
     cur = np.zeros((steps, hw * hw * c), dtype)
     kernels.add_bias(cur, bias)
     np.testing.assert_array_equal(to_c_order(cur, (c, hw, hw)), np.broadcast_to(bias[:, None, None], (steps, c, hw, hw)))
+
+
+def test_conv_scatter_refuses_a_strided_buffer():
+    cur = np.zeros((2, 8), np.float32)[:, ::2]  # writes through a copy would be lost
+    one = np.ones(1, np.float32)
+    with pytest.raises(ValueError, match="must be C-contiguous"):
+        kernels.conv_scatter(cur, np.array([0, 1, 1]), np.array([0]), one, np.ones((1, 1, 1, 1), np.float32),
+                             (2, 2), (2, 2), (1, 1), (0, 0))
