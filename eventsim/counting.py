@@ -69,4 +69,5 @@ def estimate_energy(synops: float, ann_macs: float, model: str | EnergyModel = "
         model = ENERGY_MODELS[model]
     if synops < 0 or ann_macs < 0:
         raise OptionError(f"operation counts must be >= 0, got synops={synops}, ann_macs={ann_macs}")
+    synops, ann_macs = float(synops), float(ann_macs)
     return EnergyEstimate(model, synops, ann_macs, synops * model.e_ac, ann_macs * model.e_mac)
