@@ -1,6 +1,6 @@
 """The event container: spikes of a batch of samples, stored step-major.
 
-A spike is an event ``(step, neuron, value)`` (SEMANTICS.md, "Events"). For each
+A spike is an event ``(step, neuron, value)`` (docs/semantics.md, "Events"). For each
 sample the events are kept in CSR form over steps: the events of sample ``b`` at
 step ``t`` (0-based) are ``index[indptr[r]:indptr[r + 1]]`` and the matching
 ``value`` slice, with row ``r = b * steps + t``. ``index`` is the flat neuron

@@ -102,7 +102,44 @@ class Synapse(Layer):
         return 0
 
 
-class Conv2d(Synapse):
+class Weighted(Synapse):
+    """A synapse with trainable weights and an optional bias per output.
+
+    Subclasses define ``weight_shape``, ``fan_in`` and ``out_size`` (the
+    number of outputs a bias entry applies to).
+    """
+
+    weight_shape: tuple[int, ...]
+    out_size: int
+
+    def _set_parameters(self, weight: np.ndarray | None, bias: np.ndarray | None) -> None:
+        self._weight: np.ndarray | None = None
+        self._bias: np.ndarray | None = None
+        if weight is not None:
+            self.weight = weight
+        if bias is not None:
+            self.bias = bias
+
+    @property
+    def weight(self) -> np.ndarray | None:
+        """Weights, shape ``weight_shape``, float32 or float64 (None until set)."""
+        return self._weight
+
+    @weight.setter
+    def weight(self, w: np.ndarray) -> None:
+        self._weight = _check_weight(self, "weight", w, self.weight_shape)
+
+    @property
+    def bias(self) -> np.ndarray | None:
+        """Optional constant input current per output channel, shape ``(out_size,)``."""
+        return self._bias
+
+    @bias.setter
+    def bias(self, b: np.ndarray | None) -> None:
+        self._bias = None if b is None else _check_weight(self, "bias", b, (self.out_size,))
+
+
+class Conv2d(Weighted):
     """2-D convolution (cross-correlation, as in PyTorch), no groups.
 
     ``I[o, y, x] = sum_{c, i, j} W[o, c, i, j] * s[c, y*sy + i - py, x*sx + j - px] (+ b[o])``
@@ -132,34 +169,16 @@ class Conv2d(Synapse):
         self.kernel_size = _pair(self, "kernel_size", kernel_size, 1)
         self.stride = _pair(self, "stride", stride, 1)
         self.padding = _pair(self, "padding", padding, 0)
-        self._weight: np.ndarray | None = None
-        self._bias: np.ndarray | None = None
-        if weight is not None:
-            self.weight = weight
-        if bias is not None:
-            self.bias = bias
+        self._set_parameters(weight, bias)
 
     @property
     def weight_shape(self) -> tuple[int, int, int, int]:
+        """``(out_channels, in_channels, kh, kw)``."""
         return (self.out_channels, self.in_channels) + self.kernel_size
 
     @property
-    def weight(self) -> np.ndarray | None:
-        """Weights, shape ``(out_channels, in_channels, kh, kw)``."""
-        return self._weight
-
-    @weight.setter
-    def weight(self, w: np.ndarray) -> None:
-        self._weight = _check_weight(self, "weight", w, self.weight_shape)
-
-    @property
-    def bias(self) -> np.ndarray | None:
-        """Optional constant input current per output channel, shape ``(out_channels,)``."""
-        return self._bias
-
-    @bias.setter
-    def bias(self, b: np.ndarray | None) -> None:
-        self._bias = None if b is None else _check_weight(self, "bias", b, (self.out_channels,))
+    def out_size(self) -> int:
+        return self.out_channels
 
     @property
     def fan_in(self) -> int:
@@ -186,7 +205,7 @@ class Conv2d(Synapse):
         }
 
 
-class Linear(Synapse):
+class Linear(Weighted):
     """Fully connected layer: ``I[o] = sum_i W[o, i] * s[i] (+ b[o])``."""
 
     kind = "fc"
@@ -205,34 +224,16 @@ class Linear(Synapse):
             raise LayerError(self, f"features must be >= 1, got in={in_features}, out={out_features}")
         self.in_features = int(in_features)
         self.out_features = int(out_features)
-        self._weight: np.ndarray | None = None
-        self._bias: np.ndarray | None = None
-        if weight is not None:
-            self.weight = weight
-        if bias is not None:
-            self.bias = bias
+        self._set_parameters(weight, bias)
 
     @property
     def weight_shape(self) -> tuple[int, int]:
+        """``(out_features, in_features)``."""
         return (self.out_features, self.in_features)
 
     @property
-    def weight(self) -> np.ndarray | None:
-        """Weights, shape ``(out_features, in_features)``."""
-        return self._weight
-
-    @weight.setter
-    def weight(self, w: np.ndarray) -> None:
-        self._weight = _check_weight(self, "weight", w, self.weight_shape)
-
-    @property
-    def bias(self) -> np.ndarray | None:
-        """Optional constant input current per output, shape ``(out_features,)``."""
-        return self._bias
-
-    @bias.setter
-    def bias(self, b: np.ndarray | None) -> None:
-        self._bias = None if b is None else _check_weight(self, "bias", b, (self.out_features,))
+    def out_size(self) -> int:
+        return self.out_features
 
     @property
     def fan_in(self) -> int:
@@ -338,7 +339,7 @@ class MaxPool(_Pool):
 
     Positions without an event count as 0, so for unit spikes the output is 1
     exactly when some input in the window spiked at that step (an OR): what a
-    max pool computes on a 0/1 tensor (SEMANTICS.md). Not a weighted sum, so it
+    max pool computes on a 0/1 tensor (docs/semantics.md, "Synapses and pooling"). Not a weighted sum, so it
     cannot share a neuron's input with another synapse (e.g. in a residual
     merge).
     """
@@ -351,7 +352,7 @@ RESETS = ("hard", "soft")
 class LIF(Layer):
     """Leaky integrate-and-fire neurons on the pre-threshold potential U.
 
-    SEMANTICS.md, "Neurons" (Lee et al. 2020, Sec. 2.1 and Algorithm 1, written
+    docs/semantics.md, "Neurons" (Lee et al. 2020, Sec. 2.1 and Algorithm 1, written
     on U)::
 
         U[t] = lam * R(U[t-1], s[t-1]) + I[t]          U[0] = 0
@@ -461,7 +462,7 @@ class IF(LIF):
 class Readout(LIF):
     """Non-spiking output layer: theta = inf, the readout is ``U[T] / T``.
 
-    SEMANTICS.md, "Neurons" (Lee et al. 2020, eq. 6). In the U convention
+    docs/semantics.md, "Neurons" (Lee et al. 2020, eq. 6). In the U convention
     ``U[T] = sum_t lam^(T - t) I[t]``. Must be the last layer of a network.
     """
 
@@ -531,7 +532,7 @@ class SpikingAvgPool(Layer):
 class Dropout(Layer):
     """Dropout on the spikes of the preceding layer, one mask per forward pass.
 
-    SEMANTICS.md, "Dropout" (Lee et al. 2020, Algorithm 1; code, Sec. 8.8): in
+    docs/semantics.md, "Dropout" (Lee et al. 2020, Algorithm 1 and published code): in
     training, a mask ``m[b, n] = 1[u >= p]`` with ``u = rng.random((batch,
     neurons))`` is drawn once per run and held for all steps; a kept event's
     value is multiplied by ``1/(1-p)``, a dropped event disappears. Off at

@@ -48,6 +48,7 @@ from eventsim.layers import (
     SpikingAvgPool,
     SumPool,
     Synapse,
+    Weighted,
     check_finite,
 )
 
@@ -104,7 +105,7 @@ class _Op:
         self.out3 = _as3(out_shape)
         self.bias = None
         self.counter = "pool_ops"
-        if isinstance(layer, (Conv2d, Linear)):
+        if isinstance(layer, Weighted):
             self.counter = "synops"
             if layer.weight is None:
                 raise LayerError(layer, "has no weight; set layer.weight (or initialise the network) before running")
@@ -122,6 +123,10 @@ class _Op:
             self.weight = np.ascontiguousarray(layer.weight.T)
         elif isinstance(layer, (AvgPool, SumPool)):
             self.weight = dtype.type(layer.window_weight)
+            self.window = layer.kernel_size
+        else:  # Identity, or the identity currents of a neuron layer after no synapse
+            self.weight = dtype.type(1)
+            self.window = (1, 1)
 
     def scatter(self, cur: np.ndarray, x: Window) -> int:
         """Add this synapse's currents for a window of events into ``cur``."""
@@ -134,12 +139,8 @@ class _Op:
             return kernels.conv_scatter(cur, indptr, index, value, self.weight, in_hw, out_hw, layer.stride, layer.padding)
         if isinstance(layer, Linear):
             return kernels.linear_scatter(cur, indptr, index, value, self.weight)
-        if isinstance(layer, (AvgPool, SumPool)):
-            return kernels.pool_scatter(
-                cur, indptr, index, value, self.weight, self.in3[0], in_hw, out_hw, layer.kernel_size, layer.stride
-            )
         stride = (1, 1) if layer is None else layer.stride
-        return kernels.identity_scatter(cur, indptr, index, value, self.in3[0], in_hw, out_hw, stride)
+        return kernels.pool_scatter(cur, indptr, index, value, self.weight, self.in3[0], in_hw, out_hw, self.window, stride)
 
 
 class _Stage:
@@ -455,7 +456,7 @@ class Network:
         return {
             layer.name: layer.ann_macs(self.shapes[layer.name][0])
             for layer in self.walk()
-            if isinstance(layer, (Conv2d, Linear))
+            if isinstance(layer, Weighted)
         }
 
     # ------------------------------------------------------------------ plan

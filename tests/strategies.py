@@ -2,7 +2,7 @@
 
 Dyadic numbers (k / 2^m with small integers) make every sum of products exact
 in float32, so the event path and the dense twin must agree bit for bit
-whatever their summation order (SEMANTICS.md, "Numerics"). Generated cases
+whatever their summation order (docs/semantics.md, "Numerics"). Generated cases
 carry the seed their arrays come from, so a shrunk failure prints a case that
 can be rebuilt.
 """

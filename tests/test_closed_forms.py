@@ -1,7 +1,7 @@
 """Closed-form checks of the neuron, pooling, readout and dropout semantics.
 
 Each test compares a run of the event path against a formula derived from
-SEMANTICS.md by hand, not against another implementation.
+docs/semantics.md by hand, not against another implementation.
 """
 
 from fractions import Fraction

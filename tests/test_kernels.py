@@ -97,13 +97,13 @@ def test_maxpool_events_equal_dense_max_pool(seed, dtype, steps, density, c, h, 
 
 @given(seed=seeds, dtype=DTYPES, steps=st.integers(1, 4), density=densities, c=st.integers(1, 3),
        h=st.integers(1, 9), w=st.integers(1, 9), sh=st.integers(1, 3), sw=st.integers(1, 3))
-def test_identity_scatter_equals_subsampling(seed, dtype, steps, density, c, h, w, sh, sw):
+def test_one_by_one_sum_pool_scatter_equals_subsampling(seed, dtype, steps, density, c, h, w, sh, sw):
     rng = np.random.default_rng(seed)
     _, x, xd = window(rng, steps, (c, h, w), density, dtype)
     expected = dense.subsample(xd, (sh, sw))
     ho, wo = expected.shape[-2:]
     cur = np.zeros((steps, ho * wo * c), dtype)
-    ops = kernels.identity_scatter(cur, *x, c, (h, w), (ho, wo), (sh, sw))
+    ops = kernels.pool_scatter(cur, *x, dtype(1), c, (h, w), (ho, wo), (1, 1), (sh, sw))
     np.testing.assert_array_equal(to_c_order(cur, (c, ho, wo)), expected)
     assert ops == np.count_nonzero(expected)
 

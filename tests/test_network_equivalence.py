@@ -3,7 +3,7 @@
 Random stacks of conv / linear / pooling (all four kinds) / dropout / residual /
 neuron layers with random sizes, thresholds (per layer and per channel), leaks,
 reset modes, strict or not, input densities from 0 to 1, float32 and float64.
-Weights and input values are dyadic, so the exactness contract of SEMANTICS.md
+Weights and input values are dyadic, so the exactness contract of docs/semantics.md
 applies: every spike and every potential must be identical.
 """
 

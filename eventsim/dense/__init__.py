@@ -2,11 +2,11 @@
 
 Each event kernel of :mod:`eventsim.kernels` has a twin here that computes the
 same quantity on dense arrays, written directly from the equations of
-SEMANTICS.md and the layer docstrings of :mod:`eventsim.layers`, without
+docs/semantics.md and the layer docstrings of :mod:`eventsim.layers`, without
 looking at the event path. The twins serve two purposes:
 
 - the independent reference the event path is tested against (with dyadic
-  weights the two must agree bit for bit, SEMANTICS.md "Numerics");
+  weights the two must agree bit for bit, docs/semantics.md "Numerics");
 - the readable version of each computation, for students.
 
 They are never called on the hot path. Every function keeps the float dtype

@@ -19,7 +19,7 @@ def conv2d(
 ) -> np.ndarray:
     """Input currents of a convolution layer for one step of dense input.
 
-    The equation of :class:`eventsim.layers.Conv2d` (SEMANTICS.md, "Neurons":
+    The equation of :class:`eventsim.layers.Conv2d` (docs/semantics.md, "Synapses and pooling";
     the current ``I[t]``; Lee et al. 2020, Sec. 2.2.1, Fig. 2a)::
 
         out[..., o, oy, ox] = sum_{c, i, j} W[o, c, i, j] * xpad[..., c, oy*sh + i, ox*sw + j]  (+ b[o])

@@ -1,6 +1,6 @@
 """Brute-force operation counters: the test oracle of the event path's counts.
 
-SEMANTICS.md, "Counting": SynOps are counted exactly, each event adding the
+docs/semantics.md, "Counting": SynOps are counted exactly, each event adding the
 number of in-bounds synapses it reaches (borders included); pooling ops are
 reported apart. These counters walk every output position and kernel tap
 with plain loops, so they are slow and meant for small test sizes only.
@@ -70,23 +70,14 @@ def pool_ops(x: np.ndarray, kernel: int | Sequence[int], stride: int | Sequence[
     columns belongs to no window and costs nothing, one under overlapping
     windows costs once per window.
 
+    This is the convolution count with one output channel and no padding:
+    each nonzero input counts once per window that reads it.
+
     Parameters
     ----------
     x : array, shape ``(C, H, W)``
     """
-    c_in, h, w = x.shape
-    kh, kw = as_pair(kernel, "kernel", 1)
-    sh, sw = as_pair(stride, "stride", 1)
-    ho, wo = (h - kh) // sh + 1, (w - kw) // sw + 1
-    ops = 0
-    for c in range(c_in):
-        for oy in range(ho):
-            for ox in range(wo):
-                for i in range(kh):
-                    for j in range(kw):
-                        if x[c, oy * sh + i, ox * sw + j] != 0:
-                            ops += 1
-    return ops
+    return conv2d_synops(x, kernel, 1, stride, 0)
 
 
 def ann_macs_conv2d(
@@ -99,8 +90,7 @@ def ann_macs_conv2d(
     """Multiply-accumulates of the same convolution in a dense ANN.
 
     ``Ho * Wo * out_channels * C * kh * kw``: every tap of every output,
-    padded ones included (Lee et al. 2020, Sec. 5.4; papers/lee2020-spike-bp.md
-    Sec. 7).
+    padded ones included (Lee et al. 2020, Sec. 5.4; docs/semantics.md, "Counting").
     """
     c_in, h, w = (int(n) for n in in_shape)
     kh, kw = as_pair(kernel_size, "kernel_size", 1)

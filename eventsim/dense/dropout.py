@@ -12,8 +12,8 @@ from eventsim.dense._common import float_dtype
 def draw_dropout_mask(rng: np.random.Generator, batch: int, shape: tuple[int, ...], p: float) -> np.ndarray:
     """Keep-mask of one dropout layer for one forward pass.
 
-    SEMANTICS.md, "Neurons" (dropout; Lee et al. 2020, Algorithm 1 and the
-    authors' code, papers/lee2020-spike-bp.md Sec. 8.8)::
+    docs/semantics.md, "Dropout" (Lee et al. 2020, Algorithm 1 and the
+    authors' published code)::
 
         keep[b, n] = 1[u[b, n] >= p],   u = rng.random((batch, prod(shape)))
 

@@ -2,7 +2,7 @@
 
 Every layer is a function of its input array at the step, with the batch axis
 first; neuron layers carry their state ``(U, s)`` from step to step. This is
-the straightforward reading of SEMANTICS.md ("Neurons") and of the layer
+the straightforward reading of docs/semantics.md ("Neurons") and of the layer
 docstrings in :mod:`eventsim.layers`, written without events so that the
 event-driven :class:`eventsim.network.Network` can be tested against it.
 """
@@ -52,7 +52,7 @@ class DenseRun:
         layer's name, that of a Residual block under the neuron's own name.
     readout : array of shape ``(B, *shape)`` or None
         ``U[T] / T`` of the last layer when it is a
-        :class:`~eventsim.layers.Readout` (SEMANTICS.md, "Neurons"; Lee et
+        :class:`~eventsim.layers.Readout` (docs/semantics.md, "Neurons"; Lee et
         al. 2020, eq. 6), else None.
     masks : dict
         Keep-masks used by the Dropout layers, ``(B, *shape)`` bool.
@@ -82,7 +82,7 @@ def run_dense(
     Residual block feeds ``main_last(main(x)) + skip(x)`` to its neuron
     (Lee et al. 2020, Sec. 2.2.2).
 
-    Dropout (SEMANTICS.md, "Neurons"): in training, one keep-mask per Dropout
+    Dropout (docs/semantics.md, "Dropout"): in training, one keep-mask per Dropout
     layer, taken from ``masks`` by layer name, or else drawn with
     :func:`~eventsim.dense.dropout.draw_dropout_mask` from ``rng`` before the
     first step, in network order (depth-first), and held for all steps. Off

@@ -19,7 +19,7 @@ def lif_step(
     v_reset: float = 0.0,
     strict: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Advance LIF neurons by one step (SEMANTICS.md, "Neurons")::
+    """Advance LIF neurons by one step (docs/semantics.md, "Neurons")::
 
         U[t] = lam * R(U[t-1], s[t-1]) + I[t]
         s[t] = 1[U[t] > theta]                       (">=" when strict is False)

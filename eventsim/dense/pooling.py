@@ -54,8 +54,8 @@ def max_pool(x: np.ndarray, kernel: int | Sequence[int], stride: int | Sequence[
         out[..., c, oy, ox] = max_{i, j} x[..., c, oy*sh + i, ox*sw + j]
 
     Positions without an event hold 0 in the dense array and take part in the
-    max, so on 0/1 spikes the output is the OR of the window (SEMANTICS.md,
-    "Neurons", max pooling on spikes).
+    max, so on 0/1 spikes the output is the OR of the window (docs/semantics.md,
+    "Synapses and pooling").
 
     Returns an array of shape ``(..., C, Ho, Wo)`` in the dtype of ``x``.
     """

@@ -25,14 +25,13 @@ from eventsim.kernels.currents import add_bias, currents_to_events
 from eventsim.kernels.dropout import dropout_events
 from eventsim.kernels.linear import linear_scatter
 from eventsim.kernels.neurons import lif_window
-from eventsim.kernels.pooling import identity_scatter, maxpool_events, pool_scatter
+from eventsim.kernels.pooling import maxpool_events, pool_scatter
 
 __all__ = [
     "add_bias",
     "conv_scatter",
     "currents_to_events",
     "dropout_events",
-    "identity_scatter",
     "lif_window",
     "linear_scatter",
     "maxpool_events",

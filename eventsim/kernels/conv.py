@@ -2,6 +2,8 @@
 
 from numba import njit, uint64
 
+from eventsim.kernels.geometry import position, reached
+
 
 @njit(cache=True, nogil=True)
 def conv_scatter(cur, indptr, index, value, weight, in_hw, out_hw, stride, padding):
@@ -50,16 +52,11 @@ def conv_scatter(cur, indptr, index, value, weight, in_hw, out_hw, stride, paddi
         for e in range(indptr[k], indptr[k + 1]):
             j = index[e]
             v = value[e]
-            c = j // plane
-            y = (j - c * plane) // w
-            x = j - c * plane - y * w
-            ty = y + ph
+            c, y, x = position(j, plane, w)
+            ty = y + ph  # position in the padded map
             tx = x + pw
-            # Output rows oy with 0 <= ty - oy*sh < kh, clipped to the map.
-            oy_lo = max(0, (ty - kh + sh) // sh)
-            oy_hi = min(ho - 1, ty // sh)
-            ox_lo = max(0, (tx - kw + sw) // sw)
-            ox_hi = min(wo - 1, tx // sw)
+            oy_lo, oy_hi = reached(ty, kh, sh, ho)
+            ox_lo, ox_hi = reached(tx, kw, sw, wo)
             for oy in range(oy_lo, oy_hi + 1):
                 ky = ty - oy * sh
                 for ox in range(ox_lo, ox_hi + 1):

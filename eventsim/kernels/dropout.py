@@ -8,7 +8,7 @@ from numba import njit
 def dropout_events(indptr, index, value, keep, scale):
     """Keep the events of neurons with ``keep[n]``, multiplying their values by ``scale``.
 
-    SEMANTICS.md, "Dropout" (Lee et al. 2020, Algorithm 1): the mask is drawn
+    docs/semantics.md, "Dropout" (Lee et al. 2020, Algorithm 1): the mask is drawn
     once per forward pass and the same ``keep`` applies at every step, so a
     dropped neuron is silent for the whole sample; kept events carry
     ``value * 1/(1-p)``.

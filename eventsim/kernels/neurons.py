@@ -10,7 +10,7 @@ from eventsim.kernels.buffers import grown
 def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces):
     """Integrate, fire, reset and leak for K steps; emit the spikes.
 
-    SEMANTICS.md, "Neurons" (Lee et al. 2020, Algorithm 1 and Sec. 8.1)::
+    docs/semantics.md, "Neurons" (Lee et al. 2020, Algorithm 1 and published code)::
 
         U[t] = V[t-1] + I[t]                   V[0] = 0
         s[t] = 1[U[t] > theta]                 (>= when strict is False)

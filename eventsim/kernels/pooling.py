@@ -1,9 +1,10 @@
-"""Pooling kernels: weighted window sums, strided identity, max pooling."""
+"""Pooling kernels: fixed-weight window sums and max pooling."""
 
 import numpy as np
 from numba import njit
 
 from eventsim.kernels.buffers import grown
+from eventsim.kernels.geometry import position, reached
 
 
 @njit(cache=True, nogil=True)
@@ -17,7 +18,9 @@ def pool_scatter(cur, indptr, index, value, weight, channels, in_hw, out_hw, ker
         I[c, oy, ox] = sum_{i<kh, j<kw} weight * s[c, oy*sh + i, ox*sw + j]
 
     An event at ``(c, y, x)`` reaches every window that contains it (more than
-    one when the stride is smaller than the window).
+    one when the stride is smaller than the window). With a 1x1 window and
+    weight 1 this is the strided identity ``I[c, oy, ox] = s[c, oy*sh, ox*sw]``
+    (residual skips, and the currents of a neuron layer after no synapse).
 
     Parameters
     ----------
@@ -37,15 +40,10 @@ def pool_scatter(cur, indptr, index, value, weight, channels, in_hw, out_hw, ker
     ops = 0
     for k in range(indptr.shape[0] - 1):
         for e in range(indptr[k], indptr[k + 1]):
-            j = index[e]
-            c = j // plane
-            y = (j - c * plane) // w
-            x = j - c * plane - y * w
+            c, y, x = position(index[e], plane, w)
             contrib = value[e] * weight
-            oy_lo = max(0, (y - kh + sh) // sh)
-            oy_hi = min(ho - 1, y // sh)
-            ox_lo = max(0, (x - kw + sw) // sw)
-            ox_hi = min(wo - 1, x // sw)
+            oy_lo, oy_hi = reached(y, kh, sh, ho)
+            ox_lo, ox_hi = reached(x, kw, sw, wo)
             for oy in range(oy_lo, oy_hi + 1):
                 for ox in range(ox_lo, ox_hi + 1):
                     cur[k, (oy * wo + ox) * channels + c] += contrib
@@ -54,41 +52,11 @@ def pool_scatter(cur, indptr, index, value, weight, channels, in_hw, out_hw, ker
 
 
 @njit(cache=True, nogil=True)
-def identity_scatter(cur, indptr, index, value, channels, in_hw, out_hw, stride):
-    """Add input event values as currents, keeping every stride-th position.
-
-    ``I[c, oy, ox] = s[c, oy*sh, ox*sw]``: the identity skip of a residual block
-    (stride 1), Lee et al.'s stride-2 identity skip, and the currents of a neuron
-    layer that follows no synapse.
-
-    Returns
-    -------
-    int
-        Events passed on.
-    """
-    h, w = in_hw
-    wo = out_hw[1]
-    sh, sw = stride
-    plane = h * w
-    ops = 0
-    for k in range(indptr.shape[0] - 1):
-        for e in range(indptr[k], indptr[k + 1]):
-            j = index[e]
-            c = j // plane
-            y = (j - c * plane) // w
-            x = j - c * plane - y * w
-            if y % sh == 0 and x % sw == 0:
-                cur[k, ((y // sh) * wo + x // sw) * channels + c] += value[e]
-                ops += 1
-    return ops
-
-
-@njit(cache=True, nogil=True)
 def maxpool_events(indptr, index, value, channels, in_hw, out_hw, kernel, stride):
     """Max pooling on events: per step, the maximum value over each window.
 
     ``out[c, oy, ox] = max_{i<kh, j<kw} s[c, oy*sh + i, ox*sw + j]`` where
-    positions without an event hold 0 (SEMANTICS.md: on unit spikes this is the
+    positions without an event hold 0 (docs/semantics.md, "Synapses and pooling": on unit spikes this is the
     OR of the window). Outputs equal to 0 emit no event.
 
     Returns
@@ -117,15 +85,10 @@ def maxpool_events(indptr, index, value, channels, in_hw, out_hw, kernel, stride
     for k in range(steps):
         n_touched = 0
         for e in range(indptr[k], indptr[k + 1]):
-            j = index[e]
-            c = j // plane
-            y = (j - c * plane) // w
-            x = j - c * plane - y * w
+            c, y, x = position(index[e], plane, w)
             v = value[e]
-            oy_lo = max(0, (y - kh + sh) // sh)
-            oy_hi = min(ho - 1, y // sh)
-            ox_lo = max(0, (x - kw + sw) // sw)
-            ox_hi = min(wo - 1, x // sw)
+            oy_lo, oy_hi = reached(y, kh, sh, ho)
+            ox_lo, ox_hi = reached(x, kw, sw, wo)
             for oy in range(oy_lo, oy_hi + 1):
                 for ox in range(ox_lo, ox_hi + 1):
                     o = c * oplane + oy * wo + ox
