@@ -81,7 +81,6 @@ def _is_neuron(layer: Layer) -> bool:
 class _Sample:
     """What one sample's run accumulates; stages read and write their own entries."""
 
-    index: int
     steps: int
     window_start: int = 0
     v: dict = field(default_factory=dict)
@@ -92,15 +91,16 @@ class _Sample:
     spikes: dict = field(default_factory=dict)
     potentials: dict = field(default_factory=dict)
     last_u: dict = field(default_factory=dict)
+    keep: dict = field(default_factory=dict)  # dropout keep-masks of this sample, (N,) bool
 
 
 # ==================================================================== stages
 class _Op:
     """A synapse resolved for the kernels: scatter layout, dtype, geometry."""
 
-    def __init__(self, layer: Synapse | None, in_shape, out_shape, dtype: np.dtype) -> None:
+    def __init__(self, layer: Synapse | None, in_shape, out_shape, dtype: np.dtype, name: str | None = None) -> None:
         self.layer = layer
-        self.name = None if layer is None else layer.name
+        self.name = name or (None if layer is None else layer.name)
         self.in3 = _as3(in_shape)
         self.out3 = _as3(out_shape)
         self.bias = None
@@ -220,11 +220,11 @@ class _PassStage(_Stage):
 
     channel_last = True
 
-    def counted_ops(self) -> list[tuple[str, str]]:
-        return [(self.op.name, self.op.counter)]
-
     def __init__(self, op: _Op, shape, dtype: np.dtype) -> None:
         self.op, self.name, self.shape, self.dtype = op, op.name, tuple(shape), dtype
+
+    def counted_ops(self) -> list[tuple[str, str]]:
+        return [(self.op.name, self.op.counter)]
 
     def run(self, sample: _Sample, x: Window) -> Window:
         cur = np.zeros((x[0].shape[0] - 1, prod(self.shape)), self.dtype)
@@ -234,6 +234,8 @@ class _PassStage(_Stage):
 
 
 class _MaxPoolStage(_Stage):
+    """Max pooling on events: window maxima per step, passed on as events."""
+
     def __init__(self, layer: MaxPool, in_shape, shape, dtype: np.dtype) -> None:
         self.layer, self.name, self.shape, self.dtype = layer, layer.name, tuple(shape), dtype
         self.in3, self.out3 = _as3(in_shape), _as3(shape)
@@ -251,22 +253,26 @@ class _MaxPoolStage(_Stage):
 
 
 class _DropoutStage(_Stage):
+    """Dropout with the sample's keep-mask; the identity when the run has no mask."""
+
     def __init__(self, layer: Dropout, shape, dtype: np.dtype) -> None:
         self.layer, self.name, self.shape, self.dtype = layer, layer.name, tuple(shape), dtype
         self.scale = dtype.type(layer.scale)
-        self.keep: np.ndarray | None = None  # (batch, N) for the current run, None when off
 
     def run(self, sample: _Sample, x: Window) -> Window:
-        if self.keep is None:
+        keep = sample.keep.get(self.name)
+        if keep is None:
             indptr, index, value = x
             out = (indptr - indptr[0], index[indptr[0] : indptr[-1]], value[indptr[0] : indptr[-1]])
         else:
-            out = kernels.dropout_events(*x, self.keep[sample.index], self.scale)
+            out = kernels.dropout_events(*x, keep, self.scale)
         np.add.at(sample.totals[self.name], out[1], out[2])
         return self._emitted(sample, out)
 
 
 class _ResidualStage(_Stage):
+    """A residual block: the main path's stages, then the merge into one neuron layer."""
+
     def __init__(self, main: list[_Stage], merge: _NeuronStage) -> None:
         self.main, self.merge = main, merge
         self.name, self.shape, self.dtype = merge.name, merge.shape, merge.dtype
@@ -317,6 +323,7 @@ class RunResult:
         The dropout masks used (training runs only).
     """
 
+    batch: int
     steps: int
     output: np.ndarray | None
     synops: dict[str, np.ndarray]
@@ -330,11 +337,7 @@ class RunResult:
 
     def total_synops(self) -> np.ndarray:
         """SynOps per sample summed over layers, shape ``(batch,)``."""
-        return sum(self.synops.values(), np.zeros(self._batch(), np.int64))
-
-    def _batch(self) -> int:
-        first = next(iter(self.events.values()))
-        return first.shape[0]
+        return sum(self.synops.values(), np.zeros(self.batch, np.int64))
 
 
 # =================================================================== network
@@ -482,8 +485,7 @@ class Network:
                 op = _Op(None, in_shape, out_shape, dtype)
                 stages.append(_NeuronStage([op], layer, layer.name, out_shape, dtype))
             elif isinstance(layer, SpikingAvgPool):
-                op = _Op(layer.pool, in_shape, out_shape, dtype)
-                op.name = layer.name
+                op = _Op(layer.pool, in_shape, out_shape, dtype, name=layer.name)
                 stages.append(_NeuronStage([op], layer.neuron, layer.name, out_shape, dtype))
             elif isinstance(layer, Dropout):
                 stages.append(_DropoutStage(layer, out_shape, dtype))
@@ -524,7 +526,8 @@ class Network:
             network order, ``keep = rng.random((batch, neurons)) >= p``.
         masks : dict, optional
             Dropout keep masks by layer name, ``(batch, *shape)`` bool, used
-            instead of drawing (to replay a run or feed another implementation).
+            instead of drawing in a training run (to replay a run or feed
+            another implementation the same masks).
         window : int, optional
             Steps each stage processes at once; by default as many as keep a
             current buffer within ``WINDOW_ELEMENTS`` elements. Results do not
@@ -551,7 +554,7 @@ class Network:
                 s.name: np.empty((batch, steps) + s.shape, self.dtype)
                 for s in _leaves(stages) if isinstance(s, _NeuronStage)
             }
-        samples = [self._run_sample(stages, events, b, record, window, potentials) for b in range(batch)]
+        samples = [self._run_sample(stages, events, b, record, window, potentials, keep) for b in range(batch)]
         result = self._collect(stages, samples, record, keep, steps)
         result.potentials = potentials
         return result
@@ -567,23 +570,21 @@ class Network:
                 f"convert with events.astype(np.{self.dtype.name})"
             )
 
-    def _dropouts(self, stages: list[_Stage]) -> list[_DropoutStage]:
-        found = []
-        for stage in stages:
-            if isinstance(stage, _DropoutStage):
-                found.append(stage)
-            elif isinstance(stage, _ResidualStage):
-                found.extend(self._dropouts(stage.main))
-        return found
-
-    def _dropout_masks(self, stages, batch, train, rng, masks) -> dict[str, np.ndarray]:
-        masks = dict(masks or {})
+    @staticmethod
+    def _dropout_masks(stages, batch, train, rng, masks) -> dict[str, np.ndarray]:
+        if masks and not train:
+            raise OptionError("dropout masks apply to training runs only (train=True); dropout is off at inference")
+        masks = masks or {}
+        dropouts = [s for s in _leaves(stages) if isinstance(s, _DropoutStage)]
+        unknown = sorted(set(masks) - {s.name for s in dropouts})
+        if unknown:
+            raise OptionError(f"masks given for layers that are not Dropout layers of this network: {unknown}")
         used = {}
-        for stage in self._dropouts(stages):
+        for stage in dropouts:
             layer = stage.layer
             shape = (batch,) + stage.shape
             if layer.name in masks:
-                m = np.asarray(masks.pop(layer.name))
+                m = np.asarray(masks[layer.name])
                 if m.dtype != np.bool_ or m.shape != shape:
                     raise LayerError(layer, f"mask must be a bool array of shape {shape}, got {m.dtype} {m.shape}")
             elif train and layer.p > 0:
@@ -591,18 +592,15 @@ class Network:
                     raise LayerError(layer, "a training run with dropout needs rng=np.random.default_rng(seed)")
                 m = (rng.random((batch, prod(stage.shape))) >= layer.p).reshape(shape)
             else:
-                stage.keep = None
                 continue
-            stage.keep = m.reshape(batch, -1)
             used[layer.name] = m
-        if masks:
-            raise OptionError(f"masks given for layers that are not Dropout layers of this network: {sorted(masks)}")
         return used
 
-    def _run_sample(self, stages, events: Events, b: int, record: frozenset, window: int, potentials) -> _Sample:
+    def _run_sample(self, stages, events: Events, b: int, record, window: int, potentials, keep) -> _Sample:
         steps = events.steps
-        sample = _Sample(index=b, steps=steps)
+        sample = _Sample(steps=steps)
         sample.potentials = {name: arr[b].reshape(steps, -1) for name, arr in potentials.items()}
+        sample.keep = {name: mask[b].reshape(-1) for name, mask in keep.items()}
         for stage in stages:
             stage.start(sample, record)
         rows = events.sample_rows(b)
@@ -615,7 +613,7 @@ class Network:
         return sample
 
     def _collect(self, stages, samples: list[_Sample], record, keep, steps) -> RunResult:
-        result = RunResult(steps=steps, output=None, synops={}, pool_ops={}, events={}, masks=keep)
+        result = RunResult(batch=len(samples), steps=steps, output=None, synops={}, pool_ops={}, events={}, masks=keep)
         for stage in _leaves(stages):
             name = stage.name
             for op_name, counter in stage.counted_ops():

@@ -129,4 +129,6 @@ def test_dropout_training_needs_a_generator_and_valid_masks():
     with pytest.raises(LayerError, match=r"mask must be a bool array of shape \(1, 4\)"):
         net.run(spikes((4,)), train=True, masks={"drop1": np.ones((1, 4))})
     with pytest.raises(OptionError, match=r"not Dropout layers of this network: \['if1'\]"):
-        net.run(spikes((4,)), masks={"if1": np.ones((1, 4), bool)})
+        net.run(spikes((4,)), train=True, masks={"if1": np.ones((1, 4), bool)})
+    with pytest.raises(OptionError, match="masks apply to training runs only"):
+        net.run(spikes((4,)), masks={"drop1": np.ones((1, 4), bool)})
