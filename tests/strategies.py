@@ -80,16 +80,53 @@ def _conv(draw, rng, c, h, w, dtype, **fixed):
     return layer, layer.output_shape((c, h, w))
 
 
+def _linear_stack(draw, rng, n_in, dtype, layers: list) -> None:
+    """1 or 2 Linear layers, each followed by neurons (and maybe dropout); a readout or spikes at the end."""
+    depth = draw(st.integers(1, 2))
+    for i in range(depth):
+        n_out = draw(st.integers(1, 6))
+        bias = dyadic(rng, (n_out,), dtype) if draw(st.integers(0, 4)) == 0 else None
+        layers.append(es.Linear(n_in, n_out, weight=dyadic(rng, (n_out, n_in), dtype), bias=bias))
+        last = i == depth - 1
+        if last and draw(st.booleans()):
+            layers.append(es.Readout(leak=draw(LEAKS)))
+        else:
+            layers.append(draw(neurons(n_out)))
+            if not last and draw(st.booleans()):
+                layers.append(es.Dropout(draw(st.sampled_from([0.2, 0.5]))))
+        n_in = n_out
+
+
 @st.composite
 def net_cases(draw, max_blocks: int = 4) -> NetCase:
-    """Random stacks of conv / pooling / dropout / residual / neuron layers, then an optional head."""
+    """Random networks: stacks of conv / pooling / dropout / residual / neuron layers on
+    (C, H, W) input with an optional linear head, or linear stacks on flat input."""
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     dtype = draw(DTYPES)
-    c, h, w = draw(st.integers(1, 3)), draw(st.integers(3, 9)), draw(st.integers(3, 9))
-    input_shape = (c, h, w)
     layers: list = []
-    shape = input_shape
+    if draw(st.integers(0, 4)) == 0:
+        input_shape = (draw(st.integers(1, 20)),)
+        if draw(st.booleans()):
+            layers.append(draw(neurons(input_shape[0])))
+        _linear_stack(draw, rng, input_shape[0], dtype, layers)
+    else:
+        input_shape = (draw(st.integers(1, 3)), draw(st.integers(3, 9)), draw(st.integers(3, 9)))
+        shape = _map_blocks(draw, rng, input_shape, dtype, max_blocks, layers)
+        if draw(st.booleans()):
+            layers.append(es.Flatten())
+            _linear_stack(draw, rng, int(np.prod(shape)), dtype, layers)
+    batch = draw(st.integers(1, 3))
+    steps = draw(st.integers(1, 12))
+    density = draw(st.sampled_from([0.0, 0.05, 0.2, 0.5, 1.0]))
+    case = NetCase(seed, dtype, input_shape, layers, batch, steps, density)
+    case.network = es.Network(layers, input_shape, dtype=dtype)
+    case.events = random_events(rng, batch, steps, input_shape, density, dtype)
+    return case
+
+
+def _map_blocks(draw, rng, shape, dtype, max_blocks, layers: list) -> tuple:
+    """Append 1..max_blocks random blocks on (C, H, W) maps; return the final shape."""
     for _ in range(draw(st.integers(1, max_blocks))):
         c, h, w = shape
         kind = draw(st.sampled_from(["conv", "conv", "pool", "dropout", "residual", "neuron", "pass"]))
@@ -113,9 +150,9 @@ def net_cases(draw, max_blocks: int = 4) -> NetCase:
         elif kind == "residual":
             mid = draw(st.integers(1, 4))
             stride = draw(st.integers(1, 2))
-            conv1, s1 = _conv(draw, rng, c, h, w, dtype, k=3, pad=1, stride=1, out=mid)
+            conv1, _ = _conv(draw, rng, c, h, w, dtype, k=3, pad=1, stride=1, out=mid)
             out = c if draw(st.booleans()) else draw(st.integers(1, 4))
-            conv2, s2 = _conv(draw, rng, mid, h, w, dtype, k=3, pad=1, stride=stride, out=out)
+            conv2, main_shape = _conv(draw, rng, mid, h, w, dtype, k=3, pad=1, stride=stride, out=out)
             if out == c and draw(st.booleans()):
                 skip = es.Identity(stride)
             else:
@@ -124,16 +161,5 @@ def net_cases(draw, max_blocks: int = 4) -> NetCase:
             if draw(st.booleans()):
                 main.append(es.Dropout(draw(st.sampled_from([0.2, 0.5]))))
             layers.append(es.Residual(main + [conv2], draw(neurons(out)), skip=skip))
-            shape = s2
-    if draw(st.booleans()):
-        n_in = int(np.prod(shape))
-        n_out = draw(st.integers(1, 6))
-        layers += [es.Flatten(), es.Linear(n_in, n_out, weight=dyadic(rng, (n_out, n_in), dtype))]
-        layers.append(es.Readout(leak=draw(LEAKS)) if draw(st.booleans()) else draw(neurons(n_out)))
-    batch = draw(st.integers(1, 3))
-    steps = draw(st.integers(1, 12))
-    density = draw(st.sampled_from([0.0, 0.05, 0.2, 0.5, 1.0]))
-    case = NetCase(seed, dtype, input_shape, layers, batch, steps, density)
-    case.network = es.Network(layers, input_shape, dtype=dtype)
-    case.events = random_events(rng, batch, steps, input_shape, density, dtype)
-    return case
+            shape = main_shape
+    return shape
