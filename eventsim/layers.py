@@ -34,8 +34,7 @@ from typing import Sequence
 import numpy as np
 
 from eventsim.errors import LayerError, check_choice
-
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+from eventsim.events import FLOAT_DTYPES
 
 
 def _pair(layer: "Layer", what: str, v: int | Sequence[int], minimum: int) -> tuple[int, int]:

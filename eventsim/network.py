@@ -31,7 +31,7 @@ import numpy as np
 
 from eventsim import kernels
 from eventsim.errors import EventsError, LayerError, OptionError, check_choice
-from eventsim.events import Events
+from eventsim.events import FLOAT_DTYPES, Events
 from eventsim.layers import (
     IF,
     LIF,
@@ -53,7 +53,6 @@ from eventsim.layers import (
 )
 
 RECORDS = ("counts", "traces", "spikes", "potentials")
-DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 #: Default bound on a window's current buffer, in elements (4 MiB in float32).
 WINDOW_ELEMENTS = 1 << 20
 
@@ -370,7 +369,7 @@ class Network:
         if len(self.input_shape) not in (1, 3) or any(s < 1 for s in self.input_shape):
             raise LayerError(self, f"input_shape must be (C, H, W) or (N,) with positive sizes, got {input_shape!r}")
         self.dtype = np.dtype(dtype)
-        if self.dtype not in DTYPES:
+        if self.dtype not in FLOAT_DTYPES:
             raise LayerError(self, f"dtype must be float32 or float64, got {self.dtype}")
         self.name = "network"
         self._name_layers()
