@@ -80,7 +80,6 @@ def _is_neuron(layer: Layer) -> bool:
 class _Sample:
     """What one sample's run accumulates; stages read and write their own entries."""
 
-    steps: int
     window_start: int = 0
     v: dict = field(default_factory=dict)
     totals: dict = field(default_factory=dict)
@@ -102,7 +101,7 @@ class _Op:
         self.name = name or (None if layer is None else layer.name)
         self.in3 = _as3(in_shape)
         self.out3 = _as3(out_shape)
-        self.bias = None
+        self.bias = layer.bias if isinstance(layer, Weighted) else None
         self.counter = "pool_ops"
         if isinstance(layer, Weighted):
             self.counter = "synops"
@@ -114,8 +113,6 @@ class _Op:
                 if arr.dtype != dtype:
                     raise LayerError(layer, f"holds a {arr.dtype} {what} but the network runs in {dtype}")
                 check_finite(layer, what, arr)
-            if layer.bias is not None:
-                self.bias = layer.bias
         if isinstance(layer, Conv2d):
             self.weight = np.ascontiguousarray(layer.weight.transpose(1, 2, 3, 0))
         elif isinstance(layer, Linear):
@@ -597,7 +594,7 @@ class Network:
 
     def _run_sample(self, stages, events: Events, b: int, record, window: int, potentials, keep) -> _Sample:
         steps = events.steps
-        sample = _Sample(steps=steps)
+        sample = _Sample()
         sample.potentials = {name: arr[b].reshape(steps, -1) for name, arr in potentials.items()}
         sample.keep = {name: mask[b].reshape(-1) for name, mask in keep.items()}
         for stage in stages:
