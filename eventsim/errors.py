@@ -41,3 +41,10 @@ def check_choice(what: str, value: object, allowed: tuple) -> None:
     if value not in allowed:
         choices = ", ".join(repr(a) for a in allowed)
         raise OptionError(f"unknown {what} {value!r}; choose one of {choices}")
+
+
+class CheckpointError(EventsimError, ValueError):
+    """A checkpoint file that cannot be read: missing, truncated, foreign or incomplete.
+
+    The message names the file and what is wrong with it.
+    """
