@@ -13,6 +13,9 @@ Conventions shared by every kernel:
   back to C-order indices ``c*P + p``.
 - Scatter kernels *add* into the buffer they are given and return the number
   of operations performed (exact SynOps or pooling ops).
+- Backward kernels (``*_transpose``, ``*_weight_grad``, ``maxpool_route``)
+  read gradients in the same channel-last ``(K, P*C)`` layout, one row per
+  frame (a step, or a sample's totals), and add into the buffer they are given.
 - Kernels never change dtype: buffers, weights and values share one float
   dtype, chosen by the caller.
 
@@ -20,20 +23,26 @@ Each kernel has a dense NumPy twin in :mod:`eventsim.dense`, written
 independently; the twin is the reference in tests.
 """
 
-from eventsim.kernels.conv import conv_scatter
+from eventsim.kernels.conv import conv_scatter, conv_transpose, conv_weight_grad
 from eventsim.kernels.currents import add_bias, currents_to_events
 from eventsim.kernels.dropout import dropout_events
-from eventsim.kernels.linear import linear_scatter
-from eventsim.kernels.neurons import lif_window
-from eventsim.kernels.pooling import maxpool_events, pool_scatter
+from eventsim.kernels.linear import linear_scatter, linear_weight_grad
+from eventsim.kernels.neurons import lif_window, reverse_recursion
+from eventsim.kernels.pooling import maxpool_events, maxpool_route, pool_scatter, pool_transpose
 
 __all__ = [
     "add_bias",
     "conv_scatter",
+    "conv_transpose",
+    "conv_weight_grad",
     "currents_to_events",
     "dropout_events",
     "lif_window",
     "linear_scatter",
+    "linear_weight_grad",
     "maxpool_events",
+    "maxpool_route",
     "pool_scatter",
+    "pool_transpose",
+    "reverse_recursion",
 ]

@@ -67,3 +67,100 @@ def conv_scatter(cur, indptr, index, value, weight, in_hw, out_hw, stride, paddi
                         flat_cur[out_at + o] += v * flat_w[w_at + o]
             synops += max(0, oy_hi - oy_lo + 1) * max(0, ox_hi - ox_lo + 1) * co
     return synops
+
+
+@njit(cache=True, nogil=True)
+def conv_weight_grad(grad_w, indptr, index, value, delta, in_hw, out_hw, stride, padding):
+    """Add the weight gradient of a 2-D convolution, read from the input events.
+
+    The transpose of :func:`conv_scatter` with respect to the weights: every
+    pair (input event, reached output) that added ``v * W[o, c, ky, kx]`` to the
+    current now adds ``v * D[o, oy, ox]`` to the gradient of that tap::
+
+        dW[o, c, ky, kx] += sum_{oy, ox} D[o, oy, ox] * s[c, oy*sh + ky - ph, ox*sw + kx - pw]
+
+    so the cost is that of the forward scatter (SynOps), not of a dense
+    correlation (Lee et al. 2020, eq. 26: the delta correlated with the input).
+
+    Parameters
+    ----------
+    grad_w : (Ci, kh, kw, Co) float array, C-contiguous, accumulated into.
+    indptr, index, value : the input events of K frames.
+    delta : (K, Ho*Wo*Co) float array, channel-last: dL/dI of each frame.
+    """
+    kh, kw, co = grad_w.shape[1], grad_w.shape[2], grad_w.shape[3]
+    h, w = in_hw
+    ho, wo = out_hw
+    sh, sw = stride
+    ph, pw = padding
+    plane = h * w
+    row_size = delta.shape[1]
+    flat_d = delta.ravel()
+    flat_g = grad_w.ravel()
+    n_out = uint64(co)
+    for k in range(indptr.shape[0] - 1):
+        for e in range(indptr[k], indptr[k + 1]):
+            v = value[e]
+            c, y, x = position(index[e], plane, w)
+            ty = y + ph
+            tx = x + pw
+            oy_lo, oy_hi = reached(ty, kh, sh, ho)
+            ox_lo, ox_hi = reached(tx, kw, sw, wo)
+            for oy in range(oy_lo, oy_hi + 1):
+                ky = ty - oy * sh
+                for ox in range(ox_lo, ox_hi + 1):
+                    kx = tx - ox * sw
+                    d_at = uint64(k * row_size + (oy * wo + ox) * co)
+                    w_at = uint64(((c * kh + ky) * kw + kx) * co)
+                    for o in range(n_out):
+                        flat_g[w_at + o] += v * flat_d[d_at + o]
+
+
+@njit(cache=True, nogil=True)
+def conv_transpose(grad_in, delta, weight_b, in_hw, out_hw, stride, padding):
+    """Add the input gradient of a 2-D convolution (its adjoint) for K frames.
+
+    ``dL/ds[c, y, x] = sum_{o, oy, ox} W[o, c, ky, kx] * D[o, oy, ox]`` over the
+    outputs whose window holds ``(y, x)`` at tap ``(ky, kx)``; inputs no output
+    reaches (stride larger than the kernel) get nothing. Output channels whose
+    delta is 0 are skipped, so sparse deltas cost less.
+
+    Parameters
+    ----------
+    grad_in : (K, H*W*Ci) float array, channel-last, accumulated into.
+    delta : (K, Ho*Wo*Co) float array, channel-last.
+    weight_b : (kh, kw, Co, Ci) float array, C-contiguous: the ``(Co, Ci, kh, kw)``
+        weights laid out so that one output channel's taps are a contiguous
+        vector over input channels.
+    """
+    kh, kw, co, ci = weight_b.shape
+    h, w = in_hw
+    ho, wo = out_hw
+    sh, sw = stride
+    ph, pw = padding
+    if not grad_in.flags.c_contiguous:
+        raise ValueError("conv_transpose: the gradient buffer must be C-contiguous")
+    flat_in = grad_in.ravel()
+    flat_w = weight_b.ravel()
+    n_in = uint64(ci)
+    in_row = grad_in.shape[1]
+    for k in range(delta.shape[0]):
+        for oy in range(ho):
+            for ox in range(wo):
+                d_at = (oy * wo + ox) * co
+                for ky in range(kh):
+                    y = oy * sh + ky - ph
+                    if y < 0 or y >= h:
+                        continue
+                    for kx in range(kw):
+                        x = ox * sw + kx - pw
+                        if x < 0 or x >= w:
+                            continue
+                        in_at = uint64(k * in_row + (y * w + x) * ci)
+                        for o in range(co):
+                            d = delta[k, d_at + o]
+                            if d == 0:
+                                continue
+                            w_at = uint64(((ky * kw + kx) * co + o) * ci)
+                            for c in range(n_in):
+                                flat_in[in_at + c] += d * flat_w[w_at + c]

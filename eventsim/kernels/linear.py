@@ -29,3 +29,26 @@ def linear_scatter(cur, indptr, index, value, weight_t):
             for o in range(no):
                 cur[k, o] += v * weight_t[i, o]
     return (indptr[-1] - indptr[0]) * no
+
+
+@njit(cache=True, nogil=True)
+def linear_weight_grad(grad_wt, indptr, index, value, delta):
+    """Add the weight gradient of a linear layer, read from the input events.
+
+    The transpose of :func:`linear_scatter`: an input event of value v at i in
+    frame k adds ``v * D[k, :]`` to row i of the transposed gradient, i.e.
+    ``dW[o, i] += D[k, o] * s[k, i]`` (Lee et al. 2020, eq. 26).
+
+    Parameters
+    ----------
+    grad_wt : (Ni, No) float array, accumulated into (the transposed gradient).
+    indptr, index, value : the input events of K frames.
+    delta : (K, No) float array: dL/dI of each frame.
+    """
+    no = grad_wt.shape[1]
+    for k in range(indptr.shape[0] - 1):
+        for e in range(indptr[k], indptr[k + 1]):
+            i = index[e]
+            v = value[e]
+            for o in range(no):
+                grad_wt[i, o] += v * delta[k, o]

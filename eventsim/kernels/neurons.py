@@ -65,3 +65,32 @@ def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces):
                     v[j] = leak * uu
         out_ptr[k + 1] = n
     return out_ptr, out_idx[:n]
+
+
+@njit(cache=True, nogil=True)
+def reverse_recursion(gate, grad, carry):
+    """Solve ``E[t] = gate[t] * grad[t] + carry[t] * E[t+1]`` backward from ``E[K] = 0``.
+
+    Every neuron backward pass of the per-step gradient rules is this
+    first-order recurrence over steps (docs/semantics.md, "Gradient rules"):
+    ``bptt`` has ``gate = sigma(U - theta)`` and ``carry = lam * dR/dU`` (plus
+    ``lam * dR/ds * sigma`` when the reset is differentiated); ``lee2020-code``
+    has ``gate = s * NG / theta`` and ``carry = 1 - s``.
+
+    Parameters
+    ----------
+    gate, grad, carry : (K, N) float arrays of one dtype.
+
+    Returns
+    -------
+    (K, N) array E.
+    """
+    steps, n = grad.shape
+    out = np.empty_like(grad)
+    nxt = np.zeros(n, grad.dtype)
+    for t in range(steps - 1, -1, -1):
+        for i in range(n):
+            e = gate[t, i] * grad[t, i] + carry[t, i] * nxt[i]
+            out[t, i] = e
+            nxt[i] = e
+    return out

@@ -116,3 +116,75 @@ def maxpool_events(indptr, index, value, channels, in_hw, out_hw, kernel, stride
             seen[o] = 0
         out_ptr[k + 1] = n
     return out_ptr, out_idx[:n], out_val[:n], ops
+
+
+@njit(cache=True, nogil=True)
+def pool_transpose(grad_in, delta, weight, channels, in_hw, out_hw, kernel, stride):
+    """Add the input gradient of a fixed-weight pool (its adjoint) for K frames.
+
+    ``dL/ds[c, y, x] = sum weight * D[c, oy, ox]`` over the windows holding
+    ``(y, x)``; positions in no window get nothing.
+
+    Parameters
+    ----------
+    grad_in : (K, H*W*C) float array, channel-last, accumulated into.
+    delta : (K, Ho*Wo*C) float array, channel-last.
+    weight : float scalar of the buffers' dtype (1, or 1/(kh*kw)).
+    """
+    w = in_hw[1]
+    ho, wo = out_hw
+    kh, kw = kernel
+    sh, sw = stride
+    for k in range(delta.shape[0]):
+        for oy in range(ho):
+            for ox in range(wo):
+                d_at = (oy * wo + ox) * channels
+                for i in range(kh):
+                    for j in range(kw):
+                        in_at = ((oy * sh + i) * w + ox * sw + j) * channels
+                        for c in range(channels):
+                            grad_in[k, in_at + c] += weight * delta[k, d_at + c]
+
+
+@njit(cache=True, nogil=True)
+def maxpool_route(grad_in, delta, indptr, index, value, channels, in_hw, out_hw, kernel, stride):
+    """Add the input gradient of max pooling: each window's gradient to its first maximum.
+
+    Per frame k, the window of output ``(c, oy, ox)`` holds the frame's input
+    values (0 where there is no event); its gradient goes whole to the first
+    position, in row-major window order, whose value equals the window maximum
+    (docs/semantics.md, "Gradient rules"; PyTorch's ``max_pool2d`` picks the same).
+
+    Parameters
+    ----------
+    grad_in : (K, H*W*C) float array, channel-last, accumulated into.
+    delta : (K, Ho*Wo*C) float array, channel-last.
+    indptr, index, value : the input events of the K frames (C-order indices).
+    """
+    h, w = in_hw
+    ho, wo = out_hw
+    kh, kw = kernel
+    sh, sw = stride
+    plane = h * w
+    frame = np.zeros(plane * channels, value.dtype)  # channel-last input values of one frame
+    for k in range(delta.shape[0]):
+        for e in range(indptr[k], indptr[k + 1]):
+            c, y, x = position(index[e], plane, w)
+            frame[(y * w + x) * channels + c] = value[e]
+        for oy in range(ho):
+            for ox in range(wo):
+                d_at = (oy * wo + ox) * channels
+                for c in range(channels):
+                    d = delta[k, d_at + c]
+                    if d == 0:
+                        continue
+                    best_at = ((oy * sh) * w + ox * sw) * channels + c
+                    for i in range(kh):
+                        for j in range(kw):
+                            at = ((oy * sh + i) * w + ox * sw + j) * channels + c
+                            if frame[at] > frame[best_at]:
+                                best_at = at
+                    grad_in[k, best_at] += d
+        for e in range(indptr[k], indptr[k + 1]):
+            c, y, x = position(index[e], plane, w)
+            frame[(y * w + x) * channels + c] = 0

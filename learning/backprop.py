@@ -1,0 +1,240 @@
+"""Backward through the layers of a network, shared by every gradient rule.
+
+docs/semantics.md, "Gradient rules", "Layer by layer". A backward pass works on
+*frames*: a frame is one step of one sample for the per-step rules (``bptt``,
+``lee2020-code``) and the totals of one sample over all T steps for
+``lee2020``. The input of every layer in every frame is an event stream the
+forward pass recorded (spikes per step, or summed counts), so weight gradients
+are computed event by event, the transpose of the forward scatter.
+
+Gradients travel backward as dense ``(K, P*C)`` channel-last arrays, one row
+per frame, the layout of the forward kernels' current buffers. Each layer
+turns the gradient with respect to its output into the gradient with respect
+to its input; neuron layers delegate to the rule (``NeuronBackward``), which is
+the only thing the rules differ in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import prod
+from typing import Protocol
+
+import numpy as np
+
+from eventsim import kernels
+from eventsim.events import Events
+from eventsim.layers import (
+    LIF,
+    AvgPool,
+    Conv2d,
+    Dropout,
+    Flatten,
+    Identity,
+    Layer,
+    Linear,
+    MaxPool,
+    Readout,
+    Residual,
+    SpikingAvgPool,
+    SumPool,
+    Synapse,
+    Weighted,
+)
+from eventsim.network import Network
+
+
+def as3(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """Kernels see a flat layer of N neurons as (N, 1, 1)."""
+    return tuple(shape) if len(shape) == 3 else (prod(shape), 1, 1)  # type: ignore[return-value]
+
+
+def channel_last(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``(..., *shape)`` in C order -> ``(..., P*C)`` channel-last, contiguous."""
+    c, h, w = as3(shape)
+    lead = a.shape[: a.ndim - len(shape)]
+    return np.ascontiguousarray(np.moveaxis(a.reshape(lead + (c, h * w)), -2, -1)).reshape(lead + (h * w * c,))
+
+
+def neuron_thresholds(neuron: LIF, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """The neuron's thresholds per neuron, channel-last, in the run's dtype (as the forward compares)."""
+    c, h, w = as3(shape)
+    return np.tile(neuron.thresholds((c, h, w)).astype(dtype), h * w)
+
+
+class NeuronBackward(Protocol):
+    """What a rule supplies: ``D = dL/dI`` of a neuron layer from ``G = dL/d(output)``.
+
+    ``kind`` is "readout", "spiking" or "pool" (the IF neuron of a
+    SpikingAvgPool); ``name`` is the name the forward recorded the layer
+    under; arrays are channel-last ``(K, N)``; ``frames`` says which sample
+    the chunk is.
+    """
+
+    def __call__(
+        self, kind: str, name: str, neuron: LIF, shape: tuple[int, ...], grad: np.ndarray, frames: "Frames"
+    ) -> np.ndarray: ...
+
+
+@dataclass
+class Frames:
+    """The input side of one backward chunk.
+
+    streams : dict
+        Recorded output events of layers by name (``None``: the network input),
+        with one row per frame; ``rows`` selects the chunk's rows.
+    masks : dict
+        Dropout keep masks of the chunk, ``(K or 1, *shape)`` bool, by layer name.
+    sample : int or None
+        The sample whose steps the chunk holds (per-step rules); None when
+        the frames are the totals of the whole batch.
+    """
+
+    streams: dict[str | None, Events]
+    rows: slice
+    masks: dict[str, np.ndarray]
+    sample: int | None = None
+
+    def events(self, name: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ev = self.streams[name]
+        return ev.indptr[self.rows.start : self.rows.stop + 1], ev.index, ev.value
+
+
+class Backprop:
+    """Runs one backward chunk through a network and accumulates parameter gradients.
+
+    Parameters
+    ----------
+    network : Network
+    neuron : NeuronBackward
+        The rule's neuron derivative.
+    """
+
+    def __init__(self, network: Network, neuron: NeuronBackward) -> None:
+        self.network = network
+        self.neuron = neuron
+        self.dtype = network.dtype
+        self._acc: dict[str, np.ndarray] = {}
+        for layer in network.walk():
+            if isinstance(layer, Conv2d):
+                o, c, kh, kw = layer.weight_shape
+                self._acc[f"{layer.name}.weight"] = np.zeros((c, kh, kw, o), self.dtype)
+            elif isinstance(layer, Linear):
+                o, i = layer.weight_shape
+                self._acc[f"{layer.name}.weight"] = np.zeros((i, o), self.dtype)
+            if isinstance(layer, Weighted) and layer.bias is not None:
+                self._acc[f"{layer.name}.bias"] = np.zeros(layer.out_size, self.dtype)
+
+    # ------------------------------------------------------------------ driver
+    def run(self, frames: Frames, top: np.ndarray) -> None:
+        """Back-propagate ``top`` (dL/d(output of the last layer), channel-last, one row per frame)."""
+        self._frames = frames
+        self._sequence(self.network.layers, None, top, need_input=False)
+
+    def finish(self) -> dict[str, np.ndarray]:
+        """The accumulated gradients in the parameters' own layouts and dtype."""
+        out = {}
+        for key, acc in self._acc.items():
+            if acc.ndim == 4:
+                out[key] = np.ascontiguousarray(acc.transpose(3, 0, 1, 2))
+            elif acc.ndim == 2:
+                out[key] = np.ascontiguousarray(acc.T)
+            else:
+                out[key] = acc
+        return out
+
+    # --------------------------------------------------------------- the walk
+    def _streams_out(self, layers: list[Layer], source: str | None) -> list[str | None]:
+        """Name of the recorded stream each layer's output is (None where not recorded)."""
+        out: list[str | None] = []
+        for i, layer in enumerate(layers):
+            nxt = layers[i + 1] if i + 1 < len(layers) else None
+            if isinstance(layer, Flatten):
+                out.append(source)
+            elif isinstance(layer, Synapse) and not isinstance(layer, MaxPool) and isinstance(nxt, LIF):
+                out.append(None)  # its currents go straight into the neuron layer
+            elif isinstance(layer, Residual):
+                out.append(layer.neuron.name)
+            else:
+                out.append(layer.name)
+            source = out[-1]
+        return out
+
+    def _sequence(self, layers: list[Layer], source: str | None, grad: np.ndarray, need_input: bool) -> np.ndarray | None:
+        outs = self._streams_out(layers, source)
+        for i in range(len(layers) - 1, -1, -1):
+            layer_source = outs[i - 1] if i > 0 else source
+            grad = self._layer(layers[i], layer_source, grad, need_input or i > 0)
+        return grad
+
+    def _layer(self, layer: Layer, source: str | None, grad: np.ndarray, need_input: bool) -> np.ndarray | None:
+        in_shape, out_shape = self.network.shapes[layer.name]
+        if isinstance(layer, Residual):
+            delta = self.neuron("spiking", layer.neuron.name, layer.neuron, out_shape, grad, self._frames)
+            skip = self._synapse(layer.skip, source, delta, need_input)
+            main = self._sequence(layer.main, source, delta, need_input)
+            return None if not need_input else main + skip
+        if isinstance(layer, LIF):
+            kind = "readout" if isinstance(layer, Readout) else "spiking"
+            return self.neuron(kind, layer.name, layer, out_shape, grad, self._frames)
+        if isinstance(layer, SpikingAvgPool):
+            delta = self.neuron("pool", layer.name, layer.neuron, out_shape, grad, self._frames)
+            return self._synapse(layer.pool, source, delta, need_input, shapes=(in_shape, out_shape))
+        if isinstance(layer, MaxPool):
+            if not need_input:
+                return None
+            c, h, w = in_shape
+            out = np.zeros((grad.shape[0], c * h * w), self.dtype)
+            kernels.maxpool_route(
+                out, grad, *self._frames.events(source), c, (h, w), out_shape[1:], layer.kernel_size, layer.stride
+            )
+            return out
+        if isinstance(layer, Synapse):
+            return self._synapse(layer, source, grad, need_input)
+        if isinstance(layer, Dropout):
+            keep = self._frames.masks.get(layer.name)
+            if keep is None:
+                return grad
+            return grad * (channel_last(keep, out_shape) * self.dtype.type(layer.scale))
+        if isinstance(layer, Flatten):
+            if len(in_shape) == 1:
+                return grad
+            c, h, w = in_shape
+            return np.ascontiguousarray(grad.reshape(-1, c, h * w).transpose(0, 2, 1)).reshape(-1, h * w * c)
+        raise TypeError(f"no backward pass for {type(layer).__name__}")
+
+    def _synapse(self, layer: Synapse, source: str | None, delta: np.ndarray, need_input: bool,
+                 shapes: tuple | None = None) -> np.ndarray | None:
+        """Weight gradients from the input events; the input gradient (the adjoint) if needed."""
+        in_shape, out_shape = shapes or self.network.shapes[layer.name]
+        ci, h, w = as3(in_shape)
+        co, ho, wo = as3(out_shape)
+        k = delta.shape[0]
+        dt = self.dtype.type
+        if isinstance(layer, Weighted) and layer.bias is not None:
+            self._acc[f"{layer.name}.bias"] += delta.reshape(k * ho * wo, co).sum(axis=0)
+        if isinstance(layer, Conv2d):
+            kernels.conv_weight_grad(
+                self._acc[f"{layer.name}.weight"], *self._frames.events(source), delta,
+                (h, w), (ho, wo), layer.stride, layer.padding,
+            )
+            if not need_input:
+                return None
+            out = np.zeros((k, h * w * ci), self.dtype)
+            weight_b = np.ascontiguousarray(layer.weight.transpose(2, 3, 0, 1))
+            kernels.conv_transpose(out, delta, weight_b, (h, w), (ho, wo), layer.stride, layer.padding)
+            return out
+        if isinstance(layer, Linear):
+            kernels.linear_weight_grad(self._acc[f"{layer.name}.weight"], *self._frames.events(source), delta)
+            return delta @ layer.weight if need_input else None
+        if not need_input:
+            return None
+        if isinstance(layer, (AvgPool, SumPool)):
+            weight, kernel = dt(layer.window_weight), layer.kernel_size
+        elif isinstance(layer, Identity):
+            weight, kernel = dt(1), (1, 1)
+        else:
+            raise TypeError(f"no backward pass for {type(layer).__name__}")
+        out = np.zeros((k, h * w * ci), self.dtype)
+        kernels.pool_transpose(out, delta, weight, ci, (h, w), (ho, wo), kernel, layer.stride)
+        return out

@@ -1,0 +1,303 @@
+"""The gradient rules: ``lee2020``, ``lee2020-code`` and ``bptt``.
+
+docs/semantics.md, "Gradient rules". Every rule differentiates the same forward
+pass (:meth:`eventsim.Network.run`) and shares the layer-by-layer backward of
+:mod:`eventsim.learning.backprop`; they differ in what the forward must record
+and in the derivative of a neuron layer, ``D = dL/dI`` from ``G = dL/ds``.
+
+Usage::
+
+    rule = BPTT(surrogate=FastSigmoid(c=10))
+    result = network.run(events, record=rule.records, train=True, rng=rng)
+    value, grad_output = loss(result, labels)
+    grads = rule.gradients(network, events, result, grad_output)   # {"conv1.weight": ...}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from eventsim.errors import LayerError, OptionError
+from eventsim.events import Events
+from eventsim.layers import LIF, Readout
+from eventsim.network import Network, RunResult
+from eventsim.kernels import reverse_recursion
+from eventsim.learning.backprop import Backprop, Frames, channel_last, neuron_thresholds
+from eventsim.learning.surrogates import StraightThrough, Surrogate, surrogate_from_config
+
+
+class Rule:
+    """Base class of the gradient rules.
+
+    Attributes
+    ----------
+    name : str
+        The rule's name in the contract and in configurations.
+    records : tuple of str
+        What :meth:`eventsim.Network.run` must record for :meth:`gradients`.
+    """
+
+    name: ClassVar[str] = ""
+    records: ClassVar[tuple[str, ...]] = ()
+
+    def gradients(
+        self, network: Network, events: Events, result: RunResult, grad_output: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """Gradients of the loss with respect to every parameter of ``network``.
+
+        Parameters
+        ----------
+        network : Network
+            The network ``result`` was computed with, weights unchanged since.
+        events : Events
+            The input of that run.
+        result : RunResult
+            The forward run, recorded with ``record=self.records``.
+        grad_output : (batch, *output_shape) array
+            ``dL/d(readout)`` when the last layer is a Readout, else
+            ``dL/d(spike count)`` of the last layer (docs/semantics.md,
+            "What a loss hands to a rule").
+
+        Returns
+        -------
+        dict
+            By parameter key (:func:`eventsim.learning.parameters.parameters`),
+            arrays of the parameters' shapes and dtype.
+        """
+        grad_output = self._check(network, events, result, grad_output)
+        backprop = Backprop(network, self._neuron_backward(network, result))
+        self._backward(backprop, network, events, result, grad_output)
+        return backprop.finish()
+
+    def config(self) -> dict:
+        """JSON-ready description; :func:`rule_from_config` inverts it."""
+        return {"name": self.name}
+
+    # ----------------------------------------------------------------- hooks
+    def _neuron_backward(self, network: Network, result: RunResult):
+        raise NotImplementedError
+
+    def _backward(self, backprop, network, events, result, grad_output) -> None:
+        """Per-step rules: one chunk of T frames per sample, the top gradient at every step."""
+        steps = result.steps
+        streams: dict[str | None, Events] = {None: events, **result.spikes}
+        for b in range(result.batch):
+            frames = Frames(streams, slice(b * steps, (b + 1) * steps),
+                            {k: m[b : b + 1] for k, m in result.masks.items()}, sample=b)
+            top = channel_last(grad_output[b], network.output_shape)
+            backprop.run(frames, np.ascontiguousarray(np.broadcast_to(top, (steps, top.shape[0]))))
+
+    def _check(self, network, events, result, grad_output) -> np.ndarray:
+        missing = [r for r in self.records if not getattr(result, r)]
+        if missing:
+            raise OptionError(
+                f"rule {self.name!r} needs a forward run with record={self.records!r}; "
+                f"this run did not record {missing}"
+            )
+        if result.batch != events.batch or result.steps != events.steps:
+            raise OptionError(
+                f"the run has batch {result.batch} and {result.steps} steps but the events have "
+                f"batch {events.batch} and {events.steps} steps; pass the events the run was computed on"
+            )
+        grad_output = np.asarray(grad_output)
+        expected = (result.batch,) + tuple(network.output_shape)
+        if grad_output.shape != expected:
+            raise OptionError(f"grad_output must have shape {expected} (batch, *output_shape), got {grad_output.shape}")
+        if not np.all(np.isfinite(grad_output)):
+            raise OptionError("grad_output is not finite")
+        return grad_output.astype(network.dtype, copy=False)
+
+
+def _log_leak(neuron: LIF) -> float:
+    if neuron.leak <= 0:
+        raise LayerError(neuron, "the leak correction uses ln(leak) and needs leak > 0")
+    return float(np.log(neuron.leak))
+
+
+def _ng(neuron: LIF, gamma: np.ndarray, trace: np.ndarray) -> np.ndarray:
+    """Lee et al. 2020's ``NG = 1 + ln(lam) f / gamma`` (0 where gamma = 0), eq. 22 times theta."""
+    fired = gamma > 0
+    ratio = np.divide(trace, gamma, out=np.zeros_like(trace), where=fired)
+    return np.where(fired, 1 + gamma.dtype.type(_log_leak(neuron)) * ratio, 0).astype(gamma.dtype)
+
+
+# ===================================================================== lee2020
+@dataclass
+class Lee2020(Rule):
+    """Lee et al. 2020's aggregate rule: one backward pass at T (eqs. 22-27).
+
+    Works on totals: the summed input of every synapse (x), the spike count
+    gamma and the trace ``f = sum_k lam^(T - t_k)`` of every neuron.
+    ``D = g_out / T`` at the readout; ``D = G * a'`` with
+    ``a' = (1/theta)(1 + ln(lam) f / gamma)`` (0 if gamma = 0) at spiking
+    layers; ``D = G * 1[gamma > 0]`` at spiking average pooling;
+    ``dW = D (x) x``. Nothing it keeps grows with T (:meth:`saved`).
+    """
+
+    name: ClassVar[str] = "lee2020"
+    records: ClassVar[tuple[str, ...]] = ("counts", "traces")
+
+    def saved(self, events: Events, result: RunResult) -> dict[str, np.ndarray]:
+        """Everything the backward pass reads: per-neuron totals and traces, the input totals, the masks."""
+        out = {"input": events.totals()}
+        out.update({f"counts/{k}": v for k, v in result.counts.items()})
+        out.update({f"traces/{k}": v for k, v in result.traces.items()})
+        out.update({f"masks/{k}": v for k, v in result.masks.items()})
+        return out
+
+    def _backward(self, backprop, network, events, result, grad_output) -> None:
+        saved = self.saved(events, result)
+        streams: dict[str | None, Events] = {None: Events.from_dense(saved["input"][:, None])}
+        for name, counts in result.counts.items():
+            streams[name] = Events.from_dense(counts[:, None])
+        frames = Frames(streams, slice(0, result.batch), dict(result.masks))
+        backprop.run(frames, channel_last(grad_output, network.output_shape))
+
+    def _neuron_backward(self, network: Network, result: RunResult):
+        dtype = network.dtype
+        steps = dtype.type(result.steps)
+
+        def backward(kind, name, neuron, shape, grad, frames):
+            if kind == "readout":
+                return grad / steps
+            gamma = channel_last(result.counts[name], shape)
+            if kind == "pool":
+                return grad * (gamma > 0)
+            a = _ng(neuron, gamma, channel_last(result.traces[name], shape)) / neuron_thresholds(neuron, shape, dtype)
+            return grad * a
+
+        return backward
+
+
+# ================================================================ lee2020-code
+@dataclass
+class Lee2020Code(Rule):
+    """The gradient of Lee et al.'s published code, unrolled step by step.
+
+    Extraction Sec. 8.6, with ``D[T+1] = 0``::
+
+        D[t] = s[t] * (NG / theta) * G[t] + (1 - s[t]) * D[t+1]     spiking layers
+        D[t] = s[t] * G[t] + (1 - s[t]) * D[t+1]                    spiking average pooling
+        D[t] = g_out / T                                             readout
+
+    ``NG = 1 + ln(lam) f / gamma``. The code has hard reset to 0 only, and so
+    does this rule.
+    """
+
+    name: ClassVar[str] = "lee2020-code"
+    records: ClassVar[tuple[str, ...]] = ("spikes", "counts", "traces")
+
+    def _check(self, network, events, result, grad_output):
+        for layer in network.walk():
+            if isinstance(layer, LIF) and not isinstance(layer, Readout):
+                if layer.reset != "hard" or layer.v_reset != 0:
+                    raise LayerError(
+                        layer, "rule 'lee2020-code' reproduces code with hard reset to 0 only; "
+                        "use 'bptt' or 'lee2020' for other resets"
+                    )
+        return super()._check(network, events, result, grad_output)
+
+    def _neuron_backward(self, network: Network, result: RunResult):
+        dtype = network.dtype
+        steps = result.steps
+
+        def backward(kind, name, neuron, shape, grad, frames):
+            if kind == "readout":
+                return grad / dtype.type(steps)
+            b = frames.sample
+            s = channel_last(result.spikes[name].sample(b).to_dense()[0], shape)
+            gate = s
+            if kind == "spiking":
+                gamma = channel_last(result.counts[name][b], shape)
+                ng = _ng(neuron, gamma, channel_last(result.traces[name][b], shape))
+                gate = s * (ng / neuron_thresholds(neuron, shape, dtype))
+            return reverse_recursion(np.ascontiguousarray(gate, dtype), grad, 1 - s)
+
+        return backward
+
+
+# ======================================================================== bptt
+@dataclass
+class BPTT(Rule):
+    """Backpropagation through time with a surrogate spike derivative.
+
+    Exact reverse-mode differentiation of the recursion of docs/semantics.md,
+    "Neurons", with ``ds/dU`` replaced by ``sigma(U - theta)``; per spiking
+    neuron, backward from ``E[T+1] = 0``::
+
+        gR[t] = lam * E[t+1]
+        gS[t] = G[t] + gR[t] * dR/ds[t]        (no second term when detach_reset)
+        E[t]  = gS[t] * sigma(U[t] - theta) + gR[t] * dR/dU[t]
+
+    with ``dR/dU = 1 - s, dR/ds = v_reset - U`` (hard reset) or
+    ``dR/dU = 1, dR/ds = -theta`` (soft reset); at the readout
+    ``D[t] = lam^(T - t) g_out / T``. Memory O(T x neurons).
+
+    Parameters
+    ----------
+    surrogate : Surrogate
+        sigma; straight-through ``1/theta`` by default.
+    detach_reset : bool
+        Treat the reset as a constant (default, as snnTorch, SpikingJelly and Norse).
+    """
+
+    surrogate: Surrogate = field(default_factory=StraightThrough)
+    detach_reset: bool = True
+    name: ClassVar[str] = "bptt"
+    records: ClassVar[tuple[str, ...]] = ("spikes", "potentials")
+
+    def __post_init__(self):
+        if not isinstance(self.surrogate, Surrogate):
+            raise OptionError(f"bptt: surrogate must be a Surrogate (eventsim.learning.surrogates), got {self.surrogate!r}")
+        if not isinstance(self.detach_reset, (bool, np.bool_)):
+            raise OptionError(f"bptt: detach_reset must be True or False, got {self.detach_reset!r}")
+
+    def config(self) -> dict:
+        return {"name": self.name, "surrogate": self.surrogate.config(), "detach_reset": bool(self.detach_reset)}
+
+    def _neuron_backward(self, network: Network, result: RunResult):
+        dtype = network.dtype
+        steps = result.steps
+
+        def backward(kind, name, neuron, shape, grad, frames):
+            lam = dtype.type(neuron.leak)
+            if kind == "readout":
+                powers = (np.float64(neuron.leak) ** np.arange(steps - 1, -1, -1)).astype(dtype)
+                return grad * (powers / dtype.type(steps))[:, None]
+            u = channel_last(result.potentials[name][frames.sample], shape)
+            theta = neuron_thresholds(neuron, shape, dtype)
+            s = (u > theta) if neuron.strict else (u >= theta)
+            sigma = self.surrogate.derivative(u - theta, theta)
+            if neuron.reset == "soft":
+                d_r_du = np.ones_like(u)
+                d_r_ds = np.broadcast_to(-theta, u.shape)
+            else:
+                d_r_du = (1 - s).astype(dtype)
+                d_r_ds = dtype.type(neuron.v_reset) - u
+            carry = d_r_du
+            if not self.detach_reset:
+                # sigma = 0 where theta is infinite: keep -inf * 0 out of the sum.
+                carry = d_r_du + np.multiply(d_r_ds, sigma, out=np.zeros_like(u), where=sigma != 0)
+            return reverse_recursion(sigma, np.ascontiguousarray(grad), np.ascontiguousarray(lam * carry))
+
+        return backward
+
+
+RULES: dict[str, type[Rule]] = {cls.name: cls for cls in (Lee2020, Lee2020Code, BPTT)}
+
+
+def rule_from_config(config: dict | str) -> Rule:
+    """Build a rule from its name (``"lee2020"``, ``"lee2020-code"``, ``"bptt"``) or :meth:`Rule.config`."""
+    cfg = {"name": config} if isinstance(config, str) else dict(config)
+    name = cfg.pop("name", None)
+    if name not in RULES:
+        raise OptionError(f"unknown gradient rule {name!r}; choose one of {', '.join(map(repr, RULES))}")
+    if "surrogate" in cfg:
+        cfg["surrogate"] = surrogate_from_config(cfg["surrogate"])
+    try:
+        return RULES[name](**cfg)
+    except TypeError as exc:
+        raise OptionError(f"gradient rule {name!r}: {exc}") from None
