@@ -317,6 +317,8 @@ class RunResult:
         Recorded with "potentials".
     masks : dict of (batch, *shape) bool
         The dropout masks used (training runs only).
+    recorded : frozenset of str
+        What the run was asked to record.
     """
 
     batch: int
@@ -330,6 +332,7 @@ class RunResult:
     spikes: dict[str, Events] = field(default_factory=dict)
     potentials: dict[str, np.ndarray] = field(default_factory=dict)
     masks: dict[str, np.ndarray] = field(default_factory=dict)
+    recorded: frozenset = frozenset()
 
     def total_synops(self) -> np.ndarray:
         """SynOps per sample summed over layers, shape ``(batch,)``."""
@@ -609,7 +612,9 @@ class Network:
         return sample
 
     def _collect(self, stages, samples: list[_Sample], record, keep, steps) -> RunResult:
-        result = RunResult(batch=len(samples), steps=steps, output=None, synops={}, pool_ops={}, events={}, masks=keep)
+        result = RunResult(
+            batch=len(samples), steps=steps, output=None, synops={}, pool_ops={}, events={}, masks=keep, recorded=record
+        )
         for stage in _leaves(stages):
             name = stage.name
             for op_name, counter in stage.counted_ops():

@@ -46,7 +46,7 @@ def network_output(network: Network, result: RunResult, reads: str) -> np.ndarra
         if isinstance(last, Readout):
             raise OptionError("this loss reads spike counts, but the network ends in a Readout that never spikes")
         name = last.neuron.name if isinstance(last, Residual) else last.name
-        if name not in result.counts:
+        if "counts" not in result.recorded:
             raise OptionError("this loss reads spike counts: run the network with record=('counts', ...)")
         out = result.counts[name]
     if out.ndim != 2:

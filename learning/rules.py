@@ -91,7 +91,7 @@ class Rule:
             backprop.run(frames, np.ascontiguousarray(np.broadcast_to(top, (steps, top.shape[0]))))
 
     def _check(self, network, events, result, grad_output) -> np.ndarray:
-        missing = [r for r in self.records if not getattr(result, r)]
+        missing = [r for r in self.records if r not in result.recorded]
         if missing:
             raise OptionError(
                 f"rule {self.name!r} needs a forward run with record={self.records!r}; "
@@ -111,17 +111,37 @@ class Rule:
         return grad_output.astype(network.dtype, copy=False)
 
 
-def _log_leak(neuron: LIF) -> float:
-    if neuron.leak <= 0:
-        raise LayerError(neuron, "the leak correction uses ln(leak) and needs leak > 0")
-    return float(np.log(neuron.leak))
+def leak_correction(gamma: np.ndarray, trace: np.ndarray, leak: float) -> np.ndarray:
+    """Lee et al. 2020's ``NG = 1 + ln(lam) * f / gamma``, and 0 where gamma = 0.
 
-
-def _ng(neuron: LIF, gamma: np.ndarray, trace: np.ndarray) -> np.ndarray:
-    """Lee et al. 2020's ``NG = 1 + ln(lam) f / gamma`` (0 where gamma = 0), eq. 22 times theta."""
+    Eq. 22 times theta, evaluated at t = T: ``f = sum_k lam^(T - t_k)`` is the
+    neuron's leak-weighted spike trace and gamma its spike count, so
+    ``f / gamma`` is in ``[lam^(T-1), 1]`` and ``1 + ln(lam) <= NG <= 1`` for
+    gamma >= 1 (``ln(lam) = -1/tau``). Arrays keep their dtype.
+    """
+    if not 0 < leak <= 1:
+        raise OptionError(f"the leak correction uses ln(leak) and needs 0 < leak <= 1, got {leak!r}")
     fired = gamma > 0
     ratio = np.divide(trace, gamma, out=np.zeros_like(trace), where=fired)
-    return np.where(fired, 1 + gamma.dtype.type(_log_leak(neuron)) * ratio, 0).astype(gamma.dtype)
+    return np.where(fired, 1 + gamma.dtype.type(np.log(leak)) * ratio, 0).astype(gamma.dtype)
+
+
+def lee2020_derivative(gamma: np.ndarray, trace: np.ndarray, theta: np.ndarray | float, leak: float) -> np.ndarray:
+    """The pseudo-derivative of a hidden LIF neuron, Lee et al. 2020 eq. 22 at T::
+
+        a' = (1/theta) * (1 + ln(lam) * f / gamma)    if gamma > 0
+        a' = 0                                         if gamma = 0
+
+    For gamma >= 1: ``(1/theta)(1 - 1/tau) <= a' <= 1/theta``; IF neurons
+    (lam = 1) get the straight-through ``1/theta`` (eq. 13).
+    """
+    return (leak_correction(gamma, trace, leak) / np.asarray(theta, gamma.dtype)).astype(gamma.dtype)
+
+
+def _neuron_ng(neuron: LIF, gamma: np.ndarray, trace: np.ndarray) -> np.ndarray:
+    if neuron.leak <= 0:
+        raise LayerError(neuron, "the leak correction uses ln(leak) and needs leak > 0")
+    return leak_correction(gamma, trace, neuron.leak)
 
 
 # ===================================================================== lee2020
@@ -166,8 +186,8 @@ class Lee2020(Rule):
             gamma = channel_last(result.counts[name], shape)
             if kind == "pool":
                 return grad * (gamma > 0)
-            a = _ng(neuron, gamma, channel_last(result.traces[name], shape)) / neuron_thresholds(neuron, shape, dtype)
-            return grad * a
+            ng = _neuron_ng(neuron, gamma, channel_last(result.traces[name], shape))
+            return grad * (ng / neuron_thresholds(neuron, shape, dtype))
 
         return backward
 
@@ -212,7 +232,7 @@ class Lee2020Code(Rule):
             gate = s
             if kind == "spiking":
                 gamma = channel_last(result.counts[name][b], shape)
-                ng = _ng(neuron, gamma, channel_last(result.traces[name][b], shape))
+                ng = _neuron_ng(neuron, gamma, channel_last(result.traces[name][b], shape))
                 gate = s * (ng / neuron_thresholds(neuron, shape, dtype))
             return reverse_recursion(np.ascontiguousarray(gate, dtype), grad, 1 - s)
 

@@ -39,15 +39,15 @@ def random_events(rng, batch, steps, shape, density, dtype, values=VALUES) -> es
 
 
 @st.composite
-def neurons(draw, channels: int) -> es.LIF:
-    """A random spiking neuron layer: LIF or IF, any reset, strict or not."""
+def neurons(draw, channels: int, hard_zero: bool = False) -> es.LIF:
+    """A random spiking neuron layer: LIF or IF, any reset (only hard to 0 if asked), strict or not."""
     per_channel = draw(st.booleans())
     if per_channel:
         theta = np.array([draw(THRESHOLDS) for _ in range(channels)])
     else:
         theta = draw(THRESHOLDS)
-    reset = draw(st.sampled_from(["hard", "soft"]))
-    v_reset = draw(st.sampled_from([0.0, -0.5, 0.25])) if reset == "hard" else 0.0
+    reset = "hard" if hard_zero else draw(st.sampled_from(["hard", "soft"]))
+    v_reset = draw(st.sampled_from([0.0, -0.5, 0.25])) if reset == "hard" and not hard_zero else 0.0
     strict = draw(st.booleans())
     leak = draw(LEAKS)
     if leak == 1.0 and draw(st.booleans()):
@@ -80,7 +80,7 @@ def _conv(draw, rng, c, h, w, dtype, **fixed):
     return layer, layer.output_shape((c, h, w))
 
 
-def _linear_stack(draw, rng, n_in, dtype, layers: list) -> None:
+def _linear_stack(draw, rng, n_in, dtype, layers: list, hard_zero: bool) -> None:
     """1 or 2 Linear layers, each followed by neurons (and maybe dropout); a readout or spikes at the end."""
     depth = draw(st.integers(1, 2))
     for i in range(depth):
@@ -91,31 +91,32 @@ def _linear_stack(draw, rng, n_in, dtype, layers: list) -> None:
         if last and draw(st.booleans()):
             layers.append(es.Readout(leak=draw(LEAKS)))
         else:
-            layers.append(draw(neurons(n_out)))
+            layers.append(draw(neurons(n_out, hard_zero)))
             if not last and draw(st.booleans()):
                 layers.append(es.Dropout(draw(st.sampled_from([0.2, 0.5]))))
         n_in = n_out
 
 
 @st.composite
-def net_cases(draw, max_blocks: int = 4) -> NetCase:
+def net_cases(draw, max_blocks: int = 4, dtypes=DTYPES, hard_zero: bool = False) -> NetCase:
     """Random networks: stacks of conv / pooling / dropout / residual / neuron layers on
-    (C, H, W) input with an optional linear head, or linear stacks on flat input."""
+    (C, H, W) input with an optional linear head, or linear stacks on flat input.
+    ``hard_zero`` restricts the spiking neurons to hard reset to 0."""
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
-    dtype = draw(DTYPES)
+    dtype = draw(dtypes)
     layers: list = []
     if draw(st.integers(0, 4)) == 0:
         input_shape = (draw(st.integers(1, 20)),)
         if draw(st.booleans()):
-            layers.append(draw(neurons(input_shape[0])))
-        _linear_stack(draw, rng, input_shape[0], dtype, layers)
+            layers.append(draw(neurons(input_shape[0], hard_zero)))
+        _linear_stack(draw, rng, input_shape[0], dtype, layers, hard_zero)
     else:
         input_shape = (draw(st.integers(1, 3)), draw(st.integers(3, 9)), draw(st.integers(3, 9)))
-        shape = _map_blocks(draw, rng, input_shape, dtype, max_blocks, layers)
+        shape = _map_blocks(draw, rng, input_shape, dtype, max_blocks, layers, hard_zero)
         if draw(st.booleans()):
             layers.append(es.Flatten())
-            _linear_stack(draw, rng, int(np.prod(shape)), dtype, layers)
+            _linear_stack(draw, rng, int(np.prod(shape)), dtype, layers, hard_zero)
     batch = draw(st.integers(1, 3))
     steps = draw(st.integers(1, 12))
     density = draw(st.sampled_from([0.0, 0.05, 0.2, 0.5, 1.0]))
@@ -125,19 +126,19 @@ def net_cases(draw, max_blocks: int = 4) -> NetCase:
     return case
 
 
-def _map_blocks(draw, rng, shape, dtype, max_blocks, layers: list) -> tuple:
+def _map_blocks(draw, rng, shape, dtype, max_blocks, layers: list, hard_zero: bool) -> tuple:
     """Append 1..max_blocks random blocks on (C, H, W) maps; return the final shape."""
     for _ in range(draw(st.integers(1, max_blocks))):
         c, h, w = shape
         kind = draw(st.sampled_from(["conv", "conv", "pool", "dropout", "residual", "neuron", "pass"]))
         if kind == "conv":
             layer, shape = _conv(draw, rng, c, h, w, dtype)
-            layers += [layer, draw(neurons(shape[0]))]
+            layers += [layer, draw(neurons(shape[0], hard_zero))]
         elif kind == "pass":
             layer, shape = _conv(draw, rng, c, h, w, dtype)
             layers.append(layer)
         elif kind == "neuron":
-            layers.append(draw(neurons(c)))
+            layers.append(draw(neurons(c, hard_zero)))
         elif kind == "dropout":
             layers.append(es.Dropout(draw(st.sampled_from([0.0, 0.2, 0.5, 0.75]))))
         elif kind == "pool" and min(h, w) >= 2:
@@ -157,9 +158,9 @@ def _map_blocks(draw, rng, shape, dtype, max_blocks, layers: list) -> tuple:
                 skip = es.Identity(stride)
             else:
                 skip = es.Conv2d(c, out, 1, stride=stride, weight=dyadic(rng, (out, c, 1, 1), dtype))
-            main = [conv1, draw(neurons(mid))]
+            main = [conv1, draw(neurons(mid, hard_zero))]
             if draw(st.booleans()):
                 main.append(es.Dropout(draw(st.sampled_from([0.2, 0.5]))))
-            layers.append(es.Residual(main + [conv2], draw(neurons(out)), skip=skip))
+            layers.append(es.Residual(main + [conv2], draw(neurons(out, hard_zero)), skip=skip))
             shape = main_shape
     return shape

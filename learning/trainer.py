@@ -1,0 +1,291 @@
+"""Training loop: epochs of mini-batches, evaluation, metrics log, checkpoints, resume.
+
+A dataset is any sequence of ``(events, label)`` pairs, ``events`` an
+:class:`~eventsim.events.Events` container of batch 1 (all with the same steps,
+shape and dtype as the network) and ``label`` an int.
+
+Determinism: all randomness (the shuffling of every epoch, the dropout masks
+of every step) comes from one ``numpy.random.Generator`` seeded by ``seed``. A
+checkpoint stores the weights, the optimizer state, the generator's state at
+the start of the epoch (to rebuild the epoch's order) and now (to continue the
+dropout draws), the step count and the metrics so far; resuming from it ends
+bit-identical to the run that was never interrupted. Checkpoints are written
+atomically (:func:`eventsim.learning.checkpoint.save_checkpoint`), and the
+metrics log (JSON lines, one per epoch) is rewritten atomically from the
+checkpointed history, so a crash never leaves a torn file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from math import ceil
+from pathlib import Path
+from typing import Sequence, TextIO
+
+import numpy as np
+
+from eventsim.errors import CheckpointError, OptionError
+from eventsim.events import Events
+from eventsim.network import Network
+from eventsim.learning.checkpoint import Checkpoint, generator_from_state, load_checkpoint, rng_state, save_checkpoint
+from eventsim.learning.losses import Loss
+from eventsim.learning.optimizers import Optimizer
+from eventsim.learning.parameters import load_parameters, parameters
+from eventsim.learning.progress import ProgressBar
+from eventsim.learning.rules import Rule
+from eventsim.learning.schedules import Constant, Schedule
+
+Dataset = Sequence[tuple[Events, int]]
+
+
+def batch_of(data: Dataset, indices: Sequence[int]) -> tuple[Events, np.ndarray]:
+    """Stack the samples ``indices`` of ``data`` into one batch."""
+    samples = [data[int(i)] for i in indices]
+    for i, (events, _) in zip(indices, samples):
+        if not isinstance(events, Events) or events.batch != 1:
+            raise OptionError(f"dataset item {int(i)} must be (Events of batch 1, label), got {type(events).__name__}")
+    return Events.concat([s[0] for s in samples]), np.array([int(s[1]) for s in samples], np.int64)
+
+
+def network_description(network: Network) -> dict:
+    """What identifies a network's architecture in a checkpoint (not its weights)."""
+    return {
+        "input_shape": list(network.input_shape),
+        "dtype": network.dtype.name,
+        "layers": [repr(layer) for layer in network.walk()],
+    }
+
+
+def evaluate(network: Network, data: Dataset, loss: Loss, *, batch_size: int = 32) -> dict[str, float]:
+    """Mean loss and accuracy of ``network`` on ``data`` (inference: no dropout)."""
+    records = ("counts",) if loss.reads == "counts" else ()
+    total, correct = 0.0, 0
+    for start in range(0, len(data), batch_size):
+        events, labels = batch_of(data, range(start, min(len(data), start + batch_size)))
+        result = network.run(events, record=records)
+        value, _ = loss(network, result, labels)
+        total += value * len(labels)
+        correct += int(np.sum(loss.predictions(network, result) == labels))
+    n = max(1, len(data))
+    return {"loss": total / n, "accuracy": correct / n}
+
+
+@dataclass
+class StepResult:
+    """What one optimizer step saw."""
+
+    loss: float
+    correct: int
+    samples: int
+
+
+def train_step(
+    network: Network, rule: Rule, loss: Loss, optimizer: Optimizer,
+    events: Events, labels: np.ndarray, *, lr: float, rng: np.random.Generator,
+) -> StepResult:
+    """Forward (with dropout), loss, gradients by ``rule``, one optimizer update."""
+    records = set(rule.records) | ({"counts"} if loss.reads == "counts" else set())
+    result = network.run(events, record=records, train=True, rng=rng)
+    value, grad_output = loss(network, result, labels)
+    grads = rule.gradients(network, events, result, grad_output)
+    optimizer.step(parameters(network), grads, lr=lr)
+    correct = int(np.sum(loss.predictions(network, result) == labels))
+    return StepResult(value, correct, len(labels))
+
+
+def _write_lines_atomically(path: Path, records: list[dict]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            for r in records:
+                f.write(json.dumps(r) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class Trainer:
+    """Trains a network with a gradient rule, a loss and an optimizer.
+
+    Parameters
+    ----------
+    network : Network
+        Initialised (e.g. :func:`eventsim.learning.init.init_lee2020`).
+    rule : Rule
+        ``Lee2020()``, ``Lee2020Code()`` or ``BPTT(...)``.
+    loss : Loss
+    optimizer : Optimizer
+    schedule : Schedule, optional
+        Learning rate per step; by default the optimizer's own, constant.
+    batch_size : int
+    epochs : int
+        Total epochs; a resumed run continues up to this number.
+    seed : int
+        Seeds the one generator behind shuffling and dropout.
+    checkpoint : path, optional
+        HDF5 checkpoint written at the end of every epoch (and every
+        ``checkpoint_every`` steps); resume with :meth:`resume`.
+    checkpoint_every : int, optional
+        Also checkpoint every this many steps inside an epoch.
+    log : path, optional
+        Metrics log, one JSON object per finished epoch.
+    progress : text stream or None
+        Where the progress bar goes (stderr by default; None: silent).
+    """
+
+    def __init__(
+        self,
+        network: Network,
+        *,
+        rule: Rule,
+        loss: Loss,
+        optimizer: Optimizer,
+        schedule: Schedule | None = None,
+        batch_size: int = 32,
+        epochs: int = 1,
+        seed: int = 0,
+        checkpoint: str | os.PathLike | None = None,
+        checkpoint_every: int | None = None,
+        log: str | os.PathLike | None = None,
+        progress: TextIO | None = sys.stderr,
+    ) -> None:
+        for what, v in (("batch_size", batch_size), ("epochs", epochs)):
+            if not isinstance(v, (int, np.integer)) or v < 1:
+                raise OptionError(f"{what} must be a positive integer, got {v!r}")
+        if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
+            raise OptionError(f"checkpoint_every must be a positive integer, got {checkpoint_every!r}")
+        if checkpoint_every is not None and checkpoint is None:
+            raise OptionError("checkpoint_every needs a checkpoint path")
+        self.network, self.rule, self.loss, self.optimizer = network, rule, loss, optimizer
+        self.schedule = schedule if schedule is not None else Constant(optimizer.lr)
+        self.batch_size, self.epochs, self.seed = int(batch_size), int(epochs), int(seed)
+        self.checkpoint_path = None if checkpoint is None else Path(checkpoint)
+        self.checkpoint_every = checkpoint_every
+        self.log_path = None if log is None else Path(log)
+        self.progress = progress
+        self.rng = np.random.default_rng(self.seed)
+        self.epoch = 0  # completed epochs
+        self.step = 0  # optimizer steps done
+        self.history: list[dict] = []
+        self._epoch_start_state = rng_state(self.rng)
+        self._partial: dict | None = None  # metrics of an epoch interrupted by a checkpoint
+
+    def config(self) -> dict:
+        """The full training configuration, stored in every checkpoint."""
+        return {
+            "network": network_description(self.network),
+            "rule": self.rule.config(),
+            "loss": self.loss.config(),
+            "optimizer": self.optimizer.config(),
+            "schedule": self.schedule.config(),
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+        }
+
+    # ------------------------------------------------------------- running
+    def fit(self, train: Dataset, eval_data: Dataset | None = None) -> list[dict]:
+        """Train up to ``epochs`` epochs; returns the history (one dict per epoch)."""
+        if len(train) == 0:
+            raise OptionError("the training set is empty")
+        steps_per_epoch = ceil(len(train) / self.batch_size)
+        while self.epoch < self.epochs:
+            self._run_epoch(train, eval_data, steps_per_epoch)
+        return self.history
+
+    def _run_epoch(self, train: Dataset, eval_data: Dataset | None, steps_per_epoch: int) -> None:
+        n = len(train)
+        first = self.step - self.epoch * steps_per_epoch  # > 0 when resuming inside the epoch
+        if first == 0:
+            order = self.rng.permutation(n)
+        else:  # the epoch's order from its start; self.rng continues where the checkpoint left it
+            order = generator_from_state(self._epoch_start_state).permutation(n)
+        sums = self._partial or {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
+        self._partial = None
+        bar = ProgressBar(n, f"epoch {self.epoch + 1}/{self.epochs}", self.progress)
+        bar.done = sums["seen"]
+        started = time.perf_counter() - sums["seconds"]
+        for b in range(first, steps_per_epoch):
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            events, labels = batch_of(train, idx)
+            lr = self.schedule.lr(self.step, steps_per_epoch)
+            out = train_step(self.network, self.rule, self.loss, self.optimizer, events, labels, lr=lr, rng=self.rng)
+            self.step += 1
+            sums["loss"] += out.loss * out.samples
+            sums["correct"] += out.correct
+            sums["seen"] += out.samples
+            bar.update(out.samples, loss=sums["loss"] / sums["seen"], acc=100 * sums["correct"] / sums["seen"])
+            if self.checkpoint_every and self.step % self.checkpoint_every == 0 and b + 1 < steps_per_epoch:
+                self._partial = dict(sums, seconds=time.perf_counter() - started)
+                self.save()
+                self._partial = None
+        seconds = time.perf_counter() - started
+        record = {
+            "epoch": self.epoch + 1,
+            "step": self.step,
+            "lr": self.schedule.lr(self.step - 1, steps_per_epoch),
+            "train_loss": sums["loss"] / sums["seen"],
+            "train_accuracy": sums["correct"] / sums["seen"],
+            "samples_per_s": sums["seen"] / seconds if seconds > 0 else 0.0,
+            "seconds": seconds,
+        }
+        if eval_data is not None and len(eval_data):
+            ev = evaluate(self.network, eval_data, self.loss, batch_size=self.batch_size)
+            record.update(eval_loss=ev["loss"], eval_accuracy=ev["accuracy"])
+        bar.close(loss=record["train_loss"], acc=100 * record["train_accuracy"],
+                  **({"eval_acc": 100 * record["eval_accuracy"]} if "eval_accuracy" in record else {}))
+        self.history.append(record)
+        self.epoch += 1
+        self._epoch_start_state = rng_state(self.rng)
+        self.save()
+
+    # ---------------------------------------------------------- checkpoints
+    def save(self) -> None:
+        """Write the checkpoint and the metrics log (if paths were given), atomically."""
+        if self.checkpoint_path is not None:
+            history = self.history + ([dict(self._partial, in_progress=True)] if self._partial else [])
+            save_checkpoint(self.checkpoint_path, Checkpoint(
+                params={k: v.copy() for k, v in parameters(self.network).items()},
+                optimizer_state=self.optimizer.state_dict(),
+                rng_state={"epoch_start": self._epoch_start_state, "current": rng_state(self.rng)},
+                epoch=self.epoch,
+                step=self.step,
+                config=self.config(),
+                history=history,
+            ))
+        if self.log_path is not None:
+            _write_lines_atomically(self.log_path, self.history)
+
+    def resume(self, path: str | os.PathLike | None = None) -> None:
+        """Continue from a checkpoint (by default this trainer's own).
+
+        The checkpoint's configuration must match this trainer's (the number
+        of epochs may differ); otherwise :class:`CheckpointError` lists what differs.
+        """
+        path = Path(path) if path is not None else self.checkpoint_path
+        if path is None:
+            raise OptionError("resume needs a checkpoint path")
+        ckpt = load_checkpoint(path)
+        mine = json.loads(json.dumps(self.config()))
+        differs = sorted(k for k in set(mine) | set(ckpt.config) if mine.get(k) != ckpt.config.get(k))
+        if differs:
+            raise CheckpointError(f"{path}: the checkpoint was written by a different configuration ({', '.join(differs)})")
+        try:
+            load_parameters(self.network, ckpt.params)
+        except ValueError as exc:
+            raise CheckpointError(f"{path}: {exc}") from None
+        self.optimizer.load_state_dict(ckpt.optimizer_state)
+        self._epoch_start_state = ckpt.rng_state["epoch_start"]
+        self.rng = generator_from_state(ckpt.rng_state["current"])
+        self.epoch, self.step = ckpt.epoch, ckpt.step
+        self.history = [h for h in ckpt.history if not h.get("in_progress")]
+        partial = [h for h in ckpt.history if h.get("in_progress")]
+        self._partial = {k: partial[0][k] for k in ("loss", "correct", "seen", "seconds")} if partial else None
