@@ -170,7 +170,9 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
-        raise CheckpointError(f"checkpoint {path!r}: not a readable HDF5 file (truncated, or another format): {exc}") from None
+        raise CheckpointError(
+            f"checkpoint {path!r}: not a readable HDF5 file (truncated, or another format): {exc}"
+        ) from None
     try:
         with f:
             return _read(path, f)
@@ -184,13 +186,18 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
 def _read(path: str, f: h5py.File) -> Checkpoint:
     fmt = f.attrs.get("format")
     if fmt != FORMAT:
-        raise CheckpointError(f"checkpoint {path!r}: not an eventsim checkpoint (HDF5 file without format marker {FORMAT!r})")
+        raise CheckpointError(
+            f"checkpoint {path!r}: not an eventsim checkpoint (HDF5 file without format marker {FORMAT!r})"
+        )
     version = f.attrs.get("version")
+    if version is None:
+        raise CheckpointError(f"checkpoint {path!r}: attribute 'version' is missing")
     if not isinstance(version, (int, np.integer)) or version < 1:
         raise CheckpointError(f"checkpoint {path!r}: invalid format version {version!r}")
     if version > VERSION:
         raise CheckpointError(
-            f"checkpoint {path!r}: format version {int(version)} was written by a newer eventsim; this one reads up to {VERSION}"
+            f"checkpoint {path!r}: format version {int(version)} was written by a newer eventsim; "
+            f"this one reads up to {VERSION}"
         )
     fields = {}
     for what in _JSON_ATTRS:
@@ -238,7 +245,8 @@ def generator_from_state(state: dict) -> np.random.Generator:
     """A new Generator that continues the stream whose state :func:`rng_state` returned."""
     name = state.get("bit_generator") if isinstance(state, dict) else None
     if name not in _BIT_GENERATORS:
-        raise OptionError(f"unknown bit generator {name!r} in a generator state; expected one of {', '.join(map(repr, _BIT_GENERATORS))}")
+        choices = ", ".join(map(repr, _BIT_GENERATORS))
+        raise OptionError(f"unknown bit generator {name!r} in a generator state; expected one of {choices}")
     bit_generator = getattr(np.random, name)()
     try:
         bit_generator.state = state

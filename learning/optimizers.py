@@ -44,13 +44,21 @@ def _number(owner: str, what: str, value: object, low: float, high: float = math
     v = float(value) if ok else math.nan
     inside = math.isfinite(v) and (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
     if not inside:
-        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        raise OptionError(f"{owner}: {what} must be a finite number in {interval}, got {value!r}")
+        if math.isinf(high):
+            bound = f"{'>' if low_open else '>='} {low:g}"
+        else:
+            bound = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise OptionError(f"{owner}: {what} must be a finite number {bound}, got {value!r}")
     return v
 
 
 def _lr(owner: str, lr: object) -> float:
     return _number(owner, "lr", lr, 0.0, low_open=True)
+
+
+def _describe(x: object) -> str:
+    """``float64 (3, 4)`` for an array, the type name otherwise."""
+    return f"{x.dtype} {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
 
 
 def _betas(owner: str, betas: object) -> tuple[float, float]:
@@ -111,20 +119,27 @@ class Optimizer:
         missing = [k for k in params if k not in grads]
         unexpected = [k for k in grads if k not in params]
         if missing or unexpected:
-            raise OptionError(f"{self.name}: gradients do not match the parameters: missing {missing}, unexpected {unexpected}")
+            raise OptionError(
+                f"{self.name}: gradients do not match the parameters: missing {missing}, unexpected {unexpected}"
+            )
         for key, p in params.items():
             g = grads[key]
             if not isinstance(p, np.ndarray) or p.dtype not in FLOAT_DTYPES:
-                raise OptionError(f"{self.name}: parameter {key!r} must be a float32 or float64 numpy array, got {type(p).__name__} {getattr(p, 'dtype', '')}")
+                raise OptionError(
+                    f"{self.name}: parameter {key!r} must be a float32 or float64 array, got {_describe(p)}"
+                )
             if not p.flags.writeable:
                 raise OptionError(f"{self.name}: parameter {key!r} is read-only; optimizers update parameters in place")
             if not isinstance(g, np.ndarray) or g.shape != p.shape or g.dtype != p.dtype:
-                got = f"{g.dtype} {g.shape}" if isinstance(g, np.ndarray) else type(g).__name__
-                raise OptionError(f"{self.name}: gradient of {key!r} must be {p.dtype} {p.shape} like its parameter, got {got}")
+                raise OptionError(
+                    f"{self.name}: gradient of {key!r} must be {_describe(p)} like its parameter, got {_describe(g)}"
+                )
             bad = np.argwhere(~np.isfinite(g))
             if bad.size:
                 where = tuple(int(i) for i in bad[0])
-                raise OptionError(f"{self.name}: gradient of {key!r} is not finite at index {where} (value {g[where]})")
+                raise OptionError(
+                    f"{self.name}: gradient of {key!r} is not finite at index {where} (value {g[where]})"
+                )
 
     def _check_state(self, params: dict[str, np.ndarray]) -> None:
         if self.steps == 0:
@@ -141,7 +156,7 @@ class Optimizer:
                 a = arrays[key]
                 if a.shape != p.shape or a.dtype != p.dtype:
                     raise OptionError(
-                        f"{self.name}: parameter {key!r} is {p.dtype} {p.shape} but its {buffer!r} state is {a.dtype} {a.shape}"
+                        f"{self.name}: parameter {key!r} is {_describe(p)} but its {buffer!r} state is {_describe(a)}"
                     )
 
     # ---------------------------------------------------------------- state
@@ -169,7 +184,7 @@ class Optimizer:
             raise OptionError(f"{self.name}: state has no 'step' counter")
         step = np.asarray(state["step"])
         if step.shape != () or step.dtype.kind not in "iu" or int(step) < 0:
-            raise OptionError(f"{self.name}: state 'step' must be a 0-d integer >= 0, got {step.dtype} {step.shape} {step!r}")
+            raise OptionError(f"{self.name}: state 'step' must be a 0-d integer >= 0, got {_describe(step)} {step!r}")
         loaded: dict[str, dict[str, np.ndarray]] = {b: {} for b in self.buffers}
         for name, a in state.items():
             if name == "step":
@@ -179,7 +194,7 @@ class Optimizer:
                 known = ", ".join(repr(f"{b}/<parameter>") for b in self.buffers) or "none"
                 raise OptionError(f"{self.name}: unknown state entry {name!r}; expected 'step' and {known}")
             if not isinstance(a, np.ndarray) or a.dtype not in FLOAT_DTYPES:
-                raise OptionError(f"{self.name}: state {name!r} must be a float32 or float64 array, got {type(a).__name__} {getattr(a, 'dtype', '')}")
+                raise OptionError(f"{self.name}: state {name!r} must be a float32 or float64 array, got {_describe(a)}")
             loaded[buffer][key] = a.copy()
         keys = {b: set(arrays) for b, arrays in loaded.items()}
         if int(step) == 0 and any(keys.values()):
@@ -189,11 +204,13 @@ class Optimizer:
                 raise OptionError(f"{self.name}: state has step {int(step)} but no {buffer!r} buffers")
             for other, other_names in keys.items():
                 if names - other_names:
-                    raise OptionError(f"{self.name}: state {other!r} is missing for parameters {sorted(names - other_names)}")
-        for key in keys[self.buffers[0]] if self.buffers else ():
-            shapes = {(loaded[b][key].shape, loaded[b][key].dtype) for b in self.buffers}
-            if len(shapes) > 1:
-                raise OptionError(f"{self.name}: the buffers of parameter {key!r} differ in shape or dtype: {sorted(map(str, shapes))}")
+                    raise OptionError(
+                        f"{self.name}: state {other!r} is missing for parameters {sorted(names - other_names)}"
+                    )
+        for key in set().union(*keys.values()):
+            kinds = {b: _describe(loaded[b][key]) for b in self.buffers}
+            if len(set(kinds.values())) > 1:
+                raise OptionError(f"{self.name}: the buffers of parameter {key!r} differ in shape or dtype: {kinds}")
         self.steps = int(step)
         self._state = loaded
 
@@ -228,7 +245,10 @@ class SGD(Optimizer):
         if not isinstance(nesterov, (bool, np.bool_)):
             raise OptionError(f"{self.name}: nesterov must be True or False, got {nesterov!r}")
         if nesterov and (self.momentum == 0 or self.dampening != 0):
-            raise OptionError(f"{self.name}: nesterov needs momentum > 0 and dampening = 0, got momentum={momentum!r}, dampening={dampening!r}")
+            raise OptionError(
+                f"{self.name}: nesterov needs momentum > 0 and dampening = 0, "
+                f"got momentum={momentum!r}, dampening={dampening!r}"
+            )
         self.nesterov = bool(nesterov)
         super().__init__(lr)
 
@@ -339,8 +359,6 @@ def optimizer_from_config(config: dict | str) -> Optimizer:
     name = cfg.pop("name", None)
     if name not in OPTIMIZERS:
         raise OptionError(f"unknown optimizer {name!r}; choose one of {', '.join(map(repr, OPTIMIZERS))}")
-    if "betas" in cfg and isinstance(cfg["betas"], list):
-        cfg["betas"] = tuple(cfg["betas"])
     try:
         return OPTIMIZERS[name](**cfg)
     except TypeError as exc:

@@ -27,9 +27,12 @@ import numpy as np
 from eventsim.errors import OptionError, check_choice
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
 def _positive(name: str, what: str, value: object) -> None:
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-    if not (ok and math.isfinite(value) and value > 0):
+    if not (_is_number(value) and math.isfinite(value) and value > 0):
         raise OptionError(f"schedule {name}: {what} must be a finite number > 0, got {value!r}")
 
 
@@ -85,7 +88,7 @@ class MultiStep(Schedule):
 
     ``lr(step) = lr * gamma ** n`` with ``n`` the number of milestones
     ``<= step // steps_per_epoch``: the rate drops at the first step of each
-    milestone epoch. Lee et al. 2020 (Sec. 4) train with ``gamma = 0.2`` at
+    milestone epoch. Lee et al. 2020 train with ``gamma = 0.2`` at
     epochs 70, 100 and 125. Milestones must be strictly increasing and >= 1.
     """
 
@@ -150,8 +153,7 @@ class OneCycle(Schedule):
         _count(self.name, "total_steps", total_steps, 1)
         _positive(self.name, "div_factor", div_factor)
         _positive(self.name, "final_div_factor", final_div_factor)
-        number = isinstance(pct_start, (int, float, np.integer, np.floating)) and not isinstance(pct_start, (bool, np.bool_))
-        if not (number and 0 <= pct_start <= 1):
+        if not (_is_number(pct_start) and 0 <= pct_start <= 1):
             raise OptionError(f"schedule {self.name}: pct_start must be a number in [0, 1], got {pct_start!r}")
         check_choice("anneal", anneal, ANNEALS)
         if not isinstance(three_phase, (bool, np.bool_)):

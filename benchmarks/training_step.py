@@ -1,0 +1,118 @@
+"""One training step of Lee's N-MNIST LeNet: time and peak memory, lee2020 against bptt.
+
+Network (Lee et al. 2020, Table 4, N-MNIST LeNet; padding 2 as in the authors'
+code): conv 2->20 5x5 -> LIF -> spiking avg pool 2 -> conv 20->50 5x5 -> LIF ->
+spiking avg pool 2 -> fc 3200->200 -> LIF -> fc 200->10 -> readout; tau = 100
+steps, theta = 1, Lee's initialisation. Input: N-MNIST-like events, 34x34x2,
+unit spikes at a fixed density per step (2 %, about what binning a 300 ms
+recording of ~4,000 events into 100 steps gives), batch of 8.
+
+One step = forward with the rule's records, Lee's MSE loss, the rule's
+gradients, one Adam update. Each (rule, T) runs in a fresh process: after a
+warm-up step (Numba compilation or cache load) the process resets its peak
+resident set (Linux ``/proc/self/clear_refs``) and reports how far the peak
+rose during the timed steps, and the best time of the timed steps. lee2020
+keeps counts and traces only, so its memory must stay flat in T; bptt keeps
+potentials and spikes of every step, O(T x neurons).
+
+Run:  python benchmarks/training_step.py [--steps 25 100 300] [--batch 8] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import textwrap
+
+WORKER = textwrap.dedent("""
+    import json, sys, time
+    import numpy as np
+    import eventsim as es
+    from eventsim.learning.init import init_lee2020
+    from eventsim.learning.losses import LeeMSE
+    from eventsim.learning.optimizers import Adam
+    from eventsim.learning.rules import rule_from_config
+    from eventsim.learning.trainer import train_step
+
+    rule_name, steps, batch, repeats, density = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+    rng = np.random.default_rng(0)
+    net = es.Network([
+        es.Conv2d(2, 20, 5, padding=2), es.LIF(1.0, tau=100.0), es.SpikingAvgPool(2),
+        es.Conv2d(20, 50, 5, padding=2), es.LIF(1.0, tau=100.0), es.SpikingAvgPool(2),
+        es.Flatten(), es.Linear(50 * 8 * 8, 200), es.LIF(1.0, tau=100.0),
+        es.Linear(200, 10), es.Readout(tau=100.0),
+    ], (2, 34, 34))
+    init_lee2020(net, rng)
+    on = rng.random((batch, steps, 2, 34, 34)) < density
+    x = es.Events.from_dense(on.astype(np.float32))
+    labels = rng.integers(0, 10, batch)
+    rule, loss, opt = rule_from_config(rule_name), LeeMSE(), Adam(1e-3)
+
+    def step():
+        return train_step(net, rule, loss, opt, x, labels, lr=1e-3, rng=rng)
+
+    step()  # warm-up: kernels compiled or loaded from the cache
+
+    def status_kb(field):
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith(field))
+
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = status_kb("VmRSS:")
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    r = net.run(x, record=("counts",))
+    spikes = {k: int(v.sum()) for k, v in r.events.items()}
+    print(json.dumps({"seconds": min(times), "peak_growth_mb": (status_kb("VmHWM:") - before) / 1024,
+                      "spikes": spikes}))
+""")
+
+
+def measure(rule: str, steps: int, batch: int, repeats: int, density: float) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", WORKER, rule, str(steps), str(batch), str(repeats), str(density)],
+        capture_output=True, text=True, check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, nargs="+", default=[25, 100, 300])
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--density", type=float, default=0.02)
+    args = parser.parse_args()
+    if not sys.platform.startswith("linux"):
+        sys.exit("the peak-memory measurement needs Linux /proc")
+    print(f"# {platform.processor() or platform.machine()}, Python {platform.python_version()}, "
+          f"batch {args.batch}, input density {args.density}")
+    print(f"{'T':>5} {'rule':>8} {'step s':>8} {'ms/sample':>10} {'peak MB':>9}  spikes per layer")
+    rows = {}
+    for steps in args.steps:
+        for rule in ("lee2020", "bptt"):
+            r = measure(rule, steps, args.batch, args.repeats, args.density)
+            rows[rule, steps] = r
+            active = " ".join(f"{k}={v}" for k, v in r["spikes"].items() if k.startswith("lif"))
+            print(f"{steps:>5} {rule:>8} {r['seconds']:>8.3f} {1000 * r['seconds'] / args.batch:>10.1f} "
+                  f"{r['peak_growth_mb']:>9.1f}  {active}")
+    print()
+    print(f"{'T':>5} {'bptt/lee2020 time':>18} {'bptt/lee2020 memory':>20}")
+    for steps in args.steps:
+        lee, bptt = rows["lee2020", steps], rows["bptt", steps]
+        mem = bptt["peak_growth_mb"] / max(lee["peak_growth_mb"], 0.1)
+        print(f"{steps:>5} {bptt['seconds'] / lee['seconds']:>18.2f} {mem:>20.1f}")
+    lee_mem = [rows["lee2020", s]["peak_growth_mb"] for s in args.steps]
+    print(f"\nlee2020 peak growth from T={args.steps[0]} to T={args.steps[-1]}: "
+          f"{lee_mem[0]:.1f} -> {lee_mem[-1]:.1f} MB (flat in T: the forward keeps counts and traces only)")
+
+
+if __name__ == "__main__":
+    main()
