@@ -164,3 +164,45 @@ def _map_blocks(draw, rng, shape, dtype, max_blocks, layers: list, hard_zero: bo
             layers.append(es.Residual(main + [conv2], draw(neurons(out, hard_zero)), skip=skip))
             shape = main_shape
     return shape
+
+
+@st.composite
+def deep_cases(draw, dtypes=DTYPES, hard_zero: bool = False) -> NetCase:
+    """Networks where the pooling or residual stage sits between weighted layers, so that
+    a wrong backward step there changes some weight gradient: conv -> neurons -> (pool
+    or residual block) -> (dropout) -> flatten -> linear stack, on dense input."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    dtype = draw(dtypes)
+    c_in, size = draw(st.integers(1, 2)), draw(st.integers(4, 7))
+    conv, shape = _conv(draw, rng, c_in, size, size, dtype, k=3, pad=1, stride=1)
+    layers = [conv, draw(neurons(shape[0], hard_zero))]
+    middle = draw(st.sampled_from(["spiking_avg", "avg", "sum", "max", "residual"]))
+    c = shape[0]
+    if middle == "residual":
+        conv1, _ = _conv(draw, rng, c, size, size, dtype, k=3, pad=1, stride=1)
+        conv2, shape = _conv(draw, rng, conv1.out_channels, size, size, dtype, k=3, pad=1,
+                             stride=draw(st.integers(1, 2)), out=c)
+        if draw(st.booleans()):
+            skip = es.Identity(conv2.stride)
+        else:
+            skip = es.Conv2d(c, c, 1, stride=conv2.stride, weight=dyadic(rng, (c, c, 1, 1), dtype))
+        main = [conv1, draw(neurons(conv1.out_channels, hard_zero)), conv2]
+        layers.append(es.Residual(main, draw(neurons(c, hard_zero)), skip=skip))
+    else:
+        pool = {"spiking_avg": es.SpikingAvgPool, "avg": es.AvgPool, "sum": es.SumPool, "max": es.MaxPool}[middle]
+        layer = pool(2, stride=draw(st.sampled_from([None, 1])))
+        layers.append(layer)
+        shape = layer.output_shape(shape)
+        if middle in ("avg", "sum"):
+            layers.append(draw(neurons(c, hard_zero)))
+    if draw(st.booleans()):
+        layers.append(es.Dropout(draw(st.sampled_from([0.2, 0.5]))))
+    layers.append(es.Flatten())
+    _linear_stack(draw, rng, int(np.prod(shape)), dtype, layers, hard_zero)
+    batch, steps = draw(st.integers(1, 3)), draw(st.integers(2, 10))
+    density = draw(st.sampled_from([0.2, 0.5, 0.8]))
+    case = NetCase(seed, dtype, (c_in, size, size), layers, batch, steps, density)
+    case.network = es.Network(layers, case.input_shape, dtype=dtype)
+    case.events = random_events(rng, batch, steps, case.input_shape, density, dtype)
+    return case

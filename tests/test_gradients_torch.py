@@ -22,7 +22,7 @@ pytest.importorskip("torch")
 
 from eventsim.learning.rules import BPTT, Lee2020Code  # noqa: E402
 from eventsim.learning.surrogates import ArcTan, FastSigmoid, Sigmoid, StraightThrough, Triangle  # noqa: E402
-from strategies import net_cases  # noqa: E402
+from strategies import deep_cases, net_cases  # noqa: E402
 from torch_reference import torch_gradients  # noqa: E402
 
 FLOAT64 = st.just(np.float64)
@@ -50,7 +50,7 @@ def _run(case, rule, train_seed):
 
 
 @settings(max_examples=30)
-@given(case=net_cases(dtypes=FLOAT64), surrogate=SURROGATES, detach=st.booleans(),
+@given(case=st.one_of(net_cases(dtypes=FLOAT64), deep_cases(dtypes=FLOAT64)), surrogate=SURROGATES, detach=st.booleans(),
        train_seed=st.one_of(st.none(), st.integers(0, 2**16)))
 def test_bptt_equals_autograd(case, surrogate, detach, train_seed):
     rule = BPTT(surrogate=surrogate, detach_reset=detach)
@@ -61,7 +61,7 @@ def test_bptt_equals_autograd(case, surrogate, detach, train_seed):
 
 
 @settings(max_examples=30)
-@given(case=net_cases(dtypes=FLOAT64, hard_zero=True), train_seed=st.one_of(st.none(), st.integers(0, 2**16)))
+@given(case=st.one_of(net_cases(dtypes=FLOAT64, hard_zero=True), deep_cases(dtypes=FLOAT64, hard_zero=True)), train_seed=st.one_of(st.none(), st.integers(0, 2**16)))
 def test_lee2020_code_equals_hook_mechanics(case, train_seed):
     grads, g, masks = _run(case, Lee2020Code(), train_seed)
     ref = torch_gradients(case.network, case.events.to_dense(), g, rule="lee2020-code", masks=masks)
