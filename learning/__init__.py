@@ -1,6 +1,35 @@
 """eventsim.learning: losses, gradient rules and training.
 
-The gradient rules of the contract (``lee2020``, ``lee2020-code``, ``bptt``
-with surrogates), losses, optimizers, the trainer, and ANN-to-SNN conversion,
-all built on the forward records of :meth:`eventsim.Network.run`.
+docs/semantics.md, "Gradient rules". Modules:
+
+- :mod:`~eventsim.learning.rules`: the rules ``lee2020`` (Lee et al. 2020,
+  aggregate, one pass at T), ``lee2020-code`` (the authors' code, step by step)
+  and ``bptt`` (surrogate gradients), all on one event-driven backward
+  (:mod:`~eventsim.learning.backprop`);
+- :mod:`~eventsim.learning.surrogates`: surrogate spike derivatives;
+- :mod:`~eventsim.learning.losses`: Lee's MSE, cross-entropy, spike-count MSE;
+- :mod:`~eventsim.learning.optimizers`, :mod:`~eventsim.learning.schedules`,
+  :mod:`~eventsim.learning.init`: SGD / Adam / AdamW, learning-rate schedules,
+  Lee's initialisation;
+- :mod:`~eventsim.learning.trainer`, :mod:`~eventsim.learning.checkpoint`:
+  the training loop and its atomic HDF5 checkpoints;
+- :mod:`~eventsim.learning.dense`: dense NumPy references of the rules.
 """
+
+from eventsim.learning.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from eventsim.learning.init import init_lee2020
+from eventsim.learning.losses import CrossEntropy, LeeMSE, SpikeCountMSE, loss_from_config
+from eventsim.learning.optimizers import SGD, Adam, AdamW, optimizer_from_config
+from eventsim.learning.parameters import load_parameters, parameters
+from eventsim.learning.rules import BPTT, Lee2020, Lee2020Code, rule_from_config
+from eventsim.learning.schedules import Constant, MultiStep, OneCycle, schedule_from_config
+from eventsim.learning.surrogates import ArcTan, FastSigmoid, Sigmoid, StraightThrough, Triangle, surrogate_from_config
+from eventsim.learning.trainer import Trainer, evaluate, train_step
+
+__all__ = [
+    "Adam", "AdamW", "ArcTan", "BPTT", "Checkpoint", "Constant", "CrossEntropy", "FastSigmoid", "Lee2020",
+    "Lee2020Code", "LeeMSE", "MultiStep", "OneCycle", "SGD", "Sigmoid", "SpikeCountMSE", "StraightThrough",
+    "Trainer", "Triangle", "evaluate", "init_lee2020", "load_checkpoint", "load_parameters", "loss_from_config",
+    "optimizer_from_config", "parameters", "rule_from_config", "save_checkpoint", "schedule_from_config",
+    "surrogate_from_config", "train_step",
+]
