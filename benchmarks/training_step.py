@@ -11,7 +11,11 @@ One step = forward with the rule's records, Lee's MSE loss, the rule's
 gradients, one Adam update. Each (rule, T) runs in a fresh process: after a
 warm-up step (Numba compilation or cache load) the process resets its peak
 resident set (Linux ``/proc/self/clear_refs``) and reports how far the peak
-rose during the timed steps, and the best time of the timed steps. lee2020
+rose during the timed steps (with glibc's malloc thresholds fixed, so that
+memory freed by a step is returned and the rise is the step's own peak); a
+second process with the default allocator gives the best time of the timed
+steps. The input events exist before the
+measurement and are not counted. lee2020
 keeps counts and traces only, so its memory must stay flat in T; bptt keeps
 potentials and spikes of every step, O(T x neurons).
 
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -75,12 +80,24 @@ WORKER = textwrap.dedent("""
 """)
 
 
-def measure(rule: str, steps: int, batch: int, repeats: int, density: float) -> dict:
-    out = subprocess.run(
-        [sys.executable, "-c", WORKER, rule, str(steps), str(batch), str(repeats), str(density)],
-        capture_output=True, text=True, check=True,
-    )
+# Fixed glibc thresholds: freed blocks above 128 KiB go back to the system, so
+# the peak resident set of a step is its peak live memory, not whatever the
+# allocator kept from the warm-up step (glibc otherwise adapts the thresholds).
+MALLOC = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
+
+
+def _worker(args: list[str], env: dict) -> dict:
+    out = subprocess.run([sys.executable, "-c", WORKER, *args], capture_output=True, text=True, check=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure(rule: str, steps: int, batch: int, repeats: int, density: float) -> dict:
+    """Time with the default allocator (fixed thresholds make every allocation fault
+    its pages in again), peak memory with fixed thresholds; two fresh processes."""
+    args = [rule, str(steps), str(batch), str(repeats), str(density)]
+    timed = _worker(args, dict(os.environ))
+    timed["peak_growth_mb"] = _worker(args, {**os.environ, **MALLOC})["peak_growth_mb"]
+    return timed
 
 
 def main() -> None:

@@ -43,7 +43,7 @@ def _run(case, rule, train_seed):
     return grads, g, (result.masks if train else None)
 
 
-@settings(max_examples=40)
+@settings(max_examples=3 * settings.default.max_examples)  # the heart of the oracle: more cases
 @given(case=st.one_of(net_cases(), deep_cases()), surrogate=SURROGATES, detach=st.booleans(), train_seed=TRAIN)
 def test_bptt_equals_dense_bptt(case, surrogate, detach, train_seed):
     grads, g, masks = _run(case, BPTT(surrogate=surrogate, detach_reset=detach), train_seed)
@@ -52,7 +52,7 @@ def test_bptt_equals_dense_bptt(case, surrogate, detach, train_seed):
     assert_gradients_close(grads, ref, case.dtype)
 
 
-@settings(max_examples=40)
+@settings(max_examples=3 * settings.default.max_examples)  # the heart of the oracle: more cases
 @given(case=st.one_of(net_cases(), deep_cases()), train_seed=TRAIN)
 def test_lee2020_equals_dense_equations(case, train_seed):
     grads, g, masks = _run(case, Lee2020(), train_seed)

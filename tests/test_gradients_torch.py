@@ -49,7 +49,7 @@ def _run(case, rule, train_seed):
     return grads, g, (result.masks if train else None)
 
 
-@settings(max_examples=30)
+@settings(max_examples=3 * settings.default.max_examples)  # the heart of the oracle: more cases
 @given(case=st.one_of(net_cases(dtypes=FLOAT64), deep_cases(dtypes=FLOAT64)), surrogate=SURROGATES, detach=st.booleans(),
        train_seed=st.one_of(st.none(), st.integers(0, 2**16)))
 def test_bptt_equals_autograd(case, surrogate, detach, train_seed):
@@ -60,7 +60,7 @@ def test_bptt_equals_autograd(case, surrogate, detach, train_seed):
     assert_gradients_close(grads, ref)
 
 
-@settings(max_examples=30)
+@settings(max_examples=3 * settings.default.max_examples)  # the heart of the oracle: more cases
 @given(case=st.one_of(net_cases(dtypes=FLOAT64, hard_zero=True), deep_cases(dtypes=FLOAT64, hard_zero=True)), train_seed=st.one_of(st.none(), st.integers(0, 2**16)))
 def test_lee2020_code_equals_hook_mechanics(case, train_seed):
     grads, g, masks = _run(case, Lee2020Code(), train_seed)
