@@ -32,8 +32,8 @@ import numpy as np
 from eventsim import kernels
 from eventsim.errors import EventsError, LayerError, OptionError, check_choice
 from eventsim.events import FLOAT_DTYPES, Events
+from eventsim.layout import as3, to_c_order
 from eventsim.layers import (
-    IF,
     LIF,
     AvgPool,
     Conv2d,
@@ -57,18 +57,6 @@ RECORDS = ("counts", "traces", "spikes", "potentials")
 WINDOW_ELEMENTS = 1 << 20
 
 Window = tuple  # (indptr, index, value) of K steps, see eventsim.kernels
-
-
-def _as3(shape: tuple[int, ...]) -> tuple[int, int, int]:
-    """Kernels see every layer as (C, H, W); a flat layer of N neurons is (N, 1, 1)."""
-    return tuple(shape) if len(shape) == 3 else (prod(shape), 1, 1)  # type: ignore[return-value]
-
-
-def _channel_last_to_c_order(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """(..., P*C) channel-last -> (..., *shape) in C order."""
-    c, h, w = _as3(shape)
-    lead = a.shape[:-1]
-    return np.moveaxis(a.reshape(lead + (h * w, c)), -1, -2).reshape(lead + tuple(shape))
 
 
 def _is_neuron(layer: Layer) -> bool:
@@ -99,8 +87,8 @@ class _Op:
     def __init__(self, layer: Synapse | None, in_shape, out_shape, dtype: np.dtype, name: str | None = None) -> None:
         self.layer = layer
         self.name = name or (None if layer is None else layer.name)
-        self.in3 = _as3(in_shape)
-        self.out3 = _as3(out_shape)
+        self.in3 = as3(in_shape)
+        self.out3 = as3(out_shape)
         self.bias = layer.bias if isinstance(layer, Weighted) else None
         self.counter = "pool_ops"
         if isinstance(layer, Weighted):
@@ -178,7 +166,7 @@ class _NeuronStage(_Stage):
 
     def __init__(self, ops: list[_Op], neuron: LIF, name: str, shape, dtype: np.dtype) -> None:
         self.ops, self.name, self.shape, self.dtype = ops, name, tuple(shape), dtype
-        self.theta = neuron.thresholds(_as3(shape)).astype(dtype)
+        self.theta = neuron.thresholds(as3(shape)).astype(dtype)
         self.leak = dtype.type(neuron.leak)
         self.soft = neuron.reset == "soft"
         self.v_reset = dtype.type(neuron.v_reset)
@@ -205,7 +193,7 @@ class _NeuronStage(_Stage):
         )
         if self.name in sample.potentials:
             t0 = sample.window_start
-            sample.potentials[self.name][t0 : t0 + steps] = _channel_last_to_c_order(cur, self.shape).reshape(steps, -1)
+            sample.potentials[self.name][t0 : t0 + steps] = to_c_order(cur, self.shape).reshape(steps, -1)
         if self.readout:
             sample.last_u[self.name] = cur[-1].copy()
         return self._emitted(sample, (indptr, index, np.ones(index.shape[0], self.dtype)))
@@ -234,7 +222,7 @@ class _MaxPoolStage(_Stage):
 
     def __init__(self, layer: MaxPool, in_shape, shape, dtype: np.dtype) -> None:
         self.layer, self.name, self.shape, self.dtype = layer, layer.name, tuple(shape), dtype
-        self.in3, self.out3 = _as3(in_shape), _as3(shape)
+        self.in3, self.out3 = as3(in_shape), as3(shape)
 
     def counted_ops(self) -> list[tuple[str, str]]:
         return [(self.name, "pool_ops")]
@@ -648,7 +636,7 @@ def _stacked(samples: list[_Sample], key: str, stage: _Stage) -> np.ndarray:
     """One record of every sample, batch first, neurons in C order."""
     arr = np.stack([getattr(smp, key)[stage.name] for smp in samples])
     if stage.channel_last:
-        return _channel_last_to_c_order(arr, stage.shape)
+        return to_c_order(arr, stage.shape)
     return arr.reshape(arr.shape[:-1] + stage.shape)
 
 

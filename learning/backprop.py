@@ -17,7 +17,6 @@ the only thing the rules differ in.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import prod
 from typing import Protocol
 
 import numpy as np
@@ -41,19 +40,8 @@ from eventsim.layers import (
     Synapse,
     Weighted,
 )
+from eventsim.layout import as3, to_channel_last
 from eventsim.network import Network
-
-
-def as3(shape: tuple[int, ...]) -> tuple[int, int, int]:
-    """Kernels see a flat layer of N neurons as (N, 1, 1)."""
-    return tuple(shape) if len(shape) == 3 else (prod(shape), 1, 1)  # type: ignore[return-value]
-
-
-def channel_last(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """``(..., *shape)`` in C order -> ``(..., P*C)`` channel-last, contiguous."""
-    c, h, w = as3(shape)
-    lead = a.shape[: a.ndim - len(shape)]
-    return np.ascontiguousarray(np.moveaxis(a.reshape(lead + (c, h * w)), -2, -1)).reshape(lead + (h * w * c,))
 
 
 def neuron_thresholds(neuron: LIF, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -195,7 +183,7 @@ class Backprop:
             keep = self._frames.masks.get(layer.name)
             if keep is None:
                 return grad
-            return grad * (channel_last(keep, out_shape) * self.dtype.type(layer.scale))
+            return grad * (to_channel_last(keep, out_shape) * self.dtype.type(layer.scale))
         if isinstance(layer, Flatten):
             if len(in_shape) == 1:
                 return grad

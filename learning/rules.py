@@ -25,7 +25,8 @@ from eventsim.events import Events
 from eventsim.layers import LIF, Readout
 from eventsim.network import Network, RunResult
 from eventsim.kernels import reverse_recursion
-from eventsim.learning.backprop import Backprop, Frames, channel_last, neuron_thresholds
+from eventsim.layout import to_channel_last
+from eventsim.learning.backprop import Backprop, Frames, neuron_thresholds
 from eventsim.learning.surrogates import StraightThrough, Surrogate, surrogate_from_config
 
 
@@ -87,7 +88,7 @@ class Rule:
         for b in range(result.batch):
             frames = Frames(streams, slice(b * steps, (b + 1) * steps),
                             {k: m[b : b + 1] for k, m in result.masks.items()}, sample=b)
-            top = channel_last(grad_output[b], network.output_shape)
+            top = to_channel_last(grad_output[b], network.output_shape)
             backprop.run(frames, np.ascontiguousarray(np.broadcast_to(top, (steps, top.shape[0]))))
 
     def _check(self, network, events, result, grad_output) -> np.ndarray:
@@ -174,7 +175,7 @@ class Lee2020(Rule):
         for name, counts in result.counts.items():
             streams[name] = Events.from_dense(counts[:, None])
         frames = Frames(streams, slice(0, result.batch), dict(result.masks))
-        backprop.run(frames, channel_last(grad_output, network.output_shape))
+        backprop.run(frames, to_channel_last(grad_output, network.output_shape))
 
     def _neuron_backward(self, network: Network, result: RunResult):
         dtype = network.dtype
@@ -183,10 +184,10 @@ class Lee2020(Rule):
         def backward(kind, name, neuron, shape, grad, frames):
             if kind == "readout":
                 return grad / steps
-            gamma = channel_last(result.counts[name], shape)
+            gamma = to_channel_last(result.counts[name], shape)
             if kind == "pool":
                 return grad * (gamma > 0)
-            ng = _neuron_ng(neuron, gamma, channel_last(result.traces[name], shape))
+            ng = _neuron_ng(neuron, gamma, to_channel_last(result.traces[name], shape))
             return grad * (ng / neuron_thresholds(neuron, shape, dtype))
 
         return backward
@@ -228,11 +229,11 @@ class Lee2020Code(Rule):
             if kind == "readout":
                 return grad / dtype.type(steps)
             b = frames.sample
-            s = channel_last(result.spikes[name].sample(b).to_dense()[0], shape)
+            s = to_channel_last(result.spikes[name].sample(b).to_dense()[0], shape)
             gate = s
             if kind == "spiking":
-                gamma = channel_last(result.counts[name][b], shape)
-                ng = _neuron_ng(neuron, gamma, channel_last(result.traces[name][b], shape))
+                gamma = to_channel_last(result.counts[name][b], shape)
+                ng = _neuron_ng(neuron, gamma, to_channel_last(result.traces[name][b], shape))
                 gate = s * (ng / neuron_thresholds(neuron, shape, dtype))
             return reverse_recursion(np.ascontiguousarray(gate, dtype), grad, 1 - s)
 
@@ -287,7 +288,7 @@ class BPTT(Rule):
             if kind == "readout":
                 powers = (np.float64(neuron.leak) ** np.arange(steps - 1, -1, -1)).astype(dtype)
                 return grad * (powers / dtype.type(steps))[:, None]
-            u = channel_last(result.potentials[name][frames.sample], shape)
+            u = to_channel_last(result.potentials[name][frames.sample], shape)
             theta = neuron_thresholds(neuron, shape, dtype)
             s = (u > theta) if neuron.strict else (u >= theta)
             sigma = self.surrogate.derivative(u - theta, theta)

@@ -36,7 +36,7 @@ def test_coo_concat_sample_agree_with_dense(seed, batch, steps):
     b, t, *pos = np.nonzero(dense)
     neuron = np.ravel_multi_index(pos, (2, 3, 3))
     perm = rng.permutation(len(b))  # from_coo must not depend on event order across rows
-    again = Events.from_coo(b[perm], t[perm], neuron[perm], dense[b, t, *pos][perm],
+    again = Events.from_coo(b[perm], t[perm], neuron[perm], dense[(b, t, *pos)][perm],
                             batch=batch, steps=steps, shape=(2, 3, 3))
     np.testing.assert_array_equal(again.to_dense(), dense)
     parts = [ev.sample(i) for i in range(batch)]
