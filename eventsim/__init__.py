@@ -8,7 +8,7 @@ Numba kernels (:mod:`eventsim.kernels`) and their dense NumPy twins
 """
 
 from eventsim.counting import ENERGY_MODELS, EnergyEstimate, EnergyModel, estimate_energy
-from eventsim.errors import CheckpointError, EventsError, EventsimError, LayerError, OptionError
+from eventsim.errors import CheckpointError, DataError, EventsError, EventsimError, LayerError, OptionError
 from eventsim.events import Events
 from eventsim.layers import (
     IF,
@@ -49,6 +49,7 @@ __all__ = [
     "Network",
     "OptionError",
     "CheckpointError",
+    "DataError",
     "Readout",
     "Residual",
     "RunResult",

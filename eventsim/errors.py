@@ -48,3 +48,11 @@ class CheckpointError(EventsimError, ValueError):
 
     The message names the file and what is wrong with it.
     """
+
+
+class DataError(EventsimError, ValueError):
+    """A data file that does not follow its format (an event recording, an idx file, a cache).
+
+    The message names the file and, where it helps, the byte offset or the
+    event index of the first problem.
+    """

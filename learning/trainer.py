@@ -36,7 +36,7 @@ from eventsim.learning.checkpoint import Checkpoint, generator_from_state, load_
 from eventsim.learning.losses import Loss
 from eventsim.learning.optimizers import Optimizer
 from eventsim.learning.parameters import load_parameters, parameters
-from eventsim.learning.progress import ProgressBar
+from eventsim.progress import ProgressBar
 from eventsim.learning.rules import Rule
 from eventsim.learning.schedules import Constant, Schedule
 
