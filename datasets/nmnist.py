@@ -173,8 +173,8 @@ class NMNIST:
         self.first_saccade_only = bool(first_saccade_only)
         self.stabilize = bool(stabilize)
         relative = f"NMNIST/{SPLITS[split]}"
-        hint = (f'Put the original N-MNIST folders there (NMNIST/Train/<digit>/*.bin, NMNIST/Test/...), '
-                f'or pass download=True with the tonic extra installed.')
+        hint = ('Put the original N-MNIST folders there (NMNIST/Train/<digit>/*.bin, NMNIST/Test/...), '
+                'or pass download=True with the tonic extra installed.')
         try:
             self.folder = find(relative, root, hint=hint)
         except DataError:

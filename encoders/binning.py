@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from eventsim.errors import EventsError, OptionError, check_choice
-from eventsim.events import FLOAT_DTYPES, Events
+from eventsim.encoders.inputs import check_dtype
+from eventsim.events import Events
 
 VALUES = ("binary", "count")
 
@@ -74,9 +75,7 @@ def bin_events(
         Batch 1, ``steps`` steps, shape ``(2, H, W)``.
     """
     check_choice("values", values, VALUES)
-    dtype = np.dtype(dtype)
-    if dtype not in FLOAT_DTYPES:
-        raise OptionError(f"dtype must be float32 or float64, got {dtype}")
+    dtype = check_dtype("bin_events", dtype)
     height, width = (int(v) for v in sensor)
     if height < 1 or width < 1:
         raise OptionError(f"sensor must be (H, W) with positive sizes, got {sensor!r}")

@@ -3,25 +3,23 @@
 Each element keeps a reference level. When the signal rises more than
 ``threshold`` above it the element emits +1, when it falls more than
 ``threshold`` below it -1, and the reference jumps to the current value.
-This is the rule of an event-camera pixel (Lichtsteiner et al. 2008; the
-reset to the current level is what the saccade model of
-:mod:`eventsim.encoders.saccade` applies to log intensity), and
-:func:`delta_step` is shared by both encoders.
 
 Why the reference moves to the current value rather than by one threshold:
-an element then fires at most once per change, however large, and a signal
-that stops changing stops firing at once. Moving the reference by the
-threshold instead (a sigma-delta quantiser) keeps firing for several steps
-after a jump of several thresholds, one event per step, so that a burst
-encodes the size of the jump; that reads the events as a quantised signal,
-not as changes.
+an element then fires once per change, however large, and stops firing as
+soon as the signal stops changing. Moving the reference by the threshold (a
+sigma-delta quantiser) makes a jump of several thresholds fire on several
+consecutive steps, one event per step, so the events lag the change; that
+suits reconstructing the signal rather than detecting its changes. Resetting
+to the current value is also what an event-camera pixel does (Lichtsteiner et
+al. 2008), so :func:`delta_step` serves the saccade model of
+:mod:`eventsim.encoders.saccade` as well, on log intensity.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from eventsim.encoders.direct import check_dtype, check_input, check_number
+from eventsim.encoders.inputs import check_dtype, check_input, check_number
 from eventsim.errors import OptionError
 from eventsim.events import Events
 

@@ -1,8 +1,9 @@
 """Latency (time-to-first-spike) coding: one spike per input, earlier when larger.
 
 Each input above a threshold fires exactly once; its step encodes its value.
-Two maps from value to step are offered, the two that spiking-network
-libraries usually provide (see /work/shared/papers/peers.md, "encoders"):
+Two maps from value to step are offered, the linear and logarithmic ones that
+spiking-network libraries usually provide (snnTorch's ``spikegen.latency``,
+for one):
 
 - ``linear``: the step falls linearly from the last step (an input just above
   the threshold) to step 0 (an input of 1);
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from eventsim.encoders.direct import check_dtype, check_input, check_number, check_range, check_steps
+from eventsim.encoders.inputs import check_dtype, check_input, check_number, check_range, check_steps
 from eventsim.errors import OptionError, check_choice
 from eventsim.events import Events
 
@@ -100,7 +101,7 @@ def latency(
         threshold = check_number("latency", "threshold", threshold, low=0.0, low_open=True)
         check_range("latency", "x", x, 0.0, np.inf, "log latency coding takes currents >= 0")
         fires = x > threshold
-        with np.errstate(divide="ignore", invalid="ignore"):  # inputs that never fire are masked out below
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):  # non-firing inputs are masked below
             crossing = tau * np.log1p(threshold / (x - threshold))
         t = np.minimum(np.rint(np.where(fires, crossing, 0.0)), steps - 1)
     sample, *where = np.nonzero(fires)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from eventsim.encoders.direct import check_dtype, check_input, check_number, check_range, check_steps
+from eventsim.encoders.inputs import check_dtype, check_input, check_number, check_range, check_steps
 from eventsim.errors import EventsError, OptionError
 from eventsim.events import Events
 

@@ -46,7 +46,7 @@ import math
 import numpy as np
 
 from eventsim.encoders.delta import delta_step
-from eventsim.encoders.direct import check_dtype, check_input, check_number, check_range, check_steps
+from eventsim.encoders.inputs import check_dtype, check_input, check_number, check_range, check_steps
 from eventsim.errors import OptionError
 from eventsim.events import Events
 
@@ -77,8 +77,9 @@ def saccade(
         ON  (channel 1) at t >= 1 where L[t] - ref >  contrast, then ref = L[t]
         OFF (channel 0) at t >= 1 where L[t] - ref < -contrast, then ref = L[t]
 
-    The bilinear weights are those of the fractional parts of ``-dy`` and
-    ``-dx`` (the same for every pixel, since the whole image moves).
+    The bilinear weights ``fy, fx`` are the fractional parts of ``-dy`` and
+    ``-dx`` (the same for every pixel, since the whole image moves); columns
+    are interpolated first, then rows, each as ``a + f * (b - a)``.
 
     With ``noise > 0``, step t (in order 0 .. T-1) draws
     ``u = rng.random((B, 2, H + 6, W + 6))`` and adds an event wherever
@@ -170,7 +171,7 @@ def _log_frame(scene: np.ndarray, shift: np.ndarray, pad: int, sensor: tuple[int
     rows, cols = sensor
     # Sensor pixel r sees scene row r + pad - MARGIN - dy: an integer part and a fraction shared by all pixels.
     y, x = pad - MARGIN - shift[0], pad - MARGIN - shift[1]
-    iy, ix = int(math.floor(y)), int(math.floor(x))
+    iy, ix = math.floor(y), math.floor(x)
     fy, fx = y - iy, x - ix
     window = scene[:, iy : iy + rows + 1, ix : ix + cols + 1]
     # a + f (b - a) rather than (1 - f) a + f b: exact on a uniform scene, which must give no events.
