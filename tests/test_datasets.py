@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import os
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -279,3 +280,32 @@ def test_binned_dataset_uses_the_cache(root, tmp_path):
     assert c.events.n_events < a.events.n_events
     events, label = a[7]
     assert events.batch == 1 and events.shape == (2, 34, 34) and label == int(data.labels[7])
+
+
+def test_download_goes_through_tonic_into_the_same_layout(tmp_path, monkeypatch, all_files):
+    """With tonic available, a missing split is fetched into <root>/NMNIST/<Split> and then read."""
+    import sys
+    import types
+
+    calls = []
+
+    def fake_nmnist(save_to, train):  # stands in for tonic.datasets.NMNIST (no internet here)
+        calls.append((save_to, train))
+        digit = Path(save_to) / "NMNIST" / ("Train" if train else "Test") / "3"
+        digit.mkdir(parents=True)
+        (digit / "00001.bin").write_bytes(all_files[0].read_bytes())
+
+    fake = types.ModuleType("tonic")
+    fake.datasets = types.SimpleNamespace(NMNIST=fake_nmnist)
+    monkeypatch.setitem(sys.modules, "tonic", fake)
+    data = NMNIST(tmp_path, "test", download=True)
+    assert calls == [(str(tmp_path), False)]
+    assert len(data) == 1 and data[0][1] == 3
+
+
+def test_download_without_tonic_says_how(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tonic", None)  # import tonic raises ImportError
+    with pytest.raises(es.DataError, match="tonic extra"):
+        NMNIST(tmp_path, "train", download=True)
