@@ -40,7 +40,8 @@ def direct(x: np.ndarray, steps: int, *, dtype: object = np.float32) -> Events:
     dt = check_dtype("direct", dtype)
     steps = check_steps("direct", steps)
     x = check_input("direct", "x", x, ndim=2, layout="(B, *shape)")
-    values = x.astype(dt)
+    with np.errstate(over="ignore"):  # an overflow is reported just below, as an error
+        values = x.astype(dt)
     if not np.all(np.isfinite(values)):
         raise EventsError(f"direct: x overflows {dt} (largest magnitude {np.abs(x).max()!r})")
     dense = np.broadcast_to(values[:, None], (x.shape[0], steps) + x.shape[1:])
