@@ -1,0 +1,155 @@
+"""The ``eventsim`` command: a thin shell over the library.
+
+    eventsim train nmnist [--epochs N] [--out runs/nmnist] ...   train, evaluate, report
+    eventsim train nmnist --out runs/nmnist --resume             continue a run
+    eventsim eval runs/nmnist [--split test]                     report on a split
+    eventsim inspect lee2020-lenet5 [--input nmnist]             layers, shapes, synapses, MACs
+    eventsim plot runs/nmnist                                    raster, firing rates, curves (PNG)
+
+This module only parses arguments and calls :mod:`eventsim.learning.runs`,
+:mod:`eventsim.learning.zoo` and :mod:`eventsim.plots`; errors eventsim
+raises on purpose are printed as one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import fields
+from typing import Sequence
+
+from eventsim.errors import EventsimError
+
+
+def _job_arguments(parser: argparse.ArgumentParser) -> None:
+    from eventsim.learning.runs import Job
+
+    defaults = Job()
+    helps = {
+        "model": "model zoo name (eventsim inspect --list)",
+        "rule": "gradient rule: lee2020, lee2020-code, bptt",
+        "surrogate": "surrogate of the bptt rule: straight_through, fast_sigmoid, arctan, sigmoid, triangle",
+        "loss": "lee_mse, cross_entropy",
+        "optimizer": "adam, adamw, sgd",
+        "milestones": "epochs at which the learning rate is multiplied by --lr-factor",
+        "steps": "time steps T",
+        "binning": "N-MNIST bins: binary or count",
+        "rate-scale": "MNIST rate coding: spike probability = scale * pixel / 255",
+        "tau": "membrane time constant in steps (default: the model's)",
+    }
+    for f in fields(Job):
+        if f.name == "dataset":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        kind = {int: int, float: float, str: str}.get(type(default), float)
+        extra = {"nargs": "*", "type": int} if f.name == "milestones" else {"type": kind}
+        parser.add_argument(flag, default=default, help=f"{helps.get(flag[2:], '')} (default: {default})".strip(),
+                            **extra)
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from eventsim.learning.runs import Job, train
+
+    job = Job(dataset=args.dataset, **{f.name: getattr(args, f.name) for f in fields(Job) if f.name != "dataset"})
+    out = args.out or f"runs/{args.dataset}-{job.model}"
+    report = train(job, out, data=args.data, resume=args.resume)
+    print(json.dumps(_summary(report), indent=2))
+    print(f"run folder: {out} (job.json, metrics.jsonl, checkpoint.h5, report.json)")
+
+
+def _summary(report: dict) -> dict:
+    keys = ("split", "samples", "epochs", "accuracy", "balanced_accuracy", "input_events_per_sample",
+            "synops_total_per_sample", "ann_macs_total", "train_seconds", "samples_per_s")
+    out = {k: report[k] for k in keys if k in report}
+    out["spikes_per_sample"] = report["spikes_per_sample"]
+    out["energy_ann_over_snn"] = report["energy"]["ann_over_snn"]
+    return out
+
+
+def _cmd_eval(args: argparse.Namespace) -> None:
+    from eventsim.learning.runs import evaluate_run
+
+    report = evaluate_run(args.run, split=args.split, data=args.data)
+    print(json.dumps(_summary(report), indent=2))
+
+
+def _cmd_inspect(args: argparse.Namespace) -> None:
+    from eventsim.learning.zoo import MODELS, describe
+
+    if args.list or not args.model:
+        for name, config in MODELS.items():
+            print(f"{name:24s} {config['source']}")
+        return
+    print(describe(args.model, input=args.input) if args.input else describe(args.model))
+
+
+def _cmd_plot(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from eventsim import plots
+    from eventsim.learning.runs import METRICS, REPORT, load_run
+
+    job, network, folder = load_run(args.run)
+    out = Path(args.out) if args.out else folder / "plots"
+    data = job.data(args.split, args.data, None)
+    events, label = data[args.sample]
+    written = [plots.plot_raster(network, events, out / "raster.png", title=f"{job.model}, label {label}")]
+    if (folder / REPORT).exists():
+        written.append(plots.plot_firing_rates(json.loads((folder / REPORT).read_text()), out / "firing_rates.png"))
+    if (folder / METRICS).exists():
+        written.append(plots.plot_curves(folder / METRICS, out / "curves.png"))
+    for path in written:
+        print(path)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="eventsim", description="Event-driven spiking neural network simulator.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model, evaluate it, write a run folder")
+    t.add_argument("dataset", choices=("nmnist", "mnist"))
+    t.add_argument("--data", help="data folder (default: EVENTSIM_DATA, then ~/.cache/eventsim)")
+    t.add_argument("--out", help="run folder (default: runs/<dataset>-<model>)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out")
+    _job_arguments(t)
+    t.set_defaults(run=_cmd_train)
+
+    e = sub.add_parser("eval", help="evaluate a run folder (or its checkpoint) on a split")
+    e.add_argument("run")
+    e.add_argument("--split", default="test", choices=("train", "test"))
+    e.add_argument("--data")
+    e.set_defaults(run=_cmd_eval)
+
+    i = sub.add_parser("inspect", help="describe a model of the zoo")
+    i.add_argument("model", nargs="?")
+    i.add_argument("--input", help="input name (e.g. nmnist, mnist)")
+    i.add_argument("--list", action="store_true", help="list the models")
+    i.set_defaults(run=_cmd_inspect)
+
+    g = sub.add_parser("plot", help="spike raster, firing rates and training curves of a run (PNG)")
+    g.add_argument("run")
+    g.add_argument("--sample", type=int, default=0)
+    g.add_argument("--split", default="test", choices=("train", "test"))
+    g.add_argument("--data")
+    g.add_argument("--out", help="folder for the PNG files (default: <run>/plots)")
+    g.set_defaults(run=_cmd_plot)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        args.run(args)
+    except EventsimError as exc:
+        print(f"eventsim {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"eventsim {args.command}: interrupted; a run continues with --resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

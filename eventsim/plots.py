@@ -1,0 +1,326 @@
+"""PNG figures of a run, a report and a training log (``eventsim plot``).
+
+Three figures, each as a function that builds a matplotlib ``Figure`` (to
+inspect or show in a notebook) and one that writes it to a PNG file:
+
+- :func:`raster_figure` / :func:`plot_raster`: the spike raster of one sample,
+  one panel per event stream (the input, then every layer that can emit
+  events), with the data behind it from :func:`raster_panels`;
+- :func:`firing_rates_figure` / :func:`plot_firing_rates`: per-layer firing
+  rates and SynOps from a report dict (``report.json`` of ``eventsim train``
+  or ``eventsim eval``);
+- :func:`curves_figure` / :func:`plot_curves`: loss and accuracy per epoch
+  from the trainer's metrics (a list of dicts, or its JSON-lines log, read by
+  :func:`read_metrics`).
+
+matplotlib is the optional ``plot`` extra: it is imported inside the
+functions that draw, never when this module is imported. Figures are built
+with the object-oriented API on an Agg canvas, not through pyplot, so no
+backend is selected, no window opens and no global figure state is kept.
+PNG files are written atomically: to a temporary file in the same folder,
+then renamed onto the target, so a failure never leaves a torn file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from math import prod
+from numbers import Real
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import numpy as np
+
+from eventsim.events import Events
+from eventsim.layers import Readout
+from eventsim.network import Network
+
+if TYPE_CHECKING:  # matplotlib is optional; only the annotations name it
+    from matplotlib.figure import Figure
+
+#: Name of the input's panel in a raster.
+INPUT = "input"
+#: Resolution of the PNG files, dots per inch.
+DPI = 120
+
+
+# ================================================================= matplotlib
+def _new_figure(width: float, height: float) -> "Figure":
+    """An empty figure on an Agg canvas, or an error naming the extra to install."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as e:
+        raise ModuleNotFoundError(
+            'eventsim.plots needs matplotlib, the "plot" extra of eventsim: pip install -e ".[plot]"'
+        ) from e
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save_png(fig: "Figure", path: str | os.PathLike) -> Path:
+    """Write ``fig`` as a PNG to ``path`` atomically, creating its folder; returns the path."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"figures are written as PNG; give a path ending in .png, got {str(path)!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "xb") as f:
+            fig.savefig(f, format="png", dpi=DPI)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if tmp.exists():
+            tmp.unlink()
+        raise
+    return path
+
+
+# ===================================================================== raster
+@dataclass(frozen=True)
+class RasterPanel:
+    """The events of one stream of one sample, as drawn in a raster panel.
+
+    Attributes
+    ----------
+    name : str
+        ``"input"`` or the layer's name.
+    shape : tuple of int
+        Shape of the stream's neuron array.
+    steps : int
+        Number of steps of the run.
+    step, neuron : (n_events,) int64
+        Step and flat neuron index (C order of ``shape``) of every event.
+    value : (n_events,) float
+        The value each event carries.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    steps: int
+    step: np.ndarray
+    neuron: np.ndarray
+    value: np.ndarray
+
+    @property
+    def neurons(self) -> int:
+        return prod(self.shape)
+
+    @property
+    def n_events(self) -> int:
+        return int(self.neuron.shape[0])
+
+
+def _panel(name: str, events: Events) -> RasterPanel:
+    """The panel of a batch-1 container."""
+    step = np.repeat(np.arange(events.steps, dtype=np.int64), np.diff(events.indptr))
+    return RasterPanel(name, events.shape, events.steps, step, events.index.astype(np.int64), events.value)
+
+
+def raster_panels(network: Network, events: Events, *, sample: int = 0) -> list[RasterPanel]:
+    """Run ``network`` on one sample and return its event streams, in network order.
+
+    The run is an inference run (no dropout) recording ``"spikes"``. The
+    streams are the input and every layer that can emit events; a
+    :class:`~eventsim.layers.Readout` never fires and has no panel, while a
+    spiking layer that stayed silent has an empty one.
+
+    Parameters
+    ----------
+    network : Network
+    events : Events
+        Input of any batch size; only sample ``sample`` is run.
+    sample : int
+        Which sample of ``events``.
+    """
+    one = events.sample(sample)
+    result = network.run(one, record=("spikes",))
+    readouts = {layer.name for layer in network.walk() if isinstance(layer, Readout)}
+    return [_panel(INPUT, one)] + [
+        _panel(name, spikes) for name, spikes in result.spikes.items() if name not in readouts
+    ]
+
+
+def raster_figure(network: Network, events: Events, *, sample: int = 0, title: str | None = None) -> "Figure":
+    """The spike raster of one sample: one panel per stream of :func:`raster_panels`.
+
+    Each panel has the step on x, the flat neuron index on y and one dot per
+    event (negative values in red, as signed input can carry), and is titled
+    with the stream's name, shape, events and neurons. ``title`` defaults to
+    ``"sample <sample>"``.
+    """
+    panels = raster_panels(network, events, sample=sample)
+    fig = _new_figure(9.0, 0.6 + 1.9 * len(panels))
+    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, p in zip(axes, panels):
+        colors = np.where(p.value > 0, "black", "tab:red")
+        ax.scatter(p.step, p.neuron, s=3, c=colors, marker="s", linewidths=0)
+        # Fixed limits so that a silent layer still shows its extent.
+        ax.set_xlim(-0.5, p.steps - 0.5)
+        ax.set_ylim(-0.5, p.neurons - 0.5)
+        ax.set_title(f"{p.name} {p.shape}: {p.n_events} events, {p.neurons} neurons", fontsize=9, loc="left")
+        ax.set_ylabel("neuron")
+    axes[-1].set_xlabel("step")
+    fig.suptitle(title if title is not None else f"sample {sample}")
+    return fig
+
+
+def plot_raster(
+    network: Network, events: Events, path: str | os.PathLike, *, sample: int = 0, title: str | None = None
+) -> Path:
+    """Write the spike raster of :func:`raster_figure` to the PNG file ``path``; returns it."""
+    return _save_png(raster_figure(network, events, sample=sample, title=title), path)
+
+
+# =============================================================== firing rates
+def _per_layer(report: Mapping[str, Any], key: str, meaning: str) -> dict[str, float]:
+    """``report[key]``, checked to be a mapping of layer name to number."""
+    if not isinstance(report, Mapping):
+        raise ValueError(f"a report must be a dict (report.json), got {type(report).__name__}")
+    if key not in report:
+        raise ValueError(f"the report has no {key!r} ({meaning}); it has {sorted(report)}")
+    values = report[key]
+    if not isinstance(values, Mapping):
+        raise ValueError(f"report[{key!r}] must map layer names to numbers, got {type(values).__name__}")
+    for layer, v in values.items():
+        if not isinstance(v, Real) or isinstance(v, bool):
+            raise ValueError(f"report[{key!r}][{layer!r}] must be a number, got {v!r}")
+    return {str(layer): float(v) for layer, v in values.items()}
+
+
+def firing_rates_figure(report: Mapping[str, Any]) -> "Figure":
+    """Horizontal bars of per-layer firing rates and SynOps per sample from a report.
+
+    Parameters
+    ----------
+    report : dict
+        With ``"firing_rate"`` (mean events per neuron per step, by layer name,
+        in network order; at least one layer) and ``"synops_per_sample"``
+        (by weighted layer). Other keys are ignored.
+
+    Raises
+    ------
+    ValueError
+        A missing key, a value that is not a layer-to-number mapping, or no
+        firing rates at all.
+    """
+    rates = _per_layer(report, "firing_rate", "mean events per neuron per step, per layer")
+    synops = _per_layer(report, "synops_per_sample", "SynOps per sample, per weighted layer")
+    if not rates:
+        raise ValueError("report['firing_rate'] is empty: there is no layer to plot")
+    fig = _new_figure(10.0, 1.2 + 0.35 * max(len(rates), len(synops)))
+    for ax, values, label in zip(
+        fig.subplots(1, 2),
+        (rates, synops),
+        ("firing rate (events / neuron / step)", "SynOps per sample"),
+    ):
+        bars = ax.barh(list(values), list(values.values()))
+        ax.bar_label(bars, fmt="%.3g", fontsize=8, padding=2)
+        ax.invert_yaxis()  # first layer on top, as the network reads
+        ax.set_xlabel(label)
+        ax.margins(x=0.15)  # room for the labels at the end of the bars
+    return fig
+
+
+def plot_firing_rates(report: Mapping[str, Any], path: str | os.PathLike) -> Path:
+    """Write :func:`firing_rates_figure` of ``report`` to the PNG file ``path``; returns it."""
+    return _save_png(firing_rates_figure(report), path)
+
+
+# ============================================================ training curves
+_REQUIRED = ("epoch", "train_loss", "train_accuracy")
+_OPTIONAL = ("eval_loss", "eval_accuracy")
+
+
+def _check_record(record: object, where: str) -> dict:
+    if not isinstance(record, Mapping):
+        raise ValueError(f"{where}: a metrics record must be a dict, got {type(record).__name__}")
+    missing = [k for k in _REQUIRED if k not in record]
+    if missing:
+        raise ValueError(f"{where}: the metrics record has no {missing}; it has {sorted(record)}")
+    for k in _REQUIRED + _OPTIONAL:
+        v = record.get(k, 0)
+        # NaN and inf are kept: a diverged run is exactly what one wants to see.
+        if not isinstance(v, Real) or isinstance(v, bool):
+            raise ValueError(f"{where}: {k!r} must be a number, got {v!r}")
+    return dict(record)
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict]:
+    """Read a metrics log: one JSON object per line, one line per epoch (blank lines skipped).
+
+    Raises
+    ------
+    ValueError
+        A line that is not JSON or a record without ``epoch``,
+        ``train_loss`` or ``train_accuracy``, naming the file and the line;
+        or a log with no record.
+    """
+    path = Path(path)
+    records = []
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}, line {number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{where}: not JSON ({e.msg})") from e
+            records.append(_check_record(record, where))
+    if not records:
+        raise ValueError(f"{path}: the metrics log has no records")
+    return records
+
+
+def _metrics(metrics: Sequence[Mapping[str, Any]] | str | os.PathLike) -> list[dict]:
+    if isinstance(metrics, (str, os.PathLike)):
+        return read_metrics(metrics)
+    records = [_check_record(r, f"metrics[{i}]") for i, r in enumerate(metrics)]
+    if not records:
+        raise ValueError("metrics is empty: there is no epoch to plot")
+    return records
+
+
+def curves_figure(metrics: Sequence[Mapping[str, Any]] | str | os.PathLike) -> "Figure":
+    """Loss and accuracy (in %) against epoch, for training and, where evaluated, evaluation.
+
+    Parameters
+    ----------
+    metrics : list of dict, or path
+        One dict per epoch with ``epoch``, ``train_loss``, ``train_accuracy``
+        (a fraction) and optionally ``eval_loss``, ``eval_accuracy``, as the
+        trainer returns them; or the path of its JSON-lines log.
+
+    Raises
+    ------
+    ValueError
+        No records, or a record without one of the required keys.
+    """
+    records = _metrics(metrics)
+    fig = _new_figure(10.0, 4.0)
+    from matplotlib.ticker import MaxNLocator  # after _new_figure has checked that matplotlib is there
+
+    for ax, what, scale, label in zip(fig.subplots(1, 2), ("loss", "accuracy"), (1, 100), ("loss", "accuracy (%)")):
+        for split in ("train", "eval"):
+            key = f"{split}_{what}"
+            # Evaluation may be missing from some epochs: plot the ones that have it.
+            have = [r for r in records if key in r]
+            if have:
+                ax.plot([r["epoch"] for r in have], [scale * r[key] for r in have], "o-", label=split, markersize=3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.legend()
+    return fig
+
+
+def plot_curves(metrics: Sequence[Mapping[str, Any]] | str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Write :func:`curves_figure` of ``metrics`` to the PNG file ``path``; returns it."""
+    return _save_png(curves_figure(metrics), path)

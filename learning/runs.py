@@ -1,0 +1,194 @@
+"""Training runs as folders: what ``eventsim train``, ``eval`` and ``plot`` work on.
+
+A run folder holds ``job.json`` (the job: dataset, model, encoding, rule,
+optimizer, ... everything but the data folder), ``checkpoint.h5`` (written
+atomically after every epoch), ``metrics.jsonl`` (one line per epoch) and,
+when training ends, ``report.json`` (:mod:`eventsim.learning.report` on the
+test split). A job is plain data, so a run can be resumed, evaluated or
+plotted from its folder alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+from eventsim.datasets import NMNIST, load_mnist
+from eventsim.datasets.mnist import RateCoded
+from eventsim.errors import CheckpointError, OptionError, check_choice
+from eventsim.network import Network
+from eventsim.learning.checkpoint import load_checkpoint
+from eventsim.learning.losses import loss_from_config
+from eventsim.learning.optimizers import optimizer_from_config
+from eventsim.learning.parameters import load_parameters
+from eventsim.learning.report import evaluation_report
+from eventsim.learning.rules import rule_from_config
+from eventsim.learning.schedules import Constant, MultiStep
+from eventsim.learning.surrogates import surrogate_from_config
+from eventsim.learning.trainer import Trainer
+from eventsim.learning.zoo import build_model
+
+DATASETS = ("nmnist", "mnist")
+JOB, CHECKPOINT, METRICS, REPORT = "job.json", "checkpoint.h5", "metrics.jsonl", "report.json"
+EVAL_EVERY_EPOCH_UP_TO = 1000  #: test sets up to this size are evaluated after every epoch
+
+
+@dataclass
+class Job:
+    """Everything that defines a training run (defaults: Lee et al. 2020's N-MNIST setting).
+
+    ``steps`` is T; N-MNIST recordings are binned into T steps over the whole
+    recording (``binning`` "binary" or "count"), MNIST images are rate coded
+    over T steps with ``rate_scale``. ``milestones`` (epochs) multiply the
+    learning rate by ``lr_factor`` (Lee et al.: x0.2 at 40, 80, 120 for N-MNIST).
+    """
+
+    dataset: str = "nmnist"
+    model: str = "lee2020-lenet5"
+    rule: str = "lee2020"
+    surrogate: str = "fast_sigmoid"
+    loss: str = "lee_mse"
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    milestones: list = field(default_factory=lambda: [40, 80, 120])
+    lr_factor: float = 0.2
+    steps: int = 30
+    binning: str = "binary"
+    rate_scale: float = 1.0
+    tau: float | None = None
+    batch_size: int = 16
+    epochs: int = 20
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_choice("dataset", self.dataset, DATASETS)
+        for what in ("steps", "batch_size", "epochs"):
+            if int(getattr(self, what)) < 1:
+                raise OptionError(f"{what} must be a positive integer, got {getattr(self, what)!r}")
+
+    def rule_object(self):
+        config = {"name": self.rule}
+        if self.rule == "bptt":
+            config["surrogate"] = surrogate_from_config(self.surrogate).config()
+        return rule_from_config(config)
+
+    def optimizer_object(self):
+        return optimizer_from_config({"name": self.optimizer, "lr": self.lr, "weight_decay": self.weight_decay})
+
+    def schedule(self):
+        if not self.milestones:
+            return Constant(self.lr)
+        return MultiStep(self.lr, list(self.milestones), self.lr_factor)
+
+    def network(self, rng: np.random.Generator | None) -> Network:
+        return build_model(self.model, input=self.dataset, rng=rng, tau=self.tau)
+
+    def data(self, split: str, root: str | os.PathLike | None, progress: TextIO | None):
+        """The split as a sequence of (Events, label)."""
+        if self.dataset == "nmnist":
+            return NMNIST(root, split).binned(steps=self.steps, values=self.binning, progress=progress)
+        images, labels = load_mnist(root, split)
+        seed = self.seed if split == "train" else self.seed + 1
+        return RateCoded(images, labels, steps=self.steps, scale=self.rate_scale, seed=seed)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Job":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise OptionError(f"unknown job fields {unknown}; known: {sorted(known)}")
+        return cls(**d)
+
+
+def _write_json(path: Path, obj: object) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _trainer(job: Job, out: Path, progress: TextIO | None) -> Trainer:
+    network = job.network(np.random.default_rng(job.seed))
+    return Trainer(
+        network, rule=job.rule_object(), loss=loss_from_config(job.loss), optimizer=job.optimizer_object(),
+        schedule=job.schedule(), batch_size=job.batch_size, epochs=job.epochs, seed=job.seed,
+        checkpoint=out / CHECKPOINT, log=out / METRICS, progress=progress,
+    )
+
+
+def train(job: Job, out: str | os.PathLike, *, data: str | os.PathLike | None = None, resume: bool = False,
+          progress: TextIO | None = sys.stderr) -> dict:
+    """Train ``job`` in the run folder ``out`` (or continue it), evaluate on the test split, write the report.
+
+    Returns the report. A folder that already holds a run is continued with
+    ``resume=True`` (the job must be the same apart from ``epochs``) and
+    refused otherwise, so nothing a user saved is overwritten.
+    """
+    out = Path(out)
+    if (out / JOB).exists():
+        if not resume:
+            raise OptionError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+        saved = Job.from_dict(json.loads((out / JOB).read_text()))
+        differs = sorted(k for k, v in asdict(job).items() if k != "epochs" and getattr(saved, k) != v)
+        if differs:
+            raise CheckpointError(f"{out}: the run was started with other settings ({', '.join(differs)}); "
+                                  f"resume it with the same ones or choose another --out")
+    elif resume:
+        raise OptionError(f"nothing to resume in {out}: no {JOB}")
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(out / JOB, asdict(job))
+    trainer = _trainer(job, out, progress)
+    if resume and (out / CHECKPOINT).exists():
+        trainer.resume()
+    train_data = job.data("train", data, progress)
+    test_data = job.data("test", data, progress)
+    # Per-epoch evaluation on small test sets (the N-MNIST subset); a large one is evaluated once, at the end.
+    trainer.fit(train_data, eval_data=test_data if len(test_data) <= EVAL_EVERY_EPOCH_UP_TO else None)
+    report = evaluation_report(trainer.network, test_data, trainer.loss, batch_size=job.batch_size)
+    report.update(job=asdict(job), split="test", epochs=trainer.epoch,
+                  train_seconds=sum(h["seconds"] for h in trainer.history))
+    _write_json(out / REPORT, report)
+    return report
+
+
+def load_run(path: str | os.PathLike) -> tuple[Job, Network, Path]:
+    """The job and the trained network of a run folder (or of a checkpoint file inside one)."""
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    checkpoint = path if path.is_file() else folder / CHECKPOINT
+    if not (folder / JOB).exists():
+        raise CheckpointError(f"{folder}: not a run folder (no {JOB}); give the folder eventsim train wrote")
+    job = Job.from_dict(json.loads((folder / JOB).read_text()))
+    network = job.network(rng=None)
+    ckpt = load_checkpoint(checkpoint)
+    try:
+        load_parameters(network, ckpt.params)
+    except ValueError as exc:
+        raise CheckpointError(f"{checkpoint}: does not fit model {job.model!r}: {exc}") from None
+    return job, network, folder
+
+
+def evaluate_run(path: str | os.PathLike, *, split: str = "test", data: str | os.PathLike | None = None,
+                 progress: TextIO | None = sys.stderr) -> dict:
+    """Report of a run's network on ``split``, also written to ``<run>/report-<split>.json``."""
+    job, network, folder = load_run(path)
+    report = evaluation_report(network, job.data(split, data, progress), loss_from_config(job.loss),
+                               batch_size=job.batch_size)
+    report.update(job=asdict(job), split=split)
+    _write_json(folder / f"report-{split}.json", report)
+    return report
