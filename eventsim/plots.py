@@ -26,11 +26,12 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from math import prod
 from numbers import Real
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -48,7 +49,7 @@ DPI = 120
 
 
 # ================================================================= matplotlib
-def _new_figure(width: float, height: float) -> "Figure":
+def _new_figure(width: float, height: float) -> Figure:
     """An empty figure on an Agg canvas, or an error naming the extra to install."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -62,7 +63,7 @@ def _new_figure(width: float, height: float) -> "Figure":
     return fig
 
 
-def _save_png(fig: "Figure", path: str | os.PathLike) -> Path:
+def _save_png(fig: Figure, path: str | os.PathLike) -> Path:
     """Write ``fig`` as a PNG to ``path`` atomically, creating its folder; returns the path."""
     path = Path(path)
     if path.suffix.lower() != ".png":
@@ -147,7 +148,7 @@ def raster_panels(network: Network, events: Events, *, sample: int = 0) -> list[
     ]
 
 
-def raster_figure(network: Network, events: Events, *, sample: int = 0, title: str | None = None) -> "Figure":
+def raster_figure(network: Network, events: Events, *, sample: int = 0, title: str | None = None) -> Figure:
     """The spike raster of one sample: one panel per stream of :func:`raster_panels`.
 
     Each panel has the step on x, the flat neuron index on y and one dot per
@@ -189,12 +190,12 @@ def _per_layer(report: Mapping[str, Any], key: str, meaning: str) -> dict[str, f
     if not isinstance(values, Mapping):
         raise ValueError(f"report[{key!r}] must map layer names to numbers, got {type(values).__name__}")
     for layer, v in values.items():
-        if not isinstance(v, Real) or isinstance(v, bool):
-            raise ValueError(f"report[{key!r}][{layer!r}] must be a number, got {v!r}")
+        if not isinstance(v, Real) or isinstance(v, bool) or not np.isfinite(v):
+            raise ValueError(f"report[{key!r}][{layer!r}] must be a finite number, got {v!r}")
     return {str(layer): float(v) for layer, v in values.items()}
 
 
-def firing_rates_figure(report: Mapping[str, Any]) -> "Figure":
+def firing_rates_figure(report: Mapping[str, Any]) -> Figure:
     """Horizontal bars of per-layer firing rates and SynOps per sample from a report.
 
     Parameters
@@ -288,7 +289,7 @@ def _metrics(metrics: Sequence[Mapping[str, Any]] | str | os.PathLike) -> list[d
     return records
 
 
-def curves_figure(metrics: Sequence[Mapping[str, Any]] | str | os.PathLike) -> "Figure":
+def curves_figure(metrics: Sequence[Mapping[str, Any]] | str | os.PathLike) -> Figure:
     """Loss and accuracy (in %) against epoch, for training and, where evaluated, evaluation.
 
     Parameters
@@ -305,7 +306,9 @@ def curves_figure(metrics: Sequence[Mapping[str, Any]] | str | os.PathLike) -> "
     """
     records = _metrics(metrics)
     fig = _new_figure(10.0, 4.0)
-    from matplotlib.ticker import MaxNLocator  # after _new_figure has checked that matplotlib is there
+    from matplotlib.ticker import (
+        MaxNLocator,  # after _new_figure has checked that matplotlib is there
+    )
 
     for ax, what, scale, label in zip(fig.subplots(1, 2), ("loss", "accuracy"), (1, 100), ("loss", "accuracy (%)")):
         for split in ("train", "eval"):

@@ -16,7 +16,7 @@ import sys
 import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import TextIO
+from typing import Sequence, TextIO
 
 import numpy as np
 
@@ -48,6 +48,8 @@ class Job:
     recording (``binning`` "binary" or "count"), MNIST images are rate coded
     over T steps with ``rate_scale``. ``milestones`` (epochs) multiply the
     learning rate by ``lr_factor`` (Lee et al.: x0.2 at 40, 80, 120 for N-MNIST).
+    ``train_limit`` / ``test_limit`` (0: all) keep that many samples, classes
+    taken in turn, for quick runs.
     """
 
     dataset: str = "nmnist"
@@ -67,6 +69,8 @@ class Job:
     batch_size: int = 16
     epochs: int = 20
     seed: int = 0
+    train_limit: int = 0
+    test_limit: int = 0
 
     def __post_init__(self) -> None:
         check_choice("dataset", self.dataset, DATASETS)
@@ -94,10 +98,13 @@ class Job:
     def data(self, split: str, root: str | os.PathLike | None, progress: TextIO | None):
         """The split as a sequence of (Events, label)."""
         if self.dataset == "nmnist":
-            return NMNIST(root, split).binned(steps=self.steps, values=self.binning, progress=progress)
-        images, labels = load_mnist(root, split)
-        seed = self.seed if split == "train" else self.seed + 1
-        return RateCoded(images, labels, steps=self.steps, scale=self.rate_scale, seed=seed)
+            data = NMNIST(root, split).binned(steps=self.steps, values=self.binning, progress=progress)
+        else:
+            images, labels = load_mnist(root, split)
+            seed = self.seed if split == "train" else self.seed + 1
+            data = RateCoded(images, labels, steps=self.steps, scale=self.rate_scale, seed=seed)
+        limit = self.train_limit if split == "train" else self.test_limit
+        return Subset(data, interleaved_classes(data.labels, limit)) if limit else data
 
     @classmethod
     def from_dict(cls, d: dict) -> "Job":
@@ -106,6 +113,30 @@ class Job:
         if unknown:
             raise OptionError(f"unknown job fields {unknown}; known: {sorted(known)}")
         return cls(**d)
+
+
+def interleaved_classes(labels: np.ndarray, count: int) -> np.ndarray:
+    """Indices of ``count`` samples taking the classes in turn (the first of each class, then the second...)."""
+    rank = np.zeros(labels.shape[0], np.int64)
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        rank[members] = np.arange(members.shape[0])
+    order = np.lexsort((labels, rank))
+    return np.sort(order[:count])
+
+
+class Subset(Sequence):
+    """The items ``indices`` of a dataset, with their labels."""
+
+    def __init__(self, data, indices: np.ndarray) -> None:
+        self.data, self.indices = data, np.asarray(indices)
+        self.labels = np.asarray(data.labels)[self.indices]
+
+    def __len__(self) -> int:
+        return int(self.indices.shape[0])
+
+    def __getitem__(self, i: int):
+        return self.data[int(self.indices[i])]
 
 
 def _write_json(path: Path, obj: object) -> None:
@@ -122,7 +153,8 @@ def _write_json(path: Path, obj: object) -> None:
         raise
 
 
-def _trainer(job: Job, out: Path, progress: TextIO | None) -> Trainer:
+def make_trainer(job: Job, out: Path, progress: TextIO | None) -> Trainer:
+    """A trainer for ``job`` checkpointing into the run folder ``out``, initialised from ``job.seed``."""
     network = job.network(np.random.default_rng(job.seed))
     return Trainer(
         network, rule=job.rule_object(), loss=loss_from_config(job.loss), optimizer=job.optimizer_object(),
@@ -152,7 +184,7 @@ def train(job: Job, out: str | os.PathLike, *, data: str | os.PathLike | None = 
         raise OptionError(f"nothing to resume in {out}: no {JOB}")
     out.mkdir(parents=True, exist_ok=True)
     _write_json(out / JOB, asdict(job))
-    trainer = _trainer(job, out, progress)
+    trainer = make_trainer(job, out, progress)
     if resume and (out / CHECKPOINT).exists():
         trainer.resume()
     train_data = job.data("train", data, progress)
