@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import uuid
 import warnings
 from pathlib import Path
@@ -112,7 +111,7 @@ def cached_encoding(
     encode: Callable[[Any], Events],
     *,
     folder: str | os.PathLike | None,
-    progress: TextIO | None = sys.stderr,
+    progress: TextIO | str | None = "stderr",
 ) -> EncodedSamples:
     """Encode every item of ``items`` with ``encode``, or load the result from the cache.
 

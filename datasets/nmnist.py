@@ -20,7 +20,6 @@ A recording is a NumPy structured array with fields ``x``, ``y``, ``t`` (us),
 from __future__ import annotations
 
 import os
-import sys
 from functools import partial
 from pathlib import Path
 from typing import TextIO
@@ -221,7 +220,7 @@ class NMNIST:
         dtype: object = np.float32,
         cache: bool = True,
         cache_folder: str | os.PathLike | None = None,
-        progress: TextIO | None = sys.stderr,
+        progress: TextIO | str | None = "stderr",
     ) -> EncodedSamples:
         """Every recording binned with :func:`eventsim.encoders.binning.bin_events`, cached.
 

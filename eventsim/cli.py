@@ -114,19 +114,19 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="run folder (default: runs/<dataset>-<model>)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     _job_arguments(t)
-    t.set_defaults(run=_cmd_train)
+    t.set_defaults(handler=_cmd_train)
 
     e = sub.add_parser("eval", help="evaluate a run folder (or its checkpoint) on a split")
     e.add_argument("run")
     e.add_argument("--split", default="test", choices=("train", "test"))
     e.add_argument("--data")
-    e.set_defaults(run=_cmd_eval)
+    e.set_defaults(handler=_cmd_eval)
 
     i = sub.add_parser("inspect", help="describe a model of the zoo")
     i.add_argument("model", nargs="?")
     i.add_argument("--input", help="input name (e.g. nmnist, mnist)")
     i.add_argument("--list", action="store_true", help="list the models")
-    i.set_defaults(run=_cmd_inspect)
+    i.set_defaults(handler=_cmd_inspect)
 
     g = sub.add_parser("plot", help="spike raster, firing rates and training curves of a run (PNG)")
     g.add_argument("run")
@@ -134,14 +134,14 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--split", default="test", choices=("train", "test"))
     g.add_argument("--data")
     g.add_argument("--out", help="folder for the PNG files (default: <run>/plots)")
-    g.set_defaults(run=_cmd_plot)
+    g.set_defaults(handler=_cmd_plot)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        args.run(args)
+        args.handler(args)
     except EventsimError as exc:
         print(f"eventsim {args.command}: {exc}", file=sys.stderr)
         return 2

@@ -21,18 +21,20 @@ class ProgressBar:
         Samples to process.
     label : str
         Printed first (e.g. "epoch 3/10").
-    stream : text stream, optional
-        Where to write (default ``sys.stderr``); None silences the bar.
+    stream : text stream, "stderr" or None
+        Where to write: a stream, ``"stderr"`` (the default: whatever
+        ``sys.stderr`` is when the bar starts, so redirections made later
+        still apply) or None (silent).
     every : float
         Seconds between lines when the stream is not a terminal.
     """
 
     WIDTH = 24
 
-    def __init__(self, total: int, label: str = "", stream: TextIO | None = sys.stderr, every: float = 10.0) -> None:
+    def __init__(self, total: int, label: str = "", stream: TextIO | str | None = "stderr", every: float = 10.0) -> None:
         self.total = max(1, int(total))
         self.label = label
-        self.stream = stream
+        self.stream = sys.stderr if stream == "stderr" else stream
         self.every = every
         self.done = 0
         self.start = time.perf_counter()

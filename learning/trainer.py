@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -156,7 +155,7 @@ class Trainer:
         checkpoint: str | os.PathLike | None = None,
         checkpoint_every: int | None = None,
         log: str | os.PathLike | None = None,
-        progress: TextIO | None = sys.stderr,
+        progress: TextIO | str | None = "stderr",
     ) -> None:
         for what, v in (("batch_size", batch_size), ("epochs", epochs)):
             if not isinstance(v, (int, np.integer)) or v < 1:

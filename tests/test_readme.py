@@ -3,7 +3,6 @@
 import pathlib
 import re
 
-import pytest
 
 from nmnist_subset import data_root
 
