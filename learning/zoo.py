@@ -72,12 +72,13 @@ extraction (Sec. 7) are reproduced exactly by these builds
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from math import prod
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from eventsim.errors import OptionError, check_choice
+from eventsim.errors import LayerError, OptionError, check_choice
 from eventsim.layers import (
     IF,
     LIF,
@@ -101,9 +102,9 @@ from eventsim.network import Network
 _LEE_SOURCE = "Lee, Sarwar, Panda, Srinivasan, Roy 2020, Front. Neurosci. 14:119"
 _LEE_NEURON = {"threshold": 1.0, "tau": 100.0, "reset": "hard", "strict": True}
 _LEE_NOTES = [
-    "Neurons (Table 2, Algorithm 1): LIF, threshold 1, tau = 100 steps (lam = exp(-1/100); the authors' "
+    ("Neurons (Table 2, Algorithm 1): LIF, threshold 1, tau = 100 steps (lam = exp(-1/100); the authors' "
     "code uses lam = 0.99), hard reset to 0, strict '>'; output layer never fires, readout U[T]/T with the "
-    "same leak; spiking average pooling 2x2, threshold 0.75 of the window weight, no leak.",
+    "same leak; spiking average pooling 2x2, threshold 0.75 of the window weight, no leak."),
     "No bias and no batch norm anywhere (equations and code).",
 ]
 _LEE_CODE_DROPOUT = (
@@ -113,17 +114,17 @@ _LEE_CODE_DROPOUT = (
 _SYED_SOURCE = "Syed, Kakani, Cui, Kim 2021, Sensors 21(9):3240"
 _SYED_NEURON = {"threshold": 1.0, "tau": 10.0, "reset": "hard", "strict": True}
 _SYED_NOTES = [
-    "Neurons (Sec. 2.1, Table 1): LIF with tau_m = 10 read as steps with the exponential discretisation "
+    ("Neurons (Sec. 2.1, Table 1): LIF with tau_m = 10 read as steps with the exponential discretisation "
     "(lam = exp(-1/10), input not scaled by 1/tau); threshold 1 (Table 1 also lists 0.5; use threshold=0.5 "
-    "for that setting); hard reset to 0, strict '>' ('greater than').",
+    "for that setting); hard reset to 0, strict '>' ('greater than')."),
     "Padding 1 on every 3x3 conv (not stated; implied by VGG-6's 4096 = 64*8*8), no bias, no batch norm.",
-    "Pooling: average pooling followed by a thresholded spiking stage (Sec. 2.2); its threshold is not given, "
+    ("Pooling: average pooling followed by a thresholded spiking stage (Sec. 2.2); its threshold is not given, "
     "so Lee et al.'s spiking pooling (0.75 of the window weight, IF) is used, whose rationale the paper "
-    "repeats.",
-    "Output: the only readout the paper defines is the output spike count O (eq. 7), so the last layer is a "
-    "spiking LIF layer and the prediction is the argmax of its counts (train with SpikeCountMSE).",
-    "Dropout (Sec. 3.3, p = 0.2-0.25, one mask held over all steps) after every hidden LIF layer, before "
-    "pooling, as in Lee et al.'s code which the paper cites for it; FC placement is not stated.",
+    "repeats."),
+    ("Output: the only readout the paper defines is the output spike count O (eq. 7), so the last layer is a "
+    "spiking LIF layer and the prediction is the argmax of its counts (train with SpikeCountMSE)."),
+    ("Dropout (Sec. 3.3, p = 0.2-0.25, one mask held over all steps) after every hidden LIF layer, before "
+    "pooling, as in Lee et al.'s code which the paper cites for it; FC placement is not stated."),
 ]
 
 
@@ -143,12 +144,12 @@ MODELS: dict[str, dict[str, Any]] = {
             ("flatten",), ("fc", 200), ("lif",), ("fc", 10), ("readout",),
         ],
         "notes": _LEE_NOTES + [
-            "Padding 2 on the 5x5 convs (A15; authors' mnist_LeNet.py): MNIST 28-28-14-14-7, FC fan-in "
-            "50*7*7 = 2450; N-MNIST 34-34-17-17-8 (floor), FC fan-in 50*8*8 = 3200.",
-            "N-MNIST: two input channels (ON, OFF polarity), so the first conv is 2x5x5 (the table prints the "
-            "MNIST 1x5x5).",
-            "Weights: 517,500 on MNIST and 668,000 on N-MNIST (1,000 + 25,000 + 640,000 + 2,000), the thesis "
-            "extraction's figure; the extra 150,000 against MNIST are the FC's 3200 - 2450 = 750 inputs x 200.",
+            ("Padding 2 on the 5x5 convs (A15; authors' mnist_LeNet.py): MNIST 28-28-14-14-7, FC fan-in "
+            "50*7*7 = 2450; N-MNIST 34-34-17-17-8 (floor), FC fan-in 50*8*8 = 3200."),
+            ("N-MNIST: two input channels (ON, OFF polarity), so the first conv is 2x5x5 (the table prints the "
+            "MNIST 1x5x5)."),
+            ("Weights: 517,500 on MNIST and 668,000 on N-MNIST (1,000 + 25,000 + 640,000 + 2,000), the thesis "
+            "extraction's figure; the extra 150,000 against MNIST are the FC's 3200 - 2450 = 750 inputs x 200."),
             "No dropout (the MNIST script uses none).",
         ],
     },
@@ -166,10 +167,10 @@ MODELS: dict[str, dict[str, Any]] = {
             ("flatten",), ("fc", 1024), ("lif",), ("dropout", 0.2), ("fc", 10), ("readout",),
         ],
         "notes": _LEE_NOTES + [
-            "A16: the table is built as printed (the thesis reprints the same strides): three stride-2 convs "
+            ("A16: the table is built as printed (the thesis reprints the same strides): three stride-2 convs "
             "and two pools take 32x32 to 32-16-8-8-4-2-1, so the FC sees only 128*1*1 = 128 inputs. This "
             "bottleneck may be a typo in the paper, but any other stride pattern would be a guess; there is "
-            "no code for VGG7.",
+            "no code for VGG7."),
             "Padding 1 on every 3x3 conv (the authors' CIFAR code).",
             "Dropout p = 0.2 as in the VGG9 code (no code exists for VGG7). " + _LEE_CODE_DROPOUT,
         ],
@@ -189,11 +190,11 @@ MODELS: dict[str, dict[str, Any]] = {
         ],
         "notes": _LEE_NOTES + [
             "Sizes 32-16 (pool)-8-4, FC fan-in 256*4*4 = 4096; padding 1 on the 3x3 convs.",
-            "Residual blocks (Sec. 2.2.2): conv-LIF-conv, the 1x1 stride-2 skip conv of the table adds its "
-            "current into the block's second LIF.",
-            "Dropout p = 0.25 placed as in the ResNet11 code (no code exists for ResNet7): after the stem LIF, "
+            ("Residual blocks (Sec. 2.2.2): conv-LIF-conv, the 1x1 stride-2 skip conv of the table adds its "
+            "current into the block's second LIF."),
+            ("Dropout p = 0.25 placed as in the ResNet11 code (no code exists for ResNet7): after the stem LIF, "
             "the LIF inside each block, each block's output (which feeds the next block's main path and skip) "
-            "and the hidden FC.",
+            "and the hidden FC."),
         ],
     },
     "lee2020-vgg9": {
@@ -234,8 +235,8 @@ MODELS: dict[str, dict[str, Any]] = {
         "notes": _LEE_NOTES + [
             "Sizes 32-16 (pool)-16-8-4, FC fan-in 512*4*4 = 8192; padding 1 on the 3x3 convs.",
             "Every skip is the 1x1 conv of the table (block 2's 'skip connection' row has a 128x1x1 kernel).",
-            "Dropout p = 0.25 placed as in the ResNet11 code (no code exists for ResNet9): after the stem LIF, "
-            "the LIF inside each block, each block's output and the hidden FC.",
+            ("Dropout p = 0.25 placed as in the ResNet11 code (no code exists for ResNet9): after the stem LIF, "
+            "the LIF inside each block, each block's output and the hidden FC."),
         ],
     },
     "lee2020-resnet11": {
@@ -257,12 +258,12 @@ MODELS: dict[str, dict[str, Any]] = {
         ],
         "notes": _LEE_NOTES + [
             "Sizes 32-16 (pool)-16-8-8-4, FC fan-in 512*4*4 = 8192; padding 1 on the 3x3 convs (code).",
-            "A17, as in the code: block 3's skip is a 1x1 conv 256->512 (the table's '512x1x1' cannot take a "
+            ("A17, as in the code: block 3's skip is a 1x1 conv 256->512 (the table's '512x1x1' cannot take a "
             "256-map input); block 4's skip is the parameter-free stride-2 identity (AvgPool2d(1, stride 2)) "
             "instead of the table's 1x1 conv 512->512, as the paper's own rule (identity when the map counts "
-            "are equal) says. It costs no MACs.",
-            "Dropout p = 0.25 (code): after the stem LIF (before the pool), the LIF inside each block, each "
-            "block's output (the masked spikes feed both paths of the next block) and the hidden FC.",
+            "are equal) says. It costs no MACs."),
+            ("Dropout p = 0.25 (code): after the stem LIF (before the pool), the LIF inside each block, each "
+            "block's output (the masked spikes feed both paths of the next block) and the hidden FC."),
         ],
     },
     "syed2021-4layer": {
@@ -291,8 +292,8 @@ MODELS: dict[str, dict[str, Any]] = {
         ],
         "notes": _SYED_NOTES + [
             "Grayscale 32x32 input (the first conv is 1x3x3 in Table 3).",
-            "'FC 4096' is read literally as a hidden FC layer of 4096 neurons ('four convolutional layers and "
-            "two fully connected layers'); it equals the flatten size 64*8*8, so FC 4096 -> 4096 -> 6.",
+            ("'FC 4096' is read literally as a hidden FC layer of 4096 neurons ('four convolutional layers and "
+            "two fully connected layers'); it equals the flatten size 64*8*8, so FC 4096 -> 4096 -> 6."),
         ],
     },
     "syed2021-vgg8": {
@@ -353,9 +354,9 @@ MODELS: dict[str, dict[str, Any]] = {
             ("fc", 1024), ("lif",), ("dropout", 0.2), ("fc", 10), ("lif",),
         ],
         "notes": _SYED_NOTES + [
-            "Channels from the filter column's in-channel chain, 64-64 | 128-128 | 256-256 | 256-256 | 512-512, "
+            ("Channels from the filter column's in-channel chain, 64-64 | 128-128 | 256-256 | 256-256 | 512-512, "
             "which contradicts the printed output-map column (three 64s, three 256s); five pools take 32x32 "
-            "to 1x1, FC fan-in 512.",
+            "to 1x1, FC fan-in 512."),
         ],
     },
     "syed2021-resnet6": {
@@ -373,12 +374,12 @@ MODELS: dict[str, dict[str, Any]] = {
         ],
         "notes": _SYED_NOTES + [
             "Skips are 1x1 convs, as the text says ('1 x 1 convolutional kernels'); Table 3 prints 3x3.",
-            "Block 1 as printed is inconsistent (main path strides 1 and 1, skip stride 2). The skip's stride 2 "
+            ("Block 1 as printed is inconsistent (main path strides 1 and 1, skip stride 2). The skip's stride 2 "
             "is kept and the block's second conv made stride 2, which makes ResNet-6 Lee et al.'s ResNet7 with "
             "half the channels and no hidden FC: 32-16 (pool)-8-4, FC fan-in 128*4*4 = 2048. The other "
-            "consistent reading (block-1 skip stride 1) gives FC fan-in 128*8*8 = 8192.",
-            "Dropout p = 0.25 placed as in Lee et al.'s ResNet11 code; kappa 1 ('u = 1 for residual "
-            "connection in ResNet-6').",
+            "consistent reading (block-1 skip stride 1) gives FC fan-in 128*8*8 = 8192."),
+            ("Dropout p = 0.25 placed as in Lee et al.'s ResNet11 code; kappa 1 ('u = 1 for residual "
+            "connection in ResNet-6')."),
         ],
     },
     "ngu2022-mnist": {
@@ -392,15 +393,15 @@ MODELS: dict[str, dict[str, Any]] = {
             ("flatten",), ("fc", 10), ("readout",),
         ],
         "notes": [
-            "Neurons (eq. 1): IF, soft reset (subtract the threshold), fire on V >= theta (strict=False), "
-            "no leak; the output layer is a non-spiking integrator (threshold +inf), prediction its argmax.",
-            "Thresholds are placeholders (1): the paper sets one per output channel by calibration on the "
-            "training set (max input current, layer by layer), which depends on T; set them after building.",
+            ("Neurons (eq. 1): IF, soft reset (subtract the threshold), fire on V >= theta (strict=False), "
+            "no leak; the output layer is a non-spiking integrator (threshold +inf), prediction its argmax."),
+            ("Thresholds are placeholders (1): the paper sets one per output channel by calibration on the "
+            "training set (max input current, layer by layer), which depends on T; set them after building."),
             "Pooling: linear 2x2 average pooling of the spike maps, no neuron (code: nn.AvgPool2d on spikes).",
             "Stride 1, padding 0, no bias (code): 28-24-12-8-4, FC fan-in 64*4*4 = 1024.",
             "Input: analog pixels as constant currents (eventsim.encoders.direct).",
-            "Weights come from a trained ReLU CNN; kappa 2 only gives a random starting point. The CNN's "
-            "spatial dropout (p = 0.5) is a CNN training device and is not part of the SNN.",
+            ("Weights come from a trained ReLU CNN; kappa 2 only gives a random starting point. The CNN's "
+            "spatial dropout (p = 0.5) is a CNN training device and is not part of the SNN."),
         ],
     },
 }
@@ -465,7 +466,10 @@ class _Builder:
                 continue  # dropout switched off: no layer, so the network is the inference one
             else:
                 layer = self.layer(entry, kind, values, options, shape)
-                shape = layer.output_shape(shape)
+                try:
+                    shape = layer.output_shape(shape)
+                except LayerError as exc:  # the network has not named the layer yet: name its entry
+                    raise LayerError(layer, f"{exc.problem} (layer entry {entry!r})") from None
             out.append(layer)
         return out, shape
 

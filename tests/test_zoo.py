@@ -125,9 +125,11 @@ def test_unknown_model_and_input_list_the_choices():
         build_model("lee2020-lenet5", input="cifar10")
 
 
-def test_an_input_the_model_cannot_take_names_the_layer():
-    with pytest.raises(LayerError, match="conv1"):
-        build_model("lee2020-vgg9", input=(1, 32, 32))
+def test_an_input_the_model_cannot_take_names_the_entry():
+    # Input channels are inferred, so a grey 1x32x32 image fits VGG9; a 4x4 one is pooled away.
+    assert build_model("lee2020-vgg9", input=(1, 32, 32)).layers[0].weight_shape == (64, 1, 3, 3)
+    with pytest.raises(LayerError, match=r"SpikingAvgPool layer: window \(2, 2\) is larger .* \('spool', 2\)"):
+        build_model("lee2020-vgg9", input=(3, 4, 4))
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -225,7 +227,7 @@ def test_malformed_entries_are_named(entry, match):
 def test_describe_reports_layers_totals_source_and_notes():
     text = describe("lee2020-lenet5")
     assert repr(build_model("lee2020-lenet5")) in text
-    total = [line for line in text.splitlines() if line.startswith("total")][0].split()
+    total = next(line for line in text.splitlines() if line.startswith("total")).split()
     # neurons: 3 LIF layers, 2 pooling layers and the readout; synapses: the thesis's 668,000; MACs on 34x34
     assert total[1:] == [f"{20*34*34 + 20*17*17 + 50*17*17 + 50*8*8 + 200 + 10:,}", "668,000", "9,023,000"]
     assert MODELS["lee2020-lenet5"]["source"] in text
