@@ -25,7 +25,8 @@ from eventsim.errors import EventsimError
 def _job_arguments(parser: argparse.ArgumentParser) -> None:
     from eventsim.learning.runs import Job
 
-    defaults = Job()
+    defaults = Job()  # N-MNIST's; steps, epochs and milestones depend on the dataset
+    per_dataset = ("steps", "epochs", "milestones")
     helps = {
         "model": "model zoo name (eventsim inspect --list)",
         "rule": "gradient rule: lee2020, lee2020-code, bptt",
@@ -45,7 +46,11 @@ def _job_arguments(parser: argparse.ArgumentParser) -> None:
         default = getattr(defaults, f.name)
         kind = {int: int, float: float, str: str}.get(type(default), float)
         extra = {"nargs": "*", "type": int} if f.name == "milestones" else {"type": kind}
-        parser.add_argument(flag, default=default, help=f"{helps.get(flag[2:], '')} (default: {default})".strip(),
+        shown = default
+        if f.name in per_dataset:
+            shown = f"{default} for nmnist, {Job(dataset='mnist').__dict__[f.name]} for mnist"
+            default = None
+        parser.add_argument(flag, default=default, help=f"{helps.get(flag[2:], '')} (default: {shown})".strip(),
                             **extra)
 
 
