@@ -65,3 +65,14 @@ def test_errors_a_person_can_act_on(env, capsys, monkeypatch):
     monkeypatch.setenv("EVENTSIM_DATA", str(env / "empty"))
     assert main(["train", "nmnist", "--out", str(env / "y"), *QUICK]) == 2
     assert "download=True" in capsys.readouterr().err or "NMNIST" in capsys.readouterr().err
+
+
+def test_job_defaults_depend_on_the_dataset():
+    from eventsim.learning.runs import Job
+
+    assert (Job().steps, Job().epochs, Job().milestones) == (30, 12, [10])
+    mnist = Job(dataset="mnist")
+    assert (mnist.steps, mnist.epochs, mnist.milestones) == (50, 3, [2])
+    assert Job(dataset="mnist", steps=20, milestones=[]).steps == 20  # given values win
+    with pytest.raises(Exception, match="unknown dataset"):
+        Job(dataset="cifar")
