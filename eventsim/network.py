@@ -52,7 +52,9 @@ from eventsim.layers import (
     check_finite,
 )
 
-RECORDS = ("counts", "traces", "spikes", "potentials")
+RECORDS = ("counts", "traces", "spikes", "potentials", "currents")
+#: The records that keep a value per neuron and step, O(T x neurons).
+PER_STEP_RECORDS = ("potentials", "currents")
 #: Default bound on a window's current buffer, in elements (4 MiB in float32).
 WINDOW_ELEMENTS = 1 << 20
 
@@ -76,6 +78,7 @@ class _Sample:
     n_events: dict = field(default_factory=dict)
     spikes: dict = field(default_factory=dict)
     potentials: dict = field(default_factory=dict)
+    currents: dict = field(default_factory=dict)
     last_u: dict = field(default_factory=dict)
     keep: dict = field(default_factory=dict)  # dropout keep-masks of this sample, (N,) bool
 
@@ -187,12 +190,14 @@ class _NeuronStage(_Stage):
         cur = np.zeros((steps, prod(self.shape)), self.dtype)
         for op, x in zip(self.ops, xs):
             self._count(sample, op.name, op.scatter(cur, x))
+        t0 = sample.window_start
+        if self.name in sample.currents:  # before lif_window turns the currents into potentials
+            sample.currents[self.name][t0 : t0 + steps] = to_c_order(cur, self.shape).reshape(steps, -1)
         indptr, index = kernels.lif_window(
             sample.v[self.name], cur, self.theta, self.leak, self.soft, self.v_reset, self.strict,
             sample.totals[self.name], sample.traces[self.name],
         )
         if self.name in sample.potentials:
-            t0 = sample.window_start
             sample.potentials[self.name][t0 : t0 + steps] = to_c_order(cur, self.shape).reshape(steps, -1)
         if self.readout:
             sample.last_u[self.name] = cur[-1].copy()
@@ -303,6 +308,9 @@ class RunResult:
     potentials : dict of (batch, T, *shape)
         The pre-threshold potential U at every step; neuron layers only.
         Recorded with "potentials".
+    currents : dict of (batch, T, *shape)
+        The input current I at every step (bias included); neuron layers
+        only. Recorded with "currents".
     masks : dict of (batch, *shape) bool
         The dropout masks used (training runs only).
     recorded : frozenset of str
@@ -319,6 +327,7 @@ class RunResult:
     traces: dict[str, np.ndarray] = field(default_factory=dict)
     spikes: dict[str, Events] = field(default_factory=dict)
     potentials: dict[str, np.ndarray] = field(default_factory=dict)
+    currents: dict[str, np.ndarray] = field(default_factory=dict)
     masks: dict[str, np.ndarray] = field(default_factory=dict)
     recorded: frozenset = frozenset()
 
@@ -504,7 +513,7 @@ class Network:
         ----------
         events : Events
             Input of shape ``input_shape`` and the network's dtype.
-        record : iterable of {"counts", "traces", "spikes", "potentials"}
+        record : iterable of {"counts", "traces", "spikes", "potentials", "currents"}
             What to keep beyond the readout and the operation counts.
         train : bool
             Apply dropout (off at inference).
@@ -534,16 +543,18 @@ class Network:
             raise OptionError(f"window must be >= 1 step, got {window!r}")
         window = int(window)
 
-        # Potentials are the one T-sized record: allocated once, each sample fills its slice.
-        potentials = {}
-        if "potentials" in record:
-            potentials = {
+        # The T-sized records are allocated once; each sample fills its slice.
+        per_step = {
+            what: {
                 s.name: np.empty((batch, steps) + s.shape, self.dtype)
                 for s in _leaves(stages) if isinstance(s, _NeuronStage)
             }
-        samples = [self._run_sample(stages, events, b, record, window, potentials, keep) for b in range(batch)]
+            for what in PER_STEP_RECORDS if what in record
+        }
+        samples = [self._run_sample(stages, events, b, record, window, per_step, keep) for b in range(batch)]
         result = self._collect(stages, samples, record, keep, steps)
-        result.potentials = potentials
+        for what, arrays in per_step.items():
+            setattr(result, what, arrays)
         return result
 
     def _check_input(self, events: Events) -> None:
@@ -583,10 +594,11 @@ class Network:
             used[layer.name] = m
         return used
 
-    def _run_sample(self, stages, events: Events, b: int, record, window: int, potentials, keep) -> _Sample:
+    def _run_sample(self, stages, events: Events, b: int, record, window: int, per_step, keep) -> _Sample:
         steps = events.steps
         sample = _Sample()
-        sample.potentials = {name: arr[b].reshape(steps, -1) for name, arr in potentials.items()}
+        for what, arrays in per_step.items():
+            setattr(sample, what, {name: arr[b].reshape(steps, -1) for name, arr in arrays.items()})
         sample.keep = {name: mask[b].reshape(-1) for name, mask in keep.items()}
         for stage in stages:
             stage.start(sample, record)
