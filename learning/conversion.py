@@ -1,0 +1,115 @@
+"""ANN-to-SNN conversion: thresholds balanced on calibration data.
+
+Ngu & Lee 2022 (extraction ``ngu2022-cnn-snn-conversion.md``, Sec. 2.2-2.3):
+the trained ANN's weights are used unchanged in an SNN of soft-reset IF
+neurons (docs/semantics.md, "Neurons": ``R = U - theta * s``) whose last layer
+integrates without firing (a :class:`~eventsim.layers.Readout`; the
+prediction is the argmax of its potential). Only the thresholds are set,
+layer after layer in network order, each from the instantaneous input
+currents ``I[t]`` the layer receives on calibration data while the layers
+before it already spike with their final thresholds (Algorithm 2).
+
+Methods (each named):
+
+- ``"channel"`` (Algorithm 2): one threshold per output channel, the maximum
+  of I over samples, positions and steps 1..T. A flat (fully connected)
+  hidden layer gets one threshold for the layer, as in the authors' code.
+- ``"layer"``: one threshold per layer, the maximum over all its channels.
+- ``"percentile"``: per channel, the ``percentile`` (e.g. 99.9) of I instead
+  of the maximum (robust normalisation, Rueckauer et al. 2017).
+
+A channel whose statistic is <= 0 never receives positive current on the
+calibration data; it gets an infinite threshold (it never fires) rather than
+a threshold of 0, with which a soft-reset IF neuron under ">=" would fire at
+every step. ``alpha`` then scales every threshold of every layer (Ngu & Lee
+2022, Sec. 4.1.3: alpha < 1 raises firing rates at short latencies); the
+paper leaves open whether during or after calibration: eventsim scales after.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from eventsim.errors import OptionError, check_choice
+from eventsim.events import Events
+from eventsim.layers import LIF, Readout, Residual, SpikingAvgPool
+from eventsim.network import Network
+
+METHODS = ("channel", "layer", "percentile")
+
+
+def _spiking_layers(network: Network) -> list[tuple[str, LIF]]:
+    """(name under which the run records it, neuron layer), in network order."""
+    out = []
+    for layer in network.walk():
+        if isinstance(layer, Residual):
+            continue  # its neuron is walked on its own
+        if isinstance(layer, SpikingAvgPool):
+            out.append((layer.name, layer.neuron))
+        elif isinstance(layer, LIF) and not isinstance(layer, Readout):
+            out.append((layer.name, layer))
+    return out
+
+
+def channel_statistic(currents: np.ndarray, method: str, percentile: float = 99.9) -> np.ndarray:
+    """Per-channel maximum or percentile of currents ``(B, T, C, ...)``; flat layers reduce to one value."""
+    b, t = currents.shape[:2]
+    if currents.ndim == 3:  # flat layer: one threshold for the layer
+        per_channel = currents.reshape(1, -1)
+    else:
+        c = currents.shape[2]
+        per_channel = np.moveaxis(currents.reshape(b, t, c, -1), 2, 0).reshape(c, -1)
+    if method == "percentile":
+        return np.percentile(per_channel, percentile, axis=1)
+    stat = per_channel.max(axis=1)
+    return np.full_like(stat, stat.max()) if method == "layer" else stat
+
+
+def balance_thresholds(
+    network: Network,
+    calibration: Events,
+    *,
+    method: str = "channel",
+    percentile: float = 99.9,
+    alpha: float = 1.0,
+) -> dict[str, np.ndarray]:
+    """Set the threshold of every spiking layer from calibration data, layer by layer.
+
+    Parameters
+    ----------
+    network : Network
+        Trained weights; spiking layers are meant to be soft-reset IF neurons.
+    calibration : Events
+        Calibration input with the T of inference (thresholds depend on T).
+    method : {"channel", "layer", "percentile"}
+    percentile : float
+        For ``method="percentile"``, in (0, 100].
+    alpha : float
+        Factor in (0, 1] applied to all thresholds at the end.
+
+    Returns
+    -------
+    dict
+        The thresholds set, by layer name (one per channel; infinite for a
+        channel that never received positive current).
+    """
+    check_choice("threshold balancing method", method, METHODS)
+    if not 0 < percentile <= 100:
+        raise OptionError(f"percentile must be in (0, 100], got {percentile!r}")
+    if not 0 < alpha <= 1:
+        raise OptionError(f"alpha must be in (0, 1], got {alpha!r}")
+    thresholds: dict[str, np.ndarray] = {}
+    layers = _spiking_layers(network)
+    for name, neuron in layers:
+        # Later layers cannot change this layer's input, so their thresholds do not matter here.
+        currents = network.run(calibration, record=("currents",)).currents[name].astype(np.float64)
+        stat = channel_statistic(currents, method, percentile)
+        theta = np.where(stat > 0, stat, np.inf)
+        channels = network.shapes[name][1][0] if len(network.shapes[name][1]) == 3 else 1
+        neuron.threshold = np.broadcast_to(theta, (channels,)).copy() if channels > 1 else float(theta[0])
+        thresholds[name] = np.atleast_1d(np.asarray(neuron.threshold, np.float64)).copy()
+    if alpha != 1:
+        for name, neuron in layers:
+            neuron.threshold = np.asarray(neuron.threshold) * alpha
+            thresholds[name] = thresholds[name] * alpha
+    return thresholds
