@@ -5,6 +5,7 @@
     eventsim eval runs/nmnist [--split test]                     report on a split
     eventsim inspect lee2020-lenet5 [--input nmnist]             layers, shapes, synapses, MACs
     eventsim plot runs/nmnist                                    raster, firing rates, curves (PNG)
+    eventsim convert [--steps 64 32 16 8 4] [--alpha 1 0.4]      ANN -> SNN conversion, accuracy vs T
 
 This module only parses arguments and calls :mod:`eventsim.learning.runs`,
 :mod:`eventsim.learning.zoo` and :mod:`eventsim.plots`; errors eventsim
@@ -109,6 +110,21 @@ def _cmd_plot(args: argparse.Namespace) -> None:
         print(path)
 
 
+def _cmd_convert(args: argparse.Namespace) -> None:
+    from eventsim.learning.runs import convert
+
+    report = convert(
+        args.out, model=args.model, data=args.data, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+        seed=args.seed, steps=args.steps, alphas=args.alpha, method=args.method, mode=args.mode,
+        calibration_samples=args.calibration_samples, test_limit=args.test_limit,
+    )
+    print(f"ANN test accuracy {100 * report['ann']['accuracy']:.2f} % ({report['test_samples']} samples)")
+    print(f"{'T':>5} {'alpha':>6} {'SNN accuracy':>13} {'SynOps/sample':>14}")
+    for row in report["sweep"]:
+        print(f"{row['steps']:>5} {row['alpha']:>6} {100 * row['accuracy']:>12.2f}% {row['synops_per_sample']:>14,.0f}")
+    print(f"report: {args.out}/conversion.json")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="eventsim", description="Event-driven spiking neural network simulator.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -132,6 +148,22 @@ def parser() -> argparse.ArgumentParser:
     i.add_argument("--input", help="input name (e.g. nmnist, mnist)")
     i.add_argument("--list", action="store_true", help="list the models")
     i.set_defaults(handler=_cmd_inspect)
+
+    c = sub.add_parser("convert", help="train an ANN on MNIST, convert it to an SNN, sweep the latency T")
+    c.add_argument("--model", default="ngu2022-mnist")
+    c.add_argument("--data")
+    c.add_argument("--out", default="runs/convert-ngu2022-mnist")
+    c.add_argument("--epochs", type=int, default=5, help="ANN training epochs (default: 5)")
+    c.add_argument("--lr", type=float, default=1e-3)
+    c.add_argument("--batch-size", type=int, default=50)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--steps", type=int, nargs="+", default=[64, 32, 16, 8, 4], help="latencies T to test")
+    c.add_argument("--alpha", type=float, nargs="+", default=[1.0], help="threshold scales to test")
+    c.add_argument("--method", default="channel", help="channel (Algorithm 2), layer, percentile")
+    c.add_argument("--mode", default="direct", help="test input: direct (analog current) or rate (Bernoulli)")
+    c.add_argument("--calibration-samples", type=int, default=1000)
+    c.add_argument("--test-limit", type=int, default=0, help="test on this many samples (0: all)")
+    c.set_defaults(handler=_cmd_convert)
 
     g = sub.add_parser("plot", help="spike raster, firing rates and training curves of a run (PNG)")
     g.add_argument("run")

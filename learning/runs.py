@@ -239,3 +239,67 @@ def evaluate_run(path: str | os.PathLike, *, split: str = "test", data: str | os
     report.update(job=asdict(job), split=split)
     _write_json(folder / f"report-{split}.json", report)
     return report
+
+
+def convert(
+    out: str | os.PathLike,
+    *,
+    model: str = "ngu2022-mnist",
+    data: str | os.PathLike | None = None,
+    epochs: int = 5,
+    lr: float = 1e-3,
+    batch_size: int = 50,
+    seed: int = 0,
+    steps: Sequence[int] = (64, 32, 16, 8, 4),
+    alphas: Sequence[float] = (1.0,),
+    method: str = "channel",
+    mode: str = "direct",
+    calibration_samples: int = 1000,
+    test_limit: int = 0,
+    progress: TextIO | str | None = "stderr",
+) -> dict:
+    """Train the model's ANN view on MNIST (or load it from ``out``), convert it, sweep T; write ``conversion.json``.
+
+    The ANN weights are checkpointed to ``<out>/ann.h5`` after training; a
+    second call with the same ``out`` loads them instead of training again.
+    Calibration uses the first ``calibration_samples`` training images.
+    """
+    from eventsim.learning.ann import ann_accuracy, train_ann
+    from eventsim.learning.checkpoint import Checkpoint, save_checkpoint
+    from eventsim.learning.conversion import conversion_sweep
+    from eventsim.learning.optimizers import Adam
+    from eventsim.learning.parameters import parameters
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    network = build_model(model, input="mnist", rng=np.random.default_rng(seed))
+    train_images, train_labels = load_mnist(data, "train")
+    test_images, test_labels = load_mnist(data, "test")
+    if test_limit:
+        keep = interleaved_classes(test_labels, test_limit)
+        test_images, test_labels = test_images[keep], test_labels[keep]
+    x_train = (train_images[:, None] / 255.0).astype(network.dtype)
+    x_test = (test_images[:, None] / 255.0).astype(network.dtype)
+    ann_file = out / "ann.h5"
+    config = {"model": model, "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed}
+    history: list = []
+    if ann_file.exists():
+        ckpt = load_checkpoint(ann_file)
+        if ckpt.config != config:
+            raise CheckpointError(f"{ann_file} was trained with {ckpt.config}, not {config}; choose another --out")
+        load_parameters(network, ckpt.params)
+        history = ckpt.history
+    else:
+        history = train_ann(network, x_train, train_labels, epochs=epochs, batch_size=batch_size,
+                            optimizer=Adam(lr), rng=np.random.default_rng(seed), progress=progress)
+        save_checkpoint(ann_file, Checkpoint(
+            params={k: v.copy() for k, v in parameters(network).items()}, optimizer_state={}, rng_state={},
+            epoch=epochs, step=0, config=config, history=history,
+        ))
+    ann_acc = ann_accuracy(network, x_test, test_labels)
+    rows = conversion_sweep(network, x_train[:calibration_samples], x_test, test_labels, steps=list(steps),
+                            alphas=list(alphas), method=method, mode=mode, batch_size=100, seed=seed)
+    report = {"model": model, "ann": {"accuracy": ann_acc, "history": history, **config},
+              "calibration_samples": calibration_samples, "test_samples": int(len(test_labels)), "sweep": rows}
+    _write_json(out / "conversion.json", report)
+    return report
