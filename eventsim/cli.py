@@ -116,7 +116,7 @@ def _cmd_convert(args: argparse.Namespace) -> None:
     report = convert(
         args.out, model=args.model, data=args.data, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
         seed=args.seed, steps=args.steps, alphas=args.alpha, method=args.method, mode=args.mode,
-        calibration_samples=args.calibration_samples, test_limit=args.test_limit,
+        calibration_samples=args.calibration_samples, train_limit=args.train_limit, test_limit=args.test_limit,
     )
     print(f"ANN test accuracy {100 * report['ann']['accuracy']:.2f} % ({report['test_samples']} samples)")
     print(f"{'T':>5} {'alpha':>6} {'SNN accuracy':>13} {'SynOps/sample':>14}")
@@ -153,15 +153,16 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--model", default="ngu2022-mnist")
     c.add_argument("--data")
     c.add_argument("--out", default="runs/convert-ngu2022-mnist")
-    c.add_argument("--epochs", type=int, default=5, help="ANN training epochs (default: 5)")
+    c.add_argument("--epochs", type=int, default=8, help="ANN training epochs (default: 8)")
     c.add_argument("--lr", type=float, default=1e-3)
-    c.add_argument("--batch-size", type=int, default=50)
+    c.add_argument("--batch-size", type=int, default=64)
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--steps", type=int, nargs="+", default=[64, 32, 16, 8, 4], help="latencies T to test")
     c.add_argument("--alpha", type=float, nargs="+", default=[1.0], help="threshold scales to test")
     c.add_argument("--method", default="channel", help="channel (Algorithm 2), layer, percentile")
     c.add_argument("--mode", default="direct", help="test input: direct (analog current) or rate (Bernoulli)")
     c.add_argument("--calibration-samples", type=int, default=1000)
+    c.add_argument("--train-limit", type=int, default=0, help="train the ANN on this many samples (0: all)")
     c.add_argument("--test-limit", type=int, default=0, help="test on this many samples (0: all)")
     c.set_defaults(handler=_cmd_convert)
 

@@ -76,15 +76,15 @@ class AnnCache:
     records : list of (layer, saved)
         Per top-level layer, in order, what its backward needs (its input,
         a mask, the nested records of a residual block).
-    masks : dict
-        Dropout keep-masks by layer name, ``(B, *shape)`` bool (training only).
     dtype : numpy dtype
         The dtype of the forward pass (the network's).
+    masks : dict
+        Dropout keep-masks by layer name, ``(B, *shape)`` bool (training only).
     """
 
     records: list[tuple[Layer, object]]
+    dtype: np.dtype
     masks: dict[str, np.ndarray] = field(default_factory=dict)
-    dtype: np.dtype = np.dtype(np.float64)
 
 
 # ------------------------------------------------------------------ forward

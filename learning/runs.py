@@ -246,15 +246,16 @@ def convert(
     *,
     model: str = "ngu2022-mnist",
     data: str | os.PathLike | None = None,
-    epochs: int = 5,
+    epochs: int = 8,
     lr: float = 1e-3,
-    batch_size: int = 50,
+    batch_size: int = 64,
     seed: int = 0,
     steps: Sequence[int] = (64, 32, 16, 8, 4),
     alphas: Sequence[float] = (1.0,),
     method: str = "channel",
     mode: str = "direct",
     calibration_samples: int = 1000,
+    train_limit: int = 0,
     test_limit: int = 0,
     progress: TextIO | str | None = "stderr",
 ) -> dict:
@@ -275,13 +276,17 @@ def convert(
     network = build_model(model, input="mnist", rng=np.random.default_rng(seed))
     train_images, train_labels = load_mnist(data, "train")
     test_images, test_labels = load_mnist(data, "test")
+    if train_limit:
+        keep = interleaved_classes(train_labels, train_limit)
+        train_images, train_labels = train_images[keep], train_labels[keep]
     if test_limit:
         keep = interleaved_classes(test_labels, test_limit)
         test_images, test_labels = test_images[keep], test_labels[keep]
     x_train = (train_images[:, None] / 255.0).astype(network.dtype)
     x_test = (test_images[:, None] / 255.0).astype(network.dtype)
     ann_file = out / "ann.h5"
-    config = {"model": model, "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed}
+    config = {"model": model, "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
+              "train_samples": int(len(train_labels))}
     history: list = []
     if ann_file.exists():
         ckpt = load_checkpoint(ann_file)

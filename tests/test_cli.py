@@ -76,3 +76,16 @@ def test_job_defaults_depend_on_the_dataset():
     assert Job(dataset="mnist", steps=20, milestones=[]).steps == 20  # given values win
     with pytest.raises(Exception, match="unknown dataset"):
         Job(dataset="cifar")
+
+
+def test_convert_end_to_end(env, capsys):
+    out = env / "convert"
+    args = ["convert", "--out", str(out), "--epochs", "1", "--train-limit", "200", "--test-limit", "50",
+            "--calibration-samples", "50", "--steps", "8", "4", "--alpha", "1", "0.5"]
+    assert main(args) == 0
+    report = json.loads((out / "conversion.json").read_text())
+    assert [(r["steps"], r["alpha"]) for r in report["sweep"]] == [(8, 1.0), (8, 0.5), (4, 1.0), (4, 0.5)]
+    assert report["test_samples"] == 50 and 0 <= report["ann"]["accuracy"] <= 1
+    assert all(r["synops_per_sample"] > 0 for r in report["sweep"])
+    assert main(args) == 0  # a second call loads the trained ANN instead of training it again
+    assert "trained with" not in capsys.readouterr().err
