@@ -28,6 +28,8 @@ paper leaves open whether during or after calibration: eventsim scales after.
 
 from __future__ import annotations
 
+from typing import TextIO
+
 import numpy as np
 
 from eventsim.encoders.direct import direct
@@ -36,6 +38,7 @@ from eventsim.errors import OptionError, check_choice
 from eventsim.events import Events
 from eventsim.layers import LIF, Readout, Residual, SpikingAvgPool
 from eventsim.network import Network
+from eventsim.progress import ProgressBar
 
 METHODS = ("channel", "layer", "percentile")
 INPUT_MODES = ("direct", "rate")
@@ -127,15 +130,18 @@ def encode_images(images: np.ndarray, steps: int, mode: str, rng: np.random.Gene
 
 
 def snn_accuracy(network: Network, images: np.ndarray, labels: np.ndarray, *, steps: int, mode: str = "direct",
-                 batch_size: int = 100, seed: int = 0) -> dict[str, float]:
+                 batch_size: int = 100, seed: int = 0, progress: TextIO | str | None = None) -> dict[str, float]:
     """Test accuracy (argmax of the readout) and SynOps per sample of the converted network."""
     rng = np.random.default_rng(seed) if mode == "rate" else None
+    bar = ProgressBar(len(images), f"SNN T={steps}", progress)
     correct, synops = 0, 0
     for first in range(0, len(images), batch_size):
         x = encode_images(images[first : first + batch_size], steps, mode, rng, network.dtype)
         result = network.run(x)
         correct += int(np.sum(np.argmax(result.output, axis=1) == labels[first : first + batch_size]))
         synops += int(result.total_synops().sum())
+        bar.update(x.batch, acc=100 * correct / min(len(images), first + batch_size))
+    bar.close(acc=100 * correct / len(images))
     return {"accuracy": correct / len(images), "synops_per_sample": synops / len(images)}
 
 
@@ -151,6 +157,7 @@ def conversion_sweep(
     mode: str = "direct",
     batch_size: int = 100,
     seed: int = 0,
+    progress: TextIO | str | None = None,
 ) -> list[dict]:
     """Accuracy against latency: for every T (and alpha), calibrate at that T, then test.
 
@@ -164,6 +171,6 @@ def conversion_sweep(
             calibration = encode_images(calibration_images, t, "direct", None, network.dtype)
             balance_thresholds(network, calibration, method=method, alpha=alpha)
             result = snn_accuracy(network, test_images, test_labels, steps=t, mode=mode, batch_size=batch_size,
-                                  seed=seed)
+                                  seed=seed, progress=progress)
             rows.append({"steps": t, "alpha": alpha, "method": method, "mode": mode, **result})
     return rows

@@ -303,7 +303,8 @@ def convert(
         ))
     ann_acc = ann_accuracy(network, x_test, test_labels)
     rows = conversion_sweep(network, x_train[:calibration_samples], x_test, test_labels, steps=list(steps),
-                            alphas=list(alphas), method=method, mode=mode, batch_size=100, seed=seed)
+                            alphas=list(alphas), method=method, mode=mode, batch_size=100, seed=seed,
+                            progress=progress)
     report = {"model": model, "ann": {"accuracy": ann_acc, "history": history, **config},
               "calibration_samples": calibration_samples, "test_samples": int(len(test_labels)), "sweep": rows}
     _write_json(out / "conversion.json", report)
