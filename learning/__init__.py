@@ -13,6 +13,11 @@ docs/semantics.md, "Gradient rules". Modules:
   Lee's initialisation;
 - :mod:`~eventsim.learning.trainer`, :mod:`~eventsim.learning.checkpoint`:
   the training loop and its atomic HDF5 checkpoints;
+- :mod:`~eventsim.learning.report`, :mod:`~eventsim.learning.runs`,
+  :mod:`~eventsim.learning.zoo`: run reports, run folders (what the
+  ``eventsim`` command works on) and the papers' models;
+- :mod:`~eventsim.learning.ann`, :mod:`~eventsim.learning.conversion`: the
+  NumPy ANN view of a network and ANN-to-SNN threshold balancing;
 - :mod:`~eventsim.learning.dense`: dense NumPy references of the rules.
 """
 
