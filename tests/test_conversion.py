@@ -86,3 +86,21 @@ def test_alpha_scales_every_threshold():
     np.testing.assert_allclose(scaled["if1"], 0.5 * plain["if1"])
     with pytest.raises(es.OptionError, match="alpha"):
         balance_thresholds(build_model("ngu2022-mnist", input="mnist", rng=rng), x, alpha=1.5)
+
+
+def test_rate_input_mode_is_seeded_and_matches_direct_in_expectation():
+    """Bernoulli input of rate x gives the same expected current as direct input x."""
+    from eventsim.learning.conversion import encode_images, snn_accuracy
+
+    rng = np.random.default_rng(5)
+    images = rng.random((3, 1, 28, 28))
+    rate_events = encode_images(images, 2000, "rate", np.random.default_rng(0), np.float64)
+    np.testing.assert_allclose(rate_events.totals() / 2000, images, atol=0.05)
+    net = build_model("ngu2022-mnist", input="mnist", rng=np.random.default_rng(6), dtype=np.float64)
+    balance_thresholds(net, direct(images, 8, dtype=np.float64))
+    labels = np.array([0, 1, 2])
+    a = snn_accuracy(net, images, labels, steps=8, mode="rate", seed=1)
+    b = snn_accuracy(net, images, labels, steps=8, mode="rate", seed=1)
+    assert a == b and a["synops_per_sample"] > 0
+    with pytest.raises(es.OptionError, match="input mode"):
+        encode_images(images, 4, "poisson", None, np.float64)
