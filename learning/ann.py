@@ -53,6 +53,7 @@ from eventsim.layers import (
     LIF, AvgPool, Conv2d, Dropout, Flatten, Identity, Layer, Linear, MaxPool, Readout, Residual, SpikingAvgPool,
     SumPool,
 )
+from eventsim.learning.dense.layerwise import max_pool_adjoint, window_adjoint
 from eventsim.learning.losses import Loss, check_labels, loss_from_config
 from eventsim.learning.optimizers import Optimizer
 from eventsim.learning.parameters import parameters
@@ -262,13 +263,15 @@ class _Backward:
             if layer.bias is not None:
                 self.grads[f"{layer.name}.bias"] = g.sum(axis=0)
             return g @ w if need_input else None
+        # The pooling adjoints are those of the dense gradient references; only the dtype is kept here.
         if isinstance(layer, SumPool):
-            return _pool_transpose(g, saved, layer.kernel_size, layer.stride, 1.0)
+            return window_adjoint(g, saved[-2:], layer.kernel_size, layer.stride, 1.0).astype(g.dtype, copy=False)
         if isinstance(layer, (AvgPool, SpikingAvgPool)):
             kh, kw = layer.kernel_size
-            return _pool_transpose(g, saved, layer.kernel_size, layer.stride, 1.0 / (kh * kw))
+            weight = 1.0 / (kh * kw)
+            return window_adjoint(g, saved[-2:], layer.kernel_size, layer.stride, weight).astype(g.dtype, copy=False)
         if isinstance(layer, MaxPool):
-            return _max_pool_route(g, saved, layer.kernel_size, layer.stride)
+            return max_pool_adjoint(g, saved, layer.kernel_size, layer.stride).astype(g.dtype, copy=False)
         if isinstance(layer, Identity):
             sh, sw = layer.stride
             if (sh, sw) == (1, 1):
@@ -314,32 +317,6 @@ class _Backward:
 def _has_weights(layer: Layer) -> bool:
     # A residual block is counted as weighted: its skip may be a Conv2d even when its main path has none.
     return isinstance(layer, (Conv2d, Linear, Residual))
-
-
-def _pool_transpose(g: np.ndarray, in_shape: tuple[int, ...], kernel: tuple[int, int], stride: tuple[int, int],
-                    weight: float) -> np.ndarray:
-    """Adjoint of a fixed-weight pool: ``dx[..., oy*sh + i, ox*sw + j] += w * g[..., oy, ox]``."""
-    (kh, kw), (sh, sw) = kernel, stride
-    ho, wo = g.shape[-2:]
-    gw = g * g.dtype.type(weight)
-    gx = np.zeros(in_shape, g.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            gx[..., i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw] += gw
-    return gx
-
-
-def _max_pool_route(g: np.ndarray, x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int]) -> np.ndarray:
-    """Adjoint of max pooling: each window's ``g`` goes to its first maximum (row-major)."""
-    (kh, kw), (sh, sw) = kernel, stride
-    win = windows(x, kernel, stride, "max_pool backward")  # (..., Ho, Wo, kh, kw)
-    ho, wo = win.shape[-4:-2]
-    first = win.reshape(win.shape[:-2] + (kh * kw,)).argmax(axis=-1)
-    gx = np.zeros(x.shape, g.dtype)
-    for t in range(kh * kw):
-        i, j = divmod(t, kw)
-        gx[..., i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw] += np.where(first == t, g, 0)
-    return gx
 
 
 # ----------------------------------------------------------------- training

@@ -16,7 +16,7 @@ those rules; they are slow and meant for small networks.
 
 Both share the layer-by-layer adjoints (convolution, linear, pools, max-pool
 routing, dropout, flatten, residual blocks) of
-:mod:`~eventsim.learning.dense._layerwise`, and return float64 gradients
+:mod:`~eventsim.learning.dense.layerwise`, and return float64 gradients
 under the keys of :func:`eventsim.learning.parameters.parameters`.
 """
 

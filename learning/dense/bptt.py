@@ -26,7 +26,7 @@ spiking neuron and sample, going backward over the steps with ``E[T+1] = 0``::
 ``readout = U[T] / T``, and ``U[T] = sum_t lam^(T-t) I[t]``, hence
 ``D[t] = lam^(T-t) * g_out / T`` exactly. The synapses, pools, dropout and
 residual blocks are the shared layer-by-layer adjoints of
-:mod:`eventsim.learning.dense._layerwise`, applied at every step; weight
+:mod:`eventsim.learning.dense.layerwise`, applied at every step; weight
 gradients sum over steps and samples.
 
 Everything is a plain loop over steps on dense ``(B, T, *shape)`` arrays: the
@@ -39,7 +39,7 @@ import numpy as np
 
 from eventsim.errors import OptionError
 from eventsim.layers import LIF, Layer, Readout, SpikingAvgPool
-from eventsim.learning.dense._layerwise import (
+from eventsim.learning.dense.layerwise import (
     LayerwiseBackward, channel_thresholds, forward, output_gradient,
 )
 from eventsim.learning.surrogates import Surrogate

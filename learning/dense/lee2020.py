@@ -22,7 +22,7 @@ window of T steps, per sample:
 - spiking average pooling passes ``D = G * 1[gamma > 0]`` (the authors' code,
   no ``1/theta``, no leak correction), then the pool's adjoint;
 - pools, dropout and residual blocks are the shared layer-by-layer adjoints of
-  :mod:`eventsim.learning.dense._layerwise`; max pooling routes by the
+  :mod:`eventsim.learning.dense.layerwise`; max pooling routes by the
   summed input values (max pooling read on count maps).
 
 Since ``D`` does not depend on t here, summing per-step weight gradients or
@@ -35,7 +35,7 @@ import numpy as np
 
 from eventsim.errors import LayerError
 from eventsim.layers import LIF, Layer, Readout, SpikingAvgPool
-from eventsim.learning.dense._layerwise import (
+from eventsim.learning.dense.layerwise import (
     LayerwiseBackward, channel_thresholds, forward, output_gradient,
 )
 
