@@ -8,8 +8,6 @@ Training a tiny network must lower the loss and beat chance clearly.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +17,7 @@ from eventsim.datasets import load_mnist
 from eventsim.errors import LayerError, OptionError
 from eventsim.learning import SGD, Adam, CrossEntropy, SpikeCountMSE, parameters
 from eventsim.learning.ann import ann_accuracy, ann_backward, ann_forward, train_ann
+from shared_data import data_root
 
 
 def _w(rng: np.random.Generator, *shape: int) -> np.ndarray:
@@ -267,10 +266,7 @@ def test_training_is_reproducible_from_the_rng():
 
 
 def test_training_on_an_mnist_subset():
-    root = os.environ.get("EVENTSIM_DATA")
-    if not root or not (Path(root) / "mnist").is_dir():
-        pytest.skip("set EVENTSIM_DATA to a folder with mnist/ to run")
-    images, labels = load_mnist(root, "train")
+    images, labels = load_mnist(data_root(), "train")
     x = images[:3000, None].astype(np.float32) / 255
     rng = np.random.default_rng(0)
     net = es.Network([

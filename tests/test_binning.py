@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 import eventsim as es
 from eventsim.encoders.binning import bin_events
 from eventsim.datasets import NMNIST
-from nmnist_subset import data_root
+from shared_data import data_root
 
 H, W = 5, 7
 

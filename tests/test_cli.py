@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from eventsim.cli import main
-from nmnist_subset import data_root
+from shared_data import data_root
 
 QUICK = ["--steps", "6", "--train-limit", "40", "--test-limit", "20", "--batch-size", "10", "--milestones"]
 

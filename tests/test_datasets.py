@@ -22,7 +22,7 @@ from eventsim.datasets import NMNIST, cached_encoding, load_mnist, parse_nmnist,
 from eventsim.datasets.folders import find
 from eventsim.datasets.nmnist import SACCADE_US
 from eventsim.encoders.binning import bin_events
-from nmnist_subset import data_root
+from shared_data import data_root
 
 
 def record(x, y, t, p=0) -> bytes:

@@ -18,7 +18,7 @@ from eventsim.learning.optimizers import Adam
 from eventsim.learning.rules import BPTT, Lee2020, Lee2020Code
 from eventsim.learning.surrogates import FastSigmoid
 from eventsim.learning.trainer import Trainer, evaluate
-from nmnist_subset import samples
+from shared_data import samples
 
 STEPS = 20
 

@@ -4,7 +4,7 @@ import pathlib
 import re
 
 
-from nmnist_subset import data_root
+from shared_data import data_root
 
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 

@@ -1,4 +1,4 @@
-"""The N-MNIST subset for tests: where it is, and a few samples binned.
+"""The data beside the repository for tests (../shared/data, or EVENTSIM_DATA), and a few N-MNIST samples binned.
 
 Tests that need the real data skip with a clear reason when it is missing
 (``EVENTSIM_DATA`` unset and no ../shared/data beside the repository).
