@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import uuid
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence, TextIO
@@ -27,6 +26,7 @@ from typing import Any, Callable, Sequence, TextIO
 import h5py
 import numpy as np
 
+from eventsim.atomic import atomic_path
 from eventsim.errors import EventsimError
 from eventsim.events import Events
 from eventsim.progress import ProgressBar
@@ -86,23 +86,14 @@ def _read(path: Path, key: dict) -> EncodedSamples:
 
 
 def _write(path: Path, key: dict, samples: EncodedSamples) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     ev = samples.events
-    try:
-        with h5py.File(tmp, "x") as f:
-            f.attrs.update(format=FORMAT, version=VERSION, key=json.dumps(key, sort_keys=True),
-                           steps=ev.steps, shape=json.dumps(list(ev.shape)), batch=ev.batch, complete=False)
-            for name, arr in (("indptr", ev.indptr), ("index", ev.index), ("value", ev.value),
-                              ("labels", samples.labels)):
-                f.create_dataset(name, data=arr, chunks=True if arr.size else None, fletcher32=bool(arr.size))
-            f.attrs["complete"] = True  # last: a file without it was interrupted
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, h5py.File(tmp, "x") as f:
+        f.attrs.update(format=FORMAT, version=VERSION, key=json.dumps(key, sort_keys=True),
+                       steps=ev.steps, shape=json.dumps(list(ev.shape)), batch=ev.batch, complete=False)
+        for name, arr in (("indptr", ev.indptr), ("index", ev.index), ("value", ev.value),
+                          ("labels", samples.labels)):
+            f.create_dataset(name, data=arr, chunks=True if arr.size else None, fletcher32=bool(arr.size))
+        f.attrs["complete"] = True  # last: a file without it was interrupted
 
 
 def cached_encoding(

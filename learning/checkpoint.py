@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from dataclasses import dataclass
 
 import h5py
 import numpy as np
 
+from eventsim.atomic import atomic_path
 from eventsim.errors import CheckpointError, OptionError
 
 FORMAT = "eventsim-checkpoint"
@@ -91,9 +91,7 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> None:
     attrs = _encode_attrs(checkpoint)
     arrays = {group: _checked_arrays(group, d) for group, d in
               zip(_GROUPS, (checkpoint.params, checkpoint.optimizer_state))}
-    folder, base = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{base}.{uuid.uuid4().hex}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         with h5py.File(tmp, "x") as f:
             f.attrs["format"] = FORMAT
             f.attrs["version"] = VERSION
@@ -104,26 +102,6 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> None:
                 g.attrs["keys"] = json.dumps(list(d))
                 for i, a in enumerate(d.values()):
                     g.create_dataset(str(i), data=a)
-        # h5py's close flushes HDF5's buffers to the OS; fsync makes the OS write them
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    _sync_folder(folder)
-
-
-def _sync_folder(folder: str) -> None:
-    """Make the rename itself durable (POSIX; Windows cannot open folders)."""
-    if os.name != "posix":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _checked_arrays(group: str, d: object) -> dict[str, np.ndarray]:

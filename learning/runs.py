@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Sequence, TextIO
@@ -21,6 +20,7 @@ import numpy as np
 
 from eventsim.datasets import NMNIST, load_mnist
 from eventsim.datasets.mnist import RateCoded
+from eventsim.atomic import write_text
 from eventsim.errors import CheckpointError, OptionError, check_choice
 from eventsim.network import Network
 from eventsim.learning.checkpoint import load_checkpoint
@@ -155,17 +155,7 @@ class Subset(Sequence):
 
 
 def _write_json(path: Path, obj: object) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
 def make_trainer(job: Job, out: Path, progress: TextIO | None) -> Trainer:

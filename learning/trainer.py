@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from math import ceil
@@ -28,6 +27,7 @@ from typing import Sequence, TextIO
 
 import numpy as np
 
+from eventsim.atomic import write_text
 from eventsim.errors import CheckpointError, OptionError
 from eventsim.events import Events
 from eventsim.network import Network
@@ -95,21 +95,6 @@ def train_step(
     optimizer.step(parameters(network), grads, lr=lr)
     correct = int(np.sum(loss.predictions(network, result) == labels))
     return StepResult(value, correct, len(labels))
-
-
-def _write_lines_atomically(path: Path, records: list[dict]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            for r in records:
-                f.write(json.dumps(r) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class Trainer:
@@ -261,7 +246,7 @@ class Trainer:
                 history=history,
             ))
         if self.log_path is not None:
-            _write_lines_atomically(self.log_path, self.history)
+            write_text(self.log_path, "".join(json.dumps(r) + "\n" for r in self.history))
 
     def resume(self, path: str | os.PathLike | None = None) -> None:
         """Continue from a checkpoint (by default this trainer's own).
