@@ -14,6 +14,7 @@ from typing import ClassVar
 import numpy as np
 
 from eventsim.errors import OptionError
+from eventsim.learning.configs import from_config
 from eventsim.layers import Readout, Residual
 from eventsim.network import Network, RunResult
 
@@ -147,11 +148,4 @@ LOSSES: dict[str, type[Loss]] = {cls.name: cls for cls in (LeeMSE, CrossEntropy,
 
 def loss_from_config(config: dict | str) -> Loss:
     """Build a loss from its name or :meth:`Loss.config`."""
-    cfg = {"name": config} if isinstance(config, str) else dict(config)
-    name = cfg.pop("name", None)
-    if name not in LOSSES:
-        raise OptionError(f"unknown loss {name!r}; choose one of {', '.join(map(repr, LOSSES))}")
-    try:
-        return LOSSES[name](**cfg)
-    except TypeError as exc:
-        raise OptionError(f"loss {name!r}: {exc}") from None
+    return from_config("loss", LOSSES, config)

@@ -34,6 +34,7 @@ from typing import ClassVar
 import numpy as np
 
 from eventsim.errors import OptionError
+from eventsim.learning.configs import from_config
 from eventsim.events import FLOAT_DTYPES
 
 
@@ -355,11 +356,4 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {cls.name: cls for cls in (SGD, Adam, A
 
 def optimizer_from_config(config: dict | str) -> Optimizer:
     """Build an optimizer from its name or from :meth:`Optimizer.config`."""
-    cfg = {"name": config} if isinstance(config, str) else dict(config)
-    name = cfg.pop("name", None)
-    if name not in OPTIMIZERS:
-        raise OptionError(f"unknown optimizer {name!r}; choose one of {', '.join(map(repr, OPTIMIZERS))}")
-    try:
-        return OPTIMIZERS[name](**cfg)
-    except TypeError as exc:
-        raise OptionError(f"optimizer {name!r}: {exc}") from None
+    return from_config("optimizer", OPTIMIZERS, config)

@@ -21,6 +21,7 @@ from typing import ClassVar
 import numpy as np
 
 from eventsim.errors import LayerError, OptionError
+from eventsim.learning.configs import from_config
 from eventsim.events import Events
 from eventsim.layers import LIF, Readout
 from eventsim.network import Network, RunResult
@@ -312,13 +313,6 @@ RULES: dict[str, type[Rule]] = {cls.name: cls for cls in (Lee2020, Lee2020Code, 
 
 def rule_from_config(config: dict | str) -> Rule:
     """Build a rule from its name (``"lee2020"``, ``"lee2020-code"``, ``"bptt"``) or :meth:`Rule.config`."""
-    cfg = {"name": config} if isinstance(config, str) else dict(config)
-    name = cfg.pop("name", None)
-    if name not in RULES:
-        raise OptionError(f"unknown gradient rule {name!r}; choose one of {', '.join(map(repr, RULES))}")
-    if "surrogate" in cfg:
-        cfg["surrogate"] = surrogate_from_config(cfg["surrogate"])
-    try:
-        return RULES[name](**cfg)
-    except TypeError as exc:
-        raise OptionError(f"gradient rule {name!r}: {exc}") from None
+    if isinstance(config, dict) and "surrogate" in config:
+        config = {**config, "surrogate": surrogate_from_config(config["surrogate"])}
+    return from_config("gradient rule", RULES, config)

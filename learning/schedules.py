@@ -25,6 +25,7 @@ from typing import ClassVar, Sequence
 import numpy as np
 
 from eventsim.errors import OptionError, check_choice
+from eventsim.learning.configs import from_config
 
 
 def _is_number(value: object) -> bool:
@@ -214,11 +215,4 @@ SCHEDULES: dict[str, type[Schedule]] = {cls.name: cls for cls in (Constant, Mult
 
 def schedule_from_config(config: dict) -> Schedule:
     """Build a schedule from :meth:`Schedule.config`."""
-    cfg = dict(config)
-    name = cfg.pop("name", None)
-    if name not in SCHEDULES:
-        raise OptionError(f"unknown schedule {name!r}; choose one of {', '.join(map(repr, SCHEDULES))}")
-    try:
-        return SCHEDULES[name](**cfg)
-    except TypeError as exc:
-        raise OptionError(f"schedule {name!r}: {exc}") from None
+    return from_config("schedule", SCHEDULES, config)

@@ -36,6 +36,7 @@ from typing import ClassVar
 import numpy as np
 
 from eventsim.errors import OptionError
+from eventsim.learning.configs import from_config
 
 
 def _theta(theta: np.ndarray | float, like: np.ndarray) -> np.ndarray:
@@ -152,11 +153,4 @@ SURROGATES: dict[str, type[Surrogate]] = {
 
 def surrogate_from_config(config: dict | str) -> Surrogate:
     """Build a surrogate from its name or from :meth:`Surrogate.config`."""
-    cfg = {"name": config} if isinstance(config, str) else dict(config)
-    name = cfg.pop("name", None)
-    if name not in SURROGATES:
-        raise OptionError(f"unknown surrogate {name!r}; choose one of {', '.join(map(repr, SURROGATES))}")
-    try:
-        return SURROGATES[name](**cfg)
-    except TypeError as exc:
-        raise OptionError(f"surrogate {name!r}: {exc}") from None
+    return from_config("surrogate", SURROGATES, config)
