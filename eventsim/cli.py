@@ -6,6 +6,8 @@
     eventsim inspect lee2020-lenet5 [--input nmnist]             layers, shapes, synapses, MACs
     eventsim plot runs/nmnist                                    raster, firing rates, curves (PNG)
     eventsim convert [--steps 64 32 16 8 4] [--alpha 1 0.4]      ANN -> SNN conversion, accuracy vs T
+    eventsim conform --candidate mymodule:factory [--examples N] test an implementation against eventsim
+    eventsim run --graph NET.nir --input SPIKES.npz --steps T --out OUT.npz   every node's output
 
 This module only parses arguments and calls :mod:`eventsim.learning.runs`,
 :mod:`eventsim.learning.zoo` and :mod:`eventsim.plots`; errors eventsim
@@ -125,6 +127,26 @@ def _cmd_convert(args: argparse.Namespace) -> None:
     print(f"report: {args.out}/conversion.json")
 
 
+def _cmd_conform(args: argparse.Namespace) -> int:
+    from eventsim.testing import Features, conform
+    from eventsim.testing.conform import load_candidate
+
+    candidate = load_candidate(args.candidate)
+    features = getattr(candidate, "features", None) or Features()
+    features = features.without(*args.without).including(*args.including)
+    report = conform(candidate, features=features, examples=args.examples, seed=args.seed,
+                     gradients=not args.no_gradients)
+    print(report)
+    return 0 if report.ok else 1
+
+
+def _cmd_run(args: argparse.Namespace) -> None:
+    from eventsim.nir.run_file import run_file
+
+    arrays = run_file(args.graph, args.input, args.steps, args.out, dt=args.dt)
+    print(f"{args.out}: {len(arrays)} arrays ({', '.join(sorted(arrays))})")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="eventsim", description="Event-driven spiking neural network simulator.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -173,20 +195,46 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--data")
     g.add_argument("--out", help="folder for the PNG files (default: <run>/plots)")
     g.set_defaults(handler=_cmd_plot)
+
+    r = sub.add_parser(
+        "run", help="run a NIR graph on input spikes, write every node's output (.npz)",
+        description="SPIKES.npz holds 'spikes', a float array (T, batch, *input_shape) of per-step input values "
+        "(counts allowed). OUT.npz gets one array (T, batch, *shape) per graph node, named by its NIR name, with "
+        "the node's per-step output; '<name>.potential', the pre-threshold potential, for every neuron node; and "
+        "'output', what reaches the Output node. Neuron parameters map to steps by forward Euler of length --dt "
+        "(docs/nir.md).",
+    )
+    r.add_argument("--graph", required=True, help="NIR file (HDF5)")
+    r.add_argument("--input", required=True, help="SPIKES.npz with the array 'spikes'")
+    r.add_argument("--steps", type=int, required=True, help="time steps T; must match the spikes")
+    r.add_argument("--out", required=True, help="OUT.npz, written atomically")
+    r.add_argument("--dt", type=float, default=1.0, help="Euler step length of the graph's time constants (default: 1)")
+    r.set_defaults(handler=_cmd_run)
+
+    k = sub.add_parser("conform", help="test another implementation against eventsim on generated cases")
+    k.add_argument("--candidate", required=True, help="module:factory returning a candidate (docs/testing.md)")
+    k.add_argument("--examples", type=int, default=50, help="cases per kind (default: 50)")
+    k.add_argument("--seed", type=int, default=0)
+    k.add_argument("--no-gradients", action="store_true", help="compare the forward pass only")
+    k.add_argument("--without", nargs="+", default=[], metavar="FEATURE",
+                   help="features not to generate, e.g. residual max v_reset soft float32 (docs/testing.md)")
+    k.add_argument("--with", dest="including", nargs="+", default=[], metavar="FEATURE",
+                   help="extra neuron options to generate: input_gain reset_delayed")
+    k.set_defaults(handler=_cmd_conform)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        args.handler(args)
+        status = args.handler(args)
     except EventsimError as exc:
         print(f"eventsim {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"eventsim {args.command}: interrupted; a run continues with --resume", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

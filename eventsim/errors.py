@@ -56,3 +56,17 @@ class DataError(EventsimError, ValueError):
     The message names the file and, where it helps, the byte offset or the
     event index of the first problem.
     """
+
+
+class NIRError(EventsimError, ValueError):
+    """A NIR graph or file eventsim cannot read or write exactly.
+
+    The message names the node (``NIR node 'lif1' (LIF): ...``) or the file,
+    and what is wrong with it.
+    """
+
+    def __init__(self, problem: str, *, node: str | None = None, kind: str | None = None) -> None:
+        label = f"NIR node {node!r}" + (f" ({kind})" if kind else "") + ": " if node is not None else ""
+        super().__init__(label + problem)
+        self.node = node
+        self.problem = problem

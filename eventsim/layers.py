@@ -354,10 +354,15 @@ class LIF(Layer):
     docs/semantics.md, "Neurons" (Lee et al. 2020, Sec. 2.1 and Algorithm 1, written
     on U)::
 
-        U[t] = lam * R(U[t-1], s[t-1]) + I[t]          U[0] = 0
+        U[t] = lam * R(U[t-1], s[t-1]) + g * I[t]      U[0] = 0
         s[t] = 1[U[t] > theta]     (">=" when strict=False)
         R    = U * (1 - s) + v_reset * s                (reset="hard")
              = U - theta * s                            (reset="soft")
+
+    With ``reset_delayed`` the reset acts after the leak (left to right)::
+
+        U[t] = lam * U[t-1] + g * I[t] - theta * s[t-1]                   (reset="soft")
+        U[t] = (1 - s[t-1]) * lam * U[t-1] + s[t-1] * v_reset + g * I[t]  (reset="hard")
 
     Parameters
     ----------
@@ -374,6 +379,13 @@ class LIF(Layer):
         Reset value of the hard reset.
     strict : bool
         Fire on ``U > theta`` (default, Lee et al.) or on ``U >= theta``.
+    input_gain : float
+        g > 0, finite: the factor of the input current. ``g = 1 - lam`` is the
+        forward-Euler discretisation of a continuous-time neuron (Norse,
+        SpikingJelly's ``decay_input``, NIR's LIF).
+    reset_delayed : bool
+        Apply the reset of a spike at step t at step t+1, after the leak
+        (snnTorch's ``Leaky``), instead of before it.
     """
 
     kind = "lif"
@@ -387,6 +399,8 @@ class LIF(Layer):
         reset: str = "hard",
         v_reset: float = 0.0,
         strict: bool = True,
+        input_gain: float = 1.0,
+        reset_delayed: bool = False,
         name: str | None = None,
     ) -> None:
         super().__init__(name)
@@ -410,6 +424,32 @@ class LIF(Layer):
         self.v_reset = float(v_reset)
         self.strict = bool(strict)
         self.threshold = threshold
+        self.input_gain = input_gain
+        self.reset_delayed = reset_delayed
+
+    @property
+    def input_gain(self) -> float:
+        """g, the factor of the input current: ``U[t] = lam * R + g * I[t]``."""
+        return self._input_gain
+
+    @input_gain.setter
+    def input_gain(self, gain: float) -> None:
+        if isinstance(gain, (bool, np.bool_)) or not isinstance(gain, (int, float, np.integer, np.floating)):
+            raise LayerError(self, f"input_gain must be a number, got {gain!r}")
+        if not (np.isfinite(gain) and gain > 0):
+            raise LayerError(self, f"input_gain must be positive and finite, got {gain!r}")
+        self._input_gain = float(gain)
+
+    @property
+    def reset_delayed(self) -> bool:
+        """Whether the reset of a spike acts one step later, after the leak."""
+        return self._reset_delayed
+
+    @reset_delayed.setter
+    def reset_delayed(self, delayed: bool) -> None:
+        if not isinstance(delayed, (bool, np.bool_)):
+            raise LayerError(self, f"reset_delayed must be True or False, got {delayed!r}")
+        self._reset_delayed = bool(delayed)
 
     @property
     def threshold(self) -> float | np.ndarray:
@@ -438,7 +478,8 @@ class LIF(Layer):
 
     def _options(self) -> dict:
         return {"threshold": self._threshold, "leak": self.leak, "reset": self.reset,
-                "v_reset": self.v_reset, "strict": self.strict, "name": self.name}
+                "v_reset": self.v_reset, "strict": self.strict, "input_gain": self.input_gain,
+                "reset_delayed": self.reset_delayed, "name": self.name}
 
 
 class IF(LIF):
@@ -453,27 +494,39 @@ class IF(LIF):
         reset: str = "hard",
         v_reset: float = 0.0,
         strict: bool = True,
+        input_gain: float = 1.0,
+        reset_delayed: bool = False,
         name: str | None = None,
     ) -> None:
-        super().__init__(threshold, leak=1.0, reset=reset, v_reset=v_reset, strict=strict, name=name)
+        super().__init__(threshold, leak=1.0, reset=reset, v_reset=v_reset, strict=strict,
+                         input_gain=input_gain, reset_delayed=reset_delayed, name=name)
 
 
 class Readout(LIF):
     """Non-spiking output layer: theta = inf, the readout is ``U[T] / T``.
 
     docs/semantics.md, "Neurons" (Lee et al. 2020, eq. 6). In the U convention
-    ``U[T] = sum_t lam^(T - t) I[t]``. Must be the last layer of a network.
+    ``U[T] = sum_t lam^(T - t) g I[t]``. Must be the last layer of a network.
+    It never fires, so it has no reset to delay.
     """
 
     kind = "readout"
 
-    def __init__(self, *, leak: float | None = None, tau: float | None = None, name: str | None = None) -> None:
+    def __init__(
+        self, *, leak: float | None = None, tau: float | None = None, input_gain: float = 1.0, name: str | None = None
+    ) -> None:
         if leak is None and tau is None:
             leak = 1.0
-        super().__init__(np.inf, leak=leak, tau=tau, name=name)
+        super().__init__(np.inf, leak=leak, tau=tau, input_gain=input_gain, name=name)
+
+    @LIF.reset_delayed.setter
+    def reset_delayed(self, delayed: bool) -> None:
+        if not isinstance(delayed, (bool, np.bool_)) or delayed:
+            raise LayerError(self, f"a Readout never fires, so reset_delayed must stay False, got {delayed!r}")
+        self._reset_delayed = False
 
     def _options(self) -> dict:
-        return {"leak": self.leak, "name": self.name}
+        return {"leak": self.leak, "input_gain": self.input_gain, "name": self.name}
 
 
 class SpikingAvgPool(Layer):

@@ -72,6 +72,7 @@ class _Sample:
 
     window_start: int = 0
     v: dict = field(default_factory=dict)
+    fired: dict = field(default_factory=dict)  # previous step's spikes of neurons with a delayed reset
     totals: dict = field(default_factory=dict)
     traces: dict = field(default_factory=dict)
     ops: dict = field(default_factory=dict)
@@ -174,6 +175,8 @@ class _NeuronStage(_Stage):
         self.soft = neuron.reset == "soft"
         self.v_reset = dtype.type(neuron.v_reset)
         self.strict = neuron.strict
+        self.gain = dtype.type(neuron.input_gain)
+        self.delayed = neuron.reset_delayed
         self.readout = isinstance(neuron, Readout)
 
     def counted_ops(self) -> list[tuple[str, str]]:
@@ -184,6 +187,8 @@ class _NeuronStage(_Stage):
         n = prod(self.shape)
         sample.v[self.name] = np.zeros(n, self.dtype)
         sample.traces[self.name] = np.zeros(n, self.dtype)
+        if self.delayed:
+            sample.fired[self.name] = np.zeros(n, np.bool_)
 
     def run(self, sample: _Sample, *xs: Window) -> Window:
         steps = xs[0][0].shape[0] - 1
@@ -195,7 +200,7 @@ class _NeuronStage(_Stage):
             sample.currents[self.name][t0 : t0 + steps] = to_c_order(cur, self.shape).reshape(steps, -1)
         indptr, index = kernels.lif_window(
             sample.v[self.name], cur, self.theta, self.leak, self.soft, self.v_reset, self.strict,
-            sample.totals[self.name], sample.traces[self.name],
+            sample.totals[self.name], sample.traces[self.name], self.gain, sample.fired.get(self.name),
         )
         if self.name in sample.potentials:
             sample.potentials[self.name][t0 : t0 + steps] = to_c_order(cur, self.shape).reshape(steps, -1)
@@ -309,8 +314,9 @@ class RunResult:
         The pre-threshold potential U at every step; neuron layers only.
         Recorded with "potentials".
     currents : dict of (batch, T, *shape)
-        The input current I at every step (bias included); neuron layers
-        only. Recorded with "currents".
+        The input current I at every step (bias included), before the
+        layer's ``input_gain`` multiplies it; neuron layers only. Recorded
+        with "currents".
     masks : dict of (batch, *shape) bool
         The dropout masks used (training runs only).
     recorded : frozenset of str

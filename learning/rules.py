@@ -153,10 +153,12 @@ class Lee2020(Rule):
 
     Works on totals: the summed input of every synapse (x), the spike count
     gamma and the trace ``f = sum_k lam^(T - t_k)`` of every neuron.
-    ``D = g_out / T`` at the readout; ``D = G * a'`` with
+    ``D = g * g_out / T`` at the readout; ``D = G * g * a'`` with
     ``a' = (1/theta)(1 + ln(lam) f / gamma)`` (0 if gamma = 0) at spiking
     layers; ``D = G * 1[gamma > 0]`` at spiking average pooling;
-    ``dW = D (x) x``. Nothing it keeps grows with T (:meth:`saved`).
+    ``dW = D (x) x``. g is the layer's ``input_gain``: a' is the derivative
+    with respect to the net input ``g * I``. Nothing it keeps grows with T
+    (:meth:`saved`).
     """
 
     name: ClassVar[str] = "lee2020"
@@ -183,13 +185,14 @@ class Lee2020(Rule):
         steps = dtype.type(result.steps)
 
         def backward(kind, name, neuron, shape, grad, frames):
+            gain = dtype.type(neuron.input_gain)
             if kind == "readout":
-                return grad / steps
+                return grad * gain / steps
             gamma = to_channel_last(result.counts[name], shape)
             if kind == "pool":
                 return grad * (gamma > 0)
             ng = _neuron_ng(neuron, gamma, to_channel_last(result.traces[name], shape))
-            return grad * (ng / neuron_thresholds(neuron, shape, dtype))
+            return grad * (gain * ng / neuron_thresholds(neuron, shape, dtype))
 
         return backward
 
@@ -201,12 +204,14 @@ class Lee2020Code(Rule):
 
     Extraction Sec. 8.6, with ``D[T+1] = 0``::
 
-        D[t] = s[t] * (NG / theta) * G[t] + (1 - s[t]) * D[t+1]     spiking layers
-        D[t] = s[t] * G[t] + (1 - s[t]) * D[t+1]                    spiking average pooling
-        D[t] = g_out / T                                             readout
+        D[t] = s[t] * (g * NG / theta) * G[t] + (1 - s[t]) * D[t+1]     spiking layers
+        D[t] = s[t] * G[t] + (1 - s[t]) * D[t+1]                        spiking average pooling
+        D[t] = g * g_out / T                                             readout
 
-    ``NG = 1 + ln(lam) f / gamma``. The code has hard reset to 0 only, and so
-    does this rule.
+    ``NG = 1 + ln(lam) f / gamma``, g the layer's ``input_gain``. The code
+    has hard reset to 0 only, and so does this rule; with that reset
+    ``reset_delayed`` changes nothing (``(1 - s) * lam * U`` either way), so
+    it is accepted.
     """
 
     name: ClassVar[str] = "lee2020-code"
@@ -227,15 +232,16 @@ class Lee2020Code(Rule):
         steps = result.steps
 
         def backward(kind, name, neuron, shape, grad, frames):
+            gain = dtype.type(neuron.input_gain)
             if kind == "readout":
-                return grad / dtype.type(steps)
+                return grad * gain / dtype.type(steps)
             b = frames.sample
             s = to_channel_last(result.spikes[name].sample(b).to_dense()[0], shape)
             gate = s
             if kind == "spiking":
                 gamma = to_channel_last(result.counts[name][b], shape)
                 ng = _neuron_ng(neuron, gamma, to_channel_last(result.traces[name][b], shape))
-                gate = s * (ng / neuron_thresholds(neuron, shape, dtype))
+                gate = s * (gain * ng / neuron_thresholds(neuron, shape, dtype))
             return reverse_recursion(np.ascontiguousarray(gate, dtype), grad, 1 - s)
 
         return backward
@@ -247,16 +253,21 @@ class BPTT(Rule):
     """Backpropagation through time with a surrogate spike derivative.
 
     Exact reverse-mode differentiation of the recursion of docs/semantics.md,
-    "Neurons", with ``ds/dU`` replaced by ``sigma(U - theta)``; per spiking
-    neuron, backward from ``E[T+1] = 0``::
+    "Neurons", with ``ds/dU`` replaced by ``sigma(U - theta)``. Write the
+    potential carried to the next step as ``V[t] = a * R(b * U[t], s[t])``,
+    so that ``U[t+1] = V[t] + g * I[t+1]``: ``(a, b) = (lam, 1)`` for the
+    default reset, ``(1, lam)`` for ``reset_delayed``. Per spiking neuron,
+    backward from ``E[T+1] = 0``::
 
-        gR[t] = lam * E[t+1]
-        gS[t] = G[t] + gR[t] * dR/ds[t]        (no second term when detach_reset)
-        E[t]  = gS[t] * sigma(U[t] - theta) + gR[t] * dR/dU[t]
+        gS[t] = G[t] + E[t+1] * dV/ds[t]       (no second term when detach_reset)
+        E[t]  = gS[t] * sigma(U[t] - theta) + E[t+1] * dV/dU[t]
+        D[t]  = g * E[t]
 
-    with ``dR/dU = 1 - s, dR/ds = v_reset - U`` (hard reset) or
+        dV/dU = a * b * dR/dU,   dV/ds = a * dR/ds(b * U)
+
+    with ``dR/dU = 1 - s, dR/ds(x) = v_reset - x`` (hard reset) or
     ``dR/dU = 1, dR/ds = -theta`` (soft reset); at the readout
-    ``D[t] = lam^(T - t) g_out / T``. Memory O(T x neurons).
+    ``D[t] = g * lam^(T - t) g_out / T``. Memory O(T x neurons).
 
     Parameters
     ----------
@@ -286,24 +297,29 @@ class BPTT(Rule):
 
         def backward(kind, name, neuron, shape, grad, frames):
             lam = dtype.type(neuron.leak)
+            gain = dtype.type(neuron.input_gain)
             if kind == "readout":
                 powers = (np.float64(neuron.leak) ** np.arange(steps - 1, -1, -1)).astype(dtype)
-                return grad * (powers / dtype.type(steps))[:, None]
+                return grad * (gain * powers / dtype.type(steps))[:, None]
             u = to_channel_last(result.potentials[name][frames.sample], shape)
             theta = neuron_thresholds(neuron, shape, dtype)
             s = (u > theta) if neuron.strict else (u >= theta)
             sigma = self.surrogate.derivative(u - theta, theta)
+            # V = outer * R(inner * U, s): the leak is outside the reset by
+            # default and inside it when the reset is delayed.
+            outer, inner = (dtype.type(1), lam) if neuron.reset_delayed else (lam, dtype.type(1))
             if neuron.reset == "soft":
                 d_r_du = np.ones_like(u)
                 d_r_ds = np.broadcast_to(-theta, u.shape)
             else:
                 d_r_du = (1 - s).astype(dtype)
-                d_r_ds = dtype.type(neuron.v_reset) - u
-            carry = d_r_du
+                d_r_ds = dtype.type(neuron.v_reset) - inner * u
+            carry = inner * d_r_du
             if not self.detach_reset:
                 # sigma = 0 where theta is infinite: keep -inf * 0 out of the sum.
-                carry = d_r_du + np.multiply(d_r_ds, sigma, out=np.zeros_like(u), where=sigma != 0)
-            return reverse_recursion(sigma, np.ascontiguousarray(grad), np.ascontiguousarray(lam * carry))
+                carry = carry + np.multiply(d_r_ds, sigma, out=np.zeros_like(u), where=sigma != 0)
+            e = reverse_recursion(sigma, np.ascontiguousarray(grad), np.ascontiguousarray(outer * carry))
+            return gain * e
 
         return backward
 

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import eventsim as es
-from strategies import DTYPES, dyadic
+from eventsim.testing.strategies import DTYPES, dyadic
 
 
 def constant_input(value: float, steps: int, n: int, dtype) -> es.Events:

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 import eventsim as es
 from eventsim import dense
-from strategies import dyadic
+from eventsim.testing.strategies import dyadic
 
 
 def lenet(in_channels: int, size: int, rng=None, dtype=np.float32) -> es.Network:

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from eventsim import Events, EventsError
-from strategies import DTYPES, random_events
+from eventsim.testing.strategies import DTYPES, random_events
 
 
 @given(seed=st.integers(0, 2**32 - 1), dtype=DTYPES, batch=st.integers(1, 3), steps=st.integers(1, 6),

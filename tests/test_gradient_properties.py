@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import eventsim as es
 from eventsim.learning.rules import BPTT, Lee2020, Lee2020Code, lee2020_derivative
 from eventsim.learning.surrogates import FastSigmoid, StraightThrough
-from strategies import LEAKS, net_cases, random_events
+from eventsim.testing.strategies import LEAKS, net_cases, random_events
 
 
 def _grad_output(case, rng):

@@ -11,7 +11,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from eventsim import dense, kernels
-from strategies import DTYPES, VALUES, dyadic, random_events
+from eventsim.testing.strategies import DTYPES, VALUES, dyadic, random_events
 
 seeds = st.integers(0, 2**32 - 1)
 densities = st.sampled_from([0.0, 0.02, 0.2, 0.7, 1.0])

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import eventsim as es
 from eventsim.dense import run_dense
-from strategies import net_cases
+from eventsim.testing.strategies import net_cases
 
 
 def assert_runs_identical(case, train: bool, window=None):

@@ -11,7 +11,7 @@ import numpy as np
 from hypothesis import given
 
 import eventsim as es
-from strategies import net_cases
+from eventsim.testing.strategies import net_cases
 
 
 def _neurons(network):

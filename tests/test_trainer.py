@@ -20,7 +20,7 @@ from eventsim.learning import (
     BPTT, Adam, CrossEntropy, Lee2020, LeeMSE, MultiStep, Trainer, init_lee2020, parameters,
 )
 from eventsim.learning.checkpoint import load_checkpoint
-from strategies import random_events
+from eventsim.testing.strategies import random_events
 
 TIMING = ("seconds", "samples_per_s")
 

@@ -284,6 +284,7 @@ class _Walk:
         u, s = lif_step(
             u_prev, s_prev, current, threshold=theta, leak=neuron.leak,
             reset=neuron.reset, v_reset=neuron.v_reset, strict=neuron.strict,
+            input_gain=neuron.input_gain, reset_delayed=neuron.reset_delayed,
         )
         self.state[name] = (u, s)
         self.potentials[name].append(u)

@@ -18,18 +18,27 @@ def lif_step(
     reset: str = "hard",
     v_reset: float = 0.0,
     strict: bool = True,
+    input_gain: float = 1.0,
+    reset_delayed: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Advance LIF neurons by one step (docs/semantics.md, "Neurons")::
 
-        U[t] = lam * R(U[t-1], s[t-1]) + I[t]
+        U[t] = lam * R(U[t-1], s[t-1]) + g * I[t]
         s[t] = 1[U[t] > theta]                       (">=" when strict is False)
         R    = U * (1 - s) + v_reset * s             (reset="hard")
              = U - theta * s                         (reset="soft")
 
+    and with ``reset_delayed`` the reset acts after the leak, evaluated left
+    to right::
+
+        U[t] = lam * U[t-1] + g * I[t] - theta * s[t-1]                     (reset="soft")
+        U[t] = (1 - s[t-1]) * lam * U[t-1] + s[t-1] * v_reset + g * I[t]    (reset="hard")
+
     This is Lee et al. 2020 (Sec. 2.1 and Algorithm 1: leak after
-    integration, hard reset to 0) written on U. The caller starts from
-    ``U[0] = 0``, ``s[0] = False``. IF neurons are ``leak=1``; a readout is
-    ``threshold=inf``.
+    integration, hard reset to 0) written on U; the delayed reset is
+    snnTorch's ``Leaky``, and ``g = 1 - lam`` the forward-Euler neuron of
+    Norse and NIR. The caller starts from ``U[0] = 0``, ``s[0] = False``. IF
+    neurons are ``leak=1``; a readout is ``threshold=inf``.
 
     Parameters
     ----------
@@ -49,6 +58,10 @@ def lif_step(
         Value after a hard reset.
     strict : bool
         Fire on ``U > theta`` (default) or ``U >= theta``.
+    input_gain : float
+        g, the factor of the input current.
+    reset_delayed : bool
+        Reset after the leak instead of before it.
 
     Returns
     -------
@@ -73,12 +86,21 @@ def lif_step(
     theta = _per_channel(np.asarray(threshold, dtype=np.float64).astype(dtype), current.shape)
 
     # np.where instead of the products of the equation: identical for finite
-    # U and theta, and theta * 0 would be NaN for theta = inf.
+    # U and theta, and theta * 0 would be NaN for theta = inf. The gain
+    # scales the summed current; the delayed soft reset is subtracted last.
+    gain_current = dtype.type(input_gain) * current
     if reset == "hard":
-        r = np.where(s_prev, dtype.type(v_reset), u_prev)
+        v_reset = dtype.type(v_reset)
+        if reset_delayed:
+            u = np.where(s_prev, v_reset, lam * u_prev) + gain_current
+        else:
+            u = lam * np.where(s_prev, v_reset, u_prev) + gain_current
     else:
-        r = u_prev - np.where(s_prev, theta, dtype.type(0))
-    u = lam * r + current
+        subtracted = np.where(s_prev, theta, dtype.type(0))
+        if reset_delayed:
+            u = (lam * u_prev + gain_current) - subtracted
+        else:
+            u = lam * (u_prev - subtracted) + gain_current
     s = u > theta if strict else u >= theta
     return u, s
 

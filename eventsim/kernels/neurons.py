@@ -7,20 +7,28 @@ from eventsim.kernels.buffers import grown
 
 
 @njit(cache=True, nogil=True)
-def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces):
+def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.0, fired=None):
     """Integrate, fire, reset and leak for K steps; emit the spikes.
 
     docs/semantics.md, "Neurons" (Lee et al. 2020, Algorithm 1 and published code)::
 
-        U[t] = V[t-1] + I[t]                   V[0] = 0
+        U[t] = V[t-1] + g * I[t]               V[0] = 0
         s[t] = 1[U[t] > theta]                 (>= when strict is False)
         V[t] = lam * (U[t] - theta * s[t])     soft reset
              = lam * (U[t] * (1 - s[t]) + v_reset * s[t])   hard reset
 
-    which is ``U[t] = lam * R(U[t-1], s[t-1]) + I[t]`` with the state ``V``
-    (Lee's residual potential) carried between windows. Also accumulates the
-    spike count gamma and the leak-weighted trace ``f[t] = lam * f[t-1] + s[t]``,
-    so that at the end ``f = sum_k lam^(T - t_k)`` (Lee et al. 2020, eq. 17-22).
+    which is ``U[t] = lam * R(U[t-1], s[t-1]) + g * I[t]`` with the state ``V``
+    (Lee's residual potential) carried between windows. With the delayed
+    reset (``fired`` given) the state is ``V[t] = lam * U[t]`` and the spikes
+    ``s[t]`` in ``fired``, and the reset acts at the next step::
+
+        U[t] = V[t-1] + g * I[t] - theta * s[t-1]                  soft reset
+             = V[t-1] + g * I[t]          if not s[t-1]            hard reset
+               v_reset + g * I[t]         if s[t-1]
+
+    evaluated left to right. Also accumulates the spike count gamma and the
+    leak-weighted trace ``f[t] = lam * f[t-1] + s[t]``, so that at the end
+    ``f = sum_k lam^(T - t_k)`` (Lee et al. 2020, eq. 17-22).
 
     Parameters
     ----------
@@ -31,6 +39,11 @@ def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces):
     leak, v_reset : float scalars of the buffer's dtype.
     soft, strict : bool.
     counts, traces : (N,) float arrays, channel-last, updated in place.
+    gain : float
+        The input gain g, rounded once to the buffer's dtype.
+    fired : (N,) bool array, optional
+        Delayed reset: the spikes of the step before the window on entry,
+        those of its last step on exit. None: reset before the leak.
 
     Returns
     -------
@@ -41,6 +54,7 @@ def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces):
     steps, size = u.shape
     channels = theta.shape[0]
     plane = size // channels
+    g = u.dtype.type(gain)
     out_ptr = np.zeros(steps + 1, np.int64)
     out_idx = np.empty(64, np.int64)
     n = 0
@@ -48,9 +62,13 @@ def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces):
         for p in range(plane):
             for c in range(channels):
                 j = p * channels + c
-                uu = v[j] + u[k, j]
-                u[k, j] = uu
                 th = theta[c]
+                gi = g * u[k, j]
+                uu = v[j] + gi
+                if fired is not None:
+                    if fired[j]:  # the previous step's spike, reset after the leak
+                        uu = uu - th if soft else v_reset + gi
+                u[k, j] = uu
                 fire = uu > th if strict else uu >= th
                 if fire:
                     if n == out_idx.shape[0]:
@@ -59,9 +77,14 @@ def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces):
                     n += 1
                     counts[j] += 1
                     traces[j] = leak * traces[j] + 1
-                    v[j] = leak * (uu - th if soft else v_reset)
                 else:
                     traces[j] = leak * traces[j]
+                if fired is not None:
+                    fired[j] = fire
+                    v[j] = leak * uu
+                elif fire:
+                    v[j] = leak * (uu - th if soft else v_reset)
+                else:
                     v[j] = leak * uu
         out_ptr[k + 1] = n
     return out_ptr, out_idx[:n]
@@ -73,9 +96,10 @@ def reverse_recursion(gate, grad, carry):
 
     Every neuron backward pass of the per-step gradient rules is this
     first-order recurrence over steps (docs/semantics.md, "Gradient rules"):
-    ``bptt`` has ``gate = sigma(U - theta)`` and ``carry = lam * dR/dU`` (plus
-    ``lam * dR/ds * sigma`` when the reset is differentiated); ``lee2020-code``
-    has ``gate = s * NG / theta`` and ``carry = 1 - s``.
+    ``bptt`` has ``gate = sigma(U - theta)`` and ``carry = dV/dU`` (plus
+    ``dV/ds * sigma`` when the reset is differentiated, V the potential
+    carried to the next step, ``U[t+1] = V[t] + g * I[t+1]``); ``lee2020-code`` has ``gate = g * s * NG / theta`` and
+    ``carry = 1 - s``.
 
     Parameters
     ----------

@@ -1,30 +1,35 @@
 """Dense reference of the ``bptt`` rule: backpropagation through time with a surrogate.
 
 docs/semantics.md, "Gradient rules", "`bptt`". The forward pass is the
-neuron recursion of "Neurons"::
+neuron recursion of "Neurons", with input gain g::
 
-    U[t] = lam * R[t-1] + I[t],       R[t] = R(U[t], s[t]),    U[0] = 0
+    U[t] = P[t-1] + g * I[t],         U[0] = 0
     s[t] = 1[U[t] > theta]            (">=" on request)
-    R    = U * (1 - s) + v_reset * s  (hard reset)
-         = U - theta * s              (soft reset)
+    P[t] = lam * R(U[t], s[t])        (reset, then leak: the default)
+         = R(lam * U[t], s[t])        (leak, then reset: reset_delayed)
+    R(x, s) = x * (1 - s) + v_reset * s  (hard reset)
+            = x - theta * s              (soft reset)
 
 and this rule differentiates it exactly in reverse mode, except that the
 derivative of the step function, ``ds/dU``, is replaced by a surrogate
-``sigma(U - theta)`` (Neftci et al. 2019; Syed et al. 2021, Sec. 3.2). Per
+``sigma(U - theta)`` (Neftci et al. 2019; Syed et al. 2021, Sec. 3.2). ``P[t]``
+enters the loss only through ``U[t+1]``, with ``dU[t+1]/dP[t] = 1``. Per
 spiking neuron and sample, going backward over the steps with ``E[T+1] = 0``::
 
-    gR[t] = lam * E[t+1]                               dL/dR[t]   (R[t] enters only U[t+1])
-    gS[t] = G[t] + gR[t] * dR/ds[t]                    dL/ds[t]   (2nd term dropped if detach_reset)
-    E[t]  = gS[t] * sigma(U[t] - theta) + gR[t] * dR/dU[t]        dL/dU[t]
-    D[t]  = E[t]                                       dL/dI[t]   (dU[t]/dI[t] = 1)
+    gS[t] = G[t] + E[t+1] * dP/ds[t]                   dL/ds[t]   (2nd term dropped if detach_reset)
+    E[t]  = gS[t] * sigma(U[t] - theta) + E[t+1] * dP/dU[t]       dL/dU[t]
+    D[t]  = g * E[t]                                   dL/dI[t]   (dU[t]/dI[t] = g)
 
-    hard reset: dR/dU = 1 - s[t],  dR/ds = v_reset - U[t]
-    soft reset: dR/dU = 1,         dR/ds = -theta
+                       dP/dU                  dP/ds
+    hard, default:     lam * (1 - s[t])       lam * (v_reset - U[t])
+    soft, default:     lam                    -lam * theta
+    hard, delayed:     lam * (1 - s[t])       v_reset - lam * U[t]
+    soft, delayed:     lam                    -theta
 
 ``G[t]`` is the gradient with respect to the neuron's output spike at step t
 (from the layers after it). The readout (``theta = inf``, never fires) gives
-``readout = U[T] / T``, and ``U[T] = sum_t lam^(T-t) I[t]``, hence
-``D[t] = lam^(T-t) * g_out / T`` exactly. The synapses, pools, dropout and
+``readout = U[T] / T``, and ``U[T] = g * sum_t lam^(T-t) I[t]``, hence
+``D[t] = g * lam^(T-t) * g_out / T`` exactly. The synapses, pools, dropout and
 residual blocks are the shared layer-by-layer adjoints of
 :mod:`eventsim.learning.dense.layerwise`, applied at every step; weight
 gradients sum over steps and samples.
@@ -113,6 +118,8 @@ def lif_backward(
     v_reset: float,
     surrogate: Surrogate,
     detach_reset: bool = True,
+    input_gain: float = 1.0,
+    reset_delayed: bool = False,
 ) -> np.ndarray:
     """``D = dL/dI`` of one layer of spiking LIF/IF neurons, by the BPTT recursion.
 
@@ -136,8 +143,12 @@ def lif_backward(
     surrogate : Surrogate
         Replaces ``ds/dU``.
     detach_reset : bool
-        Drop the path through the reset (``gR * dR/ds``), as snnTorch,
+        Drop the path through the reset (``E[t+1] * dP/ds``), as snnTorch,
         SpikingJelly and Norse do by default. The leak path is always kept.
+    input_gain : float
+        g, the factor of the input current.
+    reset_delayed : bool
+        The reset acts after the leak (see the table in the module docstring).
 
     Returns
     -------
@@ -150,29 +161,29 @@ def lif_backward(
     E_next = np.zeros_like(G[:, 0])  # E[T+1] = 0: nothing after the last step
     for t in reversed(range(steps)):
         sigma = surrogate_derivative(surrogate, U[:, t] - theta, theta)
-        gR = leak * E_next  # R[t] reaches the loss only through U[t+1] = lam R[t] + I[t+1]
+        # theta = inf: such a neuron has sigma = 0 and s = 0, so dL/ds never
+        # reaches U; use 0 rather than -inf to keep 0 * inf out.
+        minus_theta = np.where(never_fires, 0.0, -theta) * np.ones_like(U[:, t])
         if reset == "hard":
-            dR_dU = 1.0 - s[:, t]
-            dR_ds = v_reset - U[:, t]
+            dP_dU = leak * (1.0 - s[:, t])
+            dP_ds = v_reset - leak * U[:, t] if reset_delayed else leak * (v_reset - U[:, t])
         else:
-            dR_dU = np.ones_like(U[:, t])
-            # theta = inf: such a neuron has sigma = 0 and s = 0, so dL/ds
-            # never reaches U; use 0 rather than -inf to keep 0 * inf out.
-            dR_ds = np.where(never_fires, 0.0, -theta) * np.ones_like(U[:, t])
-        gS = G[:, t] if detach_reset else G[:, t] + gR * dR_ds
-        E = gS * sigma + gR * dR_dU
-        D[:, t] = E
+            dP_dU = leak * np.ones_like(U[:, t])
+            dP_ds = minus_theta if reset_delayed else leak * minus_theta
+        gS = G[:, t] if detach_reset else G[:, t] + E_next * dP_ds
+        E = gS * sigma + E_next * dP_dU
+        D[:, t] = input_gain * E
         E_next = E
     return D
 
 
-def readout_delta(g_out: np.ndarray, leak: float, steps: int) -> np.ndarray:
-    """``D[t] = lam^(T-t) * g_out / T`` (1-based t) of the readout, ``(B, T, *out)``.
+def readout_delta(g_out: np.ndarray, leak: float, steps: int, input_gain: float = 1.0) -> np.ndarray:
+    """``D[t] = g * lam^(T-t) * g_out / T`` (1-based t) of the readout, ``(B, T, *out)``.
 
-    ``readout = U[T] / T`` and, since it never fires, ``U[T] = sum_t lam^(T-t) I[t]``
+    ``readout = U[T] / T`` and, since it never fires, ``U[T] = g * sum_t lam^(T-t) I[t]``
     (docs/semantics.md, "Neurons"). With 0-based steps the power is ``T-1-t``.
     """
-    powers = np.asarray([leak ** (steps - 1 - t) for t in range(steps)], dtype=np.float64)
+    powers = np.asarray([input_gain * leak ** (steps - 1 - t) for t in range(steps)], dtype=np.float64)
     powers = powers.reshape((1, steps) + (1,) * (g_out.ndim - 1))
     return powers * g_out[:, None] / steps
 
@@ -230,6 +241,7 @@ def bptt_gradients(
             G, fwd.potentials[layer.name], fwd.outputs[layer.name],
             theta=channel_thresholds(neuron, shape), leak=neuron.leak, reset=neuron.reset,
             v_reset=neuron.v_reset, surrogate=surrogate, detach_reset=detach_reset,
+            input_gain=neuron.input_gain, reset_delayed=neuron.reset_delayed,
         )
 
     walk = LayerwiseBackward(network, fwd.inputs, fwd.masks, delta, network.dtype)
@@ -237,7 +249,8 @@ def bptt_gradients(
     if isinstance(layers[-1], Readout):
         # The readout's D is dL/d(its input current) at every step; the
         # layers before it receive it as the gradient of their output values.
-        walk.sequence(layers[:-1], readout_delta(g_out, layers[-1].leak, steps))
+        readout = layers[-1]
+        walk.sequence(layers[:-1], readout_delta(g_out, readout.leak, steps, readout.input_gain))
     else:
         # dL/d(count) = dL/ds[t] at every step, since count = sum_t s[t].
         G = np.repeat(g_out[:, None], steps, axis=1)

@@ -10,15 +10,17 @@ window of T steps, per sample:
   ``D`` for a convolution);
 - a spiking neuron (LIF/IF, residual neurons included) with spike count
   ``gamma`` and trace ``f = sum_k lam^(T - t_k)`` over its spike steps passes
-  ``D = G * a'`` (eq. 24) with the pseudo-derivative of eq. 22 evaluated at
-  t = T::
+  ``D = G * g * a'`` (eq. 24) with the pseudo-derivative of eq. 22 evaluated
+  at t = T::
 
       a' = (1/theta) * (1 + ln(lam) * f / gamma)    if gamma > 0
       a' = 0                                        if gamma = 0
 
   (``-1/tau`` is written ``ln(lam)``; for IF neurons, lam = 1, this is the
-  straight-through ``1/theta`` of eq. 13);
-- the readout treats its leak as noise: ``D = g_out / T`` (eq. 23);
+  straight-through ``1/theta`` of eq. 13). a' is the derivative with respect
+  to the net input, which is ``g * I`` for a layer with input gain g, hence
+  the factor g; a delayed reset changes neither a' nor the trace;
+- the readout treats its leak as noise: ``D = g * g_out / T`` (eq. 23);
 - spiking average pooling passes ``D = G * 1[gamma > 0]`` (the authors' code,
   no ``1/theta``, no leak correction), then the pool's adjoint;
 - pools, dropout and residual blocks are the shared layer-by-layer adjoints of
@@ -138,13 +140,14 @@ def lee2020_gradients(
             raise LayerError(layer, "the lee2020 rule needs leak > 0 (a' contains ln(leak))")
         gamma, f = spike_statistics(spikes, neuron.leak)
         theta = channel_thresholds(neuron, tuple(network.shapes[layer.name][1]))
-        return G * lif_pseudo_derivative(gamma, f, theta, neuron.leak)
+        return G * neuron.input_gain * lif_pseudo_derivative(gamma, f, theta, neuron.leak)
 
     walk = LayerwiseBackward(network, totals, fwd.masks, delta, network.dtype)
     layers = list(network.layers)
     if isinstance(layers[-1], Readout):
-        # Eq. 23: the output leak is treated as noise, d readout / d net = 1/T.
-        walk.sequence(layers[:-1], g_out / steps)
+        # Eq. 23: the output leak is treated as noise, d readout / d net = 1/T,
+        # and the net input is g times the current.
+        walk.sequence(layers[:-1], g_out * layers[-1].input_gain / steps)
     else:
         walk.sequence(layers, g_out)
     return walk.grads

@@ -1,0 +1,456 @@
+"""NIR graph -> eventsim network (docs/nir.md).
+
+Each node becomes the eventsim layer that computes the same values under
+NIR's semantics and forward Euler of step ``dt`` (:mod:`eventsim.nir.euler`),
+named after the node. The options eventsim writes into a node's metadata
+(:mod:`eventsim.nir.options`) are honoured, so that a network eventsim wrote
+comes back the same; without them a node means what NIR says it means (hard
+reset to ``v_reset``, firing on ``v > v_threshold``, the reset at once).
+Whatever eventsim cannot compute exactly raises
+:class:`~eventsim.errors.NIRError` naming the node.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from eventsim.errors import LayerError, NIRError
+from eventsim.events import FLOAT_DTYPES
+from eventsim.layers import (
+    IF,
+    LIF,
+    AvgPool,
+    Conv2d,
+    Dropout,
+    Flatten,
+    Identity,
+    Layer,
+    Linear,
+    Readout,
+    Residual,
+    SpikingAvgPool,
+    SumPool,
+)
+from eventsim.network import Network
+from eventsim.nir.euler import step_parameters
+from eventsim.nir.extra import require_nir
+from eventsim.nir.options import decode
+from eventsim.nir.structure import Fork, Structure
+
+#: Relative disagreement allowed between the leak / input gain stored in
+#: eventsim's metadata and the ones ``tau``, ``r`` and ``dt`` give: enough for
+#: the last bits export could not reproduce, far too little for a wrong dt.
+METADATA_TOLERANCE = 1e-9
+
+#: NIR node types with no eventsim counterpart, and why.
+UNSUPPORTED = {
+    "CubaLIF": "its synaptic current is a second state variable (tau_syn); eventsim's neurons integrate their "
+               "input current directly (docs/nir.md, 'CubaLIF')",
+    "CubaLI": "its synaptic current is a second state variable (tau_syn); eventsim's neurons integrate their "
+              "input current directly (docs/nir.md, 'CubaLIF')",
+    "Delay": "eventsim has no synaptic delays",
+    "Threshold": "eventsim has no stateless threshold layer",
+    "Conv1d": "eventsim convolves 2-D maps only",
+    "NIRGraph": "nested graphs are not supported; flatten the graph first",
+}
+
+
+@dataclass
+class Imported:
+    """A network read from a NIR graph, with the layer behind each node.
+
+    ``node_layers[name]`` is the layer that computes node ``name``'s output
+    (the pool of a SpikingAvgPool for its AvgPool2d node); the Input and
+    Output nodes have none. ``structure`` holds the graph's edges in order.
+    """
+
+    network: Network
+    node_layers: dict[str, Layer]
+    structure: Structure
+
+
+def from_nir(graph_or_path: Any, *, dt: float = 1.0, dtype: object = np.float32) -> Network:
+    """The eventsim network of a NIR graph, or of a NIR file given by its path.
+
+    Parameters
+    ----------
+    graph_or_path : nir.NIRGraph, str or path-like
+    dt : float
+        Step length: LIF and LI nodes get lam = 1 - dt/tau and input gain
+        g = dt r / tau, IF and I nodes lam = 1 and g = dt r (forward Euler,
+        docs/nir.md). snnTorch's ``export_to_nir`` writes its graphs for
+        ``dt = 1e-4``.
+    dtype : float32 (default) or float64
+        The network's dtype; weights are converted to it.
+
+    Raises
+    ------
+    NIRError
+        A node, edge or parameter eventsim cannot run exactly, naming the node;
+        a file that is not a NIR graph, naming the file.
+    """
+    return import_graph(graph_or_path, dt=dt, dtype=dtype).network
+
+
+def import_graph(graph_or_path: Any, *, dt: float = 1.0, dtype: object = np.float32) -> Imported:
+    """:func:`from_nir` with the layer behind every node (what ``eventsim run`` needs)."""
+    nir = require_nir()
+    if isinstance(graph_or_path, (str, os.PathLike)):
+        from eventsim.nir.files import read_graph
+
+        graph_or_path = read_graph(graph_or_path)
+    if not (np.isfinite(dt) and dt > 0):
+        raise NIRError(f"dt must be a positive finite step length, got {dt!r}")
+    dtype = np.dtype(dtype)
+    if dtype not in FLOAT_DTYPES:
+        raise NIRError(f"dtype must be float32 or float64, got {dtype}")
+    structure = Structure(nir, graph_or_path)
+    reader = _Reader(structure, float(dt), dtype)
+    input_shape = reader.input_shape()
+    layers, _ = reader.layers(structure.sequence(), input_shape)
+    try:
+        network = Network(layers, input_shape, dtype=dtype)
+    except LayerError as exc:
+        name = getattr(exc.layer, "name", None)
+        raise NIRError(exc.problem, node=name, kind=type(exc.layer).__name__) from None
+    reader.check_output(network.output_shape)
+    return Imported(network, reader.node_layers, structure)
+
+
+def _field(name: str, node: Any, field: str) -> Any:
+    if not hasattr(node, field):
+        raise NIRError(f"has no field {field!r}", node=name, kind=type(node).__name__)
+    return getattr(node, field)
+
+
+def _array(name: str, node: Any, field: str, dtype: object = np.float64) -> np.ndarray:
+    value = _field(name, node, field)
+    if hasattr(value, "detach"):  # a torch tensor, as snnTorch's exporter leaves some in memory
+        value = value.detach().cpu().numpy()
+    try:
+        arr = np.array(value, dtype=dtype)
+    except (TypeError, ValueError) as exc:
+        raise NIRError(f"field {field!r} is not numeric ({exc})", node=name, kind=type(node).__name__) from None
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)) and field != "v_threshold":
+        raise NIRError(f"field {field!r} is not finite", node=name, kind=type(node).__name__)
+    return arr
+
+
+def _pair(name: str, node: Any, field: str) -> tuple[int, int]:
+    arr = _array(name, node, field).reshape(-1)
+    if arr.size == 1:
+        arr = np.repeat(arr, 2)
+    if arr.size != 2 or np.any(arr != np.round(arr)) or np.any(arr < 0):
+        raise NIRError(f"field {field!r} must be a non-negative int or a pair of them, got {_field(name, node, field)!r}",
+                       node=name, kind=type(node).__name__)
+    return int(arr[0]), int(arr[1])
+
+
+class _Reader:
+    """Turns the nodes of a checked graph into layers, tracking shapes."""
+
+    def __init__(self, structure: Structure, dt: float, dtype: np.dtype) -> None:
+        self.structure, self.dt, self.dtype = structure, dt, dtype
+        self.node_layers: dict[str, Layer] = {}
+
+    def error(self, name: str, problem: str) -> NIRError:
+        return NIRError(problem, node=name, kind=self.structure.kind(name))
+
+    def input_shape(self) -> tuple[int, ...]:
+        name = self.structure.input
+        node = self.structure.nodes[name]
+        types = getattr(node, "input_type", None) or {}
+        shape = types.get("input") if isinstance(types, dict) else None
+        if shape is None:
+            raise self.error(name, "declares no input shape")
+        shape = tuple(int(n) for n in np.asarray(shape).reshape(-1))
+        if len(shape) not in (1, 3) or any(n < 1 for n in shape):
+            raise self.error(name, f"eventsim takes (C, H, W) or (N,) samples, the graph's input shape is {shape}")
+        return shape
+
+    def check_output(self, shape: tuple[int, ...]) -> None:
+        self._declared(self.structure.output, "output", shape)
+
+    def _declared(self, name: str, key: str, shape: tuple[int, ...]) -> None:
+        """Compare a node's declared type (where it has one) with the shape eventsim computes."""
+        types = getattr(self.structure.nodes[name], f"{key}_type", None)
+        declared = types.get(key) if isinstance(types, dict) else None
+        if declared is None:
+            return
+        declared = tuple(int(n) for n in np.asarray(declared).reshape(-1))
+        if declared != tuple(shape):
+            raise self.error(name, f"declares {key} shape {declared} but receives {tuple(shape)}")
+
+    # ------------------------------------------------------------ sequences
+    def layers(self, items: list[str | Fork], shape: tuple[int, ...]) -> tuple[list[Layer], tuple[int, ...]]:
+        """The layers of ``items`` fed with ``shape``, and their output shape."""
+        layers: list[Layer] = []
+        in_shapes: list[tuple[int, ...]] = []
+        i = 0
+        while i < len(items):
+            if isinstance(items[i], Fork):
+                layer, out = self.residual(items[i], items[i + 1], shape)
+                i += 2
+            else:
+                layer = self.node(items[i], shape, layers)
+                i += 1
+                if isinstance(layer, SpikingAvgPool):  # it takes in the AvgPool2d node before it
+                    layers.pop()
+                    shape = in_shapes.pop()
+                out = self.shape_after(layer, shape)
+            layers.append(layer)
+            in_shapes.append(shape)
+            shape = out
+        return layers, shape
+
+    def shape_after(self, layer: Layer, shape: tuple[int, ...]) -> tuple[int, ...]:
+        try:
+            out = tuple(layer.output_shape(shape))
+        except LayerError as exc:
+            raise self.error(layer.name, exc.problem) from None
+        self._declared(layer.name, "output", out)
+        return out
+
+    def residual(self, fork: Fork, merge: str, shape: tuple[int, ...]) -> tuple[Residual, tuple[int, ...]]:
+        options = decode(merge, self.structure.nodes[merge])
+        first, second = fork.branches
+        if "skip" in options:
+            wanted = [options["skip"]] if options["skip"] else []
+            if wanted not in (first, second):
+                raise self.error(merge, f"its metadata names the skip {options['skip']!r}, which is neither branch")
+            skip_is_second = wanted == second
+        else:  # the shorter branch; NIR sums the two inputs, so either choice computes the same
+            skip_is_second = len(second) <= len(first)
+        main_nodes, skip_nodes = (first, second) if skip_is_second else (second, first)
+        if not main_nodes or len(skip_nodes) > 1:
+            raise self.error(merge, f"closes two paths from {fork.source!r} that are not a residual block (a main "
+                             "path and a skip of at most one node)")
+        main, main_shape = self.layers(list(main_nodes), shape)
+        skip: Layer = Identity()
+        if skip_nodes:
+            skip = self.node(skip_nodes[0], shape, [])
+            if isinstance(skip, (SumPool, AvgPool)) and skip.kernel_size == (1, 1) and len(set(skip.stride)) == 1:
+                skip_name, skip = skip.name, Identity(skip.stride[0])  # a 1 x 1 pool passes its input on, strided
+                skip.name = skip_name
+                self.node_layers[skip_name] = skip
+            self.shape_after(skip, shape)
+        neuron = self.node(merge, main_shape, main)
+        if not isinstance(neuron, LIF) or isinstance(neuron, Readout):
+            raise self.error(merge, "closes a residual block, so it must be a spiking LIF or IF neuron")
+        try:
+            block = Residual(main, neuron, skip=skip)
+        except LayerError as exc:
+            raise self.error(merge, f"cannot close a residual block: {exc.problem}") from None
+        block.name = options.get("block")
+        return block, self.shape_after(neuron, main_shape)
+
+    # ----------------------------------------------------------------- nodes
+    def node(self, name: str, shape: tuple[int, ...], before: list[Layer]) -> Layer:
+        """The layer of node ``name`` whose input has ``shape``; ``before``: the layers already read."""
+        node = self.structure.nodes[name]
+        kind = type(node).__name__
+        if kind in UNSUPPORTED:
+            raise self.error(name, f"is not supported: {UNSUPPORTED[kind]}")
+        self._declared(name, "input", shape)
+        options = decode(name, node)
+        read = {
+            "Conv2d": self.conv, "Linear": self.linear, "Affine": self.linear, "SumPool2d": self.pool,
+            "AvgPool2d": self.pool, "Flatten": self.flatten, "Scale": self.scale,
+            "LIF": self.neuron, "IF": self.neuron, "LI": self.neuron, "I": self.neuron,
+        }.get(kind)
+        if read is None:
+            raise self.error(name, f"node type {kind} has no eventsim layer")
+        try:
+            layer = read(name, node, shape, options, before)
+        except LayerError as exc:
+            raise self.error(name, exc.problem) from None
+        layer.name = name  # NIR names may hold '.', e.g. a residual block's "res1.conv1"
+        self.node_layers[name] = layer
+        if isinstance(layer, SpikingAvgPool):
+            self.node_layers[self.structure.preds[name][0]] = layer.pool
+        return layer
+
+    def conv(self, name, node, shape, options, before) -> Conv2d:
+        weight = _array(name, node, "weight", self.dtype)
+        if weight.ndim != 4:
+            raise self.error(name, f"weight must be (out, in, kh, kw), got shape {weight.shape}")
+        if len(shape) != 3 or shape[0] != weight.shape[1]:
+            raise self.error(name, f"expects {weight.shape[1]} input channels (C, H, W), receives shape {shape}")
+        if int(np.asarray(_field(name, node, "groups"))) != 1:
+            raise self.error(name, "grouped convolutions are not supported (groups must be 1)")
+        if _pair(name, node, "dilation") != (1, 1):
+            raise self.error(name, "dilated convolutions are not supported (dilation must be 1)")
+        kh, kw = weight.shape[2:]
+        stride = _pair(name, node, "stride")
+        padding = _field(name, node, "padding")
+        if isinstance(padding, bytes):
+            padding = padding.decode("utf8")
+        if isinstance(padding, str):
+            if padding == "valid":
+                padding = (0, 0)
+            elif padding == "same" and stride == (1, 1) and kh % 2 == 1 and kw % 2 == 1:
+                padding = (kh // 2, kw // 2)
+            else:
+                raise self.error(name, f"padding {padding!r} is supported as 'valid', or 'same' with stride 1 and "
+                                 "odd kernels")
+        else:
+            padding = _pair(name, node, "padding")
+        bias = _array(name, node, "bias", self.dtype).reshape(-1)
+        if bias.shape != (weight.shape[0],):
+            raise self.error(name, f"bias must have {weight.shape[0]} entries, got shape {bias.shape}")
+        keep_bias = options.get("bias", bool(np.any(bias != 0)))
+        return Conv2d(weight.shape[1], weight.shape[0], (kh, kw), stride=stride, padding=padding, weight=weight,
+                      bias=bias if keep_bias else None)
+
+    def linear(self, name, node, shape, options, before) -> Linear:
+        weight = _array(name, node, "weight", self.dtype)
+        if weight.ndim != 2:
+            raise self.error(name, f"weight must be (out, in), got shape {weight.shape}")
+        if shape != (weight.shape[1],):
+            raise self.error(name, f"expects a flat input of {weight.shape[1]} features, receives shape {shape}")
+        bias = None
+        if type(node).__name__ == "Affine":
+            bias = _array(name, node, "bias", self.dtype).reshape(-1)
+            if bias.shape != (weight.shape[0],):
+                raise self.error(name, f"bias must have {weight.shape[0]} entries, got shape {bias.shape}")
+        return Linear(weight.shape[1], weight.shape[0], weight=weight, bias=bias)
+
+    def pool(self, name, node, shape, options, before) -> Layer:
+        if _pair(name, node, "padding") != (0, 0):
+            raise self.error(name, "padded pooling is not supported (padding must be 0)")
+        kernel, stride = _pair(name, node, "kernel_size"), _pair(name, node, "stride")
+        if min(kernel) < 1 or min(stride) < 1:
+            raise self.error(name, f"kernel_size {kernel} and stride {stride} must be positive")
+        if options.get("layer") == "Identity":
+            if kernel != (1, 1) or stride[0] != stride[1]:
+                raise self.error(name, "an Identity skip is a 1 x 1 sum pool with equal strides")
+            return Identity(stride[0])
+        return (AvgPool if type(node).__name__ == "AvgPool2d" else SumPool)(kernel, stride=stride)
+
+    def flatten(self, name, node, shape, options, before) -> Flatten:
+        start = int(np.asarray(_field(name, node, "start_dim")))
+        end = int(np.asarray(_field(name, node, "end_dim")))
+        if start % len(shape) != 0 or end % len(shape) != len(shape) - 1:
+            raise self.error(name, f"flattens dims {start}..{end} of a {shape} sample; eventsim flattens whole "
+                             "samples (start_dim 0, end_dim -1)")
+        return Flatten()
+
+    def scale(self, name, node, shape, options, before) -> Dropout:
+        scale = _array(name, node, "scale")
+        if np.any(scale != 1):
+            raise self.error(name, "eventsim has no scaling layer; only an all-ones Scale (dropout at inference, "
+                             "as eventsim writes it) is read")
+        return Dropout(float(options.get("p", 0.0)))
+
+    def neuron(self, name, node, shape, options, before) -> Layer:
+        kind = type(node).__name__
+        full = {f: self.per_neuron(name, node, f, shape) for f in ("tau", "r", "v_leak", "v_threshold", "v_reset")
+                if hasattr(node, f) and getattr(node, f) is not None}
+        tau = self.uniform(name, "tau", full["tau"]) if "tau" in full else None
+        r = self.uniform(name, "r", full["r"])
+        leak, gain = self.step(name, tau, r, options)
+        drive = self.drive(name, full.get("v_leak"), r, shape)
+        if drive is not None:
+            self.fold(name, drive, before)
+        layer_kind = options.get("layer") or {"LIF": "LIF", "IF": "IF", "LI": "Readout", "I": "Readout"}[kind]
+        if kind in ("LI", "I"):
+            if layer_kind != "Readout":
+                raise self.error(name, f"a {kind} node never fires; its metadata names the layer {layer_kind!r}")
+            return Readout(leak=leak, input_gain=gain)
+        theta = self.thresholds(name, full["v_threshold"], shape, options.get("per_channel"))
+        v_reset = self.uniform(name, "v_reset", full["v_reset"]) if "v_reset" in full else 0.0
+        flags = {"reset": options.get("reset", "hard"), "strict": bool(options.get("strict", True)),
+                 "reset_delayed": bool(options.get("reset_delayed", False))}
+        if flags["reset"] == "soft":
+            if v_reset != 0.0:
+                raise self.error(name, f"soft reset (eventsim metadata) with v_reset {v_reset}; soft reset subtracts theta")
+            v_reset = 0.0
+        if layer_kind == "SpikingAvgPool":
+            return self.spiking_pool(name, theta, leak, gain, v_reset, flags, options, before)
+        if layer_kind == "IF":
+            if leak != 1.0:
+                raise self.error(name, f"metadata names an IF layer but the leak is {leak}")
+            return IF(theta, v_reset=v_reset, input_gain=gain, **flags)
+        if layer_kind != "LIF":
+            raise self.error(name, f"metadata names the layer {layer_kind!r}, which a {kind} node cannot be")
+        return LIF(theta, leak=leak, v_reset=v_reset, input_gain=gain, **flags)
+
+    def spiking_pool(self, name, theta, leak, gain, v_reset, flags, options, before) -> SpikingAvgPool:
+        pool = before[-1] if before else None
+        source = self.structure.preds[name][0]
+        if not isinstance(pool, AvgPool) or pool.name != source:
+            raise self.error(name, "metadata names a SpikingAvgPool, but the node is not fed by an AvgPool2d node")
+        layer = SpikingAvgPool(pool.kernel_size, stride=pool.stride, threshold_ratio=float(options["threshold_ratio"]))
+        expected = layer.neuron
+        if (leak, gain, v_reset) != (1.0, 1.0, 0.0) or flags != {"reset": "hard", "strict": True, "reset_delayed": False} \
+                or not np.all(theta == expected.threshold):
+            raise self.error(name, "metadata names a SpikingAvgPool, but the neuron is not its IF neuron "
+                             f"(threshold {expected.threshold}, strict, hard reset to 0)")
+        return layer
+
+    # ------------------------------------------------------------ parameters
+    def per_neuron(self, name: str, node: Any, field: str, shape: tuple[int, ...]) -> np.ndarray:
+        arr = _array(name, node, field)
+        try:
+            return np.broadcast_to(arr, shape)
+        except ValueError:
+            raise self.error(name, f"field {field!r} has shape {arr.shape}, which does not fit the node's input "
+                             f"shape {shape}") from None
+
+    def uniform(self, name: str, field: str, values: np.ndarray) -> float:
+        first = values.reshape(-1)[0]
+        if np.any(values != first):
+            raise self.error(name, f"field {field!r} differs between neurons (from {values.min()} to {values.max()}); "
+                             "eventsim has one value per layer")
+        return float(first)
+
+    def step(self, name: str, tau: float | None, r: float, options: dict) -> tuple[float, float]:
+        """lam and g of the node, checked against eventsim's metadata where it has some."""
+        if tau is not None and tau <= 0:
+            raise self.error(name, f"tau must be positive, got {tau}")
+        leak, gain = step_parameters(tau, r, self.dt)
+        for what, value in (("leak", leak), ("input_gain", gain)):
+            stored = options.get(what)
+            if stored is None:
+                continue
+            if abs(float(stored) - value) > METADATA_TOLERANCE * max(1.0, abs(value)):
+                raise self.error(name, f"tau and r give {what} {value!r} with dt={self.dt}, but eventsim's metadata "
+                                 f"says {stored!r}: was the graph written with another dt?")
+        leak, gain = float(options.get("leak", leak)), float(options.get("input_gain", gain))
+        if not 0.0 <= leak <= 1.0:
+            raise self.error(name, f"tau={tau} with dt={self.dt} gives the leak 1 - dt/tau = {leak}, outside [0, 1]: "
+                             "is dt right? (snnTorch's export_to_nir writes its graphs for dt=1e-4)")
+        if not (np.isfinite(gain) and gain > 0):
+            raise self.error(name, f"r={r} with dt={self.dt} gives the input gain {gain}; it must be positive")
+        return leak, gain
+
+    def drive(self, name: str, v_leak: np.ndarray | None, r: float, shape: tuple[int, ...]) -> np.ndarray | None:
+        """v_leak as a bias of the synapse before (per channel): g * b = dt/tau * v_leak, so b = v_leak / r."""
+        if v_leak is None or not np.any(v_leak):
+            return None
+        per_channel = v_leak.reshape(shape[0], -1)
+        if np.any(per_channel != per_channel[:, :1]):
+            raise self.error(name, "v_leak differs within a channel; it can only become a per-channel bias")
+        return per_channel[:, 0] / r
+
+    def fold(self, name: str, drive: np.ndarray, before: list[Layer]) -> None:
+        synapse = before[-1] if before else None
+        source = self.structure.preds[name]
+        if len(source) != 1 or not isinstance(synapse, (Conv2d, Linear)) or synapse.name != source[0]:
+            raise self.error(name, "v_leak != 0 is a constant input; eventsim takes it only as the bias of a Conv2d, "
+                             "Linear or Affine node feeding this node alone")
+        bias = np.zeros(synapse.out_size, np.float64) if synapse.bias is None else synapse.bias.astype(np.float64)
+        synapse.bias = (bias + drive).astype(self.dtype)
+
+    def thresholds(self, name: str, values: np.ndarray, shape: tuple[int, ...], per_channel: bool | None):
+        per = values.reshape(shape[0], -1)
+        if np.any(per != per[:, :1]):
+            raise self.error(name, "v_threshold differs within a channel; eventsim has one threshold per channel")
+        theta = per[:, 0].copy()
+        if per_channel or (per_channel is None and np.any(theta != theta[0])):
+            return theta
+        return float(theta[0])

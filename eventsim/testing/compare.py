@@ -1,0 +1,554 @@
+"""Compare a candidate's records with eventsim's, and the tolerance contract.
+
+The reference side is eventsim itself: :meth:`eventsim.Network.run` on the
+same input (forward) and the ``bptt`` rule of :mod:`eventsim.learning.rules`
+(gradients). A comparison returns a structured result whose ``str()`` reads
+as a report: the *first* divergence in causal order (step by step; within a
+step, layers in network order; then sample, then neuron in C order), with
+both potentials, the threshold and the distance to it.
+
+The tolerance contract (docs/testing.md, "The tolerance contract"):
+
+- Dyadic cases (``exact=True``): spikes, potentials and every other reported
+  value equal eventsim's exactly (docs/semantics.md, "Numerics").
+- Float cases: a value v that both sides compute as a sum of terms is within
+  ``2 * gamma_d * A`` of eventsim's, where ``A`` is the sum of the absolute
+  values of all the terms that built v, ``d`` the largest number of roundings
+  any term went through, and ``gamma_d = d u / (1 - d u)`` with u the unit
+  roundoff of the dtype (Higham, *Accuracy and Stability of Numerical
+  Algorithms*, 2nd ed., Lemma 3.1 and Sec. 4.2: any summation order of n
+  terms errs by at most ``gamma_{n-1} sum |x_i|``). Each side is within
+  ``gamma_d A`` of the exact value, hence the factor 2. A spike may differ
+  only where eventsim's ``|U - theta|`` is within the bound of U; from there
+  on that sample is *not comparable* (everything downstream changes) rather
+  than failing.
+- Gradients (float64 only): every gradient array within a relative error of
+  ``GRADIENT_RTOL`` of its scale, on cases without a spike flip. The scale is
+  the array's largest entry, but at least ``GRADIENT_FLOOR`` times the largest
+  entry of all the network's gradients: an array whose true value is 0 (a
+  bias behind silent neurons) comes out of both sides as rounding noise of
+  order eps times the gradients around it, which no relative bound on its own
+  entries can accept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import prod
+
+import numpy as np
+
+from eventsim.dense.network import _Plan, _Walk
+from eventsim.errors import LayerError, OptionError
+from eventsim.events import Events
+from eventsim.layers import (
+    LIF, AvgPool, Conv2d, Dropout, Flatten, Identity, Layer, Linear, MaxPool, Residual, SpikingAvgPool, SumPool,
+)
+from eventsim.network import Network
+from eventsim.testing.protocol import GradientRequest, LayerRecord
+
+#: Largest error of a float64 gradient array, relative to its scale (module docstring).
+#: 1e-9 is about 10^7 unit roundoffs: room for ~10^4 rounded terms per entry and
+#: a cancellation ratio (sum of |terms| over the largest entry) up to 10^3.
+GRADIENT_RTOL = 1e-9
+#: An array's gradient scale is at least this fraction of the network's largest
+#: gradient entry, so rounding noise below 1e-13 of that entry (~450 unit
+#: roundoffs) is never an error, while a wrong gradient in a layer whose
+#: gradients are 10^4 times smaller than the largest still is.
+GRADIENT_FLOOR = 1e-4
+#: Roundings per step of the neuron recursion: the leak product, the reset, the
+#: input-gain product and the sum ``lam * R + g * I``.
+ROUNDINGS_PER_STEP = 4
+
+
+# ============================================================== reference
+def recorded_layers(network: Network) -> dict[str, Layer]:
+    """The layers eventsim records, by name, in network order (causal order within a step).
+
+    Every layer that emits its own stream: neuron layers (LIF, IF, Readout,
+    SpikingAvgPool, the neuron of a residual block), synapses not followed by
+    a neuron layer, max pooling and dropout. A synapse that feeds a neuron
+    layer and the skip path of a residual block are parts of that neuron's
+    stage; Flatten is a reshape.
+    """
+    out: dict[str, Layer] = {}
+
+    def visit(layers: list[Layer]) -> None:
+        for i, layer in enumerate(layers):
+            nxt = layers[i + 1] if i + 1 < len(layers) else None
+            if isinstance(layer, Residual):
+                visit(layer.main[:-1])
+                out[layer.neuron.name] = layer.neuron
+            elif isinstance(layer, (LIF, SpikingAvgPool, MaxPool, Dropout)):
+                out[layer.name] = layer
+            elif isinstance(layer, (Conv2d, Linear, AvgPool, SumPool, Identity)) and not isinstance(nxt, LIF):
+                out[layer.name] = layer
+
+    visit(network.layers)
+    return out
+
+
+def neuron_of(layer: Layer) -> LIF | None:
+    """The neuron options of a recorded layer (the pool's IF neuron for SpikingAvgPool), else None."""
+    if isinstance(layer, SpikingAvgPool):
+        return layer.neuron
+    return layer if isinstance(layer, LIF) else None
+
+
+def events_of(spikes: np.ndarray) -> Events:
+    """The protocol's time-major ``(T, batch, *shape)`` input as eventsim Events."""
+    return Events.from_dense(np.ascontiguousarray(np.swapaxes(spikes, 0, 1)))
+
+
+def reference_records(network: Network, spikes: np.ndarray) -> dict[str, LayerRecord]:
+    """eventsim's records of a run on ``spikes`` ``(T, batch, *input_shape)``, in the protocol's layout."""
+    result = network.run(events_of(spikes), record=("spikes", "potentials"))
+    out = {}
+    for name in recorded_layers(network):
+        u = result.potentials.get(name)
+        out[name] = LayerRecord(
+            outputs=np.swapaxes(result.spikes[name].to_dense(), 0, 1),
+            potentials=None if u is None else np.swapaxes(u, 0, 1),
+        )
+    return out
+
+
+def reference_gradients(network: Network, spikes: np.ndarray, request: GradientRequest) -> dict[str, np.ndarray]:
+    """eventsim's ``bptt`` gradients of ``sum(out * request.grad_output)``."""
+    from eventsim.learning.rules import BPTT
+
+    rule = BPTT(surrogate=request.surrogate, detach_reset=request.detach_reset)
+    events = events_of(spikes)
+    result = network.run(events, record=rule.records)
+    return rule.gradients(network, events, result, request.grad_output)
+
+
+# ================================================================ bounds
+def unit_roundoff(dtype) -> float:
+    """u = eps / 2: the largest relative error of one rounding to nearest."""
+    return float(np.finfo(dtype).eps) / 2
+
+
+def gamma(depth: int, dtype) -> float:
+    """``gamma_d = d u / (1 - d u)`` (Higham, Lemma 3.1)."""
+    du = depth * unit_roundoff(dtype)
+    return du / (1 - du)
+
+
+def rounding_depths(network: Network, steps: int) -> dict[str, int]:
+    """Per recorded layer, the largest number of roundings a term of its value went through.
+
+    Of its output for synapses, pools and dropout; of its potential U for
+    neuron layers (whose spikes, given the same inputs, carry no error). A
+    weighted sum of n terms costs at most n + 1 roundings (the products, n - 1
+    additions, the bias); max pooling, identities and dropout at inference
+    none; a neuron adds ``ROUNDINGS_PER_STEP`` per step to its current's.
+    """
+    depths: dict[str, int] = {}
+    recorded = recorded_layers(network)
+
+    def synapse(layer: Layer, d: int) -> int:
+        if isinstance(layer, (Conv2d, Linear)):
+            return d + layer.fan_in + 2
+        if isinstance(layer, (AvgPool, SumPool)):
+            return d + prod(layer.kernel_size) + 1
+        return d
+
+    def neuron(name: str, current: int) -> int:
+        depths[name] = current + ROUNDINGS_PER_STEP * steps
+        return 0
+
+    def visit(layers: list[Layer], d: int) -> int:
+        for layer in layers:
+            if isinstance(layer, Residual):
+                main = synapse(layer.main[-1], visit(layer.main[:-1], d))
+                d = neuron(layer.neuron.name, max(main, synapse(layer.skip, d)) + 1)
+            elif isinstance(layer, SpikingAvgPool):
+                d = neuron(layer.name, synapse(layer.pool, d))
+            elif isinstance(layer, LIF):
+                d = neuron(layer.name, d)
+            else:
+                d = synapse(layer, d)
+                if layer.name in recorded:
+                    depths[layer.name] = d
+        return d
+
+    visit(network.layers, 0)
+    return depths
+
+
+class _MagnitudeWalk(_Walk):
+    """The dense walk on magnitudes: ``|W|`` on ``|x|``; neurons emit eventsim's spikes.
+
+    ``potentials[name]`` collects each neuron layer's current magnitude
+    ``A_I[t] = sum |w| |x| + |b|`` instead of a potential.
+    """
+
+    def __init__(self, plan: _Plan, batch: int, spikes: dict[str, np.ndarray]) -> None:
+        super().__init__(plan, {}, batch)
+        self.spikes = spikes
+        self.step = 0
+
+    def neuron(self, name: str, current: np.ndarray) -> np.ndarray:
+        self.potentials[name].append(current)
+        return self.spikes[name][self.step]
+
+
+def magnitudes(network: Network, spikes: np.ndarray, reference: dict[str, LayerRecord]) -> dict[str, np.ndarray]:
+    """Per recorded layer, ``A``: the sum of the absolute values of the terms that built its value.
+
+    ``(T, batch, *shape)`` float64. Synapses: ``|W|`` applied to the input
+    magnitudes (``+ |b|``), given eventsim's spikes as the inputs of every
+    synapse after a neuron layer. Neuron layers, of U::
+
+        A_U[t] = lam * A_U[t-1] + c * s[t-1] + |g| * A_I[t]
+
+    with c = theta (soft reset) or ``|v_reset|`` (hard reset), g the input
+    gain. Treating a hard reset as adding ``|v_reset|`` instead of discarding
+    the old potential over-estimates A, which keeps the bound valid for every
+    reset convention (delayed or not).
+    """
+    dtype = np.float64
+    plan = _Plan(np.dtype(dtype))
+    plan.add(network.layers, network.input_shape)
+    plan.params = {k: (np.abs(w), None if b is None else np.abs(b)) for k, (w, b) in plan.params.items()}
+    spike_maps = {name: rec.outputs.astype(dtype) for name, rec in reference.items() if rec.potentials is not None}
+    walk = _MagnitudeWalk(plan, spikes.shape[1], spike_maps)
+    x = np.abs(spikes.astype(dtype))
+    for t in range(spikes.shape[0]):
+        walk.step = t
+        walk.sequence(network.layers, x[t])
+    out = {}
+    for name, layer in recorded_layers(network).items():
+        neuron = neuron_of(layer)
+        if neuron is None:
+            out[name] = np.stack(walk.outputs[name])
+            continue
+        current = np.stack(walk.potentials[name])
+        s = spike_maps[name]
+        theta = _thresholds(neuron, current.shape[2:], dtype)
+        c = np.where(np.isfinite(theta), theta, 0) if neuron.reset == "soft" else abs(neuron.v_reset)
+        a = np.zeros_like(current)
+        prev = np.zeros_like(current[0])
+        for t in range(current.shape[0]):
+            kick = c * s[t - 1] if t else 0.0
+            prev = a[t] = neuron.leak * prev + kick + abs(neuron.input_gain) * current[t]
+        out[name] = a
+    return out
+
+
+def _thresholds(neuron: LIF, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """theta rounded to ``dtype``, broadcastable against ``(T, batch, *shape)``."""
+    theta = neuron.thresholds(shape).astype(dtype)
+    return theta.reshape((-1,) + (1,) * (len(shape) - 1))
+
+
+def forward_bounds(network: Network, spikes: np.ndarray, reference: dict[str, LayerRecord]) -> dict[str, np.ndarray]:
+    """Per recorded layer, ``2 * gamma_d * A``: the largest permitted difference of
+    its potential (neuron layers) or of its output (other layers), ``(T, batch, *shape)``."""
+    depths = rounding_depths(network, spikes.shape[0])
+    return {name: 2 * gamma(depths[name], network.dtype) * a
+            for name, a in magnitudes(network, spikes, reference).items()}
+
+
+# ============================================================ results
+@dataclass(frozen=True)
+class Divergence:
+    """Where a candidate first departs from eventsim (or, for ``kind="flip"``, may).
+
+    ``kind``: ``"potential"`` (U beyond the bound), ``"output"`` (an output
+    beyond the bound, or a spike that differs where U is not near theta) or
+    ``"flip"`` (a spike that differs where eventsim's ``|U - theta|`` is within
+    the bound: permitted; the sample is not comparable from there on).
+    ``step`` counts from 1 as in docs/semantics.md; ``neuron`` indexes the
+    layer's shape. Potential fields are None for layers without a potential.
+    """
+
+    kind: str
+    layer: str
+    layer_type: str
+    step: int
+    steps: int
+    sample: int
+    neuron: tuple
+    reference_output: float
+    candidate_output: float
+    reference_potential: float | None = None
+    candidate_potential: float | None = None
+    threshold: float | None = None
+    bound: float = 0.0
+
+    @property
+    def distance(self) -> float | None:
+        """eventsim's ``U - theta`` at the position."""
+        if self.reference_potential is None:
+            return None
+        return self.reference_potential - self.threshold
+
+    def __str__(self) -> str:
+        what = {"potential": "potential differs", "output": "output differs",
+                "flip": "spike flip within the tolerance (not comparable from here)"}[self.kind]
+        lines = [f"{what}: layer {self.layer!r} ({self.layer_type}), step {self.step} of {self.steps}, "
+                 f"sample {self.sample}, neuron {self.neuron}"]
+        if self.reference_potential is not None:
+            diff = self.candidate_potential - self.reference_potential
+            lines.append(f"  potential U: eventsim {self.reference_potential!r}, candidate {self.candidate_potential!r} "
+                         f"(difference {diff:.3g}, bound {self.bound:.3g})")
+            lines.append(f"  threshold {self.threshold!r}; eventsim U - theta = {self.distance!r}")
+        elif self.kind != "flip":
+            lines.append(f"  bound {self.bound:.3g}")
+        lines.append(f"  output: eventsim {self.reference_output!r}, candidate {self.candidate_output!r}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class ForwardComparison:
+    """The result of :func:`compare_forward`.
+
+    ``divergence`` is the first failure (None when the candidate conforms);
+    ``flips`` holds the first permitted flip of every sample that has one
+    (float cases only); ``layers`` the layers compared, in causal order.
+    """
+
+    exact: bool
+    layers: tuple
+    divergence: Divergence | None
+    flips: tuple = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.divergence is None
+
+    def __str__(self) -> str:
+        mode = "exact (dyadic case)" if self.exact else "within the rounding bound (float case)"
+        head = f"forward, {mode}, layers {', '.join(self.layers)}: "
+        if self.divergence is not None:
+            return head + "DIVERGES\n" + str(self.divergence)
+        if self.flips:
+            return head + "conforms up to permitted flips\n" + "\n".join(str(f) for f in self.flips)
+        return head + "conforms"
+
+
+@dataclass(frozen=True)
+class GradientDivergence:
+    """The gradient entry with the largest error, relative to the scale of its array (``largest``)."""
+
+    key: str
+    index: tuple
+    reference: float
+    candidate: float
+    largest: float
+    error: float
+
+    def __str__(self) -> str:
+        return (f"parameter {self.key!r}, index {self.index}: eventsim {self.reference!r}, candidate "
+                f"{self.candidate!r}; error {self.error:.3g} of the gradient scale ({self.largest:.3g})")
+
+
+@dataclass(frozen=True)
+class GradientComparison:
+    """The result of :func:`compare_gradients`; ``worst`` is None for a network without parameters."""
+
+    rtol: float
+    worst: GradientDivergence | None
+
+    @property
+    def ok(self) -> bool:
+        return self.worst is None or self.worst.error <= self.rtol
+
+    def __str__(self) -> str:
+        verdict = "conform" if self.ok else "DIVERGE"
+        if self.worst is None:
+            return "gradients: no parameters"
+        return f"gradients {verdict} (tolerance {self.rtol:.0e} of the gradient scale); largest error at\n  {self.worst}"
+
+
+# =========================================================== validation
+def _check_array(layer: Layer, what: str, arr, shape: tuple, dtypes: tuple) -> np.ndarray:
+    if not isinstance(arr, np.ndarray):
+        raise LayerError(layer, f"the candidate's {what} must be a numpy array, got {type(arr).__name__}")
+    if arr.shape != shape:
+        raise LayerError(layer, f"the candidate's {what} have shape {arr.shape}, expected (T, batch, *shape) = {shape}")
+    if arr.dtype not in dtypes:
+        raise LayerError(layer, f"the candidate's {what} are {arr.dtype}, expected {' or '.join(map(str, dtypes))}")
+    if arr.dtype != np.bool_ and not np.all(np.isfinite(arr)):
+        t, b, *where = (int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+        raise LayerError(layer, f"the candidate's {what} are not finite at step {t + 1}, sample {b}, "
+                                f"neuron {tuple(where)} (value {arr[(t, b, *where)]})")
+    return arr
+
+
+def check_records(network: Network, reference: dict[str, LayerRecord], records: dict) -> list[str]:
+    """Validate a candidate's records; return the names to compare, in causal order.
+
+    Every neuron layer must be reported with outputs and potentials; other
+    layers eventsim records are compared when reported. Raises
+    :class:`~eventsim.errors.LayerError` naming the layer for a missing
+    record, a wrong shape or dtype, or a value that is not finite.
+    """
+    if not isinstance(records, dict):
+        raise OptionError(f"a model's run() must return a dict of LayerRecord by layer name, got {type(records).__name__}")
+    layers = {layer.name: layer for layer in network.walk()}
+    unknown = sorted(set(records) - set(layers))
+    if unknown:
+        raise LayerError(network, f"the candidate reports layers the network does not have: {unknown}")
+    dtype = network.dtype
+    names = []
+    for name, layer in recorded_layers(network).items():
+        ref = reference[name]
+        rec = records.get(name)
+        if rec is None:
+            if ref.potentials is not None:
+                raise LayerError(layer, "is a neuron layer but the candidate reported no record for it")
+            continue
+        if not isinstance(rec, LayerRecord):
+            raise LayerError(layer, f"the candidate's record must be a LayerRecord, got {type(rec).__name__}")
+        _check_array(layer, "outputs", rec.outputs, ref.outputs.shape, (dtype, np.dtype(np.bool_)))
+        if ref.potentials is not None:
+            if rec.potentials is None:
+                raise LayerError(layer, "is a neuron layer but the candidate reported no potentials for it")
+            _check_array(layer, "potentials", rec.potentials, ref.potentials.shape, (dtype,))
+        names.append(name)
+    return names
+
+
+# =========================================================== comparison
+def compare_forward(
+    network: Network,
+    spikes: np.ndarray,
+    records: dict[str, LayerRecord],
+    *,
+    exact: bool,
+    reference: dict[str, LayerRecord] | None = None,
+) -> ForwardComparison:
+    """Compare a candidate's forward records with eventsim's on one input.
+
+    Parameters
+    ----------
+    network : Network
+        The case's network (what the candidate built its model from).
+    spikes : array ``(T, batch, *input_shape)``
+        The input the candidate ran on.
+    records : dict of LayerRecord
+        What the candidate's ``Model.run(spikes)`` returned.
+    exact : bool
+        Demand equality (dyadic cases) instead of the rounding bound.
+    reference : dict of LayerRecord, optional
+        eventsim's records (:func:`reference_records`), when already computed.
+    """
+    reference = reference_records(network, spikes) if reference is None else reference
+    names = check_records(network, reference, records)
+    layers = recorded_layers(network)
+    steps, batch = spikes.shape[:2]
+    if exact:
+        bounds = {name: np.zeros(reference[name].outputs.shape) for name in names}
+    else:
+        bounds = forward_bounds(network, spikes, reference)
+    verdicts = {name: _verdicts(layers[name], reference[name], records[name], bounds[name], exact, network.dtype)
+                for name in names}
+    flipped: dict[int, Divergence] = {}
+    for t in range(steps):
+        for name in names:
+            failed, flip = verdicts[name]
+            for b in range(batch):
+                if b in flipped:
+                    continue
+                for mask, kind in ((failed[t, b], None), (flip[t, b], "flip")):
+                    where = np.argwhere(mask)
+                    if where.size:
+                        found = _divergence(kind, name, layers[name], (t, b, *where[0]), reference[name],
+                                            records[name], bounds[name], network.dtype)
+                        if kind is None:
+                            return ForwardComparison(exact, tuple(names), found, tuple(flipped.values()))
+                        flipped[b] = found
+                        break
+    return ForwardComparison(exact, tuple(names), None, tuple(flipped[b] for b in sorted(flipped)))
+
+
+def _verdicts(layer, ref: LayerRecord, rec: LayerRecord, bound, exact: bool, dtype):
+    """``(failed, flip)`` boolean masks ``(T, batch, *shape)`` of one layer."""
+    out_ref = ref.outputs.astype(np.float64)
+    out_rec = rec.outputs.astype(np.float64)
+    neuron = neuron_of(layer)
+    if neuron is None:
+        return np.abs(out_rec - out_ref) > bound, np.zeros(out_ref.shape, bool)
+    u_ref = ref.potentials.astype(np.float64)
+    potential_off = np.abs(rec.potentials.astype(np.float64) - u_ref) > bound
+    spike_off = out_rec != out_ref
+    theta = _thresholds(neuron, u_ref.shape[2:], dtype).astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        near = np.abs(u_ref - theta) <= bound
+    flip = spike_off & ~potential_off & near & (not exact)
+    return potential_off | (spike_off & ~flip), flip
+
+
+def _divergence(kind, name, layer, pos, ref: LayerRecord, rec: LayerRecord, bound, dtype) -> Divergence:
+    t, b, *where = (int(i) for i in pos)
+    neuron = neuron_of(layer)
+    at = (t, b, *where)
+    fields = dict(layer=name, layer_type=type(layer).__name__, step=t + 1, steps=ref.outputs.shape[0], sample=b,
+                  neuron=tuple(where), reference_output=float(ref.outputs[at]),
+                  candidate_output=float(rec.outputs[at]), bound=float(bound[at]))
+    if neuron is not None:
+        u_ref, u_rec = float(ref.potentials[at]), float(rec.potentials[at])
+        theta = float(_thresholds(neuron, ref.outputs.shape[2:], dtype)[(where[0],) + (0,) * (len(where) - 1)])
+        fields.update(reference_potential=u_ref, candidate_potential=u_rec, threshold=theta)
+        if kind is None:
+            kind = "potential" if abs(u_rec - u_ref) > bound[at] else "output"
+    kind = kind or "output"
+    return Divergence(kind=kind, **fields)
+
+
+def gradient_errors(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray]) -> list[GradientDivergence]:
+    """For each parameter, its largest error relative to its scale (module docstring, "Gradients").
+
+    The scale of an array is ``max(largest |entry|, GRADIENT_FLOOR * largest
+    |entry| of all arrays)``, both from ``reference``; a network whose
+    gradients are all exactly 0 has scale 0 and any nonzero error is infinite.
+    """
+    overall = max((float(np.abs(r).max()) for r in reference.values() if r.size), default=0.0)
+    errors = []
+    for key, ref in reference.items():
+        if not ref.size:
+            continue
+        diff = np.abs(np.asarray(candidate[key], np.float64) - ref)
+        largest = max(float(np.abs(ref).max()), GRADIENT_FLOOR * overall)
+        index = tuple(int(i) for i in np.unravel_index(int(np.argmax(diff)), diff.shape))
+        peak = float(diff[index])
+        error = peak / largest if largest > 0 else (0.0 if peak == 0 else np.inf)
+        errors.append(GradientDivergence(key, index, float(ref[index]), float(candidate[key][index]), largest, error))
+    return errors
+
+
+def compare_gradients(
+    network: Network, reference: dict[str, np.ndarray], candidate: dict, *, rtol: float | None = None
+) -> GradientComparison:
+    """Compare a candidate's gradients with eventsim's (:func:`reference_gradients`).
+
+    Every parameter key must be present with the parameter's shape and the
+    network's dtype, and finite; the result names the entry with the largest
+    error relative to its scale (:func:`gradient_errors`). float64 networks only:
+    float32 gradients have no sound fixed relative bound (docs/testing.md).
+    """
+    if network.dtype != np.float64 and rtol is None:
+        raise OptionError("gradients are compared on float64 networks only (docs/testing.md, 'The tolerance "
+                          "contract'); pass rtol= to compare anyway")
+    rtol = GRADIENT_RTOL if rtol is None else float(rtol)
+    if not isinstance(candidate, dict):
+        raise OptionError(f"a model's gradients() must return a dict by parameter key, got {type(candidate).__name__}")
+    missing, unexpected = sorted(set(reference) - set(candidate)), sorted(set(candidate) - set(reference))
+    if missing or unexpected:
+        raise LayerError(network, f"the candidate's gradients miss {missing} and have unexpected keys {unexpected}")
+    layers = {layer.name: layer for layer in network.walk()}
+    for key, ref in reference.items():
+        layer = layers[key.rsplit(".", 1)[0]]
+        got = candidate[key]
+        if not isinstance(got, np.ndarray) or got.shape != ref.shape or got.dtype != ref.dtype:
+            described = f"{got.dtype} {got.shape}" if isinstance(got, np.ndarray) else type(got).__name__
+            raise LayerError(layer, f"the candidate's gradient {key!r} must be a {ref.dtype} array of shape "
+                                    f"{ref.shape}, got {described}")
+        if not np.all(np.isfinite(got)):
+            where = tuple(int(i) for i in np.argwhere(~np.isfinite(got))[0])
+            raise LayerError(layer, f"the candidate's gradient {key!r} is not finite at index {where}")
+    worst = max(gradient_errors(reference, candidate), key=lambda d: d.error, default=None)
+    return GradientComparison(rtol, worst)

@@ -1,0 +1,699 @@
+"""The PyTorch reference candidate: eventsim's semantics as a dense, time-stepped torch model.
+
+This module is the worked example of "a GPU implementation under test" (the
+protocol of :mod:`eventsim.testing.protocol`). :class:`TorchCandidate` is the
+model a GPU author would write: at every step, ``conv2d``, ``linear`` and
+pooling from ``torch.nn.functional`` followed by the neuron recursion of
+docs/semantics.md, "Neurons", on the CPU or on CUDA, differentiated by
+autograd. On dyadic networks it gives eventsim's spikes and potentials bit for
+bit, and it is the independent reference that eventsim's tests hold the
+``bptt`` and ``lee2020-code`` gradient rules against.
+
+1. ``build``: reading eventsim's layers
+---------------------------------------
+``TorchCandidate(device="cpu", dtype=None).build(network)`` walks
+``network.layers`` once and turns every layer into a *block*, a callable on
+one step's batch ``x`` of shape ``(batch, *shape)``:
+
+============================  ==================================================
+eventsim layer                torch, per step
+============================  ==================================================
+``Conv2d``                    ``F.conv2d(x, W, b, stride, padding)``
+``Linear``                    ``F.linear(x, W, b)``
+``SumPool``, ``AvgPool``      ``F.avg_pool2d(x * w, k, s, divisor_override=1)``
+``MaxPool``                   ``F.max_pool2d(x, k, s)``
+``Identity(stride)``          ``x[:, :, ::sh, ::sw]``
+``Flatten``                   ``x.flatten(1)``
+``Dropout``                   ``x * (1/(1-p)) * keep`` with a mask, else ``x``
+``LIF``, ``IF``, ``Readout``  :meth:`TorchCandidate.neuron_step` on the current
+``SpikingAvgPool``            the average pool feeding the layer's IF neuron
+``Residual``                  main path, then ``neuron_step(last(main) + skip(x))``
+============================  ==================================================
+
+A weighted sum (any synapse but ``MaxPool``) directly followed by a neuron
+layer becomes that layer's input current, as eventsim fuses the two into one
+stage; a neuron layer after no synapse takes its input values as current.
+Any other layer type is refused with a :class:`~eventsim.errors.LayerError` naming it.
+Weights and biases become leaf tensors on the device, under the keys of
+:func:`eventsim.learning.parameters.parameters` (``"conv1.weight"``,
+``"res1.conv2.bias"``, ...). Thresholds, leaks, reset values, input gains
+and pool weights are rounded once to the model's dtype, as eventsim rounds
+them, and each neuron layer becomes a :class:`TorchNeuron`.
+
+2. ``run``: time-major records
+------------------------------
+``model.run(spikes)`` takes ``(T, batch, *input_shape)`` and steps
+``t = 0 .. T-1`` through the blocks with every neuron layer starting from
+``U[0] = 0, s[0] = 0``. It reports what eventsim's event path passes from
+layer to layer: each neuron layer's spikes and potentials U (under the pool's
+name for a ``SpikingAvgPool``, under the neuron's own name for a residual
+block), and the values of every layer that passes values on without a neuron
+(a synapse not followed by neurons, ``MaxPool``, ``Dropout``). Each record
+stacks the steps along axis 0: ``(T, batch, *shape)`` NumPy arrays, the
+layout of ``Network.run(record=("spikes", "potentials"))`` with batch and
+time swapped. Dropout is off unless ``masks=`` gives keep-masks (those of an
+eventsim training run, ``RunResult.masks``).
+
+3. ``gradients``: autograd, keyed like eventsim's parameters
+------------------------------------------------------------
+``model.gradients(spikes, request)`` runs the same forward with autograd on
+and differentiates ``L = sum(out * request.grad_output)``, ``out`` being the
+readout ``U_L[T] / T`` of a network ending in a ``Readout``, else the last
+layer's output summed over the steps. The spike is ``1[U > theta]`` in the
+forward pass and has derivative ``sigma(U - theta)``, the request's
+surrogate, in the backward pass (:meth:`TorchCandidate.spike`); the reset
+uses the detached spike when ``request.detach_reset``. The gradient of each
+parameter comes back under its key, as a NumPy array in the model's dtype.
+``rule="lee2020-code"`` differentiates the same forward the way Lee et
+al.'s published code does (docs/semantics.md, "lee2020-code").
+
+4. Planting a bug
+-----------------
+Two methods carry the semantics that implementations most often get wrong,
+so that a deliberately broken candidate is one small override:
+:meth:`TorchCandidate.neuron_step` (``U[t]``, ``s[t]`` and the next state
+from the state, the current and the :class:`TorchNeuron`) and
+:meth:`TorchCandidate.surrogate_derivative`. For example, with
+``dataclasses.replace``::
+
+    class LeakOnInput(TorchCandidate):
+        def neuron_step(self, state, current, neuron, backward):
+            return super().neuron_step(state, neuron.leak * current, neuron, backward)
+
+    class FiresOnEqual(TorchCandidate):
+        def neuron_step(self, state, current, neuron, backward):
+            return super().neuron_step(state, current, replace(neuron, strict=False), backward)
+
+    class ResetLate(TorchCandidate):
+        def neuron_step(self, state, current, neuron, backward):
+            return super().neuron_step(state, current, replace(neuron, reset_delayed=True), backward)
+
+    class SteepSurrogate(TorchCandidate):
+        def surrogate_derivative(self, surrogate, u, theta):
+            return 2 * super().surrogate_derivative(surrogate, u, theta)
+
+``eventsim.testing.conform(LeakOnInput())`` then reports the first
+divergence on a shrunk network. The candidate's ``features`` tell
+``conform`` what to generate: everything, ``input_gain`` and
+``reset_delayed`` included.
+
+5. Exactness
+------------
+With dyadic weights every sum is exact in any order, so ``conv2d`` may sum
+as it likes. What must match eventsim operation by operation is the rest:
+the leak is ``lam * R`` with ``lam`` rounded to the dtype, then ``+ g * I``
+(a delayed soft reset subtracts theta last, after ``g * I`` is added);
+average pooling multiplies every input by ``1/(kh*kw)`` and sums
+(``divisor_override=1``) instead of dividing the sum; the readout divides
+``U[T]`` by T. While a model computes, float32 matrix products and cuDNN
+convolutions are held to full float32 precision (no TF32), a setting of
+the process that is restored afterwards.
+
+torch is imported only when a candidate is made; without it,
+:class:`TorchCandidate` raises an ImportError that names the extra.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from eventsim.errors import EventsError, LayerError, OptionError, check_choice
+from eventsim.layers import (
+    LIF, AvgPool, Conv2d, Dropout, Flatten, Identity, Layer, Linear, MaxPool, Readout, Residual,
+    SpikingAvgPool, SumPool,
+)
+from eventsim.network import Network
+from eventsim.testing.protocol import GradientRequest, LayerRecord
+
+if TYPE_CHECKING:
+    import torch
+
+#: Gradient rules the candidate differentiates with (docs/semantics.md, "Gradient rules").
+RULES = ("bptt", "lee2020-code")
+SURROGATES = ("straight_through", "fast_sigmoid", "arctan", "sigmoid", "triangle")
+
+
+def _import_torch() -> Any:
+    """Import torch, or raise an ImportError that says how to install it."""
+    try:
+        import torch
+    except ImportError as exc:
+        raise ImportError('TorchCandidate needs PyTorch: pip install -e ".[torch]"') from exc
+    return torch
+
+
+# ====================================================================== neurons
+@dataclass(frozen=True)
+class TorchNeuron:
+    """A neuron layer as the torch model holds it (docs/semantics.md, "Neurons").
+
+    The options of :class:`eventsim.layers.LIF`, with the numbers as tensors
+    in the model's dtype and on its device. ``theta`` broadcasts against one
+    step's current: ``(C, 1, 1)`` for maps, ``(N,)`` for flat layers (inf:
+    never fires). ``kind`` is ``"spiking"`` (LIF, IF, a residual block's
+    neuron), ``"pool"`` (the IF neuron of a SpikingAvgPool) or ``"readout"``.
+    """
+
+    name: str
+    kind: str
+    theta: torch.Tensor
+    leak: torch.Tensor
+    input_gain: torch.Tensor
+    v_reset: torch.Tensor
+    reset: str
+    strict: bool
+    reset_delayed: bool
+
+    def reset_of(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """``R(x, s)``: ``x * (1 - s) + v_reset * s`` (hard) or ``x - theta * s`` (soft).
+
+        The soft reset subtracts 0 where theta is inf: such neurons never
+        fire, and ``inf * 0`` would be NaN.
+        """
+        if self.reset == "hard":
+            return x * (1 - s) + self.v_reset * s
+        return x - self.theta.nan_to_num(posinf=0.0) * s
+
+
+@dataclass(frozen=True)
+class Backward:
+    """How a forward pass is differentiated.
+
+    ``rule``: ``"bptt"`` (the spike's derivative is ``surrogate``, an
+    :mod:`eventsim.learning.surrogates` object, and the reset is detached when
+    ``detach_reset``) or ``"lee2020-code"`` (the mechanics of Lee et al.'s
+    published code: straight-through ``1/theta`` where the neuron fired, the
+    reset always detached, the leak with the gradient of the identity).
+    """
+
+    rule: str = "bptt"
+    surrogate: Any = None
+    detach_reset: bool = True
+
+    def leak(self, x: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+        """``lam * x``; under ``lee2020-code`` its gradient is 1.
+
+        Lee et al.'s code leaks with a detach trick; ``lam * x.detach() + (x - x.detach())``
+        is exactly ``lam * x`` in floating point, so the forward stays eventsim's.
+        """
+        if self.rule == "lee2020-code":
+            return lam * x.detach() + (x - x.detach())
+        return lam * x
+
+
+# ==================================================================== candidate
+class TorchCandidate:
+    """eventsim's forward pass in PyTorch, a candidate of :mod:`eventsim.testing.protocol`.
+
+    Parameters
+    ----------
+    device : str or torch.device
+        ``"cpu"`` (default) or ``"cuda"`` (``"cuda:1"``, ...).
+    dtype : None, float32 or float64 (NumPy or torch dtype, or its name)
+        None: the network's own dtype.
+    rule : {"bptt", "lee2020-code"}
+        What :meth:`TorchModel.gradients` differentiates with (see :class:`Backward`).
+
+    Raises
+    ------
+    ImportError
+        torch is not installed.
+    OptionError
+        An unknown rule, device or dtype, or a CUDA device without CUDA.
+    """
+
+    def __init__(self, device: Any = "cpu", dtype: Any = None, rule: str = "bptt") -> None:
+        torch = _import_torch()
+        check_choice("rule", rule, RULES)
+        try:
+            self.device = torch.device(device)
+        except (RuntimeError, TypeError) as exc:
+            raise OptionError(f"unknown torch device {device!r}: {exc}") from None
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise OptionError(f"device {device!r} asked for, but torch sees no CUDA device")
+        self.dtype = None if dtype is None else _float_dtype(torch, dtype)
+        self.rule = rule
+        self.name = f"torch-{self.device}" + ("" if rule == "bptt" else f"-{rule}")
+
+    @property
+    def features(self) -> Any:
+        """What the candidate supports, for :func:`eventsim.testing.conform` to generate within.
+
+        Every layer and neuron option, ``input_gain`` and ``reset_delayed``
+        included; under ``lee2020-code`` hard reset to 0 only. (Needs hypothesis.)
+        """
+        from eventsim.testing.strategies import Features
+
+        features = Features().including("input_gain", "reset_delayed")
+        return features.without("soft", "v_reset") if self.rule == "lee2020-code" else features
+
+    def build(self, network: Network) -> TorchModel:
+        """The torch model of ``network`` (section 1 of the module docstring)."""
+        return TorchModel(self, network)
+
+    def neuron_step(
+        self, state: tuple[torch.Tensor, torch.Tensor], current: torch.Tensor, neuron: TorchNeuron,
+        backward: Backward,
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """One step of a neuron layer: ``(U[t], s[t], next state)`` from ``state = (U[t-1], s[t-1])``.
+
+        docs/semantics.md, "Neurons" (Lee et al. 2020, Sec. 2.1, written on U),
+        with the input gain g::
+
+            U[t] = lam * R(U[t-1], s[t-1]) + g * I[t]
+            R(U, s) = U * (1 - s) + v_reset * s        hard reset
+                    = U - theta * s                    soft reset
+            s[t] = 1[U[t] > theta]                     (>= when not strict)
+
+        and with ``reset_delayed`` (the reset acts one step later, after the
+        leak, as in snnTorch's ``Leaky``), evaluated left to right::
+
+            U[t] = lam * U[t-1] + g * I[t] - theta * s[t-1]                     soft
+            U[t] = (1 - s[t-1]) * lam * U[t-1] + s[t-1] * v_reset + g * I[t]    hard
+
+        The reset reads the detached spike when ``backward.detach_reset``.
+        """
+        u_prev, s_prev = state
+        s = s_prev.detach() if backward.detach_reset else s_prev
+        drive = neuron.input_gain * current
+        if not neuron.reset_delayed:
+            u = backward.leak(neuron.reset_of(u_prev, s), neuron.leak) + drive
+        elif neuron.reset == "hard":
+            u = neuron.reset_of(backward.leak(u_prev, neuron.leak), s) + drive
+        else:  # theta is subtracted last: the order of the sum decides the rounding
+            u = neuron.reset_of(backward.leak(u_prev, neuron.leak) + drive, s)
+        fired = u > neuron.theta if neuron.strict else u >= neuron.theta
+        spikes = self.spike(u, fired, neuron, backward)
+        return u, spikes, (u, spikes)
+
+    def spike(self, u: torch.Tensor, fired: torch.Tensor, neuron: TorchNeuron, backward: Backward) -> torch.Tensor:
+        """``fired`` as 0/1 values whose derivative with respect to ``u`` is the rule's slope.
+
+        ``s + (u - u.detach()) * slope`` is ``s`` exactly in the forward pass
+        and has gradient ``slope`` in the backward pass (slope detached).
+        ``bptt``: ``slope = sigma(U - theta)`` (:meth:`surrogate_derivative`).
+        ``lee2020-code``: ``1/theta`` where the neuron fired for LIF/IF layers,
+        1 for the pooling neuron, 0 where it did not fire (the code's gated,
+        straight-through spike; docs/semantics.md, "lee2020-code").
+        """
+        s = fired.to(u.dtype)
+        if not u.requires_grad:
+            return s
+        if backward.rule == "lee2020-code":
+            slope = s / neuron.theta if neuron.kind == "spiking" else s
+        else:
+            slope = self.surrogate_derivative(backward.surrogate, u.detach(), neuron.theta)
+        return s + (u - u.detach()) * slope
+
+    def surrogate_derivative(self, surrogate: Any, u: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """``sigma(U - theta)`` of an :mod:`eventsim.learning.surrogates` object, 0 where theta is inf.
+
+        Written from the formulas of docs/semantics.md, "bptt" (selected by
+        ``surrogate.name``, parameters read from its fields), with
+        ``x = U - theta``: straight_through ``1/theta``; fast_sigmoid
+        ``b / (1 + c|x|)^2``, ``b = None`` meaning ``1/theta`` (Syed et al.
+        2021, eq. 12); arctan ``(alpha/2) / (1 + (pi/2 alpha x)^2)``; sigmoid
+        ``alpha sig(alpha x) (1 - sig(alpha x))``; triangle
+        ``max(0, 1 - |x|/width) / width``. Returns the shape of ``u``.
+        """
+        torch = _import_torch()
+        name = getattr(surrogate, "name", None)
+        check_choice("surrogate", name, SURROGATES)
+        finite = torch.isfinite(theta)
+        th = torch.where(finite, theta, 1.0)  # any finite stand-in: the result is zeroed there
+        x = u - th
+        if name == "straight_through":
+            sigma = 1 / th
+        elif name == "fast_sigmoid":
+            height = 1 / th if surrogate.b is None else float(surrogate.b)
+            sigma = height / (1 + float(surrogate.c) * x.abs()) ** 2
+        elif name == "arctan":
+            alpha = float(surrogate.alpha)
+            sigma = (alpha / 2) / (1 + (math.pi / 2 * alpha * x) ** 2)
+        elif name == "sigmoid":
+            alpha = float(surrogate.alpha)
+            sig = torch.sigmoid(alpha * x)
+            sigma = alpha * sig * (1 - sig)
+        else:
+            width = float(surrogate.width)
+            sigma = torch.clamp(1 - x.abs() / width, min=0.0) / width
+        return torch.broadcast_to(torch.where(finite, sigma, 0.0), u.shape)
+
+
+# ======================================================================= blocks
+class _Map:
+    """A block that maps one step's values to the next layer's values (a synapse, MaxPool, Flatten)."""
+
+    def __init__(self, name: str | None, fn: Callable) -> None:
+        self.name, self.fn = name, fn  # name None: not reported (Flatten)
+
+    def __call__(self, x: torch.Tensor, run: _Run) -> torch.Tensor:
+        return self.fn(x)
+
+
+class _Dropout:
+    """Dropout with the run's keep-mask (docs/semantics.md, "Dropout"); the identity without one."""
+
+    def __init__(self, name: str, scale: torch.Tensor) -> None:
+        self.name, self.scale = name, scale
+
+    def __call__(self, x: torch.Tensor, run: _Run) -> torch.Tensor:
+        keep = run.masks.get(self.name)
+        return x if keep is None else x * self.scale * keep
+
+
+class _Neurons:
+    """A neuron layer, fed by the synapse before it (or by its input values when there is none)."""
+
+    def __init__(self, neuron: TorchNeuron, synapse: Callable | None) -> None:
+        self.name, self.neuron, self.synapse = neuron.name, neuron, synapse
+
+    def __call__(self, x: torch.Tensor, run: _Run) -> torch.Tensor:
+        return run.neurons(self.neuron, x if self.synapse is None else self.synapse(x))
+
+
+class _Residual:
+    """Lee et al. 2020, Sec. 2.2.2: the main path's last synapse and the skip feed one neuron layer."""
+
+    def __init__(self, main: list, last: Callable, skip: Callable, neuron: TorchNeuron) -> None:
+        self.name, self.main, self.last, self.skip, self.neuron = neuron.name, main, last, skip, neuron
+
+    def __call__(self, x: torch.Tensor, run: _Run) -> torch.Tensor:
+        return run.neurons(self.neuron, self.last(run.sequence(self.main, x)) + self.skip(x))
+
+
+def _pool_sum(x: torch.Tensor, weight: torch.Tensor, kernel_size: tuple, stride: tuple) -> torch.Tensor:
+    # Every input times the window weight, then the window sum: the products eventsim forms per event.
+    return _import_torch().nn.functional.avg_pool2d(x * weight, kernel_size, stride, divisor_override=1)
+
+
+def _subsample(x: torch.Tensor, stride: tuple[int, int]) -> torch.Tensor:
+    return x[:, :, :: stride[0], :: stride[1]]
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def _flatten(x: torch.Tensor) -> torch.Tensor:
+    return x.flatten(1)
+
+
+# ============================================================= one forward pass
+class _Run:
+    """The state of one forward pass: neuron states, per-step records, dropout masks."""
+
+    def __init__(self, candidate: TorchCandidate, backward: Backward, masks: dict) -> None:
+        self.candidate, self.backward, self.masks = candidate, backward, masks
+        self.states: dict[str, tuple] = {}
+        self.outputs: dict[str, list] = {}
+        self.potentials: dict[str, list] = {}
+        self.leaks: dict[str, float] = {}  # spiking layers whose spike gradient gets Lee's NG factor
+        self.ng: dict[str, torch.Tensor] = {}
+
+    def sequence(self, blocks: list, x: torch.Tensor) -> torch.Tensor:
+        for block in blocks:
+            x = block(x, self)
+            if block.name is not None:
+                self.outputs.setdefault(block.name, []).append(x)
+        return x
+
+    def neurons(self, neuron: TorchNeuron, current: torch.Tensor) -> torch.Tensor:
+        state = self.states.get(neuron.name)
+        if state is None:  # U[0] = 0, s[0] = 0
+            zero = current.new_zeros(current.shape)
+            state = (zero, zero)
+        u, s, self.states[neuron.name] = self.candidate.neuron_step(state, current, neuron, self.backward)
+        self.potentials.setdefault(neuron.name, []).append(u)
+        if self.backward.rule == "lee2020-code" and neuron.kind == "spiking" and s.requires_grad:
+            # The code's hook: every step's spike gradient times NG, known only once the run is over.
+            self.leaks[neuron.name] = float(neuron.leak)
+            s.register_hook(lambda grad, name=neuron.name: grad * self.ng[name])
+        return s
+
+    def finish(self) -> None:
+        """Lee's ``NG = 1 + ln(lam) f / gamma`` (0 where gamma = 0) from the finished forward.
+
+        gamma is the spike count and ``f = sum_k lam^(T - t_k)`` the trace,
+        accumulated as ``f[t] = lam f[t-1] + s[t]`` (docs/semantics.md, "lee2020").
+        """
+        for name, lam in self.leaks.items():
+            spikes = [s.detach() for s in self.outputs[name]]
+            gamma = sum(spikes[1:], spikes[0])
+            trace = spikes[0]
+            for s in spikes[1:]:
+                trace = lam * trace + s
+            log_lam = math.log(lam) if lam > 0 else -math.inf
+            fired = gamma > 0
+            ratio = trace / gamma.clamp(min=1)
+            self.ng[name] = (1 + log_lam * ratio).where(fired, 0.0)
+
+
+# ======================================================================== model
+class TorchModel:
+    """A network built by :class:`TorchCandidate` (see the module docstring).
+
+    Attributes
+    ----------
+    parameters : dict of str -> torch.Tensor
+        The weights and biases as leaf tensors, by key (``"conv1.weight"``).
+    dtype : numpy dtype
+        What the model computes in.
+    """
+
+    def __init__(self, candidate: TorchCandidate, network: Network) -> None:
+        if not isinstance(network, Network):
+            raise TypeError(f"TorchCandidate.build needs an eventsim Network, got {type(network).__name__}")
+        self.candidate = candidate
+        self.network = network
+        self.device = candidate.device
+        self.dtype = np.dtype(network.dtype if candidate.dtype is None else candidate.dtype)
+        self.parameters: dict[str, torch.Tensor] = {}
+        self._dropouts: dict[str, Dropout] = {}
+        self.blocks = self._blocks(network.layers)
+        last = network.layers[-1]
+        self._readout = last.name if isinstance(last, Readout) else None
+        self._last = last
+
+    # --------------------------------------------------------------- build
+    def _blocks(self, layers: Sequence[Layer]) -> list:
+        blocks: list = []
+        i = 0
+        while i < len(layers):
+            layer = layers[i]
+            after = layers[i + 1] if i + 1 < len(layers) else None
+            if isinstance(layer, LIF):
+                blocks.append(_Neurons(self._neuron(layer, layer.name), None))
+            elif isinstance(layer, SpikingAvgPool):
+                blocks.append(_Neurons(self._neuron(layer.neuron, layer.name, pool=True), self._synapse(layer.pool)))
+            elif isinstance(layer, Residual):
+                main = self._blocks(layer.main[:-1])
+                last, skip = self._synapse(layer.main[-1]), self._synapse(layer.skip)
+                blocks.append(_Residual(main, last, skip, self._neuron(layer.neuron, layer.neuron.name)))
+            elif isinstance(layer, Dropout):
+                self._dropouts[layer.name] = layer
+                blocks.append(_Dropout(layer.name, self._constant(layer.scale)))
+            elif isinstance(layer, Flatten):
+                blocks.append(_Map(None, _flatten))
+            elif isinstance(after, LIF) and not isinstance(layer, MaxPool):
+                # A weighted sum and its neurons are one block, as in eventsim (max pooling is not a sum).
+                blocks.append(_Neurons(self._neuron(after, after.name), self._synapse(layer)))
+                i += 1
+            else:
+                blocks.append(_Map(layer.name, self._synapse(layer)))
+            i += 1
+        return blocks
+
+    def _synapse(self, layer: Layer) -> Callable:
+        F = _import_torch().nn.functional
+        if isinstance(layer, (Conv2d, Linear)):
+            weight, bias = self._parameter(layer, "weight"), self._parameter(layer, "bias")
+            if isinstance(layer, Linear):
+                return partial(F.linear, weight=weight, bias=bias)
+            return partial(F.conv2d, weight=weight, bias=bias, stride=layer.stride, padding=layer.padding)
+        if isinstance(layer, (SumPool, AvgPool)):
+            weight = self._constant(layer.window_weight)
+            return partial(_pool_sum, weight=weight, kernel_size=layer.kernel_size, stride=layer.stride)
+        if isinstance(layer, MaxPool):
+            return partial(F.max_pool2d, kernel_size=layer.kernel_size, stride=layer.stride)
+        if isinstance(layer, Identity):
+            return _identity if layer.stride == (1, 1) else partial(_subsample, stride=layer.stride)
+        raise LayerError(layer, "TorchCandidate does not know this layer type")
+
+    def _parameter(self, layer: Conv2d | Linear, what: str) -> torch.Tensor | None:
+        value = getattr(layer, what)
+        if value is None:
+            if what == "weight":
+                raise LayerError(layer, "has no weight; set layer.weight (or initialise the network) first")
+            return None
+        torch = _import_torch()
+        leaf = torch.tensor(value.astype(self.dtype), device=self.device, requires_grad=True)
+        self.parameters[f"{layer.name}.{what}"] = leaf
+        return leaf
+
+    def _constant(self, value: float | np.ndarray) -> torch.Tensor:
+        """A number of the model, rounded once from float64 to the dtype (as eventsim rounds it)."""
+        torch = _import_torch()
+        return torch.tensor(np.asarray(value, dtype=np.float64).astype(self.dtype), device=self.device)
+
+    def _neuron(self, layer: LIF, name: str, *, pool: bool = False) -> TorchNeuron:
+        shape = self.network.shapes[name][1]
+        kind = "pool" if pool else "readout" if isinstance(layer, Readout) else "spiking"
+        if self.candidate.rule == "lee2020-code" and (layer.reset != "hard" or layer.v_reset != 0.0):
+            # The code's gate 1 - s[t] is the gradient of this reset alone (docs/semantics.md, "lee2020-code").
+            raise LayerError(
+                layer, f"the lee2020-code rule needs hard reset to 0; this layer has reset={layer.reset!r}, "
+                f"v_reset={layer.v_reset!r}"
+            )
+        theta = self._constant(layer.thresholds(shape))
+        return TorchNeuron(
+            name=name,
+            kind=kind,
+            theta=theta.reshape((-1, 1, 1) if len(shape) == 3 else (-1,)),
+            leak=self._constant(layer.leak),
+            input_gain=self._constant(layer.input_gain),
+            v_reset=self._constant(layer.v_reset),
+            reset=layer.reset,
+            strict=layer.strict,
+            reset_delayed=layer.reset_delayed,
+        )
+
+    # ----------------------------------------------------------------- run
+    def run(self, spikes: np.ndarray, *, masks: dict[str, np.ndarray] | None = None) -> dict[str, LayerRecord]:
+        """Every reported layer's record, ``(T, batch, *shape)`` arrays (section 2 of the module docstring).
+
+        ``spikes``: ``(T, batch, *input_shape)``, values convertible to the
+        model's dtype without loss. ``masks``: dropout keep-masks by layer
+        name, bool ``(batch, *shape)``; without them dropout is off.
+        """
+        torch = _import_torch()
+        with torch.no_grad(), _full_float32(torch):
+            run, _ = self._forward(spikes, masks, Backward(self.candidate.rule))
+        return {
+            name: LayerRecord(_numpy(seq), _numpy(run.potentials[name]) if name in run.potentials else None)
+            for name, seq in run.outputs.items()
+        }
+
+    def gradients(
+        self, spikes: np.ndarray, request: GradientRequest, *, masks: dict[str, np.ndarray] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Gradients of ``L = sum(out * request.grad_output)`` for every parameter, by autograd.
+
+        ``out``: the readout ``U_L[T] / T`` when the network ends in a
+        Readout, else the last layer's output summed over the T steps. Under
+        ``rule="bptt"`` the spike's derivative is ``request.surrogate`` and the
+        reset is detached when ``request.detach_reset``; under
+        ``"lee2020-code"`` both are ignored (see :class:`Backward`). Arrays in
+        the model's dtype, under the keys of ``parameters``.
+        """
+        torch = _import_torch()
+        if self.candidate.rule == "bptt":
+            backward = Backward("bptt", request.surrogate, bool(request.detach_reset))
+        else:
+            backward = Backward(self.candidate.rule)
+        keys = list(self.parameters)
+        with torch.enable_grad(), _full_float32(torch):
+            _, out = self._forward(spikes, masks, backward)
+            g = np.asarray(request.grad_output)
+            if g.shape != tuple(out.shape):
+                raise LayerError(
+                    self._last, f"grad_output must have the shape of the network output {tuple(out.shape)}, "
+                    f"got {g.shape}"
+                )
+            loss = (out * torch.as_tensor(g.astype(self.dtype), device=self.device)).sum()
+            leaves = [self.parameters[k] for k in keys]
+            grads = torch.autograd.grad(loss, leaves, allow_unused=True) if loss.requires_grad else [None] * len(keys)
+        return {
+            key: np.zeros(self.parameters[key].shape, self.dtype) if grad is None else grad.detach().cpu().numpy()
+            for key, grad in zip(keys, grads, strict=True)
+        }
+
+    def _forward(self, spikes: np.ndarray, masks: dict | None, backward: Backward) -> tuple[_Run, torch.Tensor]:
+        """Step the blocks over T; returns the run's records and the differentiable network output."""
+        torch = _import_torch()
+        x = self._input(spikes)
+        run = _Run(self.candidate, backward, self._masks(masks, x.shape[1]))
+        last = [run.sequence(self.blocks, x[t]) for t in range(x.shape[0])]
+        run.finish()
+        if self._readout is not None:
+            out = run.potentials[self._readout][-1] / x.shape[0]
+        else:
+            out = torch.stack(last).sum(dim=0)
+        return run, out
+
+    def _input(self, spikes: np.ndarray) -> torch.Tensor:
+        torch = _import_torch()
+        x = np.asarray(spikes)
+        want = self.network.input_shape
+        if x.ndim != 2 + len(want) or x.shape[2:] != want or min(x.shape[:2]) < 1:
+            raise EventsError(f"TorchModel input must have shape (steps, batch, *{want}), got {x.shape}")
+        if x.dtype.kind not in "biuf":
+            raise EventsError(f"TorchModel input must hold numbers, got dtype {x.dtype}")
+        bad = np.argwhere(~np.isfinite(x))
+        if bad.size:
+            where = tuple(int(i) for i in bad[0])
+            raise EventsError(f"TorchModel input is not finite at index {where} (step, sample, *position)")
+        cast = x.astype(self.dtype)
+        if not np.array_equal(cast, x):
+            raise EventsError(f"TorchModel input is {x.dtype} and would lose values as {self.dtype}; convert it first")
+        return torch.from_numpy(np.ascontiguousarray(cast)).to(self.device)
+
+    def _masks(self, masks: dict | None, batch: int) -> dict:
+        torch = _import_torch()
+        masks = masks or {}
+        unknown = sorted(set(masks) - set(self._dropouts))
+        if unknown:
+            raise OptionError(f"masks given for layers that are not Dropout layers of this network: {unknown}")
+        out = {}
+        for name, keep in masks.items():
+            layer = self._dropouts[name]
+            shape = (batch,) + self.network.shapes[name][1]
+            keep = np.asarray(keep)
+            if keep.dtype != np.bool_ or keep.shape != shape:
+                raise LayerError(layer, f"mask must be a bool array of shape {shape}, got {keep.dtype} {keep.shape}")
+            out[name] = torch.from_numpy(keep.copy()).to(self.device)
+        return out
+
+
+# ====================================================================== helpers
+def _float_dtype(torch, dtype: Any) -> np.dtype:
+    if isinstance(dtype, torch.dtype):
+        dtype = str(dtype).removeprefix("torch.")
+    try:
+        out = np.dtype(dtype)
+    except TypeError:
+        out = None
+    if out not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise OptionError(f"dtype must be None, float32 or float64, got {dtype!r}")
+    return out
+
+
+def _numpy(steps: list) -> np.ndarray:
+    """Per-step tensors stacked along axis 0, as a NumPy array on the host."""
+    torch = _import_torch()
+    return torch.stack([s.detach() for s in steps]).cpu().numpy()
+
+
+@contextmanager
+def _full_float32(torch) -> Iterator[None]:
+    """Full float32 precision for matrix products and cuDNN convolutions while a model computes.
+
+    CUDA may round float32 operands to TF32 (10 mantissa bits) in ``linear``
+    and ``conv2d``, and a process may have asked for lower precision on the
+    CPU too; a reference must not, so both are switched off and restored.
+    """
+    precision = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        with torch.backends.cudnn.flags(
+            enabled=torch.backends.cudnn.enabled, benchmark=False, deterministic=True, allow_tf32=False
+        ):
+            yield
+    finally:
+        torch.set_float32_matmul_precision(precision)
