@@ -109,11 +109,11 @@ def run_dense(
     _check_input(x, input_shape, dtype)
     batch, steps = x.shape[:2]
 
-    plan = _Plan(dtype)
+    plan = DensePlan(dtype)
     plan.add(network.layers, input_shape)
     keep = plan.dropout_masks(batch, rng, masks) if train else {}
 
-    walk = _Walk(plan, keep, batch)
+    walk = DenseWalk(plan, keep, batch)
     for t in range(steps):
         walk.sequence(network.layers, x[:, t])
 
@@ -136,7 +136,7 @@ def _check_input(x: np.ndarray, input_shape: tuple[int, ...], dtype: np.dtype) -
         raise ValueError(f"run_dense input is not finite at sample {b}, step {t}, position {tuple(where)}")
 
 
-class _Plan:
+class DensePlan:
     """What is fixed for the whole run: shapes, weights and thresholds in the run's dtype.
 
     Built by one walk over the layers before the first step, which also
@@ -221,10 +221,14 @@ class _Plan:
         return keep
 
 
-class _Walk:
-    """One pass over the layers per step, keeping neuron state and the records."""
+class DenseWalk:
+    """One pass over the layers per step, keeping neuron state and the records.
 
-    def __init__(self, plan: _Plan, keep: dict[str, np.ndarray], batch: int) -> None:
+    Public so that a walk computing something else per layer (the rounding
+    bounds of eventsim.testing.compare) can override single layer steps.
+    """
+
+    def __init__(self, plan: DensePlan, keep: dict[str, np.ndarray], batch: int) -> None:
         self.plan = plan
         self.keep = keep
         self.batch = batch

@@ -38,7 +38,7 @@ from math import prod
 
 import numpy as np
 
-from eventsim.dense.network import _Plan, _Walk
+from eventsim.dense.network import DensePlan, DenseWalk
 from eventsim.errors import LayerError, OptionError
 from eventsim.events import Events
 from eventsim.layers import (
@@ -177,14 +177,14 @@ def rounding_depths(network: Network, steps: int) -> dict[str, int]:
     return depths
 
 
-class _MagnitudeWalk(_Walk):
+class _MagnitudeWalk(DenseWalk):
     """The dense walk on magnitudes: ``|W|`` on ``|x|``; neurons emit eventsim's spikes.
 
     ``potentials[name]`` collects each neuron layer's current magnitude
     ``A_I[t] = sum |w| |x| + |b|`` instead of a potential.
     """
 
-    def __init__(self, plan: _Plan, batch: int, spikes: dict[str, np.ndarray]) -> None:
+    def __init__(self, plan: DensePlan, batch: int, spikes: dict[str, np.ndarray]) -> None:
         super().__init__(plan, {}, batch)
         self.spikes = spikes
         self.step = 0
@@ -209,7 +209,7 @@ def magnitudes(network: Network, spikes: np.ndarray, reference: dict[str, LayerR
     reset convention (delayed or not).
     """
     dtype = np.float64
-    plan = _Plan(np.dtype(dtype))
+    plan = DensePlan(np.dtype(dtype))
     plan.add(network.layers, network.input_shape)
     plan.params = {k: (np.abs(w), None if b is None else np.abs(b)) for k, (w, b) in plan.params.items()}
     spike_maps = {name: rec.outputs.astype(dtype) for name, rec in reference.items() if rec.potentials is not None}
