@@ -200,3 +200,17 @@ def test_the_worst_gradient_entry_is_named():
         compare_gradients(wide, reference, {"fc1.weight": np.zeros((3, 2), np.float32)})
     with pytest.raises(OptionError, match="float64 networks only"):
         compare_gradients(network, {}, {})
+
+
+def test_an_array_of_rounding_noise_is_judged_against_the_network_gradient_scale():
+    net = es.Network([es.Linear(2, 2, weight=np.full((2, 2), 0.5), bias=np.zeros(2)), es.Readout()], (2,),
+                     dtype=np.float64)
+    reference = {"fc1.weight": np.array([[1.0, -2.0], [0.5, 0.25]]), "fc1.bias": np.array([6.7e-16, 0.0])}
+    noise = {"fc1.weight": reference["fc1.weight"].copy(), "fc1.bias": np.array([5.6e-16, 1.1e-16])}
+    found = compare_gradients(net, reference, noise)
+    assert found.ok, str(found)  # errors of ~1e-16 against a gradient scale of 2
+    # A real error in a small array still fails: the bias is 1e-3 of the largest entry, off by 1 %.
+    small = {"fc1.weight": reference["fc1.weight"], "fc1.bias": np.array([2e-3, 0.0])}
+    wrong = {"fc1.weight": reference["fc1.weight"].copy(), "fc1.bias": np.array([2.02e-3, 0.0])}
+    found = compare_gradients(net, small, wrong)
+    assert not found.ok and found.worst.key == "fc1.bias" and found.worst.error == pytest.approx(1e-2)

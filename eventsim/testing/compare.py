@@ -42,7 +42,7 @@ from eventsim.dense.network import DensePlan, DenseWalk
 from eventsim.errors import LayerError, OptionError
 from eventsim.events import Events
 from eventsim.layers import (
-    LIF, AvgPool, Conv2d, Dropout, Flatten, Identity, Layer, Linear, MaxPool, Residual, SpikingAvgPool, SumPool,
+    LIF, AvgPool, Conv2d, Dropout, Identity, Layer, Linear, MaxPool, Residual, SpikingAvgPool, SumPool,
 )
 from eventsim.network import Network
 from eventsim.testing.protocol import GradientRequest, LayerRecord

@@ -28,24 +28,11 @@ from typing import Any
 import numpy as np
 
 from eventsim.errors import LayerError
-from eventsim.layers import (
-    LIF,
-    AvgPool,
-    Conv2d,
-    Dropout,
-    Flatten,
-    Identity,
-    Layer,
-    Linear,
-    MaxPool,
-    Readout,
-    Residual,
-    SpikingAvgPool,
-    SumPool,
-)
+from eventsim.layers import LIF, Layer, Readout, Residual, SpikingAvgPool
 from eventsim.network import Network
 from eventsim.testing.protocol import LayerRecord
 from eventsim.testing.strategies import Features
+from eventsim.testing.torch_modules import synapse_module
 
 #: What the adapter reproduces bit for bit (with dyadic weights). It also
 #: takes a soft reset with ``reset_delayed=True`` ("subtract"), which
@@ -94,24 +81,9 @@ class SnnTorchModel:
     def _module(self, layer: Layer) -> Any:
         nn = self.torch.nn
         shape = self.network.shapes[layer.name][1]
-        if isinstance(layer, Conv2d):
-            module = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
-                               padding=layer.padding, bias=layer.bias is not None)
-            return self._weights(module, layer)
-        if isinstance(layer, Linear):
-            return self._weights(nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None), layer)
-        if isinstance(layer, AvgPool):
-            return nn.AvgPool2d(layer.kernel_size, stride=layer.stride)
-        if isinstance(layer, SumPool):
-            return nn.AvgPool2d(layer.kernel_size, stride=layer.stride, divisor_override=1)
-        if isinstance(layer, Identity):
-            return nn.AvgPool2d(1, stride=layer.stride)
-        if isinstance(layer, MaxPool):
-            return nn.MaxPool2d(layer.kernel_size, stride=layer.stride)
-        if isinstance(layer, Dropout):
-            return nn.Identity()  # off at inference
-        if isinstance(layer, Flatten):
-            return nn.Flatten()
+        module = synapse_module(layer, self.dtype)
+        if module is not None:
+            return module
         if isinstance(layer, SpikingAvgPool):
             return nn.Sequential(nn.AvgPool2d(layer.kernel_size, stride=layer.stride),
                                  self._leaky(layer.neuron, shape, layer))
@@ -120,14 +92,6 @@ class SnnTorchModel:
         if isinstance(layer, Residual):
             return _ResidualModule(self, layer)
         raise LayerError(layer, "has no snnTorch counterpart in this adapter")
-
-    def _weights(self, module: Any, layer: Conv2d | Linear) -> Any:
-        torch = self.torch
-        with torch.no_grad():
-            module.weight.copy_(torch.from_numpy(layer.weight))
-            if layer.bias is not None:
-                module.bias.copy_(torch.from_numpy(layer.bias))
-        return module.to(self.dtype)
 
     def _leaky(self, neuron: LIF, shape: tuple[int, ...], layer: Layer) -> Any:
         """``snn.Leaky`` with per-neuron beta and threshold tensors (what ``export_to_nir`` needs)."""

@@ -1,0 +1,151 @@
+"""Norse against eventsim: the adapter, and the Norse rows of docs/conventions.md.
+
+Norse's box neurons are eventsim's LIF with the leak applied to the input
+(input_gain = 1 - leak); generated networks get that gain on every neuron
+(with_euler_gain) before they are built.
+"""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+pytest.importorskip("torch")
+norse = pytest.importorskip("norse.torch")
+
+import eventsim as es
+from eventsim.testing import compare_forward, net_cases, reference_records
+from eventsim.testing.norse_adapter import FEATURES, LEAKS, NorseCandidate, with_euler_gain
+
+FLOAT32 = replace(FEATURES, dtypes=(np.float32,))
+
+
+def _norse_records(case):
+    with_euler_gain(case.network)
+    return NorseCandidate().build(case.network).run(case.spikes)
+
+
+@settings(max_examples=25)
+@given(net_cases(features=FEATURES))
+def test_adapter_reproduces_eventsim_bit_for_bit(case):
+    """float64, dyadic weights and leaks 0.5 / 0.75 / 0.875: every intermediate value is exact."""
+    records = _norse_records(case)
+    comparison = compare_forward(case.network, case.spikes, records, exact=True)
+    assert comparison.ok, str(comparison)
+
+
+@settings(max_examples=15)
+@given(net_cases(features=FLOAT32))
+def test_adapter_meets_the_tolerance_contract_in_float32(case):
+    """In float32 the potentials outgrow the mantissa; Norse's v + k (I - v) and eventsim's
+    lam U + g I then round differently, within the contract's bound."""
+    records = _norse_records(case)
+    comparison = compare_forward(case.network, case.spikes, records, exact=False)
+    assert comparison.ok, str(comparison)
+
+
+@settings(max_examples=15)
+@given(net_cases(features=FEATURES))
+def test_without_the_euler_gain_eventsim_differs_exactly_where_current_flows(case):
+    """eventsim's default g = 1 disagrees with Norse as soon as any neuron sees a nonzero current
+    (some potential is nonzero), and agrees on the cases where none does."""
+    records = _norse_records(case)
+    current_flows = any(np.any(r.potentials) for r in reference_records(case.network, case.spikes).values()
+                        if r.potentials is not None)
+    for layer in case.network.walk():
+        if isinstance(layer, es.LIF):
+            layer.input_gain = 1.0
+    comparison = compare_forward(case.network, case.spikes, records, exact=True)
+    assert comparison.ok != current_flows, str(comparison)
+
+
+def _linear_net(neuron: es.LIF, dtype=np.float64) -> es.Network:
+    return es.Network([es.Linear(3, 2, weight=np.ones((2, 3), dtype)), neuron], (3,), dtype=dtype)
+
+
+@pytest.mark.parametrize("neuron, problem", [
+    (es.LIF(1.0, leak=0.5), "input_gain 1.0 differs"),
+    (es.IF(1.0), "1 - leak = 0.0"),
+    (es.LIF(1.0, leak=0.5, input_gain=0.5, strict=False), ">="),
+    (es.LIF(1.0, leak=0.5, input_gain=0.5, reset="soft", reset_delayed=True), "reset_delayed"),
+    (es.LIF(np.array([1.0, np.inf]), leak=0.5, input_gain=0.5, reset="soft"), "infinite threshold"),
+])
+def test_adapter_refuses_what_box_neurons_cannot_compute(neuron, problem):
+    net = _linear_net(neuron)
+    with pytest.raises(es.LayerError, match=problem) as info:
+        NorseCandidate().build(net)
+    assert f"'{net.layers[1].name}'" in str(info.value)
+
+
+def test_adapter_refuses_spiking_average_pooling_by_name():
+    net = es.Network([es.SpikingAvgPool(2), es.Flatten(), es.Linear(4, 1, weight=np.ones((1, 4), np.float32)),
+                      es.LIF(1.0, leak=0.5, input_gain=0.5)], (1, 4, 4))
+    with pytest.raises(es.LayerError, match="no Norse counterpart") as info:
+        NorseCandidate().build(net)
+    assert f"'{net.layers[0].name}'" in str(info.value)
+
+
+def _box_cell(theta: float, v_reset: float, leak: float):
+    """Norse's LIFBoxCell as docs/conventions.md maps it: dt = 1, tau_mem_inv = 1 - leak, v_leak = 0."""
+    import torch
+
+    p = norse.LIFBoxParameters(tau_mem_inv=torch.tensor(1.0 - leak, dtype=torch.float64),
+                               v_leak=torch.tensor(0.0, dtype=torch.float64),
+                               v_th=torch.tensor(theta, dtype=torch.float64),
+                               v_reset=torch.tensor(v_reset, dtype=torch.float64))
+    return norse.LIFBoxCell(p, dt=1.0)
+
+
+def _run_cell(cell, currents: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Norse's spikes and returned potentials v, one neuron, from Norse's initial state."""
+    import torch
+
+    state, spikes, v = None, [], []
+    with torch.no_grad():
+        for current in currents:
+            z, state = cell(torch.tensor([current], dtype=torch.float64), state)
+            spikes.append(float(z[0]))
+            v.append(float(state.v[0]))
+    return np.array(spikes), np.array(v)
+
+
+def test_norse_returns_the_potential_after_the_reset_and_fires_on_greater_than():
+    """The Norse LIFBox row: from v = 0, U = lam R + (1 - lam) I; fires on v - v_th > 0 (U = theta does
+    not fire); the v Norse returns is R(U, s) (v_reset after a spike), not the pre-threshold U."""
+    leak, theta, v_reset = 0.5, 1.0, -0.5
+    currents = np.array([2.0, 0.0, 2.0, 3.0, 4.0, 0.0])  # U: 1 (= theta), 0.5, 1.25 (fires), ...
+    spikes, v = _run_cell(_box_cell(theta, v_reset, leak), currents)
+    layer = es.LIF(theta, leak=leak, input_gain=1 - leak, v_reset=v_reset)
+    net = es.Network([layer], (1,), dtype=np.float64)
+    ref = reference_records(net, currents.reshape(-1, 1, 1))[layer.name]
+    u, s = ref.potentials.ravel(), ref.outputs.ravel()
+    assert u[0] == theta and s[0] == 0
+    np.testing.assert_array_equal(spikes, s)
+    assert s.any() and not np.array_equal(v, u)
+    np.testing.assert_array_equal(v, np.where(s == 1, v_reset, u))
+    loose = es.Network([es.LIF(theta, leak=leak, input_gain=1 - leak, v_reset=v_reset, strict=False)], (1,),
+                       dtype=np.float64)
+    assert reference_records(loose, currents.reshape(-1, 1, 1))["lif1"].outputs.ravel()[0] == 1
+
+
+@settings(max_examples=20)
+@given(leak=st.sampled_from(LEAKS), theta=st.sampled_from([0.5, 1.0, 1.5]), v_reset=st.sampled_from([0.0, -0.5]),
+       currents=st.lists(st.integers(-8, 16).map(lambda k: k / 4), min_size=1, max_size=12))
+def test_norse_lif_with_a_one_step_synapse_is_the_box_neuron(leak, theta, v_reset, currents):
+    """The Norse LIF row: with dt tau_syn_inv = 1 the synaptic current i decays to 0 within the step, so
+    LIFCell is eventsim's LIF with input_gain = 1 - leak (spikes; v after the reset, as LIFBox)."""
+    import torch
+
+    p = norse.LIFParameters(tau_syn_inv=torch.tensor(1.0, dtype=torch.float64),
+                            tau_mem_inv=torch.tensor(1.0 - leak, dtype=torch.float64),
+                            v_leak=torch.tensor(0.0, dtype=torch.float64),
+                            v_th=torch.tensor(theta, dtype=torch.float64),
+                            v_reset=torch.tensor(v_reset, dtype=torch.float64))
+    spikes, v = _run_cell(norse.LIFCell(p, dt=1.0), np.array(currents))
+    layer = es.LIF(theta, leak=leak, input_gain=1 - leak, v_reset=v_reset)
+    ref = reference_records(es.Network([layer], (1,), dtype=np.float64), np.reshape(currents, (-1, 1, 1)))["lif1"]
+    u, s = ref.potentials.ravel(), ref.outputs.ravel()
+    np.testing.assert_array_equal(spikes, s)
+    np.testing.assert_array_equal(v, np.where(s == 1, v_reset, u))
