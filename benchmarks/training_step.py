@@ -5,7 +5,10 @@ code): conv 2->20 5x5 -> LIF -> spiking avg pool 2 -> conv 20->50 5x5 -> LIF ->
 spiking avg pool 2 -> fc 3200->200 -> LIF -> fc 200->10 -> readout; tau = 100
 steps, theta = 1, Lee's initialisation. Input: N-MNIST-like events, 34x34x2,
 unit spikes at a fixed density per step (2 %, about what binning a 300 ms
-recording of ~4,000 events into 100 steps gives), batch of 8.
+recording of ~4,000 events into 100 steps gives), batch of 8; or, with
+``--nmnist``, real N-MNIST training recordings (evenly spaced over the split)
+binned to T binary steps as ``eventsim train nmnist`` bins them. The batch
+runs on ``--threads`` threads (:func:`eventsim.set_threads`).
 
 One step = forward with the rule's records, Lee's MSE loss, the rule's
 gradients, one Adam update. Each (rule, T) runs in a fresh process: after a
@@ -20,6 +23,7 @@ keeps counts and traces only, so its memory must stay flat in T; bptt keeps
 potentials and spikes of every step, O(T x neurons).
 
 Run:  python benchmarks/training_step.py [--steps 25 100 300] [--batch 8] [--repeats 3]
+                                        [--threads 1 2] [--nmnist [DATA_FOLDER]]
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ WORKER = textwrap.dedent("""
     from eventsim.learning.trainer import train_step
 
     rule_name, steps, batch, repeats, density = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+    threads, data = int(sys.argv[6]), json.loads(sys.argv[7])
+    es.set_threads(threads)
     rng = np.random.default_rng(0)
     net = es.Network([
         es.Conv2d(2, 20, 5, padding=2), es.LIF(1.0, tau=100.0), es.SpikingAvgPool(2),
@@ -51,9 +57,17 @@ WORKER = textwrap.dedent("""
         es.Linear(200, 10), es.Readout(tau=100.0),
     ], (2, 34, 34))
     init_lee2020(net, rng)
-    on = rng.random((batch, steps, 2, 34, 34)) < density
-    x = es.Events.from_dense(on.astype(np.float32))
-    labels = rng.integers(0, 10, batch)
+    if data["nmnist"]:
+        from eventsim.datasets import NMNIST
+        from eventsim.encoders.binning import bin_events
+        split = NMNIST(data["root"], "train")
+        picked = np.linspace(0, len(split) - 1, batch).astype(int)
+        x = es.Events.concat([bin_events(split[int(i)][0], sensor=split.sensor, steps=steps) for i in picked])
+        labels = split.labels[picked]
+    else:
+        on = rng.random((batch, steps, 2, 34, 34)) < density
+        x = es.Events.from_dense(on.astype(np.float32))
+        labels = rng.integers(0, 10, batch)
     rule, loss, opt = rule_from_config(rule_name), LeeMSE(), Adam(1e-3)
 
     def step():
@@ -91,10 +105,10 @@ def _worker(args: list[str], env: dict) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def measure(rule: str, steps: int, batch: int, repeats: int, density: float) -> dict:
+def measure(rule: str, steps: int, batch: int, repeats: int, density: float, threads: int, data: dict) -> dict:
     """Time with the default allocator (fixed thresholds make every allocation fault
     its pages in again), peak memory with fixed thresholds; two fresh processes."""
-    args = [rule, str(steps), str(batch), str(repeats), str(density)]
+    args = [rule, str(steps), str(batch), str(repeats), str(density), str(threads), json.dumps(data)]
     timed = _worker(args, dict(os.environ))
     timed["peak_growth_mb"] = _worker(args, {**os.environ, **MALLOC})["peak_growth_mb"]
     return timed
@@ -106,20 +120,26 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--density", type=float, default=0.02)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1])
+    parser.add_argument("--nmnist", nargs="?", const="", default=None, metavar="DATA_FOLDER",
+                        help="real N-MNIST input (data folder as eventsim.datasets resolves it)")
     args = parser.parse_args()
+    data = {"nmnist": args.nmnist is not None, "root": args.nmnist or None}
     if not sys.platform.startswith("linux"):
         sys.exit("the peak-memory measurement needs Linux /proc")
+    source = "N-MNIST" if data["nmnist"] else f"input density {args.density}"
     print(f"# {platform.processor() or platform.machine()}, Python {platform.python_version()}, "
-          f"batch {args.batch}, input density {args.density}")
-    print(f"{'T':>5} {'rule':>8} {'step s':>8} {'ms/sample':>10} {'peak MB':>9}  spikes per layer")
+          f"batch {args.batch}, {source}")
+    print(f"{'T':>5} {'rule':>8} {'threads':>7} {'step s':>8} {'ms/sample':>10} {'peak MB':>9}  spikes per layer")
     rows = {}
     for steps in args.steps:
         for rule in ("lee2020", "bptt"):
-            r = measure(rule, steps, args.batch, args.repeats, args.density)
-            rows[rule, steps] = r
-            active = " ".join(f"{k}={v}" for k, v in r["spikes"].items() if k.startswith("lif"))
-            print(f"{steps:>5} {rule:>8} {r['seconds']:>8.3f} {1000 * r['seconds'] / args.batch:>10.1f} "
-                  f"{r['peak_growth_mb']:>9.1f}  {active}")
+            for threads in args.threads:
+                r = measure(rule, steps, args.batch, args.repeats, args.density, threads, data)
+                rows[rule, steps] = r  # the last thread count is compared below
+                active = " ".join(f"{k}={v}" for k, v in r["spikes"].items() if k.startswith("lif"))
+                print(f"{steps:>5} {rule:>8} {threads:>7} {r['seconds']:>8.3f} {1000 * r['seconds'] / args.batch:>10.1f} "
+                      f"{r['peak_growth_mb']:>9.1f}  {active}")
     print()
     print(f"{'T':>5} {'bptt/lee2020 time':>18} {'bptt/lee2020 memory':>20}")
     for steps in args.steps:

@@ -26,6 +26,7 @@ from eventsim.layers import (
     SumPool,
 )
 from eventsim.network import Network, RunResult
+from eventsim.threads import get_threads, set_threads
 
 __version__ = "0.1.0"
 
@@ -56,4 +57,6 @@ __all__ = [
     "SpikingAvgPool",
     "SumPool",
     "estimate_energy",
+    "get_threads",
+    "set_threads",
 ]

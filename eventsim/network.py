@@ -23,6 +23,7 @@ potentials. Counts and traces take memory independent of T.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from math import prod
 from typing import Iterable, Sequence
@@ -51,6 +52,7 @@ from eventsim.layers import (
     Weighted,
     check_finite,
 )
+from eventsim.threads import ordered_map
 
 RECORDS = ("counts", "traces", "spikes", "potentials", "currents")
 #: The records that keep a value per neuron and step, O(T x neurons).
@@ -63,6 +65,28 @@ Window = tuple  # (indptr, index, value) of K steps, see eventsim.kernels
 
 def _is_neuron(layer: Layer) -> bool:
     return isinstance(layer, LIF)
+
+
+_scratch = threading.local()
+
+
+def _zeroed(shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
+    """A zeroed window buffer, reused by the calling thread from one window to the next.
+
+    One stage's buffer is done with before the next stage starts (what
+    leaves a stage is copied out: events, records, the readout), so one
+    buffer per thread serves them all. Reusing it spares a fresh allocation
+    of up to ``WINDOW_ELEMENTS`` per stage and window, whose page faults
+    would also serialise the threads.
+    """
+    size = shape[0] * shape[1]
+    buf = getattr(_scratch, dtype.name, None)
+    if buf is None or buf.shape[0] < size:
+        buf = np.empty(max(size, WINDOW_ELEMENTS), dtype)
+        setattr(_scratch, dtype.name, buf)
+    out = buf[:size].reshape(shape)
+    out.fill(0)
+    return out
 
 
 # ============================================================ per-sample state
@@ -192,7 +216,7 @@ class _NeuronStage(_Stage):
 
     def run(self, sample: _Sample, *xs: Window) -> Window:
         steps = xs[0][0].shape[0] - 1
-        cur = np.zeros((steps, prod(self.shape)), self.dtype)
+        cur = _zeroed((steps, prod(self.shape)), self.dtype)
         for op, x in zip(self.ops, xs):
             self._count(sample, op.name, op.scatter(cur, x))
         t0 = sample.window_start
@@ -221,7 +245,7 @@ class _PassStage(_Stage):
         return [(self.op.name, self.op.counter)]
 
     def run(self, sample: _Sample, x: Window) -> Window:
-        cur = np.zeros((x[0].shape[0] - 1, prod(self.shape)), self.dtype)
+        cur = _zeroed((x[0].shape[0] - 1, prod(self.shape)), self.dtype)
         self._count(sample, self.op.name, self.op.scatter(cur, x))
         out = kernels.currents_to_events(cur, self.op.out3[0], sample.totals[self.name])
         return self._emitted(sample, out)
@@ -557,7 +581,11 @@ class Network:
             }
             for what in PER_STEP_RECORDS if what in record
         }
-        samples = [self._run_sample(stages, events, b, record, window, per_step, keep) for b in range(batch)]
+        # Samples are independent: they run in parallel (eventsim.threads),
+        # and every per-sample result lands in its own slot.
+        samples = list(ordered_map(
+            lambda b: self._run_sample(stages, events, b, record, window, per_step, keep), range(batch)
+        ))
         result = self._collect(stages, samples, record, keep, steps)
         for what, arrays in per_step.items():
             setattr(result, what, arrays)

@@ -74,8 +74,8 @@ class Frames:
     masks : dict
         Dropout keep masks of the chunk, ``(K or 1, *shape)`` bool, by layer name.
     sample : int or None
-        The sample whose steps the chunk holds (per-step rules); None when
-        the frames are the totals of the whole batch.
+        The sample whose frames the chunk holds (its steps for the per-step
+        rules, its totals for ``lee2020``).
     """
 
     streams: dict[str | None, Events]
@@ -118,6 +118,12 @@ class Backprop:
         """Back-propagate ``top`` (dL/d(output of the last layer), channel-last, one row per frame)."""
         self._frames = frames
         self._sequence(self.network.layers, None, top, need_input=False)
+
+    def add(self, other: "Backprop") -> "Backprop":
+        """Add the gradients ``other`` accumulated to this one's; returns self."""
+        for key, acc in self._acc.items():
+            acc += other._acc[key]
+        return self
 
     def finish(self) -> dict[str, np.ndarray]:
         """The accumulated gradients in the parameters' own layouts and dtype."""
@@ -214,7 +220,11 @@ class Backprop:
             return out
         if isinstance(layer, Linear):
             kernels.linear_weight_grad(self._acc[f"{layer.name}.weight"], *self._frames.events(source), delta)
-            return delta @ layer.weight if need_input else None
+            if not need_input:
+                return None
+            out = np.zeros((k, h * w * ci), self.dtype)
+            kernels.linear_transpose(out, delta, layer.weight)
+            return out
         if not need_input:
             return None
         if isinstance(layer, (AvgPool, SumPool)):

@@ -29,6 +29,7 @@ from eventsim.kernels import reverse_recursion
 from eventsim.layout import to_channel_last
 from eventsim.learning.backprop import Backprop, Frames, neuron_thresholds
 from eventsim.learning.surrogates import StraightThrough, Surrogate, surrogate_from_config
+from eventsim.threads import ordered_map
 
 
 class Rule:
@@ -70,9 +71,24 @@ class Rule:
             arrays of the parameters' shapes and dtype.
         """
         grad_output = self._check(network, events, result, grad_output)
-        backprop = Backprop(network, self._neuron_backward(network, result))
-        self._backward(backprop, network, events, result, grad_output)
-        return backprop.finish()
+        neuron = self._neuron_backward(network, result)
+        streams = self._streams(events, result)
+        rows = streams[None].steps  # frames per sample
+
+        def sample_backward(b: int) -> Backprop:
+            frames = Frames(streams, slice(b * rows, (b + 1) * rows),
+                            {k: m[b : b + 1] for k, m in result.masks.items()}, sample=b)
+            top = to_channel_last(grad_output[b], network.output_shape)
+            backprop = Backprop(network, neuron)
+            backprop.run(frames, np.ascontiguousarray(np.broadcast_to(top, (rows, top.shape[0]))))
+            return backprop
+
+        # Samples in parallel (eventsim.threads), their gradients summed in
+        # sample order: the sum is the same whatever the number of threads.
+        total = None
+        for backprop in ordered_map(sample_backward, range(result.batch)):
+            total = backprop if total is None else total.add(backprop)
+        return total.finish()
 
     def config(self) -> dict:
         """JSON-ready description; :func:`rule_from_config` inverts it."""
@@ -82,15 +98,12 @@ class Rule:
     def _neuron_backward(self, network: Network, result: RunResult):
         raise NotImplementedError
 
-    def _backward(self, backprop, network, events, result, grad_output) -> None:
-        """Per-step rules: one chunk of T frames per sample, the top gradient at every step."""
-        steps = result.steps
-        streams: dict[str | None, Events] = {None: events, **result.spikes}
-        for b in range(result.batch):
-            frames = Frames(streams, slice(b * steps, (b + 1) * steps),
-                            {k: m[b : b + 1] for k, m in result.masks.items()}, sample=b)
-            top = to_channel_last(grad_output[b], network.output_shape)
-            backprop.run(frames, np.ascontiguousarray(np.broadcast_to(top, (steps, top.shape[0]))))
+    def _streams(self, events: Events, result: RunResult) -> dict[str | None, Events]:
+        """The input events of every layer by name (None: the network's input), one frame per row.
+
+        Per-step rules: the recorded spikes, a frame per step of a sample.
+        """
+        return {None: events, **result.spikes}
 
     def _check(self, network, events, result, grad_output) -> np.ndarray:
         missing = [r for r in self.records if r not in result.recorded]
@@ -172,13 +185,13 @@ class Lee2020(Rule):
         out.update({f"masks/{k}": v for k, v in result.masks.items()})
         return out
 
-    def _backward(self, backprop, network, events, result, grad_output) -> None:
+    def _streams(self, events: Events, result: RunResult) -> dict[str | None, Events]:
+        """One frame per sample: its summed input and spike counts."""
         saved = self.saved(events, result)
         streams: dict[str | None, Events] = {None: Events.from_dense(saved["input"][:, None])}
         for name, counts in result.counts.items():
             streams[name] = Events.from_dense(counts[:, None])
-        frames = Frames(streams, slice(0, result.batch), dict(result.masks))
-        backprop.run(frames, to_channel_last(grad_output, network.output_shape))
+        return streams
 
     def _neuron_backward(self, network: Network, result: RunResult):
         dtype = network.dtype
@@ -188,10 +201,11 @@ class Lee2020(Rule):
             gain = dtype.type(neuron.input_gain)
             if kind == "readout":
                 return grad * gain / steps
-            gamma = to_channel_last(result.counts[name], shape)
+            b = frames.sample
+            gamma = to_channel_last(result.counts[name][b], shape)
             if kind == "pool":
                 return grad * (gamma > 0)
-            ng = _neuron_ng(neuron, gamma, to_channel_last(result.traces[name], shape))
+            ng = _neuron_ng(neuron, gamma, to_channel_last(result.traces[name][b], shape))
             return grad * (gain * ng / neuron_thresholds(neuron, shape, dtype))
 
         return backward

@@ -26,7 +26,7 @@ independently; the twin is the reference in tests.
 from eventsim.kernels.conv import conv_scatter, conv_transpose, conv_weight_grad
 from eventsim.kernels.currents import add_bias, currents_to_events
 from eventsim.kernels.dropout import dropout_events
-from eventsim.kernels.linear import linear_scatter, linear_weight_grad
+from eventsim.kernels.linear import linear_scatter, linear_transpose, linear_weight_grad
 from eventsim.kernels.neurons import lif_window, reverse_recursion
 from eventsim.kernels.pooling import maxpool_events, maxpool_route, pool_scatter, pool_transpose
 
@@ -39,6 +39,7 @@ __all__ = [
     "dropout_events",
     "lif_window",
     "linear_scatter",
+    "linear_transpose",
     "linear_weight_grad",
     "maxpool_events",
     "maxpool_route",

@@ -1,5 +1,6 @@
 """2-D convolution as an event scatter."""
 
+import numpy as np
 from numba import njit, uint64
 
 from eventsim.kernels.geometry import position, reached
@@ -45,8 +46,17 @@ def conv_scatter(cur, indptr, index, value, weight, in_hw, out_hw, stride, paddi
         # ravel() of a strided array is a copy: the sums would be lost.
         raise ValueError("conv_scatter: the current buffer must be C-contiguous")
     flat_cur = cur.ravel()
-    flat_w = weight.ravel()
+    # The taps reversed along x: along a row of outputs, ox ascending, an
+    # event meets the taps kx = tx - ox*sw descending; reversed, they ascend
+    # with the outputs, so with stride 1 the whole row is one contiguous run
+    # of (outputs x channels) in both arrays, one long vector loop instead of
+    # one short loop per output.
+    flat_w = np.empty_like(weight)
+    for kx in range(kw):
+        flat_w[:, :, kw - 1 - kx, :] = weight[:, :, kx, :]
+    flat_w = flat_w.ravel()
     n_out = uint64(co)
+    w_step = uint64(sw * co)
     synops = 0
     for k in range(indptr.shape[0] - 1):
         for e in range(indptr[k], indptr[k + 1]):
@@ -57,15 +67,18 @@ def conv_scatter(cur, indptr, index, value, weight, in_hw, out_hw, stride, paddi
             tx = x + pw
             oy_lo, oy_hi = reached(ty, kh, sh, ho)
             ox_lo, ox_hi = reached(tx, kw, sw, wo)
+            n_ox = max(0, ox_hi - ox_lo + 1)
+            runs, run = (1, uint64(n_ox * co)) if sw == 1 else (n_ox, n_out)
             for oy in range(oy_lo, oy_hi + 1):
                 ky = ty - oy * sh
-                for ox in range(ox_lo, ox_hi + 1):
-                    kx = tx - ox * sw
-                    out_at = uint64(k * row_size + (oy * wo + ox) * co)
-                    w_at = uint64(((c * kh + ky) * kw + kx) * co)
-                    for o in range(n_out):
-                        flat_cur[out_at + o] += v * flat_w[w_at + o]
-            synops += max(0, oy_hi - oy_lo + 1) * max(0, ox_hi - ox_lo + 1) * co
+                out_at = uint64(k * row_size + (oy * wo + ox_lo) * co)
+                w_at = uint64(((c * kh + ky) * kw + kw - 1 - (tx - ox_lo * sw)) * co)
+                for r in range(runs):
+                    for i in range(run):
+                        flat_cur[out_at + i] += v * flat_w[w_at + i]
+                    out_at += n_out
+                    w_at += w_step
+            synops += max(0, oy_hi - oy_lo + 1) * n_ox * co
     return synops
 
 

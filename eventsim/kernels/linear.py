@@ -52,3 +52,28 @@ def linear_weight_grad(grad_wt, indptr, index, value, delta):
             v = value[e]
             for o in range(no):
                 grad_wt[i, o] += v * delta[k, o]
+
+
+@njit(cache=True, nogil=True)
+def linear_transpose(grad_in, delta, weight):
+    """Add the input gradient of a linear layer (its adjoint) for K frames.
+
+    ``dL/ds[k, i] = sum_o D[k, o] * W[o, i]``, summed over o in ascending
+    order, one contiguous row of W per output; outputs whose delta is 0 are
+    skipped, so sparse deltas cost less. A loop rather than a BLAS product:
+    its order of summation is fixed, whatever threads BLAS would use.
+
+    Parameters
+    ----------
+    grad_in : (K, Ni) float array, accumulated into.
+    delta : (K, No) float array.
+    weight : (No, Ni) float array, the layer's weights.
+    """
+    n_in = weight.shape[1]
+    for k in range(delta.shape[0]):
+        for o in range(delta.shape[1]):
+            d = delta[k, o]
+            if d == 0:
+                continue
+            for i in range(n_in):
+                grad_in[k, i] += d * weight[o, i]

@@ -1,9 +1,15 @@
 """LIF / IF neuron update over a window of steps."""
 
-import numpy as np
-from numba import njit
+import sys
 
-from eventsim.kernels.buffers import grown
+import numpy as np
+from numba import njit, uint64
+from numba.cpython.unsafe.numbers import trailing_zeros
+
+from eventsim.kernels.buffers import grown_to
+
+#: Whether byte i of a 64-bit word holds its bits 8i..8i+7 (the spike scan reads bytes as words).
+LITTLE_ENDIAN = sys.byteorder == "little"
 
 
 @njit(cache=True, nogil=True)
@@ -55,37 +61,57 @@ def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.
     channels = theta.shape[0]
     plane = size // channels
     g = u.dtype.type(gain)
+    one, zero = u.dtype.type(1), u.dtype.type(0)
+    # Spike flags, padded to whole 8-byte words so that the emitting scan
+    # can skip 8 silent neurons at a time.
+    spiked = np.zeros((size + 7) // 8 * 8, np.uint8)
+    spiked_words = spiked.view(np.uint64)
+    # Thresholds per neuron, so that the step's loop runs flat over all
+    # neurons: a loop over a layer's few channels per position is too short
+    # to vectorise well.
+    th_of = np.empty(size, u.dtype)
+    for p in range(plane):
+        th_of[p * channels : (p + 1) * channels] = theta
     out_ptr = np.zeros(steps + 1, np.int64)
     out_idx = np.empty(64, np.int64)
     n = 0
     for k in range(steps):
-        for p in range(plane):
-            for c in range(channels):
-                j = p * channels + c
-                th = theta[c]
-                gi = g * u[k, j]
-                uu = v[j] + gi
-                if fired is not None:
-                    if fired[j]:  # the previous step's spike, reset after the leak
-                        uu = uu - th if soft else v_reset + gi
-                u[k, j] = uu
-                fire = uu > th if strict else uu >= th
-                if fire:
-                    if n == out_idx.shape[0]:
-                        out_idx = grown(out_idx)
-                    out_idx[n] = c * plane + p
-                    n += 1
-                    counts[j] += 1
-                    traces[j] = leak * traces[j] + 1
-                else:
-                    traces[j] = leak * traces[j]
-                if fired is not None:
-                    fired[j] = fire
-                    v[j] = leak * uu
-                elif fire:
-                    v[j] = leak * (uu - th if soft else v_reset)
-                else:
-                    v[j] = leak * uu
+        # One branch-free pass over the neurons (selects, not jumps, so that
+        # it vectorises), then a scan for the few that fired to emit them.
+        n_fired = 0
+        for j in range(size):
+            th = th_of[j]
+            gi = g * u[k, j]
+            uu = v[j] + gi
+            if fired is not None:  # the previous step's spike, reset after the leak
+                reset = uu - th if soft else v_reset + gi
+                uu = reset if fired[j] else uu
+            u[k, j] = uu
+            fire = uu > th if strict else uu >= th
+            spiked[j] = fire
+            n_fired += fire
+            counts[j] += one if fire else zero
+            traces[j] = leak * traces[j] + (one if fire else zero)
+            if fired is not None:
+                fired[j] = fire
+                v[j] = leak * uu
+            else:
+                reset = uu - th if soft else v_reset
+                v[j] = leak * (reset if fire else uu)
+        if n + n_fired > out_idx.shape[0]:
+            out_idx = grown_to(out_idx, n + n_fired)
+        end = n + n_fired
+        word = 0
+        while n < end:
+            bits = spiked_words[word]
+            while bits != 0:  # each flag byte is 0 or 1: one set bit per spike
+                byte = trailing_zeros(bits) // 8
+                j = 8 * word + (byte if LITTLE_ENDIAN else 7 - byte)
+                p = j // channels
+                out_idx[n] = (j - p * channels) * plane + p
+                n += 1
+                bits &= bits - uint64(1)
+            word += 1
         out_ptr[k + 1] = n
     return out_ptr, out_idx[:n]
 
