@@ -8,9 +8,10 @@
     eventsim convert [--steps 64 32 16 8 4] [--alpha 1 0.4]      ANN -> SNN conversion, accuracy vs T
     eventsim conform --candidate mymodule:factory [--examples N] test an implementation against eventsim
     eventsim run --graph NET.nir --input SPIKES.npz --steps T --out OUT.npz   every node's output
+    eventsim bench [--steps 25 100 300] [--threads 2] [--json]   eventsim against snnTorch and the machine
 
 This module only parses arguments and calls :mod:`eventsim.learning.runs`,
-:mod:`eventsim.learning.zoo` and :mod:`eventsim.plots`; errors eventsim
+:mod:`eventsim.learning.zoo`, :mod:`eventsim.plots` and :mod:`eventsim.bench`; errors eventsim
 raises on purpose are printed as one line and exit with status 2.
 """
 
@@ -147,6 +148,14 @@ def _cmd_run(args: argparse.Namespace) -> None:
     print(f"{args.out}: {len(arrays)} arrays ({', '.join(sorted(arrays))})")
 
 
+def _cmd_bench(args: argparse.Namespace) -> None:
+    from eventsim.bench import run_bench, table
+
+    records = run_bench(args.workloads, steps=args.steps, threads=args.threads, batch=args.batch,
+                        repeats=args.repeats, data=args.data)
+    print(json.dumps(records, indent=1) if args.json else table(records))
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="eventsim", description="Event-driven spiking neural network simulator.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -210,6 +219,26 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, help="OUT.npz, written atomically")
     r.add_argument("--dt", type=float, default=1.0, help="Euler step length of the graph's time constants (default: 1)")
     r.set_defaults(handler=_cmd_run)
+
+    from eventsim.bench.suite import DEFAULT_STEPS
+    from eventsim.bench.workloads import WORKLOADS
+
+    b = sub.add_parser(
+        "bench", help="time eventsim against snnTorch and the machine's limit (a table, or JSON records)",
+        description="Each case runs in a fresh process: warm-up, best of --repeats, peak resident memory of the "
+        "measured part. Workloads: Lee's N-MNIST LeNet5 training step (lee2020, bptt, snnTorch BPTT) and inference, "
+        "the first convolution's event scatter and the core's float32 add throughput (one core each), an epoch's "
+        "data work. The snnTorch rows need the snntorch extra; without it they are reported as skipped.",
+    )
+    b.add_argument("--steps", type=int, nargs="+", default=list(DEFAULT_STEPS), help="time steps T (default: 25 100 300)")
+    b.add_argument("--threads", type=int, nargs="+", default=[2], help="thread counts; 1 2 gives the scaling (default: 2)")
+    b.add_argument("--batch", type=int, default=16, help="samples per batch (default: 16)")
+    b.add_argument("--repeats", type=int, default=3, help="timed repetitions per case, the best kept (default: 3)")
+    b.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS), metavar="WORKLOAD",
+                   help=f"default: all ({', '.join(WORKLOADS)})")
+    b.add_argument("--json", action="store_true", help="print the records as a JSON list instead of the table")
+    b.add_argument("--data", help="data folder holding NMNIST/ (default: EVENTSIM_DATA, then ~/.cache/eventsim)")
+    b.set_defaults(handler=_cmd_bench)
 
     k = sub.add_parser("conform", help="test another implementation against eventsim on generated cases")
     k.add_argument("--candidate", required=True, help="module:factory returning a candidate (docs/testing.md)")

@@ -1,0 +1,23 @@
+"""``eventsim bench``: eventsim against snnTorch and against the machine's limit, in the same run.
+
+- :mod:`~eventsim.bench.workloads`: the workloads (Lee's N-MNIST LeNet5
+  training step and inference, the first convolution's event scatter, the
+  core's float32 add throughput, an epoch's data work) and the systems run
+  on each;
+- :mod:`~eventsim.bench.peer`: the same LeNet in snnTorch (the ``snntorch`` extra);
+- :mod:`~eventsim.bench.measure` and :mod:`~eventsim.bench.worker`: one case
+  per fresh process, threads fixed through the environment, best of N
+  repetitions after a warm-up, peak resident memory of the measured part
+  (:mod:`~eventsim.bench.memory`);
+- :mod:`~eventsim.bench.peak`: the add micro-benchmark;
+- :mod:`~eventsim.bench.report`: the ratios between records and the table;
+- :mod:`~eventsim.bench.suite`: :func:`run_bench`, a whole run.
+
+Timings are printed, never asserted: they depend on the machine.
+"""
+
+from eventsim.bench.report import table, with_ratios
+from eventsim.bench.suite import DEFAULT_STEPS, run_bench
+from eventsim.bench.workloads import WORKLOADS, Case
+
+__all__ = ["DEFAULT_STEPS", "WORKLOADS", "Case", "run_bench", "table", "with_ratios"]

@@ -1,0 +1,100 @@
+"""The ratios between records of one run, and the table ``eventsim bench`` prints.
+
+Ratios are taken only between records of the same run (same machine, same
+moment), matched on workload, T and threads:
+
+- ``speedup_over_snntorch`` (eventsim's records of a workload snnTorch also
+  runs): snnTorch's seconds per sample over eventsim's; 20 means eventsim
+  processes a sample 20 times faster;
+- ``rss_over_snntorch``: eventsim's peak resident set over snnTorch's;
+- ``fraction_of_add_peak`` (conv-scatter): its SynOps/s over the core's float32
+  adds/s measured by add-peak, both on one core;
+- ``speedup_over_1_thread`` (records with more threads): the one-thread
+  record's seconds per sample over this one's.
+"""
+
+from __future__ import annotations
+
+from eventsim.bench.workloads import PEER
+
+COLUMNS = ("workload", "system", "T", "threads", "ms/sample", "peak MB", "rise MB", "GSynOps/s", "speed-up", "note")
+
+
+def _key(record: dict, **changes: object) -> tuple:
+    r = {**record, **changes}
+    return r["workload"], r["system"], r["T"], r["threads"]
+
+
+def _ratio(num: float | None, den: float | None) -> float | None:
+    return None if num is None or den is None or den <= 0 else num / den
+
+
+def with_ratios(records: list[dict]) -> list[dict]:
+    """Copies of ``records`` with the ratios of the module docstring added where both sides were measured."""
+    seconds = {_key(r): r.get("seconds_per_sample") for r in records}
+    rss = {_key(r): r.get("peak_rss_mb") for r in records}
+    adds = next((r.get("adds_per_s") for r in records if r["workload"] == "add-peak"), None)
+    out = []
+    for r in records:
+        r = dict(r)
+        mine = r.get("seconds_per_sample")
+        peer = _key(r, system=PEER)
+        if r["system"].startswith("eventsim") and peer in seconds:
+            for name, value in (("speedup_over_snntorch", _ratio(seconds[peer], mine)),
+                                ("rss_over_snntorch", _ratio(r.get("peak_rss_mb"), rss[peer]))):
+                if value is not None:
+                    r[name] = value
+        if r["workload"] == "conv-scatter" and _ratio(r.get("synops_per_s"), adds) is not None:
+            r["fraction_of_add_peak"] = r["synops_per_s"] / adds
+        if r["threads"] > 1 and _ratio(seconds.get(_key(r, threads=1)), mine) is not None:
+            r["speedup_over_1_thread"] = seconds[_key(r, threads=1)] / mine
+        out.append(r)
+    return out
+
+
+def _number(value: float | None, scale: float = 1.0, form: str = ".4g") -> str:
+    return "-" if value is None else format(value * scale, form)
+
+
+def _note(r: dict) -> str:
+    if "skipped" in r:
+        return f"skipped: {r['skipped']}"
+    if "failed" in r:
+        return f"failed: {r['failed']}"
+    if r["workload"] == "add-peak":
+        return f"{r['adds_per_s'] / 1e9:.3g} G float32 adds/s per core"
+    if "fraction_of_add_peak" in r:
+        return f"{100 * r['fraction_of_add_peak']:.3g} % of add-peak, one core"
+    if r["workload"] == "nmnist-epoch-data":
+        return (f"data {100 * r['data_share']:.3g} % of a cached epoch, "
+                f"{100 * r['data_share_first_epoch']:.3g} % of the first (encoding)")
+    if "speedup_over_1_thread" in r:
+        return f"{r['speedup_over_1_thread']:.3g}x over 1 thread"
+    return ""
+
+
+def row(r: dict) -> tuple[str, ...]:
+    """One table row: the cells of :data:`COLUMNS` for record ``r``."""
+    speedup = r.get("speedup_over_snntorch")
+    return (
+        r["workload"], r["system"], "-" if r["T"] is None else str(r["T"]), str(r["threads"]),
+        _number(r.get("seconds_per_sample"), 1e3), _number(r.get("peak_rss_mb"), form=".1f"),
+        _number(r.get("rss_rise_mb"), form=".1f"),
+        _number(r.get("synops_per_s"), 1e-9), "" if speedup is None else f"{speedup:.4g}x", _note(r),
+    )
+
+
+def table(records: list[dict]) -> str:
+    """The records as one aligned text table, per T and thread setting as measured.
+
+    ``speed-up`` is snnTorch's time per sample over eventsim's (same
+    workload, T and threads); ``rise MB`` is how far the peak resident set
+    rose above what was resident before the measured repetition.
+    """
+    rows = [COLUMNS] + [row(r) for r in records]
+    widths = [max(len(cells[i]) for cells in rows) for i in range(len(COLUMNS))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) if i in (0, 1, len(COLUMNS) - 1) else cell.rjust(w)
+                  for i, (cell, w) in enumerate(zip(cells, widths))).rstrip()
+        for cells in rows
+    )

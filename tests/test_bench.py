@@ -1,0 +1,197 @@
+"""``eventsim bench``: its records, its table, the missing peer, and what it measures (never how fast)."""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import importlib.util
+import io
+import json
+
+import numpy as np
+import pytest
+
+from eventsim.bench import memory
+from eventsim.bench.report import table, with_ratios
+from eventsim.bench.suite import cases
+from eventsim.bench.workloads import Case, nmnist_batch
+from eventsim.cli import main
+from eventsim.errors import OptionError
+from eventsim.learning.runs import Job
+from shared_data import data_root
+
+REQUIRED = {"workload", "system", "T", "threads", "seconds_per_sample", "peak_rss_mb"}
+HAS_PEER = importlib.util.find_spec("torch") is not None and importlib.util.find_spec("snntorch") is not None
+SMALL = ["--steps", "2", "--batch", "2", "--repeats", "1"]
+
+
+def bench(*args: str) -> str:
+    """What ``eventsim bench ARGS`` prints on stdout (it must exit 0)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["bench", *args, "--data", str(data_root())]) == 0
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def records() -> list[dict]:
+    return json.loads(bench(*SMALL, "--json", "--workloads", "lenet-nmnist-train", "lenet-nmnist-infer",
+                            "conv-scatter"))
+
+
+def test_records_have_the_required_keys_and_sane_values(records):
+    pairs = {(r["workload"], r["system"]) for r in records}
+    assert pairs == {("lenet-nmnist-train", "eventsim-lee2020"), ("lenet-nmnist-train", "eventsim-bptt"),
+                     ("lenet-nmnist-train", "snntorch"), ("lenet-nmnist-infer", "eventsim"),
+                     ("lenet-nmnist-infer", "snntorch"), ("conv-scatter", "eventsim"), ("add-peak", "machine")}
+    for r in records:
+        assert REQUIRED <= set(r), r
+        assert "failed" not in r, r
+        if "skipped" in r:  # only the peer, only without torch or snntorch
+            assert r["system"] == "snntorch" and not HAS_PEER
+            continue
+        assert r["peak_rss_mb"] > 0 and r["seconds"] > 0
+        per_core = r["workload"] in ("conv-scatter", "add-peak")
+        assert r["threads"] == (1 if per_core else 2) and r["T"] == (None if r["workload"] == "add-peak" else 2)
+        if r["workload"] == "add-peak":
+            assert r["seconds_per_sample"] is None and r["adds_per_s"] > 0
+        else:
+            assert r["seconds_per_sample"] > 0
+        applies = r["system"].startswith("eventsim") or r["workload"] == "conv-scatter"
+        assert ("synops_per_s" in r) == applies, r
+        if applies:
+            assert r["synops_per_s"] > 0 and r["synops_per_sample"] > 0
+
+
+def test_synops_are_the_exact_count_of_the_batch(records):
+    """conv-scatter's SynOps against the count of in-bounds synapses per input event (5x5, padding 2,
+    34x34, 20 output channels), and the training steps' forward passes against inference's."""
+    by = {(r["workload"], r["system"]): r for r in records}
+    events, _ = nmnist_batch(Case("conv-scatter", "eventsim", 2, 1, 2, 1, str(data_root())), Job(steps=2))
+    y, x = np.divmod(events.index % (34 * 34), 34)
+
+    def reach(v):  # output rows (or columns) within 2 of v inside 0..33
+        return np.minimum(v + 2, 33) - np.maximum(v - 2, 0) + 1
+
+    expected = int(np.sum(reach(y) * reach(x))) * 20 / 2
+    assert by["conv-scatter", "eventsim"]["synops_per_sample"] == expected
+    infer = by["lenet-nmnist-infer", "eventsim"]["synops_per_sample"]
+    assert infer > expected  # the first conv is one of four weighted layers
+    for rule in ("eventsim-lee2020", "eventsim-bptt"):
+        assert by["lenet-nmnist-train", rule]["synops_per_sample"] == infer
+
+
+def test_add_peak_joins_conv_scatter_and_per_core_workloads_run_once_on_one_core():
+    run = cases(["conv-scatter"], [5, 7], [1, 2], batch=3, repeats=1, data=None)
+    assert [(c.workload, c.steps, c.threads) for c in run] == [("add-peak", None, 1), ("conv-scatter", 5, 1),
+                                                               ("conv-scatter", 7, 1)]
+    run = cases(["lenet-nmnist-infer"], [5], [1, 2], batch=3, repeats=1, data=None)
+    assert [(c.system, c.threads) for c in run] == [("eventsim", 1), ("snntorch", 1), ("eventsim", 2), ("snntorch", 2)]
+
+
+def test_the_table_prints_the_speedup_of_its_own_times(records):
+    if not HAS_PEER:
+        pytest.skip("the speed-up needs the snnTorch peer (torch and snntorch)")
+    rows = [line.split() for line in table(records).splitlines()[1:] if line.startswith("lenet")]
+    ms = {(cells[0], cells[1]): float(cells[4]) for cells in rows}
+    checked = 0
+    for cells in rows:
+        if cells[1].startswith("eventsim"):
+            printed = float(cells[8].rstrip("x"))
+            # Each time is printed to 4 significant digits: the quotient is good to 2 parts in 1e3.
+            assert printed == pytest.approx(ms[cells[0], "snntorch"] / ms[cells[0], cells[1]], rel=2e-3)
+            checked += 1
+    assert checked == 3
+
+
+def test_ratios_pair_records_of_the_same_workload_T_and_threads():
+    def rec(workload, system, T, threads, seconds, rss=100.0, **more):
+        return dict(workload=workload, system=system, T=T, threads=threads, seconds_per_sample=seconds,
+                    peak_rss_mb=rss, **more)
+
+    out = with_ratios([
+        rec("add-peak", "machine", None, 1, None, adds_per_s=4e10),
+        rec("lenet-nmnist-train", "eventsim-lee2020", 100, 2, 0.004, rss=200.0),
+        rec("lenet-nmnist-train", "snntorch", 100, 2, 0.170, rss=1460.0),
+        rec("lenet-nmnist-train", "eventsim-lee2020", 100, 1, 0.007),
+        rec("lenet-nmnist-train", "eventsim-lee2020", 300, 2, 0.010),
+        rec("conv-scatter", "eventsim", 100, 1, 0.001, synops_per_s=2e9),
+    ])
+    assert out[1]["speedup_over_snntorch"] == pytest.approx(42.5)
+    assert out[1]["rss_over_snntorch"] == pytest.approx(200 / 1460)
+    assert out[1]["speedup_over_1_thread"] == pytest.approx(1.75)
+    assert "speedup_over_snntorch" not in out[3] and "speedup_over_snntorch" not in out[4]  # no peer at 1 thread, T=300
+    assert out[5]["fraction_of_add_peak"] == pytest.approx(0.05)
+
+
+def test_missing_torch_is_reported_not_raised(monkeypatch, capsys):
+    real_import = builtins.__import__
+
+    def without_torch(name, *args, **kwargs):
+        if name.split(".")[0] in ("torch", "snntorch"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_torch)
+    printed = bench(*SMALL, "--workloads", "lenet-nmnist-infer")
+    peer_row = next(line for line in printed.splitlines() if line.split()[:2] == ["lenet-nmnist-infer", "snntorch"])
+    assert 'skipped: torch is not installed (pip install -e ".[torch]"' in peer_row
+    eventsim_row = next(line for line in printed.splitlines() if line.split()[:2] == ["lenet-nmnist-infer", "eventsim"])
+    assert float(eventsim_row.split()[4]) > 0
+    records = json.loads(bench(*SMALL, "--json", "--workloads", "lenet-nmnist-infer"))
+    skipped = [r for r in records if "skipped" in r]
+    assert [r["system"] for r in skipped] == ["snntorch"] and skipped[0]["seconds_per_sample"] is None
+    assert "speedup_over_snntorch" not in next(r for r in records if r["system"] == "eventsim")
+
+
+def test_epoch_data_splits_an_epoch_into_data_work_and_train_steps():
+    (r,) = json.loads(bench(*SMALL, "--json", "--workloads", "nmnist-epoch-data"))
+    assert r["epoch_samples"] == 1000  # the subset's training split
+    parts = r["cache_load_seconds"] + r["batching_seconds"] + r["train_seconds"]
+    assert r["seconds_per_sample"] * r["epoch_samples"] == pytest.approx(parts)
+    assert 0 < r["data_share"] < 1 and 0 < r["data_share_first_epoch"] < 1
+    assert r["data_share"] == pytest.approx((parts - r["train_seconds"]) / parts)
+
+
+def test_bad_settings_are_named():
+    with pytest.raises(OptionError, match="steps must be a positive integer, got 0"):
+        Case("lenet-nmnist-train", "eventsim-lee2020", 0, 2, 16, 3)
+    with pytest.raises(OptionError, match="unknown system of conv-scatter 'snntorch'"):
+        Case("conv-scatter", "snntorch", 10, 1, 16, 3)
+    with pytest.raises(SystemExit):  # argparse names the unknown workload and exits with status 2
+        main(["bench", "--workloads", "lenet-mnist"])
+
+
+@pytest.mark.skipif(not memory.STATUS.exists(), reason="peak resident memory is read from Linux /proc")
+def test_the_memory_reading_sees_an_allocation_of_the_measured_part():
+    before = memory.reset_peak()
+    block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
+    rise = memory.peak_resident_mb() - before
+    del block
+    assert 60 < rise < 200
+
+
+def test_the_snntorch_lenet_is_eventsim_s_lenet():
+    """Same weights, same input: the peer's readout U_L[T]/T is eventsim's. The weights are Lee's
+    initialisation rounded to multiples of 2^-10, so every current is an exact float32 sum whatever
+    the summation order (the exactness contract): any difference is a difference of network."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("snntorch")
+    from eventsim.bench.peer import load_weights, snntorch_lenet
+    from eventsim.layers import Weighted
+    from eventsim.learning.zoo import build_model
+
+    steps = 20
+    events, _ = nmnist_batch(Case("lenet-nmnist-infer", "eventsim", steps, 1, 2, 1, str(data_root())),
+                             Job(steps=steps))
+    network = build_model("lee2020-lenet5", input="nmnist", rng=np.random.default_rng(3))
+    for layer in network.walk():
+        if isinstance(layer, Weighted):
+            layer.weight = (np.round(layer.weight * 1024) / 1024).astype(np.float32)
+    result = network.run(events, record=("counts",))
+    assert result.counts["lif3"].sum() > 0  # spikes reach the last hidden layer: the comparison has teeth
+    module = snntorch_lenet()
+    load_weights(module, network)
+    with torch.no_grad():
+        _, potential = module(torch.from_numpy(np.ascontiguousarray(events.to_dense().swapaxes(0, 1))))
+    np.testing.assert_allclose(potential.numpy() / steps, result.output, rtol=1e-5, atol=1e-6)
