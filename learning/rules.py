@@ -27,7 +27,7 @@ from eventsim.layers import LIF, Readout
 from eventsim.network import Network, RunResult
 from eventsim.kernels import reverse_recursion
 from eventsim.layout import to_channel_last
-from eventsim.learning.backprop import Backprop, Frames, neuron_thresholds
+from eventsim.learning.backprop import Backprop, Frames, channel_last_into, neuron_thresholds, scratch
 from eventsim.learning.surrogates import StraightThrough, Surrogate, surrogate_from_config
 from eventsim.threads import ordered_map
 
@@ -315,25 +315,39 @@ class BPTT(Rule):
             if kind == "readout":
                 powers = (np.float64(neuron.leak) ** np.arange(steps - 1, -1, -1)).astype(dtype)
                 return grad * (gain * powers / dtype.type(steps))[:, None]
-            u = to_channel_last(result.potentials[name][frames.sample], shape)
+            u = channel_last_into(scratch(network, f"{name}/potentials", grad.shape, dtype),
+                                  result.potentials[name][frames.sample], shape)
             theta = neuron_thresholds(neuron, shape, dtype)
-            s = (u > theta) if neuron.strict else (u >= theta)
-            sigma = self.surrogate.derivative(u - theta, theta)
+            s = scratch(network, f"{name}/spikes", grad.shape, np.dtype(bool))
+            (np.greater if neuron.strict else np.greater_equal)(u, theta, out=s)
             # V = outer * R(inner * U, s): the leak is outside the reset by
             # default and inside it when the reset is delayed.
             outer, inner = (dtype.type(1), lam) if neuron.reset_delayed else (lam, dtype.type(1))
+            if not self.detach_reset:
+                if neuron.reset == "soft":
+                    d_r_ds = np.broadcast_to(-theta, u.shape)
+                else:
+                    d_r_ds = dtype.type(neuron.v_reset) - inner * u
+            # u's buffer (learning.backprop.scratch) serves for U - theta and
+            # then for the carry: fewer megabyte arrays for the page faults.
+            sigma = self.surrogate.derivative(np.subtract(u, theta, out=u), theta)
+            # carry = outer * (inner * dR/dU [+ dR/ds * sigma]), dR/dU = 1 - s
+            # (hard reset) or 1 (soft); with a detached reset, outer * inner
+            # is taken as one scalar, so the carry takes a single pass.
+            scale = outer * inner if self.detach_reset else inner
+            carry = u
             if neuron.reset == "soft":
-                d_r_du = np.ones_like(u)
-                d_r_ds = np.broadcast_to(-theta, u.shape)
+                carry.fill(scale)
             else:
-                d_r_du = (1 - s).astype(dtype)
-                d_r_ds = dtype.type(neuron.v_reset) - inner * u
-            carry = inner * d_r_du
+                np.multiply(np.logical_not(s, out=s), scale, out=carry)
             if not self.detach_reset:
                 # sigma = 0 where theta is infinite: keep -inf * 0 out of the sum.
-                carry = carry + np.multiply(d_r_ds, sigma, out=np.zeros_like(u), where=sigma != 0)
-            e = reverse_recursion(sigma, np.ascontiguousarray(grad), np.ascontiguousarray(outer * carry))
-            return gain * e
+                carry += np.multiply(d_r_ds, sigma, out=np.zeros_like(u), where=sigma != 0)
+                carry *= outer
+            e = reverse_recursion(sigma, np.ascontiguousarray(grad), carry)
+            if gain != 1:
+                e *= gain
+            return e
 
         return backward
 

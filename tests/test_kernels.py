@@ -190,3 +190,41 @@ def test_conv_scatter_refuses_a_strided_buffer():
     with pytest.raises(ValueError, match="must be C-contiguous"):
         kernels.conv_scatter(cur, np.array([0, 1, 1]), np.array([0]), one, np.ones((1, 1, 1, 1), np.float32),
                              (2, 2), (2, 2), (1, 1), (0, 0))
+
+
+@given(seed=seeds, dtype=DTYPES, steps=st.integers(1, 4), density=densities,
+       cin=st.integers(1, 5), cout=st.integers(1, 9), h=st.integers(1, 8), w=st.integers(1, 8),
+       kh=st.integers(1, 4), kw=st.integers(1, 4), sh=st.integers(1, 3), sw=st.integers(1, 3),
+       ph=st.integers(0, 3), pw=st.integers(0, 3), sparse_delta=st.booleans())
+def test_conv_backward_kernels_equal_the_dense_adjoint(seed, dtype, steps, density, cin, cout, h, w, kh, kw,
+                                                      sh, sw, ph, pw, sparse_delta):
+    """conv_weight_grad and conv_transpose against learning.dense.layerwise.conv2d_backward (dyadic: exact)."""
+    from eventsim.learning.dense.layerwise import conv2d_backward
+
+    assume(h + 2 * ph >= kh and w + 2 * pw >= kw)
+    rng = np.random.default_rng(seed)
+    _, x, xd = window(rng, steps, (cin, h, w), density, dtype)
+    weight = dyadic(rng, (cout, cin, kh, kw), dtype)
+    ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    delta = dyadic(rng, (steps, cout, ho, wo), dtype)
+    if sparse_delta:  # whole frames and channels of zeros: the kernels skip them
+        delta[rng.random(steps) < 0.5] = 0
+        delta[:, rng.random(cout) < 0.5] = 0
+    dx, dw, _ = conv2d_backward(delta.astype(np.float64), xd.astype(np.float64), weight, (sh, sw), (ph, pw))
+    channel_last = np.ascontiguousarray(delta.transpose(0, 2, 3, 1).reshape(steps, -1))
+    grad_w = np.zeros((cin, kh, kw, cout), dtype)
+    kernels.conv_weight_grad(grad_w, *x, channel_last, (h, w), (ho, wo), (sh, sw), (ph, pw))
+    np.testing.assert_array_equal(grad_w.transpose(3, 0, 1, 2), dw)
+    grad_in = np.zeros((steps, h * w * cin), dtype)
+    kernels.conv_transpose(grad_in, channel_last, weight, (h, w), (ho, wo), (sh, sw), (ph, pw))
+    np.testing.assert_array_equal(to_c_order(grad_in, (cin, h, w)), dx)
+
+
+@given(seed=seeds, dtype=DTYPES, frames=st.integers(1, 4), n_in=st.integers(1, 30), n_out=st.integers(1, 12))
+def test_linear_transpose_equals_the_dense_product(seed, dtype, frames, n_in, n_out):
+    rng = np.random.default_rng(seed)
+    weight = dyadic(rng, (n_out, n_in), dtype)
+    delta = dyadic(rng, (frames, n_out), dtype) * (rng.random((frames, n_out)) < 0.6)
+    grad_in = np.zeros((frames, n_in), dtype)
+    kernels.linear_transpose(grad_in, delta, weight)
+    np.testing.assert_array_equal(grad_in, delta.astype(np.float64) @ weight.astype(np.float64))
