@@ -78,15 +78,28 @@ def _zeroed(shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
     buffer per thread serves them all. Reusing it spares a fresh allocation
     of up to ``WINDOW_ELEMENTS`` per stage and window, whose page faults
     would also serialise the threads.
+
+    The buffer is all zero whenever no stage holds it: a stage leaves it as
+    it found it (:func:`_released`), mostly for free, since the neuron kernel
+    writes zeros where it read the currents (``lif_window(clear=True)``).
+    That spares a pass over up to ``WINDOW_ELEMENTS`` of memory per stage
+    and window.
     """
     size = shape[0] * shape[1]
     buf = getattr(_scratch, dtype.name, None)
     if buf is None or buf.shape[0] < size:
-        buf = np.empty(max(size, WINDOW_ELEMENTS), dtype)
-        setattr(_scratch, dtype.name, buf)
-    out = buf[:size].reshape(shape)
-    out.fill(0)
-    return out
+        buf = np.zeros(max(size, WINDOW_ELEMENTS), dtype)
+    # Taken out of the pool until released: a stage that fails midway leaves
+    # the buffer dirty, and the next stage then gets a fresh one.
+    setattr(_scratch, dtype.name, None)
+    return buf[:size].reshape(shape)
+
+
+def _released(cur: np.ndarray, cleared: bool) -> None:
+    """Hand a window buffer from :func:`_zeroed` back; zero it first unless the kernel ``cleared`` it."""
+    if not cleared:
+        cur.fill(0)
+    setattr(_scratch, cur.dtype.name, cur.base)  # NumPy keeps the owner of the memory as a view's base
 
 
 # ============================================================ per-sample state
@@ -128,7 +141,8 @@ class _Op:
                     continue
                 if arr.dtype != dtype:
                     raise LayerError(layer, f"holds a {arr.dtype} {what} but the network runs in {dtype}")
-                check_finite(layer, what, arr)
+                if not np.isfinite(arr).all():  # the quick test; check_finite then names the entry
+                    check_finite(layer, what, arr)
         if isinstance(layer, Conv2d):
             self.weight = np.ascontiguousarray(layer.weight.transpose(1, 2, 3, 0))
         elif isinstance(layer, Linear):
@@ -222,14 +236,17 @@ class _NeuronStage(_Stage):
         t0 = sample.window_start
         if self.name in sample.currents:  # before lif_window turns the currents into potentials
             sample.currents[self.name][t0 : t0 + steps] = to_c_order(cur, self.shape).reshape(steps, -1)
+        # The potentials are read back only when recorded or read out.
+        keep = self.readout or self.name in sample.potentials
         indptr, index = kernels.lif_window(
             sample.v[self.name], cur, self.theta, self.leak, self.soft, self.v_reset, self.strict,
-            sample.totals[self.name], sample.traces[self.name], self.gain, sample.fired.get(self.name),
+            sample.totals[self.name], sample.traces[self.name], self.gain, sample.fired.get(self.name), not keep,
         )
         if self.name in sample.potentials:
             sample.potentials[self.name][t0 : t0 + steps] = to_c_order(cur, self.shape).reshape(steps, -1)
         if self.readout:
             sample.last_u[self.name] = cur[-1].copy()
+        _released(cur, cleared=not keep)
         return self._emitted(sample, (indptr, index, np.ones(index.shape[0], self.dtype)))
 
 
@@ -248,6 +265,7 @@ class _PassStage(_Stage):
         cur = _zeroed((x[0].shape[0] - 1, prod(self.shape)), self.dtype)
         self._count(sample, self.op.name, self.op.scatter(cur, x))
         out = kernels.currents_to_events(cur, self.op.out3[0], sample.totals[self.name])
+        _released(cur, cleared=False)
         return self._emitted(sample, out)
 
 
@@ -581,14 +599,25 @@ class Network:
             }
             for what in PER_STEP_RECORDS if what in record
         }
+        # So are the per-neuron records, filled in C order by each sample's
+        # own task: the layout change runs in parallel, not after the batch.
+        per_neuron = {
+            key: {
+                s.name: np.empty((batch,) + s.shape, self.dtype)
+                for s in _leaves(stages) if key == "totals" or isinstance(s, _NeuronStage)
+            }
+            for key, what in (("totals", "counts"), ("traces", "traces")) if what in record
+        }
         # Samples are independent: they run in parallel (eventsim.threads),
         # and every per-sample result lands in its own slot.
         samples = list(ordered_map(
-            lambda b: self._run_sample(stages, events, b, record, window, per_step, keep), range(batch)
+            lambda b: self._run_sample(stages, events, b, record, window, per_step, per_neuron, keep), range(batch)
         ))
         result = self._collect(stages, samples, record, keep, steps)
         for what, arrays in per_step.items():
             setattr(result, what, arrays)
+        result.counts = per_neuron.get("totals", {})
+        result.traces = per_neuron.get("traces", {})
         return result
 
     def _check_input(self, events: Events) -> None:
@@ -628,7 +657,7 @@ class Network:
             used[layer.name] = m
         return used
 
-    def _run_sample(self, stages, events: Events, b: int, record, window: int, per_step, keep) -> _Sample:
+    def _run_sample(self, stages, events: Events, b: int, record, window: int, per_step, per_neuron, keep) -> _Sample:
         steps = events.steps
         sample = _Sample()
         for what, arrays in per_step.items():
@@ -643,6 +672,10 @@ class Network:
             x = (rows[t0 : t1 + 1], events.index, events.value)
             for stage in stages:
                 x = stage.run(sample, x)
+        for key, arrays in per_neuron.items():
+            for stage in _leaves(stages):
+                if stage.name in arrays:
+                    arrays[stage.name][b] = _in_c_order(getattr(sample, key)[stage.name], stage)
         return sample
 
     def _collect(self, stages, samples: list[_Sample], record, keep, steps) -> RunResult:
@@ -654,15 +687,11 @@ class Network:
             for op_name, counter in stage.counted_ops():
                 getattr(result, counter)[op_name] = np.array([smp.ops.get(op_name, 0) for smp in samples], np.int64)
             result.events[name] = np.array([smp.n_events[name] for smp in samples], np.int64)
-            if "counts" in record:
-                result.counts[name] = _stacked(samples, "totals", stage)
             if "spikes" in record:
                 result.spikes[name] = _join_windows([smp.spikes[name] for smp in samples], steps, stage.shape, stage.dtype)
-            if isinstance(stage, _NeuronStage):
-                if "traces" in record:
-                    result.traces[name] = _stacked(samples, "traces", stage)
-                if stage.readout:
-                    result.output = _stacked(samples, "last_u", stage) / stage.dtype.type(steps)
+            if isinstance(stage, _NeuronStage) and stage.readout:
+                last_u = _in_c_order(np.stack([smp.last_u[name] for smp in samples]), stage)
+                result.output = last_u / stage.dtype.type(steps)
         return result
 
 
@@ -678,9 +707,8 @@ def _leaves(stages: list[_Stage]) -> list[_Stage]:
     return out
 
 
-def _stacked(samples: list[_Sample], key: str, stage: _Stage) -> np.ndarray:
-    """One record of every sample, batch first, neurons in C order."""
-    arr = np.stack([getattr(smp, key)[stage.name] for smp in samples])
+def _in_c_order(arr: np.ndarray, stage: _Stage) -> np.ndarray:
+    """A stage's per-neuron array (leading axes kept) with the neurons in C order of its shape."""
     if stage.channel_last:
         return to_c_order(arr, stage.shape)
     return arr.reshape(arr.shape[:-1] + stage.shape)

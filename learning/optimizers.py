@@ -32,6 +32,7 @@ import math
 from typing import ClassVar
 
 import numpy as np
+from numba import njit
 
 from eventsim.errors import OptionError
 from eventsim.learning.configs import from_config
@@ -135,9 +136,8 @@ class Optimizer:
                 raise OptionError(
                     f"{self.name}: gradient of {key!r} must be {_describe(p)} like its parameter, got {_describe(g)}"
                 )
-            bad = np.argwhere(~np.isfinite(g))
-            if bad.size:
-                where = tuple(int(i) for i in bad[0])
+            if not np.isfinite(g).all():
+                where = tuple(int(i) for i in np.argwhere(~np.isfinite(g))[0])
                 raise OptionError(
                     f"{self.name}: gradient of {key!r} is not finite at index {where} (value {g[where]})"
                 )
@@ -313,18 +313,16 @@ class Adam(Optimizer):
             self._state["exp_avg_sq"][key] = np.zeros_like(p)
         m, v = self._state["exp_avg"][key], self._state["exp_avg_sq"][key]
         g = self._decay(p, g, lr)
+        dt = p.dtype.type
         weight = 1 - beta1
-        # torch's lerp switches form at weight 0.5 to stay accurate near both ends
-        if weight < 0.5:
-            m += weight * (g - m)
-        else:
-            m[...] = g - (g - m) * (1 - weight)
-        v *= beta2
-        v += (1 - beta2) * g * g
-        step_size = lr / (1 - beta1**t)
-        denom = np.sqrt(v) / (1 - beta2**t) ** 0.5
-        denom += self.eps
-        p -= step_size * (m / denom)
+        # The kernel walks flat arrays; a strided one is updated through a contiguous copy.
+        flat = [np.ascontiguousarray(a) for a in (p, m, v)]
+        _adam_update(*(a.reshape(-1) for a in flat), np.ascontiguousarray(g).reshape(-1),
+                     weight >= 0.5, dt(weight), dt(1 - weight), dt(beta2), dt(1 - beta2),
+                     dt(lr / (1 - beta1**t)), dt((1 - beta2**t) ** 0.5), dt(self.eps))
+        for a, f in zip((p, m, v), flat):
+            if f is not a:
+                a[...] = f
 
     def config(self) -> dict:
         return {"name": self.name, "lr": self.lr, "betas": list(self.betas), "eps": self.eps,
@@ -349,6 +347,28 @@ class AdamW(Adam):
         if self.weight_decay != 0:
             p *= 1 - lr * self.weight_decay
         return g
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _adam_update(p, m, v, g, near_one, weight, keep, beta2, one_minus_beta2, step_size, bias_root, eps):
+    """One Adam update in place, element by element, with :class:`Adam`'s operations in its order.
+
+    Every scalar comes rounded to the arrays' dtype, so each operation rounds
+    as the NumPy expression it replaces (``m += weight * (g - m)``,
+    ``v = beta2 * v + (1 - beta2) * g * g``, ``p -= step_size * (m / (sqrt(v)
+    / bias_root + eps))``), in one pass instead of a temporary per operation.
+    ``weight = 1 - beta1`` and ``keep = 1 - weight``: torch's lerp switches
+    form at weight 0.5 (``near_one``) to stay accurate near both ends.
+    NumPy's error model, as the expressions it replaces: a division raises
+    nothing, and the loop vectorises.
+    """
+    for i in range(p.shape[0]):
+        gi = g[i]
+        mi = gi - (gi - m[i]) * keep if near_one else m[i] + weight * (gi - m[i])
+        vi = v[i] * beta2 + one_minus_beta2 * gi * gi
+        m[i] = mi
+        v[i] = vi
+        p[i] -= step_size * (mi / (np.sqrt(vi) / bias_root + eps))
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {cls.name: cls for cls in (SGD, Adam, AdamW)}

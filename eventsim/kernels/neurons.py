@@ -13,7 +13,7 @@ LITTLE_ENDIAN = sys.byteorder == "little"
 
 
 @njit(cache=True, nogil=True)
-def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.0, fired=None):
+def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.0, fired=None, clear=False):
     """Integrate, fire, reset and leak for K steps; emit the spikes.
 
     docs/semantics.md, "Neurons" (Lee et al. 2020, Algorithm 1 and published code)::
@@ -40,7 +40,7 @@ def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.
     ----------
     v : (N,) float array, channel-last; the state V, updated in place.
     u : (K, N) float array, channel-last; the input currents I on entry, the
-        potentials U on exit.
+        potentials U on exit (zeros with ``clear``).
     theta : (C,) float array, one threshold per channel (inf: never fires).
     leak, v_reset : float scalars of the buffer's dtype.
     soft, strict : bool.
@@ -50,6 +50,9 @@ def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.
     fired : (N,) bool array, optional
         Delayed reset: the spikes of the step before the window on entry,
         those of its last step on exit. None: reset before the leak.
+    clear : bool
+        Leave ``u`` all zero instead of holding the potentials, so that the
+        caller can scatter the next window into it without zeroing it first.
 
     Returns
     -------
@@ -86,7 +89,7 @@ def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.
             if fired is not None:  # the previous step's spike, reset after the leak
                 reset = uu - th if soft else v_reset + gi
                 uu = reset if fired[j] else uu
-            u[k, j] = uu
+            u[k, j] = zero if clear else uu
             fire = uu > th if strict else uu >= th
             spiked[j] = fire
             n_fired += fire

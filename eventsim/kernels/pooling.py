@@ -37,18 +37,41 @@ def pool_scatter(cur, indptr, index, value, weight, channels, in_hw, out_hw, ker
     kh, kw = kernel
     sh, sw = stride
     plane = h * w
+    # The reached windows of every input position, looked up per event: an
+    # integer division costs more than the add it serves, and these tables
+    # leave one division (the channel) per event.
+    row_lo, row_hi = _reach_table(h, kh, sh, ho)
+    col_lo, col_hi = _reach_table(w, kw, sw, wo)
+    row_of = np.empty(plane, np.int64)
+    for y in range(h):
+        for x in range(w):
+            row_of[y * w + x] = y
     ops = 0
     for k in range(indptr.shape[0] - 1):
         for e in range(indptr[k], indptr[k + 1]):
-            c, y, x = position(index[e], plane, w)
+            j = index[e]
+            c = j // plane
+            rest = j - c * plane
+            y = row_of[rest]
+            x = rest - y * w
             contrib = value[e] * weight
-            oy_lo, oy_hi = reached(y, kh, sh, ho)
-            ox_lo, ox_hi = reached(x, kw, sw, wo)
+            oy_lo, oy_hi = row_lo[y], row_hi[y]
+            ox_lo, ox_hi = col_lo[x], col_hi[x]
             for oy in range(oy_lo, oy_hi + 1):
                 for ox in range(ox_lo, ox_hi + 1):
                     cur[k, (oy * wo + ox) * channels + c] += contrib
             ops += max(0, oy_hi - oy_lo + 1) * max(0, ox_hi - ox_lo + 1)
     return ops
+
+
+@njit(cache=True, nogil=True)
+def _reach_table(n_in, kernel, stride, n_out):
+    """:func:`~eventsim.kernels.geometry.reached` of every position ``0 .. n_in - 1`` along one axis."""
+    lo = np.empty(n_in, np.int64)
+    hi = np.empty(n_in, np.int64)
+    for pos in range(n_in):
+        lo[pos], hi[pos] = reached(pos, kernel, stride, n_out)
+    return lo, hi
 
 
 @njit(cache=True, nogil=True)
