@@ -12,13 +12,10 @@ runs on ``--threads`` threads (:func:`eventsim.set_threads`).
 
 One step = forward with the rule's records, Lee's MSE loss, the rule's
 gradients, one Adam update. Each (rule, T) runs in a fresh process: after a
-warm-up step (Numba compilation or cache load) the process resets its peak
-resident set (Linux ``/proc/self/clear_refs``) and reports how far the peak
-rose during the timed steps (with glibc's malloc thresholds fixed, so that
-memory freed by a step is returned and the rise is the step's own peak); a
-second process with the default allocator gives the best time of the timed
-steps. The input events exist before the
-measurement and are not counted. lee2020
+warm-up step (Numba compilation or cache load), the best time of the timed
+steps, then how far the peak resident set rises during one more step
+(:mod:`eventsim.bench.memory`, as ``eventsim bench`` measures it). The input
+events exist before the measurement and are not counted. lee2020
 keeps counts and traces only, so its memory must stay flat in T; bptt keeps
 potentials and spikes of every step, O(T x neurons).
 
@@ -44,6 +41,7 @@ WORKER = textwrap.dedent("""
     from eventsim.learning.losses import LeeMSE
     from eventsim.learning.optimizers import Adam
     from eventsim.learning.rules import rule_from_config
+    from eventsim.bench.memory import peak_resident_mb, reset_peak
     from eventsim.learning.trainer import train_step
 
     rule_name, steps, batch, repeats, density = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
@@ -75,29 +73,19 @@ WORKER = textwrap.dedent("""
 
     step()  # warm-up: kernels compiled or loaded from the cache
 
-    def status_kb(field):
-        with open("/proc/self/status") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith(field))
-
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    before = status_kb("VmRSS:")
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         step()
         times.append(time.perf_counter() - t0)
+    before = reset_peak()  # fixes glibc's thresholds too, so only after the timed steps
+    step()
+    growth = peak_resident_mb() - before
     r = net.run(x, record=("counts",))
     spikes = {k: int(v.sum()) for k, v in r.events.items()}
-    print(json.dumps({"seconds": min(times), "peak_growth_mb": (status_kb("VmHWM:") - before) / 1024,
+    print(json.dumps({"seconds": min(times), "peak_growth_mb": growth,
                       "spikes": spikes}))
 """)
-
-
-# Fixed glibc thresholds: freed blocks above 128 KiB go back to the system, so
-# the peak resident set of a step is its peak live memory, not whatever the
-# allocator kept from the warm-up step (glibc otherwise adapts the thresholds).
-MALLOC = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
 
 
 def _worker(args: list[str], env: dict) -> dict:
@@ -106,12 +94,9 @@ def _worker(args: list[str], env: dict) -> dict:
 
 
 def measure(rule: str, steps: int, batch: int, repeats: int, density: float, threads: int, data: dict) -> dict:
-    """Time with the default allocator (fixed thresholds make every allocation fault
-    its pages in again), peak memory with fixed thresholds; two fresh processes."""
+    """Best time of the timed steps, then the peak memory of one more (eventsim.bench.memory), in a fresh process."""
     args = [rule, str(steps), str(batch), str(repeats), str(density), str(threads), json.dumps(data)]
-    timed = _worker(args, dict(os.environ))
-    timed["peak_growth_mb"] = _worker(args, {**os.environ, **MALLOC})["peak_growth_mb"]
-    return timed
+    return _worker(args, dict(os.environ))
 
 
 def main() -> None:
