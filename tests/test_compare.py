@@ -214,3 +214,12 @@ def test_an_array_of_rounding_noise_is_judged_against_the_network_gradient_scale
     wrong = {"fc1.weight": reference["fc1.weight"].copy(), "fc1.bias": np.array([2.02e-3, 0.0])}
     found = compare_gradients(net, small, wrong)
     assert not found.ok and found.worst.key == "fc1.bias" and found.worst.error == pytest.approx(1e-2)
+
+
+def test_a_network_whose_gradients_all_cancel_to_noise_conforms():
+    net = es.Network([es.Linear(2, 1, weight=np.full((1, 2), 0.5), bias=np.zeros(1)), es.Readout()], (2,),
+                     dtype=np.float64)
+    reference = {"fc1.weight": np.array([[8.9e-16, 0.0]]), "fc1.bias": np.array([0.0])}
+    assert compare_gradients(net, reference, {"fc1.weight": np.zeros((1, 2)), "fc1.bias": np.zeros(1)}).ok
+    found = compare_gradients(net, reference, {"fc1.weight": np.array([[1e-9, 0.0]]), "fc1.bias": np.zeros(1)})
+    assert not found.ok and found.worst.key == "fc1.weight"

@@ -6,7 +6,7 @@ path: ``bptt_gradients`` unrolls the recursion step by step,
 ``lee2020_gradients`` is Lee et al. 2020 eqs. 22-26 on spike counts. Both
 compute in float64. On float64 networks (the oracle mode) the event-driven
 rules must agree to a relative error below 1e-9 of each gradient's scale
-(its largest entry, at least 1e-4 of the network's largest: see
+(its largest entry, at least 1e-4 of the network's largest and at least 1e-4: see
 eventsim.testing.compare). Float32 networks are not compared here: the event path then
 accumulates in float32, and with cancelling terms its rounding error is not
 bounded by any fixed fraction of the result (a 1e-4 bound failed on a case

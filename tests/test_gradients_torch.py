@@ -9,7 +9,7 @@ with identity gradient). On random networks (conv, linear, every pooling,
 residual blocks, dropout with a fixed mask, both resets, strict and >=, input
 gains, delayed resets) the event-driven rules must agree with autograd to a
 relative error below 1e-9 of each gradient's scale (its largest entry, at
-least 1e-4 of the network's largest: see eventsim.testing.compare).
+least 1e-4 of the network's largest and at least 1e-4: see eventsim.testing.compare).
 """
 
 from __future__ import annotations
