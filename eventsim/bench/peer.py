@@ -49,7 +49,7 @@ def require() -> tuple[Any, Any]:
     """``(torch, snntorch)``, or ImportError naming what to install."""
     reason = missing_reason()
     if reason is not None:
-        raise ImportError(f"the snnTorch peer needs torch and snntorch: {reason}")
+        raise ImportError(f"snnTorch models need torch and snntorch: {reason}")
     import snntorch
     import torch
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from eventsim.errors import LayerError
 from eventsim.layers import LIF, Layer, Readout, Residual, SpikingAvgPool
+from eventsim.bench.peer import require
 from eventsim.network import Network
 from eventsim.testing.protocol import LayerRecord
 from eventsim.testing.strategies import Features
@@ -38,15 +39,6 @@ from eventsim.testing.torch_modules import synapse_module
 #: takes a soft reset with ``reset_delayed=True`` ("subtract"), which
 #: :class:`Features` cannot single out from the immediate soft reset.
 FEATURES = Features().without("soft", "v_reset", ">=").including("reset_delayed")
-
-
-def _require() -> tuple[Any, Any]:
-    try:
-        import snntorch
-        import torch
-    except ImportError as exc:
-        raise ImportError('the snnTorch adapter needs torch and snntorch: pip install -e ".[snntorch]"') from exc
-    return torch, snntorch
 
 
 class SnnTorchCandidate:
@@ -68,7 +60,7 @@ class SnnTorchModel:
     """
 
     def __init__(self, network: Network) -> None:
-        torch, snn = _require()
+        torch, snn = require()
         self.torch, self.snn = torch, snn
         self.network = network
         self.dtype = torch.float64 if network.dtype == np.float64 else torch.float32
