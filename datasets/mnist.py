@@ -17,11 +17,13 @@ import numpy as np
 
 from eventsim.errors import DataError, check_choice
 from eventsim.datasets.folders import find
+from eventsim.encoders.direct import direct
 from eventsim.encoders.rate import rate
 
 IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
              0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
+ENCODINGS = ("rate", "direct")  #: how :class:`CodedImages` turns an image into events
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -88,22 +90,28 @@ def load_mnist(root: str | os.PathLike | None = None, split: str = "train") -> t
     return images, labels.astype(np.int64)
 
 
-class RateCoded:
-    """Images rate-coded into events on access: item i is ``(Events of batch 1, label)``.
+class CodedImages:
+    """Images coded into events on access: item i is ``(Events of batch 1, label)``.
 
-    Each image is scaled to [0, 1] (``pixels / 255``) and coded with
-    :func:`eventsim.encoders.rate.rate` over ``steps`` steps with ``scale``
-    (Lee et al.'s MNIST code: 0.5). Sample i always draws from
-    ``numpy.random.default_rng((seed, i))``, so its spikes are the same in
-    every epoch and after a resume, whatever the order of access.
+    Each image is scaled to [0, 1] (``pixels / 255``) and coded over
+    ``steps`` steps by ``encoding``:
+
+    - ``"rate"``: :func:`eventsim.encoders.rate.rate` with ``scale`` (Lee et
+      al.'s MNIST code: 0.5). Sample i always draws from
+      ``numpy.random.default_rng((seed, i))``, so its spikes are the same in
+      every epoch and after a resume, whatever the order of access.
+    - ``"direct"``: :func:`eventsim.encoders.direct.direct`, ``scale`` times
+      the pixel as the input current at every step (Ledinauskas et al. 2020,
+      Sec. 2.1: the first spiking layer does the encoding).
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, *, steps: int, scale: float = 1.0, seed: int = 0,
-                 dtype: object = np.float32) -> None:
+    def __init__(self, images: np.ndarray, labels: np.ndarray, *, steps: int, encoding: str = "rate",
+                 scale: float = 1.0, seed: int = 0, dtype: object = np.float32) -> None:
         if images.shape[0] != labels.shape[0]:
             raise DataError(f"{images.shape[0]} images but {labels.shape[0]} labels")
+        check_choice("encoding", encoding, ENCODINGS)
         self.images, self.labels = images, labels
-        self.steps, self.scale, self.seed, self.dtype = int(steps), float(scale), int(seed), dtype
+        self.steps, self.encoding, self.scale, self.seed, self.dtype = int(steps), encoding, float(scale), int(seed), dtype
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -111,5 +119,7 @@ class RateCoded:
     def __getitem__(self, i: int):
         i = int(i) % len(self)
         x = self.images[i][None, None].astype(np.float64) / 255.0
+        if self.encoding == "direct":
+            return direct(x * self.scale, self.steps, dtype=self.dtype), int(self.labels[i])
         events = rate(x, self.steps, rng=np.random.default_rng((self.seed, i)), scale=self.scale, dtype=self.dtype)
         return events, int(self.labels[i])

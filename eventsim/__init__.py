@@ -26,6 +26,7 @@ from eventsim.layers import (
     SumPool,
 )
 from eventsim.network import Network, RunResult
+from eventsim.norm import CurrentNorm, fold_norms
 from eventsim.threads import get_threads, set_threads
 
 __version__ = "0.1.0"
@@ -36,6 +37,7 @@ __all__ = [
     "LIF",
     "AvgPool",
     "Conv2d",
+    "CurrentNorm",
     "Dropout",
     "EnergyEstimate",
     "EnergyModel",
@@ -57,6 +59,7 @@ __all__ = [
     "SpikingAvgPool",
     "SumPool",
     "estimate_energy",
+    "fold_norms",
     "get_threads",
     "set_threads",
 ]

@@ -4,6 +4,7 @@
     eventsim train nmnist --out runs/nmnist --resume             continue a run
     eventsim eval runs/nmnist [--split test]                     report on a split
     eventsim inspect lee2020-lenet5 [--input nmnist]             layers, shapes, synapses, MACs
+    eventsim inspect MODEL|RUN --grad-flow [--slope 1 100]       gradient magnitude per layer
     eventsim plot runs/nmnist                                    raster, firing rates, curves (PNG)
     eventsim convert [--steps 64 32 16 8 4] [--alpha 1 0.4]      ANN -> SNN conversion, accuracy vs T
     eventsim conform --candidate mymodule:factory [--examples N] test an implementation against eventsim
@@ -42,12 +43,26 @@ def _job_arguments(parser: argparse.ArgumentParser) -> None:
         "binning": "N-MNIST bins: binary or count",
         "rate-scale": "MNIST rate coding: spike probability = scale * pixel / 255",
         "tau": "membrane time constant in steps (default: the model's)",
+        "loss": "lee_mse, cross_entropy, spike_count_mse (with --on-count)",
+        "encoding": "MNIST input: rate (Bernoulli spikes) or direct (pixels as currents at every step)",
+        "leak": "per-step leak factor of every neuron, 1 for IF (default: the model's)",
+        "width": "multiplies the channels of every conv and the size of every hidden fc layer",
+        "dropout": "p of every dropout layer of the model, 0 for none (default: the model's)",
+        "slope": "slope of the bptt surrogate: c of fast_sigmoid, alpha of arctan and sigmoid",
+        "tune-slope": "bisect the surrogate slope to a gradient-flow ratio of 1 before training",
+        "calibrate": "before training: none, unit-currents (weight scales) or max-current (thresholds)",
+        "calibration-samples": "training samples used by --calibrate and --tune-slope",
+        "on-count": "target spike count of the label's output neuron (loss spike_count_mse)",
+        "eval-each-epoch": "evaluate the whole test split after every epoch",
     }
     for f in fields(Job):
         if f.name == "dataset":
             continue
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
+        if isinstance(default, bool):
+            parser.add_argument(flag, action="store_true", help=helps.get(flag[2:], ""))
+            continue
         kind = {int: int, float: float, str: str}.get(type(default), float)
         extra = {"nargs": "*", "type": int} if f.name == "milestones" else {"type": kind}
         shown = default
@@ -87,11 +102,55 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 def _cmd_inspect(args: argparse.Namespace) -> None:
     from eventsim.learning.zoo import MODELS, describe
 
+    if args.grad_flow:
+        return _grad_flow(args)
     if args.list or not args.model:
         for name, config in MODELS.items():
             print(f"{name:24s} {config['source']}")
         return
     print(describe(args.model, input=args.input) if args.input else describe(args.model))
+
+
+def _grad_flow(args: argparse.Namespace) -> None:
+    from dataclasses import replace
+    from pathlib import Path
+
+    import numpy as np
+
+    from eventsim.errors import OptionError
+    from eventsim.layers import Readout
+    from eventsim.learning.runs import JOB, Job, gradient_flow_of, load_run, prepare, read_prepared
+    from eventsim.learning.trainer import Trainer
+
+    if not args.model:
+        raise OptionError("--grad-flow needs a model name or a run folder")
+    surrogate = None
+    if (Path(args.model) / JOB).exists():
+        job, network, folder = load_run(args.model)
+        surrogate = read_prepared(folder).get("surrogate")
+        what = f"run {args.model}"
+    else:
+        dataset = args.input or "mnist"
+        steps = args.steps or 8
+        job = Job(dataset=dataset, model=args.model, rule="bptt", steps=steps, encoding=args.encoding,
+                  leak=args.leak, width=args.width, calibrate=args.calibrate, on_count=steps / 2, seed=args.seed)
+        network = job.network(np.random.default_rng(args.seed))
+        job = replace(job, loss="cross_entropy" if isinstance(network.layers[-1], Readout) else "spike_count_mse")
+        if job.calibrate != "none":
+            trainer = Trainer(network, rule=job.rule_object(), loss=job.loss_object(), optimizer=job.optimizer_object(),
+                              progress=None)
+            prepare(job, trainer, job.data("train", args.data, None))
+        what = f"{args.model} at initialisation (seed {args.seed}, T = {job.steps}, calibrate {job.calibrate})"
+    flows = gradient_flow_of(job, network, data=args.data, samples=args.samples, slopes=args.slope or (),
+                             surrogate=surrogate, seed=args.seed)
+    print(f"gradient flow of {what}, {args.samples} training samples of {job.dataset}")
+    for label, flow in flows.items():
+        print(f"\n{label}")
+        print(flow.table())
+    if args.plot:
+        from eventsim import plots
+
+        print(plots.plot_gradient_flow(flows, args.plot, title=f"gradient flow: {args.model}"))
 
 
 def _cmd_plot(args: argparse.Namespace) -> None:
@@ -178,6 +237,19 @@ def parser() -> argparse.ArgumentParser:
     i.add_argument("model", nargs="?")
     i.add_argument("--input", help="input name (e.g. nmnist, mnist)")
     i.add_argument("--list", action="store_true", help="list the models")
+    g = i.add_argument_group("gradient flow (Ledinauskas et al. 2020): MODEL is a zoo name or a run folder")
+    g.add_argument("--grad-flow", action="store_true",
+                   help="per-layer mean |dL/dW| on a training batch and the first-half / second-half ratio")
+    g.add_argument("--slope", type=float, nargs="*", help="surrogate slopes to measure (default: the job's)")
+    g.add_argument("--samples", type=int, default=32, help="training samples in the batch (default: 32)")
+    g.add_argument("--plot", help="also draw the magnitudes into this PNG file (needs the plot extra)")
+    g.add_argument("--data", help="data folder (default: EVENTSIM_DATA, then ~/.cache/eventsim)")
+    g.add_argument("--seed", type=int, default=0, help="initialisation and dropout masks (default: 0)")
+    g.add_argument("--steps", type=int, help="time steps T of a zoo model (default: 8)")
+    g.add_argument("--encoding", default="rate", help="MNIST input of a zoo model: rate or direct")
+    g.add_argument("--leak", type=float, help="leak of every neuron of a zoo model, 1 for IF")
+    g.add_argument("--width", type=float, default=1.0, help="width multiplier of a zoo model")
+    g.add_argument("--calibrate", default="none", help="none, unit-currents or max-current, before measuring")
     i.set_defaults(handler=_cmd_inspect)
 
     c = sub.add_parser("convert", help="train an ANN on MNIST, convert it to an SNN, sweep the latency T")

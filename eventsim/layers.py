@@ -35,6 +35,7 @@ import numpy as np
 
 from eventsim.errors import LayerError, check_choice
 from eventsim.events import FLOAT_DTYPES
+from eventsim.norm import CurrentNorm
 
 
 def _pair(layer: "Layer", what: str, v: int | Sequence[int], minimum: int) -> tuple[int, int]:
@@ -386,6 +387,10 @@ class LIF(Layer):
     reset_delayed : bool
         Apply the reset of a spike at step t at step t+1, after the leak
         (snnTorch's ``Leaky``), instead of before it.
+    norm : CurrentNorm, optional
+        Batch normalisation of the input current: the neurons integrate
+        ``I' = k * I + c`` instead of I (:mod:`eventsim.norm`; Ledinauskas
+        et al. 2020, Sec. 2.6). None (default): no norm.
     """
 
     kind = "lif"
@@ -401,6 +406,7 @@ class LIF(Layer):
         strict: bool = True,
         input_gain: float = 1.0,
         reset_delayed: bool = False,
+        norm: CurrentNorm | None = None,
         name: str | None = None,
     ) -> None:
         super().__init__(name)
@@ -426,6 +432,18 @@ class LIF(Layer):
         self.threshold = threshold
         self.input_gain = input_gain
         self.reset_delayed = reset_delayed
+        self.norm = norm
+
+    @property
+    def norm(self) -> CurrentNorm | None:
+        """The batch normalisation of the input current, or None."""
+        return self._norm
+
+    @norm.setter
+    def norm(self, norm: CurrentNorm | None) -> None:
+        if norm is not None and not isinstance(norm, CurrentNorm):
+            raise LayerError(self, f"norm must be a CurrentNorm or None, got {norm!r}")
+        self._norm = norm
 
     @property
     def input_gain(self) -> float:
@@ -477,9 +495,14 @@ class LIF(Layer):
         return tuple(input_shape)
 
     def _options(self) -> dict:
-        return {"threshold": self._threshold, "leak": self.leak, "reset": self.reset,
-                "v_reset": self.v_reset, "strict": self.strict, "input_gain": self.input_gain,
-                "reset_delayed": self.reset_delayed, "name": self.name}
+        options = {"threshold": self._threshold, "leak": self.leak, "reset": self.reset,
+                   "v_reset": self.v_reset, "strict": self.strict, "input_gain": self.input_gain,
+                   "reset_delayed": self.reset_delayed, "name": self.name}
+        # Only when set, so that the repr of a layer without a norm, which a
+        # checkpoint's configuration holds, stays what it was before norms.
+        if self.norm is not None:
+            options["norm"] = self.norm
+        return options
 
 
 class IF(LIF):
@@ -496,10 +519,11 @@ class IF(LIF):
         strict: bool = True,
         input_gain: float = 1.0,
         reset_delayed: bool = False,
+        norm: CurrentNorm | None = None,
         name: str | None = None,
     ) -> None:
         super().__init__(threshold, leak=1.0, reset=reset, v_reset=v_reset, strict=strict,
-                         input_gain=input_gain, reset_delayed=reset_delayed, name=name)
+                         input_gain=input_gain, reset_delayed=reset_delayed, norm=norm, name=name)
 
 
 class Readout(LIF):
@@ -524,6 +548,12 @@ class Readout(LIF):
         if not isinstance(delayed, (bool, np.bool_)) or delayed:
             raise LayerError(self, f"a Readout never fires, so reset_delayed must stay False, got {delayed!r}")
         self._reset_delayed = False
+
+    @LIF.norm.setter
+    def norm(self, norm: CurrentNorm | None) -> None:
+        if norm is not None:
+            raise LayerError(self, "a Readout takes no input-current norm (only spiking LIF/IF layers do)")
+        self._norm = None
 
     def _options(self) -> dict:
         return {"leak": self.leak, "input_gain": self.input_gain, "name": self.name}

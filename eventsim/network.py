@@ -19,6 +19,12 @@ What a run records (:class:`RunResult`): always the readout, SynOps and
 pooling ops per layer and events emitted per layer; on request (``record=``)
 summed outputs (spike counts), leak-weighted traces, full spike rasters and
 potentials. Counts and traces take memory independent of T.
+
+Input-current batch norms (:mod:`eventsim.norm`) in a training run need the
+currents of the whole batch over all T steps before their neurons update: such
+a run takes one window of T steps, and each sample runs as a generator that
+meets the others at every normalised layer to sum the batch statistics
+(:func:`eventsim.norm.in_lockstep`). Every other run has no meeting point.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from math import prod
-from typing import Iterable, Sequence
+from typing import Generator, Iterable, Sequence
 
 import numpy as np
 
@@ -34,6 +40,7 @@ from eventsim import kernels
 from eventsim.errors import EventsError, LayerError, OptionError, check_choice
 from eventsim.events import FLOAT_DTYPES, Events
 from eventsim.layout import as3, to_c_order
+from eventsim.norm import NormStatistics, affine, batch_statistics, in_lockstep
 from eventsim.layers import (
     LIF,
     AvgPool,
@@ -52,7 +59,6 @@ from eventsim.layers import (
     Weighted,
     check_finite,
 )
-from eventsim.threads import ordered_map
 
 RECORDS = ("counts", "traces", "spikes", "potentials", "currents")
 #: The records that keep a value per neuron and step, O(T x neurons).
@@ -61,6 +67,9 @@ PER_STEP_RECORDS = ("potentials", "currents")
 WINDOW_ELEMENTS = 1 << 20
 
 Window = tuple  # (indptr, index, value) of K steps, see eventsim.kernels
+#: A stage's run over one window: a generator that yields partial sums of a
+#: batch statistic, receives their batch totals, and returns the output window.
+StageRun = Generator[np.ndarray, np.ndarray, Window]
 
 
 def _is_neuron(layer: Layer) -> bool:
@@ -108,6 +117,7 @@ class _Sample:
     """What one sample's run accumulates; stages read and write their own entries."""
 
     window_start: int = 0
+    batch: int = 1
     v: dict = field(default_factory=dict)
     fired: dict = field(default_factory=dict)  # previous step's spikes of neurons with a delayed reset
     totals: dict = field(default_factory=dict)
@@ -119,6 +129,7 @@ class _Sample:
     currents: dict = field(default_factory=dict)
     last_u: dict = field(default_factory=dict)
     keep: dict = field(default_factory=dict)  # dropout keep-masks of this sample, (N,) bool
+    norm_stats: dict = field(default_factory=dict)  # batch (mean, var, count) of normalised layers
 
 
 # ==================================================================== stages
@@ -186,7 +197,12 @@ class _Stage:
         if "spikes" in record:
             sample.spikes[self.name] = []
 
-    def run(self, sample: _Sample, *xs: Window) -> Window:
+    def run(self, sample: _Sample, *xs: Window) -> StageRun:
+        """The output window for the input windows ``xs`` (a generator: see :data:`StageRun`)."""
+        yield from ()  # no batch statistic to meet on
+        return self.apply(sample, *xs)
+
+    def apply(self, sample: _Sample, *xs: Window) -> Window:
         raise NotImplementedError
 
     def _emitted(self, sample: _Sample, out: Window) -> Window:
@@ -202,12 +218,22 @@ class _Stage:
 
 
 class _NeuronStage(_Stage):
-    """Synapses (one, or two merging in a residual block) feeding a neuron layer."""
+    """Synapses (one, or two merging in a residual block) feeding a neuron layer, through its norm if any."""
 
     channel_last = True
 
-    def __init__(self, ops: list[_Op], neuron: LIF, name: str, shape, dtype: np.dtype) -> None:
+    def __init__(self, ops: list[_Op], neuron: LIF, name: str, shape, dtype: np.dtype, train: bool = False) -> None:
         self.ops, self.name, self.shape, self.dtype = ops, name, tuple(shape), dtype
+        self.norm = neuron.norm
+        self.batch_norm = self.norm is not None and train  # statistics of the batch, else the running ones
+        if self.norm is not None:
+            for what in ("scale", "shift", "running_mean", "running_var"):
+                arr = getattr(self.norm, what)
+                if not np.isfinite(arr).all():  # an optimizer step may have diverged since the setter checked
+                    check_finite(self.norm, what, arr)
+            if not self.batch_norm:
+                self.affine = affine(self.norm.scale, self.norm.shift, self.norm.running_mean,
+                                     self.norm.running_var, self.norm.eps, dtype)
         self.theta = neuron.thresholds(as3(shape)).astype(dtype)
         self.leak = dtype.type(neuron.leak)
         self.soft = neuron.reset == "soft"
@@ -228,14 +254,16 @@ class _NeuronStage(_Stage):
         if self.delayed:
             sample.fired[self.name] = np.zeros(n, np.bool_)
 
-    def run(self, sample: _Sample, *xs: Window) -> Window:
+    def run(self, sample: _Sample, *xs: Window) -> StageRun:
         steps = xs[0][0].shape[0] - 1
         cur = _zeroed((steps, prod(self.shape)), self.dtype)
         for op, x in zip(self.ops, xs):
             self._count(sample, op.name, op.scatter(cur, x))
         t0 = sample.window_start
-        if self.name in sample.currents:  # before lif_window turns the currents into potentials
+        if self.name in sample.currents:  # the raw I, before the norm and before lif_window turns it into U
             sample.currents[self.name][t0 : t0 + steps] = to_c_order(cur, self.shape).reshape(steps, -1)
+        if self.norm is not None:
+            yield from self._normalise(sample, cur)
         # The potentials are read back only when recorded or read out.
         keep = self.readout or self.name in sample.potentials
         indptr, index = kernels.lif_window(
@@ -249,6 +277,26 @@ class _NeuronStage(_Stage):
         _released(cur, cleared=not keep)
         return self._emitted(sample, (indptr, index, np.ones(index.shape[0], self.dtype)))
 
+    def _normalise(self, sample: _Sample, cur: np.ndarray) -> Generator[np.ndarray, np.ndarray, None]:
+        """``I' = k * I + c`` in place (eventsim.norm), with the batch's statistics in a training run.
+
+        A training run has one window of all T steps, so ``cur`` holds every
+        step of the sample.
+        """
+        steps, channels = cur.shape[0], self.norm.channels
+        if self.batch_norm:
+            count = sample.batch * cur.shape[1] // channels * (1 if self.norm.stats == "batch" else steps)
+            mean, var = yield from batch_statistics(cur, self.norm, count)
+            sample.norm_stats[self.name] = (mean, var, count)
+            k, c = affine(self.norm.scale, self.norm.shift, mean, var, self.norm.eps, self.dtype)
+        else:
+            k, c = self.affine
+        per_position = cur.reshape(steps, -1, channels)
+        if k.ndim == 2:  # one (k, c) per step
+            k, c = k[:, None, :], c[:, None, :]
+        np.multiply(per_position, k, out=per_position)
+        np.add(per_position, c, out=per_position)
+
 
 class _PassStage(_Stage):
     """A synapse with no neuron after it: its currents leave as events."""
@@ -261,7 +309,7 @@ class _PassStage(_Stage):
     def counted_ops(self) -> list[tuple[str, str]]:
         return [(self.op.name, self.op.counter)]
 
-    def run(self, sample: _Sample, x: Window) -> Window:
+    def apply(self, sample: _Sample, x: Window) -> Window:
         cur = _zeroed((x[0].shape[0] - 1, prod(self.shape)), self.dtype)
         self._count(sample, self.op.name, self.op.scatter(cur, x))
         out = kernels.currents_to_events(cur, self.op.out3[0], sample.totals[self.name])
@@ -279,7 +327,7 @@ class _MaxPoolStage(_Stage):
     def counted_ops(self) -> list[tuple[str, str]]:
         return [(self.name, "pool_ops")]
 
-    def run(self, sample: _Sample, x: Window) -> Window:
+    def apply(self, sample: _Sample, x: Window) -> Window:
         indptr, index, value, ops = kernels.maxpool_events(
             *x, self.in3[0], self.in3[1:], self.out3[1:], self.layer.kernel_size, self.layer.stride
         )
@@ -295,7 +343,7 @@ class _DropoutStage(_Stage):
         self.layer, self.name, self.shape, self.dtype = layer, layer.name, tuple(shape), dtype
         self.scale = dtype.type(layer.scale)
 
-    def run(self, sample: _Sample, x: Window) -> Window:
+    def apply(self, sample: _Sample, x: Window) -> Window:
         keep = sample.keep.get(self.name)
         if keep is None:
             indptr, index, value = x
@@ -318,11 +366,11 @@ class _ResidualStage(_Stage):
             stage.start(sample, record)
         self.merge.start(sample, record)
 
-    def run(self, sample: _Sample, x: Window) -> Window:
+    def run(self, sample: _Sample, x: Window) -> StageRun:
         main = x
         for stage in self.main:
-            main = stage.run(sample, main)
-        return self.merge.run(sample, main, x)
+            main = yield from stage.run(sample, main)
+        return (yield from self.merge.run(sample, main, x))
 
 
 # =================================================================== results
@@ -357,10 +405,14 @@ class RunResult:
         Recorded with "potentials".
     currents : dict of (batch, T, *shape)
         The input current I at every step (bias included), before the
-        layer's ``input_gain`` multiplies it; neuron layers only. Recorded
+        layer's norm and ``input_gain`` apply; neuron layers only. Recorded
         with "currents".
     masks : dict of (batch, *shape) bool
         The dropout masks used (training runs only).
+    norm_stats : dict of eventsim.norm.NormStatistics
+        The batch statistics of every layer with an input-current norm, with
+        its raw currents (training runs only; docs/semantics.md,
+        "Input-current batch norm").
     recorded : frozenset of str
         What the run was asked to record.
     """
@@ -377,6 +429,7 @@ class RunResult:
     potentials: dict[str, np.ndarray] = field(default_factory=dict)
     currents: dict[str, np.ndarray] = field(default_factory=dict)
     masks: dict[str, np.ndarray] = field(default_factory=dict)
+    norm_stats: dict[str, NormStatistics] = field(default_factory=dict)
     recorded: frozenset = frozenset()
 
     def total_synops(self) -> np.ndarray:
@@ -481,6 +534,8 @@ class Network:
                 out = self._infer([layer.neuron], main_out, top=False)
             else:
                 out = layer.output_shape(shape)
+            if getattr(layer, "norm", None) is not None:
+                layer.norm.bind(layer, as3(out)[0], self.dtype)
             self.shapes[layer.name] = (shape, tuple(out))
             shape = tuple(out)
         return shape
@@ -507,7 +562,7 @@ class Network:
         }
 
     # ------------------------------------------------------------------ plan
-    def _plan(self, layers: list[Layer]) -> list[_Stage]:
+    def _plan(self, layers: list[Layer], train: bool) -> list[_Stage]:
         dtype = self.dtype
         stages: list[_Stage] = []
         i = 0
@@ -521,13 +576,13 @@ class Network:
                 stages.append(_MaxPoolStage(layer, in_shape, out_shape, dtype))
             elif isinstance(layer, Synapse) and nxt is not None and _is_neuron(nxt):
                 op = _Op(layer, in_shape, out_shape, dtype)
-                stages.append(_NeuronStage([op], nxt, nxt.name, out_shape, dtype))
+                stages.append(_NeuronStage([op], nxt, nxt.name, out_shape, dtype, train))
                 i += 1
             elif isinstance(layer, Synapse):
                 stages.append(_PassStage(_Op(layer, in_shape, out_shape, dtype), out_shape, dtype))
             elif _is_neuron(layer):
                 op = _Op(None, in_shape, out_shape, dtype)
-                stages.append(_NeuronStage([op], layer, layer.name, out_shape, dtype))
+                stages.append(_NeuronStage([op], layer, layer.name, out_shape, dtype, train))
             elif isinstance(layer, SpikingAvgPool):
                 op = _Op(layer.pool, in_shape, out_shape, dtype, name=layer.name)
                 stages.append(_NeuronStage([op], layer.neuron, layer.name, out_shape, dtype))
@@ -537,8 +592,8 @@ class Network:
                 last = layer.main[-1]
                 last_in, last_out = self.shapes[last.name]
                 ops = [_Op(last, last_in, last_out, dtype), _Op(layer.skip, *self.shapes[layer.skip.name], dtype)]
-                merge = _NeuronStage(ops, layer.neuron, layer.neuron.name, last_out, dtype)
-                stages.append(_ResidualStage(self._plan(layer.main[:-1]), merge))
+                merge = _NeuronStage(ops, layer.neuron, layer.neuron.name, last_out, dtype, train)
+                stages.append(_ResidualStage(self._plan(layer.main[:-1], train), merge))
             else:
                 raise LayerError(layer, "is not a layer type the network can run")
             i += 1
@@ -564,7 +619,9 @@ class Network:
         record : iterable of {"counts", "traces", "spikes", "potentials", "currents"}
             What to keep beyond the readout and the operation counts.
         train : bool
-            Apply dropout (off at inference).
+            Apply dropout (off at inference), and normalise input currents
+            with the batch's statistics instead of the running ones (a
+            training run with a norm takes one window of all steps).
         rng : numpy Generator
             Draws the dropout masks of a training run: for each Dropout layer in
             network order, ``keep = rng.random((batch, neurons)) >= p``.
@@ -582,9 +639,12 @@ class Network:
             check_choice("record", r, RECORDS)
         self._check_input(events)
         steps, batch = events.steps, events.batch
-        stages = self._plan(self.layers)
+        stages = self._plan(self.layers, train)
         keep = self._dropout_masks(stages, batch, train, rng, masks)
-        if window is None:
+        batch_norms = [s.name for s in _leaves(stages) if isinstance(s, _NeuronStage) and s.batch_norm]
+        if batch_norms:
+            window = steps  # the batch statistics need every step of the currents at once
+        elif window is None:
             largest = max(prod(shape) for _, shape in self.shapes.values())
             window = max(1, min(steps, WINDOW_ELEMENTS // largest))
         elif int(window) < 1:
@@ -599,6 +659,11 @@ class Network:
             }
             for what in PER_STEP_RECORDS if what in record
         }
+        # The backward pass through a norm reads the raw currents of its layer.
+        norm_currents = {name: per_step.get("currents", {}).get(name) for name in batch_norms}
+        for name, arr in norm_currents.items():
+            if arr is None:
+                norm_currents[name] = np.empty((batch, steps) + self.shapes[name][1], self.dtype)
         # So are the per-neuron records, filled in C order by each sample's
         # own task: the layout change runs in parallel, not after the batch.
         per_neuron = {
@@ -608,12 +673,18 @@ class Network:
             }
             for key, what in (("totals", "counts"), ("traces", "traces")) if what in record
         }
-        # Samples are independent: they run in parallel (eventsim.threads),
-        # and every per-sample result lands in its own slot.
-        samples = list(ordered_map(
-            lambda b: self._run_sample(stages, events, b, record, window, per_step, per_neuron, keep), range(batch)
-        ))
+        # Samples are independent but for the batch statistics of norms: they
+        # run in parallel (eventsim.threads), meeting where a norm needs the
+        # batch's sums, and every per-sample result lands in its own slot.
+        samples = in_lockstep(
+            self._run_sample(stages, events, b, record, window, per_step, per_neuron, keep, norm_currents)
+            for b in range(batch)
+        )
         result = self._collect(stages, samples, record, keep, steps)
+        for name, currents in norm_currents.items():
+            mean, var, count = samples[0].norm_stats[name]
+            stats = next(s.norm.stats for s in _leaves(stages) if s.name == name)
+            result.norm_stats[name] = NormStatistics(stats, mean, var, count, currents)
         for what, arrays in per_step.items():
             setattr(result, what, arrays)
         result.counts = per_neuron.get("totals", {})
@@ -657,11 +728,13 @@ class Network:
             used[layer.name] = m
         return used
 
-    def _run_sample(self, stages, events: Events, b: int, record, window: int, per_step, per_neuron, keep) -> _Sample:
+    def _run_sample(self, stages, events: Events, b: int, record, window: int, per_step, per_neuron, keep,
+                    norm_currents) -> Generator[np.ndarray, np.ndarray, _Sample]:
         steps = events.steps
-        sample = _Sample()
+        sample = _Sample(batch=events.batch)
         for what, arrays in per_step.items():
             setattr(sample, what, {name: arr[b].reshape(steps, -1) for name, arr in arrays.items()})
+        sample.currents.update({name: arr[b].reshape(steps, -1) for name, arr in norm_currents.items()})
         sample.keep = {name: mask[b].reshape(-1) for name, mask in keep.items()}
         for stage in stages:
             stage.start(sample, record)
@@ -671,7 +744,7 @@ class Network:
             sample.window_start = t0
             x = (rows[t0 : t1 + 1], events.index, events.value)
             for stage in stages:
-                x = stage.run(sample, x)
+                x = yield from stage.run(sample, x)
         for key, arrays in per_neuron.items():
             for stage in _leaves(stages):
                 if stage.name in arrays:

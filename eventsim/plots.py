@@ -11,7 +11,10 @@ inspect or show in a notebook) and one that writes it to a PNG file:
   or ``eventsim eval``);
 - :func:`curves_figure` / :func:`plot_curves`: loss and accuracy per epoch
   from the trainer's metrics (a list of dicts, or its JSON-lines log, read by
-  :func:`read_metrics`).
+  :func:`read_metrics`), of one run or of several side by side;
+- :func:`gradient_flow_figure` / :func:`plot_gradient_flow`: mean gradient
+  magnitude per layer (``eventsim inspect --grad-flow``), one line per
+  surrogate slope.
 
 matplotlib is the optional ``plot`` extra: it is imported inside the
 functions that draw, never when this module is imported. Figures are built
@@ -279,41 +282,90 @@ def _metrics(metrics: Sequence[Mapping[str, Any]] | str | os.PathLike) -> list[d
     return records
 
 
-def curves_figure(metrics: Sequence[Mapping[str, Any]] | str | os.PathLike) -> Figure:
+def curves_figure(
+    metrics: Sequence[Mapping[str, Any]] | str | os.PathLike | Mapping[str, Sequence[Mapping[str, Any]] | str | os.PathLike],
+) -> Figure:
     """Loss and accuracy (in %) against epoch, for training and, where evaluated, evaluation.
 
     Parameters
     ----------
-    metrics : list of dict, or path
+    metrics : list of dict, or path, or dict of them by run name
         One dict per epoch with ``epoch``, ``train_loss``, ``train_accuracy``
         (a fraction) and optionally ``eval_loss``, ``eval_accuracy``, as the
-        trainer returns them; or the path of its JSON-lines log.
+        trainer returns them; or the path of its JSON-lines log. A dict maps
+        run names to such metrics, to compare runs in one figure.
 
     Raises
     ------
     ValueError
         No records, or a record without one of the required keys.
     """
-    records = _metrics(metrics)
+    runs = dict(metrics) if isinstance(metrics, Mapping) else {"": metrics}
+    records = {name: _metrics(m) for name, m in runs.items()}
     fig = _new_figure(10.0, 4.0)
     from matplotlib.ticker import (
         MaxNLocator,  # after _new_figure has checked that matplotlib is there
     )
 
     for ax, what, scale, label in zip(fig.subplots(1, 2), ("loss", "accuracy"), (1, 100), ("loss", "accuracy (%)")):
-        for split in ("train", "eval"):
-            key = f"{split}_{what}"
-            # Evaluation may be missing from some epochs: plot the ones that have it.
-            have = [r for r in records if key in r]
-            if have:
-                ax.plot([r["epoch"] for r in have], [scale * r[key] for r in have], "o-", label=split, markersize=3)
+        for i, (name, recs) in enumerate(records.items()):
+            for split, style in (("train", "o-"), ("eval", "s--")):
+                key = f"{split}_{what}"
+                # Evaluation may be missing from some epochs: plot the ones that have it.
+                have = [r for r in recs if key in r]
+                if have:
+                    ax.plot([r["epoch"] for r in have], [scale * r[key] for r in have], style, color=f"C{i}",
+                            label=f"{name} {split}".strip(), markersize=3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
+        ax.set_title(f"{what} per epoch")
         ax.legend()
     return fig
 
 
-def plot_curves(metrics: Sequence[Mapping[str, Any]] | str | os.PathLike, path: str | os.PathLike) -> Path:
+def plot_curves(
+    metrics: Sequence[Mapping[str, Any]] | str | os.PathLike | Mapping[str, Sequence[Mapping[str, Any]] | str | os.PathLike],
+    path: str | os.PathLike,
+) -> Path:
     """Write :func:`curves_figure` of ``metrics`` to the PNG file ``path``; returns it."""
     return _save_png(curves_figure(metrics), path)
+
+
+def gradient_flow_figure(flows: Mapping[str, Any], *, title: str | None = None) -> Figure:
+    """Mean ``|dL/dW|`` per weighted layer (log scale), one line per entry of ``flows``.
+
+    Parameters
+    ----------
+    flows : dict
+        Label (e.g. ``"gamma = 1"``) to a gradient-flow measurement with
+        ``layers``, ``magnitudes`` and ``ratio`` (an
+        :class:`eventsim.learning.gradient_flow.GradientFlow`); all over the
+        same layers.
+    """
+    if not flows:
+        raise ValueError("flows is empty: there is no measurement to plot")
+    layers = next(iter(flows.values())).layers
+    if any(tuple(f.layers) != tuple(layers) for f in flows.values()):
+        raise ValueError("the gradient-flow measurements are over different layers")
+    fig = _new_figure(max(6.0, 0.45 * len(layers) + 3), 4.5)
+    ax = fig.subplots()
+    x = np.arange(len(layers))
+    for i, (label, flow) in enumerate(flows.items()):
+        mags = np.asarray(flow.magnitudes, np.float64)
+        shown = np.where(mags > 0, mags, np.nan)  # a layer without gradient has no place on a log axis
+        ax.semilogy(x, shown, "o-", color=f"C{i}", markersize=4, label=f"{label} (ratio {flow.ratio:.3g})")
+    half = len(layers) // 2
+    ax.axvspan(-0.5, half - 0.5, color="0.92", zorder=0, label="first half")
+    ax.set_xticks(x)
+    ax.set_xticklabels(layers, rotation=60, ha="right", fontsize=8)
+    ax.set_xlabel("weighted layer (input side left)")
+    ax.set_ylabel("mean |dL/dW|")
+    ax.set_title(title or "gradient magnitude by layer")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_gradient_flow(flows: Mapping[str, Any], path: str | os.PathLike, *, title: str | None = None) -> Path:
+    """Write :func:`gradient_flow_figure` of ``flows`` to the PNG file ``path``; returns it."""
+    return _save_png(gradient_flow_figure(flows, title=title), path)

@@ -18,10 +18,15 @@ docs/semantics.md, "Gradient rules". Modules:
   ``eventsim`` command works on) and the papers' models;
 - :mod:`~eventsim.learning.ann`, :mod:`~eventsim.learning.conversion`: the
   NumPy ANN view of a network and ANN-to-SNN threshold balancing;
+- :mod:`~eventsim.learning.gradient_flow`, :mod:`~eventsim.learning.calibration`:
+  deep networks (Ledinauskas et al. 2020): gradient magnitude per layer,
+  surrogate slope tuning, thresholds and weight scales from the input currents;
 - :mod:`~eventsim.learning.dense`: dense NumPy references of the rules.
 """
 
+from eventsim.learning.calibration import scale_to_unit_currents, thresholds_at_max_current
 from eventsim.learning.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from eventsim.learning.gradient_flow import GradientFlow, SlopeTuning, gradient_flow, tune_slope, with_slope
 from eventsim.learning.init import init_lee2020
 from eventsim.learning.losses import CrossEntropy, LeeMSE, SpikeCountMSE, loss_from_config
 from eventsim.learning.optimizers import SGD, Adam, AdamW, optimizer_from_config
@@ -32,9 +37,10 @@ from eventsim.learning.surrogates import ArcTan, FastSigmoid, Sigmoid, StraightT
 from eventsim.learning.trainer import Trainer, evaluate, train_step
 
 __all__ = [
-    "Adam", "AdamW", "ArcTan", "BPTT", "Checkpoint", "Constant", "CrossEntropy", "FastSigmoid", "Lee2020",
-    "Lee2020Code", "LeeMSE", "MultiStep", "OneCycle", "SGD", "Sigmoid", "SpikeCountMSE", "StraightThrough",
-    "Trainer", "Triangle", "evaluate", "init_lee2020", "load_checkpoint", "load_parameters", "loss_from_config",
-    "optimizer_from_config", "parameters", "rule_from_config", "save_checkpoint", "schedule_from_config",
-    "surrogate_from_config", "train_step",
+    "Adam", "AdamW", "ArcTan", "BPTT", "Checkpoint", "Constant", "CrossEntropy", "FastSigmoid",
+    "GradientFlow", "Lee2020", "Lee2020Code", "LeeMSE", "MultiStep", "OneCycle", "SGD", "Sigmoid",
+    "SlopeTuning", "SpikeCountMSE", "StraightThrough", "Trainer", "Triangle", "evaluate", "gradient_flow",
+    "init_lee2020", "load_checkpoint", "load_parameters", "loss_from_config", "optimizer_from_config",
+    "parameters", "rule_from_config", "save_checkpoint", "scale_to_unit_currents", "schedule_from_config",
+    "surrogate_from_config", "thresholds_at_max_current", "train_step", "tune_slope", "with_slope",
 ]

@@ -12,17 +12,24 @@ per frame, the layout of the forward kernels' current buffers. Each layer
 turns the gradient with respect to its output into the gradient with respect
 to its input; neuron layers delegate to the rule (``NeuronBackward``), which is
 the only thing the rules differ in.
+
+A neuron layer with an input-current norm (:mod:`eventsim.norm`) turns the
+rule's ``D = dL/dI'`` into ``dL/dI`` through the batch statistics, which needs
+batch-wide sums of D in the middle of every sample's backward: a backward
+pass is therefore a generator that yields its partial sums there and receives
+the batch totals (:func:`eventsim.norm.in_lockstep`).
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
-from typing import Hashable, Protocol
+from dataclasses import dataclass, field
+from typing import Generator, Hashable, Protocol
 
 import numpy as np
 
 from eventsim import kernels
+from eventsim.errors import LayerError
 from eventsim.events import Events
 from eventsim.layers import (
     LIF,
@@ -43,6 +50,10 @@ from eventsim.layers import (
 )
 from eventsim.layout import as3, to_channel_last
 from eventsim.network import Network
+from eventsim.norm import NormStatistics, channel_sums, normed_layers
+
+#: A backward pass: yields partial sums of batch statistics, receives their batch totals.
+Pass = Generator[np.ndarray, np.ndarray, "np.ndarray | None"]
 
 
 _buffers = threading.local()
@@ -117,12 +128,16 @@ class Frames:
     sample : int or None
         The sample whose frames the chunk holds (its steps for the per-step
         rules, its totals for ``lee2020``).
+    norm_stats : dict
+        The forward run's ``RunResult.norm_stats`` (batch statistics and raw
+        currents of the layers with a norm).
     """
 
     streams: dict[str | None, Events]
     rows: slice
     masks: dict[str, np.ndarray]
     sample: int | None = None
+    norm_stats: dict[str, NormStatistics] = field(default_factory=dict)
 
     def events(self, name: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         ev = self.streams[name]
@@ -144,6 +159,9 @@ class Backprop:
         self.neuron = neuron
         self.dtype = network.dtype
         self._acc: dict[str, np.ndarray] = {}
+        # A sample waiting at a norm's meeting point still holds its arrays,
+        # which the next sample on the same thread must not overwrite.
+        self._reuse = not normed_layers(network)
         for layer in network.walk():
             if isinstance(layer, Conv2d):
                 o, c, kh, kw = layer.weight_shape
@@ -153,12 +171,18 @@ class Backprop:
                 self._acc[f"{layer.name}.weight"] = np.zeros((i, o), self.dtype)
             if isinstance(layer, Weighted) and layer.bias is not None:
                 self._acc[f"{layer.name}.bias"] = np.zeros(layer.out_size, self.dtype)
+            if getattr(layer, "norm", None) is not None:
+                for what in ("scale", "shift"):
+                    self._acc[f"{layer.name}.norm.{what}"] = np.zeros(layer.norm.channels, self.dtype)
 
     # ------------------------------------------------------------------ driver
-    def run(self, frames: Frames, top: np.ndarray) -> None:
-        """Back-propagate ``top`` (dL/d(output of the last layer), channel-last, one row per frame)."""
+    def run(self, frames: Frames, top: np.ndarray) -> Generator[np.ndarray, np.ndarray, None]:
+        """Back-propagate ``top`` (dL/d(output of the last layer), channel-last, one row per frame).
+
+        A generator (see the module docstring); a network without norms never yields.
+        """
         self._frames = frames
-        self._sequence(self.network.layers, None, top, need_input=False)
+        yield from self._sequence(self.network.layers, None, top, need_input=False)
 
     def add(self, other: "Backprop") -> "Backprop":
         """Add the gradients ``other`` accumulated to this one's; returns self."""
@@ -195,23 +219,31 @@ class Backprop:
             source = out[-1]
         return out
 
-    def _sequence(self, layers: list[Layer], source: str | None, grad: np.ndarray, need_input: bool) -> np.ndarray | None:
+    def _sequence(self, layers: list[Layer], source: str | None, grad: np.ndarray, need_input: bool) -> Pass:
         outs = self._streams_out(layers, source)
         for i in range(len(layers) - 1, -1, -1):
             layer_source = outs[i - 1] if i > 0 else source
-            grad = self._layer(layers[i], layer_source, grad, need_input or i > 0)
+            grad = yield from self._layer(layers[i], layer_source, grad, need_input or i > 0)
         return grad
 
-    def _layer(self, layer: Layer, source: str | None, grad: np.ndarray, need_input: bool) -> np.ndarray | None:
+    def _buffer(self, key: Hashable, shape: tuple[int, ...], *, zeroed: bool = False) -> np.ndarray:
+        """:func:`scratch`, or a fresh array where samples meet at norms (``self._reuse`` False)."""
+        if self._reuse:
+            return scratch(self.network, key, shape, self.dtype, zeroed=zeroed)
+        return np.zeros(shape, self.dtype)
+
+    def _layer(self, layer: Layer, source: str | None, grad: np.ndarray, need_input: bool) -> Pass:
         in_shape, out_shape = self.network.shapes[layer.name]
         if isinstance(layer, Residual):
             delta = self.neuron("spiking", layer.neuron.name, layer.neuron, out_shape, grad, self._frames)
+            delta = yield from self._norm(layer.neuron, out_shape, delta)
             skip = self._synapse(layer.skip, source, delta, need_input)
-            main = self._sequence(layer.main, source, delta, need_input)
+            main = yield from self._sequence(layer.main, source, delta, need_input)
             return None if not need_input else main + skip
         if isinstance(layer, LIF):
             kind = "readout" if isinstance(layer, Readout) else "spiking"
-            return self.neuron(kind, layer.name, layer, out_shape, grad, self._frames)
+            delta = self.neuron(kind, layer.name, layer, out_shape, grad, self._frames)
+            return (yield from self._norm(layer, out_shape, delta))
         if isinstance(layer, SpikingAvgPool):
             delta = self.neuron("pool", layer.name, layer.neuron, out_shape, grad, self._frames)
             return self._synapse(layer.pool, source, delta, need_input, shapes=(in_shape, out_shape))
@@ -219,7 +251,7 @@ class Backprop:
             if not need_input:
                 return None
             c, h, w = in_shape
-            out = scratch(self.network, (id(layer), "input grad"), (grad.shape[0], c * h * w), self.dtype, zeroed=True)
+            out = self._buffer((id(layer), "input grad"), (grad.shape[0], c * h * w), zeroed=True)
             kernels.maxpool_route(
                 out, grad, *self._frames.events(source), c, (h, w), out_shape[1:], layer.kernel_size, layer.stride
             )
@@ -238,6 +270,45 @@ class Backprop:
             return np.ascontiguousarray(grad.reshape(-1, c, h * w).transpose(0, 2, 1)).reshape(-1, h * w * c)
         raise TypeError(f"no backward pass for {type(layer).__name__}")
 
+    def _norm(self, neuron: LIF, shape: tuple[int, ...], delta: np.ndarray) -> Pass:
+        """``dL/dI`` from ``D = dL/dI'`` through the neuron's norm (the identity without one).
+
+        docs/semantics.md, "Input-current batch norm": with
+        ``x^ = (I - mean) / sigma``, ``sigma = sqrt(var + eps)``, and sums and
+        means per channel over the axes of the statistics (batch x time x
+        positions, or batch x positions at each step)::
+
+            dL/da = sum(D x^)     dL/db = sum(D)
+            dL/dI = (a / sigma) * (D - mean(D) - x^ * mean(D x^))
+
+        the backward of batch normalisation (Ioffe and Szegedy 2015, Sec. 3).
+        The sample adds its own share of the two sums to the gradients of a
+        and b and meets the others for the batch's sums (float64).
+        """
+        if neuron.norm is None:
+            return delta
+        norm, stat = neuron.norm, self._frames.norm_stats.get(neuron.name)
+        if stat is None:
+            raise LayerError(norm, "the backward pass through a norm needs the batch statistics of a training run "
+                                   "(network.run(..., train=True))")
+        channels, steps = norm.channels, delta.shape[0]
+        per_step = stat.stats == "batch"
+        current = to_channel_last(stat.currents[self._frames.sample], shape).reshape(steps, -1, channels)
+        mean, sigma = stat.mean, np.sqrt(stat.var + norm.eps)
+        if per_step:
+            mean, sigma = mean[:, None, :], sigma[:, None, :]
+        xhat = (current - mean) / sigma
+        d = delta.reshape(steps, -1, channels).astype(np.float64)
+        sums = np.stack([channel_sums(a.reshape(steps, -1), channels, per_step) for a in (d, d * xhat)])
+        for what, share in (("shift", sums[0]), ("scale", sums[1])):
+            self._acc[f"{neuron.name}.norm.{what}"] += (share.sum(axis=0) if per_step else share).astype(self.dtype)
+        totals = yield sums
+        mean_d, mean_dx = totals[0] / stat.count, totals[1] / stat.count
+        if per_step:
+            mean_d, mean_dx = mean_d[:, None, :], mean_dx[:, None, :]
+        grad = (norm.scale.astype(np.float64) / sigma) * (d - mean_d - xhat * mean_dx)
+        return grad.astype(self.dtype).reshape(delta.shape)
+
     def _synapse(self, layer: Synapse, source: str | None, delta: np.ndarray, need_input: bool,
                  shapes: tuple | None = None) -> np.ndarray | None:
         """Weight gradients from the input events; the input gradient (the adjoint) if needed."""
@@ -255,7 +326,7 @@ class Backprop:
             )
             if not need_input:
                 return None
-            out = scratch(self.network, (id(layer), "input grad"), (k, h * w * ci), self.dtype, zeroed=True)
+            out = self._buffer((id(layer), "input grad"), (k, h * w * ci), zeroed=True)
             kernels.conv_transpose(out, delta, np.ascontiguousarray(layer.weight), (h, w), (ho, wo),
                                    layer.stride, layer.padding)
             return out
@@ -263,7 +334,7 @@ class Backprop:
             kernels.linear_weight_grad(self._acc[f"{layer.name}.weight"], *self._frames.events(source), delta)
             if not need_input:
                 return None
-            out = scratch(self.network, (id(layer), "input grad"), (k, h * w * ci), self.dtype, zeroed=True)
+            out = self._buffer((id(layer), "input grad"), (k, h * w * ci), zeroed=True)
             kernels.linear_transpose(out, delta, layer.weight)
             return out
         if not need_input:
@@ -274,6 +345,6 @@ class Backprop:
             weight, kernel = dt(1), (1, 1)
         else:
             raise TypeError(f"no backward pass for {type(layer).__name__}")
-        out = scratch(self.network, (id(layer), "input grad"), (k, h * w * ci), self.dtype, zeroed=True)
+        out = self._buffer((id(layer), "input grad"), (k, h * w * ci), zeroed=True)
         kernels.pool_transpose(out, delta, weight, ci, (h, w), (ho, wo), kernel, layer.stride)
         return out

@@ -1,9 +1,9 @@
 """Training checkpoints in HDF5, written atomically.
 
 A checkpoint holds what a training run needs to resume exactly where it
-stopped: the parameters, the optimizer state, the states of the random
-generators, the number of completed epochs and optimizer steps, the whole
-configuration and the metrics history.
+stopped: the parameters, the running statistics of input-current norms, the
+optimizer state, the states of the random generators, the number of completed
+epochs and optimizer steps, the whole configuration and the metrics history.
 
 File layout (format ``eventsim-checkpoint``, version 1)::
 
@@ -12,6 +12,9 @@ File layout (format ``eventsim-checkpoint``, version 1)::
     /params/0, 1...  one dataset per array, in dict order
     /params          attr keys: JSON list of the dict keys, in the same order
     /optimizer/...   the same for the optimizer state
+    /statistics/...  the same for the running statistics of the norms
+                     (:func:`eventsim.learning.parameters.statistics`);
+                     optional: a file without it reads as no statistics
 
 Datasets are named by position and the keys kept in an attribute, so keys may
 hold any character (``"/"`` and ``"."`` included) and their order survives.
@@ -26,7 +29,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import h5py
 import numpy as np
@@ -37,6 +40,8 @@ from eventsim.errors import CheckpointError, OptionError
 FORMAT = "eventsim-checkpoint"
 VERSION = 1
 _GROUPS = ("params", "optimizer")
+#: Groups added after version 1 was first written; a file without one reads as empty.
+_OPTIONAL_GROUPS = ("statistics",)
 _JSON_ATTRS = ("epoch", "step", "config", "rng_state", "history")
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 
@@ -61,6 +66,9 @@ class Checkpoint:
         JSON-ready training configuration.
     history : list of dict
         Metrics per completed epoch.
+    statistics : dict of str to ndarray
+        Running statistics of the norms by name
+        (:func:`eventsim.learning.parameters.statistics`); empty without norms.
     """
 
     params: dict[str, np.ndarray]
@@ -70,6 +78,7 @@ class Checkpoint:
     step: int
     config: dict
     history: list[dict]
+    statistics: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------- writing
@@ -90,7 +99,8 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> None:
     path = os.fspath(path)
     attrs = _encode_attrs(checkpoint)
     arrays = {group: _checked_arrays(group, d) for group, d in
-              zip(_GROUPS, (checkpoint.params, checkpoint.optimizer_state))}
+              zip(_GROUPS + _OPTIONAL_GROUPS, (checkpoint.params, checkpoint.optimizer_state, checkpoint.statistics),
+                  strict=True)}
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "x") as f:
             f.attrs["format"] = FORMAT
@@ -183,7 +193,10 @@ def _read(path: str, f: h5py.File) -> Checkpoint:
             raise CheckpointError(f"checkpoint {path!r}: attribute {what!r} is missing")
         fields[what] = json.loads(f.attrs[what])
     arrays = []
-    for group in _GROUPS:
+    for group in _GROUPS + _OPTIONAL_GROUPS:
+        if group in _OPTIONAL_GROUPS and group not in f:
+            arrays.append({})
+            continue
         if group not in f or not isinstance(f[group], h5py.Group):
             raise CheckpointError(f"checkpoint {path!r}: group {group!r} is missing")
         g = f[group]
@@ -194,7 +207,7 @@ def _read(path: str, f: h5py.File) -> Checkpoint:
             raise CheckpointError(f"checkpoint {path!r}: group {group!r} holds {len(g)} arrays for {len(keys)} keys")
         # [()] reads a scalar dataset as a numpy scalar; asarray keeps it a 0-d array of its dtype
         arrays.append({key: np.asarray(g[str(i)][()]) for i, key in enumerate(keys)})
-    return Checkpoint(params=arrays[0], optimizer_state=arrays[1], **fields)
+    return Checkpoint(params=arrays[0], optimizer_state=arrays[1], statistics=arrays[2], **fields)
 
 
 # ---------------------------------------------------------------- generators

@@ -36,25 +36,13 @@ from eventsim.encoders.direct import direct
 from eventsim.encoders.rate import rate
 from eventsim.errors import OptionError, check_choice
 from eventsim.events import Events
-from eventsim.layers import LIF, Readout, Residual, SpikingAvgPool
+from eventsim.layers import LIF
+from eventsim.learning.calibration import layer_by_layer
 from eventsim.network import Network
 from eventsim.progress import ProgressBar
 
 METHODS = ("channel", "layer", "percentile")
 INPUT_MODES = ("direct", "rate")
-
-
-def _spiking_layers(network: Network) -> list[tuple[str, LIF]]:
-    """(name under which the run records it, neuron layer), in network order."""
-    out = []
-    for layer in network.walk():
-        if isinstance(layer, Residual):
-            continue  # its neuron is walked on its own
-        if isinstance(layer, SpikingAvgPool):
-            out.append((layer.name, layer.neuron))
-        elif isinstance(layer, LIF) and not isinstance(layer, Readout):
-            out.append((layer.name, layer))
-    return out
 
 
 def channel_statistic(currents: np.ndarray, method: str, percentile: float = 99.9) -> np.ndarray:
@@ -105,17 +93,19 @@ def balance_thresholds(
     if not 0 < alpha <= 1:
         raise OptionError(f"alpha must be in (0, 1], got {alpha!r}")
     thresholds: dict[str, np.ndarray] = {}
-    layers = _spiking_layers(network)
-    for name, neuron in layers:
-        # Later layers cannot change this layer's input, so their thresholds do not matter here.
-        currents = network.run(calibration, record=("currents",)).currents[name].astype(np.float64)
+    neurons: list[LIF] = []
+
+    def adjust(name, neuron, synapses, currents):
         stat = channel_statistic(currents, method, percentile)
         theta = np.where(stat > 0, stat, np.inf)
         channels = network.shapes[name][1][0] if len(network.shapes[name][1]) == 3 else 1
         neuron.threshold = np.broadcast_to(theta, (channels,)).copy() if channels > 1 else float(theta[0])
         thresholds[name] = np.atleast_1d(np.asarray(neuron.threshold, np.float64)).copy()
+        neurons.append(neuron)
+
+    layer_by_layer(network, calibration, adjust)
     if alpha != 1:
-        for name, neuron in layers:
+        for name, neuron in zip(thresholds, neurons):
             neuron.threshold = np.asarray(neuron.threshold) * alpha
             thresholds[name] = thresholds[name] * alpha
     return thresholds

@@ -29,7 +29,7 @@ from eventsim.kernels import reverse_recursion
 from eventsim.layout import to_channel_last
 from eventsim.learning.backprop import Backprop, Frames, channel_last_into, neuron_thresholds, scratch
 from eventsim.learning.surrogates import StraightThrough, Surrogate, surrogate_from_config
-from eventsim.threads import ordered_map
+from eventsim.norm import in_lockstep, normed_layers
 
 
 class Rule:
@@ -41,10 +41,14 @@ class Rule:
         The rule's name in the contract and in configurations.
     records : tuple of str
         What :meth:`eventsim.Network.run` must record for :meth:`gradients`.
+    normalises : bool
+        Whether the rule differentiates through input-current norms
+        (:mod:`eventsim.norm`); the others refuse a network that has one.
     """
 
     name: ClassVar[str] = ""
     records: ClassVar[tuple[str, ...]] = ()
+    normalises: ClassVar[bool] = False
 
     def gradients(
         self, network: Network, events: Events, result: RunResult, grad_output: np.ndarray
@@ -75,18 +79,20 @@ class Rule:
         streams = self._streams(events, result)
         rows = streams[None].steps  # frames per sample
 
-        def sample_backward(b: int) -> Backprop:
+        def sample_backward(b: int):
             frames = Frames(streams, slice(b * rows, (b + 1) * rows),
-                            {k: m[b : b + 1] for k, m in result.masks.items()}, sample=b)
+                            {k: m[b : b + 1] for k, m in result.masks.items()}, sample=b,
+                            norm_stats=result.norm_stats)
             top = to_channel_last(grad_output[b], network.output_shape)
             backprop = Backprop(network, neuron)
-            backprop.run(frames, np.ascontiguousarray(np.broadcast_to(top, (rows, top.shape[0]))))
+            yield from backprop.run(frames, np.ascontiguousarray(np.broadcast_to(top, (rows, top.shape[0]))))
             return backprop
 
-        # Samples in parallel (eventsim.threads), their gradients summed in
-        # sample order: the sum is the same whatever the number of threads.
+        # Samples in parallel (eventsim.threads), meeting at norms for the
+        # batch's sums, their gradients summed in sample order: the sums are
+        # the same whatever the number of threads.
         total = None
-        for backprop in ordered_map(sample_backward, range(result.batch)):
+        for backprop in in_lockstep(sample_backward(b) for b in range(result.batch)):
             total = backprop if total is None else total.add(backprop)
         return total.finish()
 
@@ -106,6 +112,10 @@ class Rule:
         return {None: events, **result.spikes}
 
     def _check(self, network, events, result, grad_output) -> np.ndarray:
+        for layer in normed_layers(network):
+            if not self.normalises:
+                raise LayerError(layer, f"input-current batch norm has an exact backward for bptt only, "
+                                        f"not for rule {self.name!r}")
         missing = [r for r in self.records if r not in result.recorded]
         if missing:
             raise OptionError(
@@ -277,6 +287,11 @@ class BPTT(Rule):
         E[t]  = gS[t] * sigma(U[t] - theta) + E[t+1] * dV/dU[t]
         D[t]  = g * E[t]
 
+    the gradient with respect to the current the neuron integrates: the
+    normalised ``I'`` of a layer with a norm, which
+    :class:`~eventsim.learning.backprop.Backprop` then carries through the
+    norm to I (docs/semantics.md, "Input-current batch norm").
+
         dV/dU = a * b * dR/dU,   dV/ds = a * dR/ds(b * U)
 
     with ``dR/dU = 1 - s, dR/ds(x) = v_reset - x`` (hard reset) or
@@ -295,6 +310,7 @@ class BPTT(Rule):
     detach_reset: bool = True
     name: ClassVar[str] = "bptt"
     records: ClassVar[tuple[str, ...]] = ("spikes", "potentials")
+    normalises: ClassVar[bool] = True
 
     def __post_init__(self):
         if not isinstance(self.surrogate, Surrogate):

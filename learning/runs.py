@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Sequence, TextIO
@@ -19,7 +20,7 @@ from typing import Sequence, TextIO
 import numpy as np
 
 from eventsim.datasets import NMNIST, load_mnist
-from eventsim.datasets.mnist import RateCoded
+from eventsim.datasets.mnist import ENCODINGS, CodedImages
 from eventsim.atomic import write_text
 from eventsim.errors import CheckpointError, OptionError, check_choice
 from eventsim.network import Network
@@ -31,11 +32,17 @@ from eventsim.learning.report import evaluation_report
 from eventsim.learning.rules import rule_from_config
 from eventsim.learning.schedules import Constant, MultiStep
 from eventsim.learning.surrogates import surrogate_from_config
-from eventsim.learning.trainer import Trainer
-from eventsim.learning.zoo import build_model
+from eventsim.learning.calibration import scale_to_unit_currents, spiking_layers, thresholds_at_max_current
+from eventsim.learning.trainer import Trainer, batch_of
+from eventsim.learning.zoo import build_model, model_config
+from eventsim.learning.gradient_flow import SLOPES, GradientFlow, gradient_flow, with_slope
+from eventsim.learning.rules import BPTT
 
 DATASETS = ("nmnist", "mnist")
+DATASET_SHAPES = {"nmnist": (2, 34, 34), "mnist": (1, 28, 28)}  #: the input of a model without a named one
+CALIBRATIONS = ("none", "unit-currents", "max-current")
 JOB, CHECKPOINT, METRICS, REPORT = "job.json", "checkpoint.h5", "metrics.jsonl", "report.json"
+PREPARED = "prepared.json"
 #: Settings that depend on the dataset when not given (measured: see the README).
 DATASET_DEFAULTS = {
     "nmnist": {"steps": 30, "epochs": 12, "milestones": [10]},
@@ -62,6 +69,19 @@ class Job:
     learning rate by ``lr_factor`` (Lee et al.: x0.2 at 40, 80, 120 for N-MNIST).
     ``train_limit`` / ``test_limit`` (0: all) keep that many samples, classes
     taken in turn, for quick runs.
+
+    Deep networks (Ledinauskas et al. 2020; docs/deep_networks.md):
+    ``encoding`` "direct" feeds MNIST pixels as currents instead of rate
+    coding; ``leak`` (1: IF neurons), ``width`` and ``dropout`` are passed to
+    the zoo builder; ``slope`` sets the surrogate's slope parameter
+    (:data:`eventsim.learning.gradient_flow.SLOPES`) and ``tune_slope``
+    bisects it on the first ``calibration_samples`` training samples before
+    training; ``calibrate`` ("unit-currents" or "max-current", see
+    :mod:`eventsim.learning.calibration`) sets weight scales or thresholds on
+    the same samples first. What the preparation found is kept in the run
+    folder (``prepared.json``). ``on_count`` is the target spike count of
+    the "spike_count_mse" loss; ``eval_each_epoch`` evaluates the whole test
+    split after every epoch (always done for test sets up to 1,000 samples).
     """
 
     dataset: str = "nmnist"
@@ -83,9 +103,29 @@ class Job:
     seed: int = 0
     train_limit: int = 0
     test_limit: int = 0
+    encoding: str = "rate"
+    leak: float | None = None
+    width: float = 1.0
+    dropout: float | None = None
+    slope: float | None = None
+    tune_slope: bool = False
+    calibrate: str = "none"
+    calibration_samples: int = 64
+    on_count: float | None = None
+    eval_each_epoch: bool = False
 
     def __post_init__(self) -> None:
         check_choice("dataset", self.dataset, DATASETS)
+        check_choice("encoding", self.encoding, ENCODINGS)
+        check_choice("calibrate", self.calibrate, CALIBRATIONS)
+        if self.encoding != "rate" and self.dataset != "mnist":
+            raise OptionError(f"encoding {self.encoding!r} applies to MNIST only; N-MNIST is binned events")
+        if (self.slope is not None or self.tune_slope) and self.rule != "bptt":
+            raise OptionError(f"slope and tune_slope set the surrogate of the bptt rule, not of {self.rule!r}")
+        if self.loss == "spike_count_mse" and self.on_count is None:
+            raise OptionError("loss spike_count_mse needs on_count, the target spike count of the label's neuron")
+        if int(self.calibration_samples) < 1:
+            raise OptionError(f"calibration_samples must be a positive integer, got {self.calibration_samples!r}")
         for what, default in DATASET_DEFAULTS[self.dataset].items():
             if getattr(self, what) is None:
                 setattr(self, what, default)
@@ -93,11 +133,22 @@ class Job:
             if int(getattr(self, what)) < 1:
                 raise OptionError(f"{what} must be a positive integer, got {getattr(self, what)!r}")
 
-    def rule_object(self):
+    def surrogate_object(self):
+        """The bptt rule's surrogate, with ``slope`` applied."""
+        surrogate = surrogate_from_config(self.surrogate)
+        return surrogate if self.slope is None else with_slope(surrogate, self.slope)
+
+    def rule_object(self, surrogate: dict | None = None):
+        """The gradient rule; ``surrogate`` (a config, e.g. a tuned one) replaces the job's."""
         config = {"name": self.rule}
         if self.rule == "bptt":
-            config["surrogate"] = surrogate_from_config(self.surrogate).config()
+            config["surrogate"] = surrogate or self.surrogate_object().config()
         return rule_from_config(config)
+
+    def loss_object(self):
+        if self.loss == "spike_count_mse":
+            return loss_from_config({"name": self.loss, "on_count": float(self.on_count)})
+        return loss_from_config(self.loss)
 
     def optimizer_object(self):
         return optimizer_from_config({"name": self.optimizer, "lr": self.lr, "weight_decay": self.weight_decay})
@@ -108,7 +159,10 @@ class Job:
         return MultiStep(self.lr, list(self.milestones), self.lr_factor)
 
     def network(self, rng: np.random.Generator | None) -> Network:
-        return build_model(self.model, input=self.dataset, rng=rng, tau=self.tau)
+        config = model_config(self.model)
+        shape = self.dataset if self.dataset in config["inputs"] else DATASET_SHAPES[self.dataset]
+        return build_model(self.model, input=shape, rng=rng, tau=self.tau, leak=self.leak, width=self.width,
+                           dropout=self.dropout)
 
     def data(self, split: str, root: str | os.PathLike | None, progress: TextIO | None):
         """The split as a sequence of (Events, label)."""
@@ -117,7 +171,8 @@ class Job:
         else:
             images, labels = load_mnist(root, split)
             seed = self.seed if split == "train" else self.seed + 1
-            data = RateCoded(images, labels, steps=self.steps, scale=self.rate_scale, seed=seed)
+            scale = self.rate_scale if self.encoding == "rate" else 1.0
+            data = CodedImages(images, labels, steps=self.steps, encoding=self.encoding, scale=scale, seed=seed)
         limit = self.train_limit if split == "train" else self.test_limit
         return Subset(data, interleaved_classes(data.labels, limit)) if limit else data
 
@@ -158,14 +213,58 @@ def _write_json(path: Path, obj: object) -> None:
     write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
+def read_prepared(folder: str | os.PathLike) -> dict:
+    """What the preparation of a run found (``prepared.json``), or nothing."""
+    path = Path(folder) / PREPARED
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _apply_thresholds(network: Network, thresholds: dict) -> None:
+    for name, neuron, _ in spiking_layers(network, pools=False):
+        if name in thresholds:
+            neuron.threshold = thresholds[name]
+
+
 def make_trainer(job: Job, out: Path, progress: TextIO | None) -> Trainer:
-    """A trainer for ``job`` checkpointing into the run folder ``out``, initialised from ``job.seed``."""
+    """A trainer for ``job`` checkpointing into the run folder ``out``, initialised from ``job.seed``.
+
+    The thresholds and the surrogate of the folder's ``prepared.json`` apply;
+    calibrated weights come from the checkpoint written right after preparation.
+    """
     network = job.network(np.random.default_rng(job.seed))
+    prepared = read_prepared(out)
+    _apply_thresholds(network, prepared.get("thresholds", {}))
     return Trainer(
-        network, rule=job.rule_object(), loss=loss_from_config(job.loss), optimizer=job.optimizer_object(),
-        schedule=job.schedule(), batch_size=job.batch_size, epochs=job.epochs, seed=job.seed,
-        checkpoint=out / CHECKPOINT, log=out / METRICS, progress=progress,
+        network, rule=job.rule_object(prepared.get("surrogate")), loss=job.loss_object(),
+        optimizer=job.optimizer_object(), schedule=job.schedule(), batch_size=job.batch_size, epochs=job.epochs,
+        seed=job.seed, checkpoint=out / CHECKPOINT, log=out / METRICS, progress=progress,
     )
+
+
+def prepare(job: Job, trainer: Trainer, train_data, progress: TextIO | str | None = None) -> dict:
+    """Calibrate and tune the slope as ``job`` asks, on its first ``calibration_samples`` training samples.
+
+    Changes the trainer's network (weights or thresholds) and rule; returns
+    what it found, as written to ``prepared.json``.
+    """
+    stream = sys.stderr if progress == "stderr" else progress
+    count = min(int(job.calibration_samples), len(train_data))
+    events, labels = batch_of(train_data, interleaved_classes(np.asarray(train_data.labels), count))
+    found: dict = {"calibration_samples": count}
+    if job.calibrate == "unit-currents":
+        found["scales"] = scale_to_unit_currents(trainer.network, events)
+    elif job.calibrate == "max-current":
+        found["thresholds"] = thresholds_at_max_current(trainer.network, events)
+    if job.tune_slope:
+        def report(slope: float, ratio: float) -> None:
+            if stream is not None:
+                print(f"slope {slope:.4g}: gradient-flow ratio {ratio:.4g}", file=stream, flush=True)
+
+        tuning = trainer.tune_surrogate_slope(events, labels, progress=report)
+        found["surrogate"] = tuning.surrogate.config()
+        found["slope_tuning"] = {"slope": tuning.slope, "ratio": tuning.ratio, "converged": tuning.converged,
+                                 "history": [list(h) for h in tuning.history]}
+    return found
 
 
 def train(job: Job, out: str | os.PathLike, *, data: str | os.PathLike | None = None, resume: bool = False,
@@ -194,13 +293,58 @@ def train(job: Job, out: str | os.PathLike, *, data: str | os.PathLike | None = 
         trainer.resume()
     train_data = job.data("train", data, progress)
     test_data = job.data("test", data, progress)
+    if (job.calibrate != "none" or job.tune_slope) and not (out / PREPARED).exists():
+        _write_json(out / PREPARED, prepare(job, trainer, train_data, progress))
+        trainer.save()  # the calibrated weights, so a resume starts from them
     # Per-epoch evaluation on small test sets (the N-MNIST subset); a large one is evaluated once, at the end.
-    trainer.fit(train_data, eval_data=test_data if len(test_data) <= EVAL_EVERY_EPOCH_UP_TO else None)
+    each_epoch = job.eval_each_epoch or len(test_data) <= EVAL_EVERY_EPOCH_UP_TO
+    trainer.fit(train_data, eval_data=test_data if each_epoch else None)
     report = evaluation_report(trainer.network, test_data, trainer.loss, batch_size=job.batch_size)
     report.update(job=asdict(job), split="test", epochs=trainer.epoch,
                   train_seconds=sum(h["seconds"] for h in trainer.history))
     _write_json(out / REPORT, report)
     return report
+
+
+def gradient_flow_of(
+    job: Job,
+    network: Network,
+    *,
+    data: str | os.PathLike | None = None,
+    samples: int = 32,
+    slopes: Sequence[float] = (),
+    surrogate: dict | None = None,
+    seed: int = 0,
+    progress: TextIO | str | None = None,
+) -> dict[str, GradientFlow]:
+    """Gradient flow of ``network`` on the first ``samples`` training samples of ``job``'s dataset.
+
+    One measurement with the job's rule (``surrogate``, a config, replacing
+    the job's), or one per slope of ``slopes``; keyed by a label such as
+    ``"fast_sigmoid c = 3"``.
+    """
+    if int(samples) < 1:
+        raise OptionError(f"samples must be a positive integer, got {samples!r}")
+    train_data = job.data("train", data, progress)
+    events, labels = batch_of(train_data, interleaved_classes(np.asarray(train_data.labels), int(samples)))
+    loss = job.loss_object()
+    base = job.rule_object(surrogate)
+    if not slopes:
+        label = job.rule if job.rule != "bptt" else f"{base.surrogate.name} {_slope_label(base.surrogate)}"
+        return {label: gradient_flow(network, events, labels, rule=base, loss=loss, seed=seed)}
+    if job.rule != "bptt":
+        raise OptionError(f"slopes apply to the bptt rule's surrogate, not to rule {job.rule!r}")
+    out = {}
+    for slope in slopes:
+        rule = BPTT(surrogate=with_slope(base.surrogate, slope), detach_reset=base.detach_reset)
+        out[f"{rule.surrogate.name} {_slope_label(rule.surrogate)}"] = gradient_flow(
+            network, events, labels, rule=rule, loss=loss, seed=seed)
+    return out
+
+
+def _slope_label(surrogate) -> str:
+    param = SLOPES.get(surrogate.name)
+    return "" if param is None else f"{param} = {getattr(surrogate, param):.4g}"
 
 
 def load_run(path: str | os.PathLike) -> tuple[Job, Network, Path]:
@@ -212,6 +356,7 @@ def load_run(path: str | os.PathLike) -> tuple[Job, Network, Path]:
         raise CheckpointError(f"{folder}: not a run folder (no {JOB}); give the folder eventsim train wrote")
     job = Job.from_dict(json.loads((folder / JOB).read_text()))
     network = job.network(rng=None)
+    _apply_thresholds(network, read_prepared(folder).get("thresholds", {}))
     ckpt = load_checkpoint(checkpoint)
     try:
         load_parameters(network, ckpt.params)
@@ -224,7 +369,7 @@ def evaluate_run(path: str | os.PathLike, *, split: str = "test", data: str | os
                  progress: TextIO | str | None = "stderr") -> dict:
     """Report of a run's network on ``split``, also written to ``<run>/report-<split>.json``."""
     job, network, folder = load_run(path)
-    report = evaluation_report(network, job.data(split, data, progress), loss_from_config(job.loss),
+    report = evaluation_report(network, job.data(split, data, progress), job.loss_object(),
                                batch_size=job.batch_size)
     report.update(job=asdict(job), split=split)
     _write_json(folder / f"report-{split}.json", report)

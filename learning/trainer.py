@@ -34,9 +34,11 @@ from eventsim.network import Network
 from eventsim.learning.checkpoint import Checkpoint, generator_from_state, load_checkpoint, rng_state, save_checkpoint
 from eventsim.learning.losses import Loss
 from eventsim.learning.optimizers import Optimizer
-from eventsim.learning.parameters import load_parameters, parameters
+from eventsim.learning.parameters import load_parameters, load_statistics, parameters, statistics
+from eventsim.norm import update_running_statistics
 from eventsim.progress import ProgressBar
-from eventsim.learning.rules import Rule
+from eventsim.learning.gradient_flow import SlopeTuning, tune_slope
+from eventsim.learning.rules import BPTT, Rule
 from eventsim.learning.schedules import Constant, Schedule
 
 Dataset = Sequence[tuple[Events, int]]
@@ -87,9 +89,14 @@ def train_step(
     network: Network, rule: Rule, loss: Loss, optimizer: Optimizer,
     events: Events, labels: np.ndarray, *, lr: float, rng: np.random.Generator,
 ) -> StepResult:
-    """Forward (with dropout), loss, gradients by ``rule``, one optimizer update."""
+    """Forward (with dropout and batch statistics), loss, gradients by ``rule``, one optimizer update.
+
+    The running statistics of the network's input-current norms take the
+    forward run's batch statistics (:func:`eventsim.norm.update_running_statistics`).
+    """
     records = set(rule.records) | ({"counts"} if loss.reads == "counts" else set())
     result = network.run(events, record=records, train=True, rng=rng)
+    update_running_statistics(network, result)
     value, grad_output = loss(network, result, labels)
     grads = rule.gradients(network, events, result, grad_output)
     optimizer.step(parameters(network), grads, lr=lr)
@@ -175,6 +182,23 @@ class Trainer:
             "seed": self.seed,
         }
 
+    def tune_surrogate_slope(self, events: Events, labels: np.ndarray, **options) -> SlopeTuning:
+        """Bisect the slope of the bptt rule's surrogate on one batch, then train with it.
+
+        :func:`eventsim.learning.gradient_flow.tune_slope` on this trainer's
+        network and loss (``options`` are passed on); the rule is replaced by
+        one with the slope found. Call it before training: the slope belongs
+        to the configuration that checkpoints record.
+        """
+        if not isinstance(self.rule, BPTT):
+            raise OptionError(f"slope tuning needs the bptt rule (a surrogate to tune), not {self.rule.name!r}")
+        if self.step:
+            raise OptionError("tune the surrogate slope before training: this trainer has already taken steps")
+        tuning = tune_slope(self.network, events, labels, loss=self.loss, surrogate=self.rule.surrogate,
+                            detach_reset=self.rule.detach_reset, **options)
+        self.rule = BPTT(surrogate=tuning.surrogate, detach_reset=self.rule.detach_reset)
+        return tuning
+
     # ------------------------------------------------------------- running
     def fit(self, train: Dataset, eval_data: Dataset | None = None) -> list[dict]:
         """Train up to ``epochs`` epochs; returns the history (one dict per epoch)."""
@@ -238,6 +262,7 @@ class Trainer:
             history = self.history + ([dict(self._partial, in_progress=True)] if self._partial else [])
             save_checkpoint(self.checkpoint_path, Checkpoint(
                 params={k: v.copy() for k, v in parameters(self.network).items()},
+                statistics={k: v.copy() for k, v in statistics(self.network).items()},
                 optimizer_state=self.optimizer.state_dict(),
                 rng_state={"epoch_start": self._epoch_start_state, "current": rng_state(self.rng)},
                 epoch=self.epoch,
@@ -264,6 +289,7 @@ class Trainer:
             raise CheckpointError(f"{path}: the checkpoint was written by a different configuration ({', '.join(differs)})")
         try:
             load_parameters(self.network, ckpt.params)
+            load_statistics(self.network, ckpt.statistics)
         except ValueError as exc:
             raise CheckpointError(f"{path}: {exc}") from None
         self.optimizer.load_state_dict(ckpt.optimizer_state)

@@ -444,9 +444,15 @@ def _parse(entry: object) -> tuple[str, list, dict]:
 class _Builder:
     """Turns layer entries into layers, following the shape to infer input sizes."""
 
-    def __init__(self, neuron: dict, dropout: float | None) -> None:
+    def __init__(self, neuron: dict, dropout: float | None, width: float = 1.0, classifier: object = None) -> None:
         self.neuron = neuron
         self.dropout = dropout
+        self.width = width
+        self.classifier = classifier  # the last fc entry: its size is the number of classes, never scaled
+
+    def scaled(self, size: int) -> int:
+        """A layer size times the width multiplier, at least 1."""
+        return max(1, round(size * self.width))
 
     def spiking(self) -> LIF:
         n = self.neuron
@@ -477,11 +483,11 @@ class _Builder:
         if kind == "conv":
             if len(shape) != 3:
                 raise OptionError(f"layer entry {entry!r} needs a (C, H, W) input, got shape {shape}")
-            return Conv2d(shape[0], values[0], values[1], **options)
+            return Conv2d(shape[0], self.scaled(values[0]), values[1], **options)
         if kind == "fc":
             if len(shape) != 1:
                 raise OptionError(f"layer entry {entry!r} needs a flat input, got shape {shape}; add ('flatten',)")
-            return Linear(shape[0], values[0])
+            return Linear(shape[0], values[0] if entry is self.classifier else self.scaled(values[0]))
         if kind == "lif":
             return self.spiking()
         if kind == "readout":
@@ -511,15 +517,22 @@ class _Builder:
         return Residual(main, self.spiking(), skip=skip), out
 
 
-def _neuron(config: dict, tau: float | None, threshold: float | None) -> dict:
+def _neuron(config: dict, tau: float | None, threshold: float | None, leak: float | None = None) -> dict:
     """The model's neuron defaults with the overrides applied."""
     neuron = dict(config["neuron"])
     unknown = sorted(set(neuron) - _NEURON_KEYS)
     if unknown or ("tau" in neuron) == ("leak" in neuron):
         raise OptionError(f"neuron defaults {neuron!r} must give threshold, reset, strict and one of tau or leak")
+    if tau is not None and leak is not None:
+        raise OptionError(f"give tau or leak, not both (tau={tau!r}, leak={leak!r})")
     if tau is not None:
         neuron.pop("leak", None)
         neuron["tau"] = tau
+    if leak is not None:
+        if not 0.0 <= leak <= 1.0:
+            raise OptionError(f"leak must be in [0, 1], got {leak!r}")
+        neuron.pop("tau", None)
+        neuron["leak"] = float(leak)
     if threshold is not None:
         neuron["threshold"] = threshold
     return neuron
@@ -557,8 +570,10 @@ def build_network(
     dtype: object = np.float32,
     rng: np.random.Generator | None = None,
     tau: float | None = None,
+    leak: float | None = None,
     threshold: float | None = None,
     dropout: float | None = None,
+    width: float = 1.0,
 ) -> Network:
     """Build the network a config describes (the grammar is in the module docstring).
 
@@ -580,8 +595,16 @@ def build_network(
         neurons; ``tau`` also the readout's leak). ``tau`` replaces a ``leak``
         default, so an IF model becomes LIF. Spiking pooling keeps its own
         threshold ratio.
+    leak : float, optional
+        Replaces the neuron defaults' ``tau`` or ``leak`` by this per-step
+        factor (1: IF neurons, as Ledinauskas et al. 2020 use; the readout too).
     dropout : float, optional
         Replaces p of every dropout layer; 0 builds none.
+    width : float
+        Multiplies the output channels of every convolution and the size of
+        every hidden fully connected layer (rounded, at least 1); the last
+        fully connected layer keeps its size, the number of classes. Narrow
+        versions of the deep models train on a CPU.
 
     Raises
     ------
@@ -598,7 +621,10 @@ def build_network(
             raise OptionError(f"dropout must be in [0, 1), got {dropout!r}")
         if dropout > 0.0 and not _has_dropout(config["layers"]):
             raise OptionError("this model has no dropout layers to set p of; dropout can only be 0 for it")
-    builder = _Builder(_neuron(config, tau, threshold), dropout)
+    if not (isinstance(width, (int, float)) and np.isfinite(width) and width > 0):
+        raise OptionError(f"width must be a positive number, got {width!r}")
+    fcs = [entry for entry in config["layers"] if _parse(entry)[0] == "fc"]
+    builder = _Builder(_neuron(config, tau, threshold, leak), dropout, float(width), fcs[-1] if fcs else None)
     layers, _ = builder.layers(config["layers"], shape)
     network = Network(layers, shape, dtype)
     if rng is not None:
@@ -619,8 +645,10 @@ def build_model(
     dtype: object = np.float32,
     rng: np.random.Generator | None = None,
     tau: float | None = None,
+    leak: float | None = None,
     threshold: float | None = None,
     dropout: float | None = None,
+    width: float = 1.0,
 ) -> Network:
     """Build the zoo model ``name``; see :func:`build_network` for the parameters.
 
@@ -628,8 +656,8 @@ def build_model(
     >>> net.shapes["fc1"][0]
     (2450,)
     """
-    return build_network(model_config(name), input=input, dtype=dtype, rng=rng, tau=tau, threshold=threshold,
-                         dropout=dropout)
+    return build_network(model_config(name), input=input, dtype=dtype, rng=rng, tau=tau, leak=leak,
+                         threshold=threshold, dropout=dropout, width=width)
 
 
 # ------------------------------------------------------------------- describe

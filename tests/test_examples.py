@@ -27,6 +27,7 @@ NEEDS = {
     "lee2020_gradient": ((), False),
     "training_on_cpu": ((), True),
     "conversion": ((), True),
+    "deep_networks": ((), False),
     "testing_your_implementation": (("torch",), False),
 }
 

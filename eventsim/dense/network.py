@@ -5,6 +5,14 @@ first; neuron layers carry their state ``(U, s)`` from step to step. This is
 the straightforward reading of docs/semantics.md ("Neurons") and of the layer
 docstrings in :mod:`eventsim.layers`, written without events so that the
 event-driven :class:`eventsim.network.Network` can be tested against it.
+
+Input-current batch norms (docs/semantics.md, "Input-current batch norm") in
+a training run need a layer's currents at every step before its neurons can
+update, which a step-by-step walk does not have. The reference takes the
+plain way round: it walks the whole run once per normalised layer, in network
+order, each time with the statistics found so far, and takes the next layer's
+statistics from the currents that walk recorded (NumPy means over axes); a
+last walk then runs with all of them.
 """
 
 from __future__ import annotations
@@ -56,12 +64,16 @@ class DenseRun:
         al. 2020, eq. 6), else None.
     masks : dict
         Keep-masks used by the Dropout layers, ``(B, *shape)`` bool.
+    norm_stats : dict
+        Per neuron layer with a norm, in a training run: ``(mean, var)`` of
+        its input current (biased variance, float64), ``(C,)`` or ``(T, C)``.
     """
 
     outputs: dict[str, np.ndarray]
     potentials: dict[str, np.ndarray]
     readout: np.ndarray | None
     masks: dict[str, np.ndarray] = field(default_factory=dict)
+    norm_stats: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 def run_dense(
@@ -82,6 +94,11 @@ def run_dense(
     Residual block feeds ``main_last(main(x)) + skip(x)`` to its neuron
     (Lee et al. 2020, Sec. 2.2.2).
 
+    A neuron layer with a norm integrates ``k * I + c`` per channel,
+    ``k = a / sqrt(var + eps)``, ``c = b - mean * k`` (float64, rounded to the
+    dtype), with the batch's statistics in training (see the module
+    docstring) and the running ones otherwise.
+
     Dropout (docs/semantics.md, "Dropout"): in training, one keep-mask per Dropout
     layer, taken from ``masks`` by layer name, or else drawn with
     :func:`~eventsim.dense.dropout.draw_dropout_mask` from ``rng`` before the
@@ -94,7 +111,7 @@ def run_dense(
     x : array, shape ``(B, T, *input_shape)``, dtype ``network.dtype``
         Input values at every step (spikes, signed spikes or currents).
     train : bool
-        Apply dropout.
+        Apply dropout; normalise currents with the batch's statistics.
     rng : numpy Generator, optional
         Draws the dropout masks that ``masks`` does not give.
     masks : dict of name -> bool array ``(B, *shape)``, optional
@@ -113,15 +130,49 @@ def run_dense(
     plan.add(network.layers, input_shape)
     keep = plan.dropout_masks(batch, rng, masks) if train else {}
 
-    walk = DenseWalk(plan, keep, batch)
-    for t in range(steps):
-        walk.sequence(network.layers, x[:, t])
+    norms = {name: neuron.norm for name, (neuron, _) in plan.neurons.items() if neuron.norm is not None}
+    stats: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if train:
+        for name, norm in norms.items():
+            walk = _walk(network, plan, keep, x, {n: _affine(norms[n], *stats[n], dtype) for n in stats})
+            stats[name] = _batch_moments(np.stack(walk.currents[name], axis=1), norm.stats)
+    else:
+        stats = {name: (norm.running_mean, norm.running_var) for name, norm in norms.items()}
+    walk = _walk(network, plan, keep, x, {n: _affine(norms[n], *stats[n], dtype) for n in stats})
 
     outputs = {name: np.stack(seq, axis=1) for name, seq in walk.outputs.items()}
     potentials = {name: np.stack(seq, axis=1) for name, seq in walk.potentials.items()}
     last = network.layers[-1] if network.layers else None
     readout = potentials[last.name][:, -1] / dtype.type(steps) if isinstance(last, Readout) else None
-    return DenseRun(outputs=outputs, potentials=potentials, readout=readout, masks=keep)
+    return DenseRun(outputs=outputs, potentials=potentials, readout=readout, masks=keep,
+                    norm_stats=stats if train else {})
+
+
+def _walk(network: NetworkLike, plan: "DensePlan", keep: dict, x: np.ndarray, affines: dict) -> "DenseWalk":
+    """One walk over all steps; neuron layers with a norm not in ``affines`` take the raw currents."""
+    walk = DenseWalk(plan, keep, x.shape[0], affines)
+    for t in range(x.shape[1]):
+        walk.step = t
+        walk.sequence(network.layers, x[:, t])
+    return walk
+
+
+def _batch_moments(currents: np.ndarray, stats: str) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and biased variance per channel of ``(B, T, C, ...)`` (or ``(B, T, N)``) currents, float64.
+
+    "batch_time": over batch, steps and positions, ``(C,)``; "batch": over
+    batch and positions at every step, ``(T, C)``.
+    """
+    positions = tuple(range(3, currents.ndim))
+    axes = (0,) + positions if stats == "batch" else (0, 1) + positions
+    values = currents.astype(np.float64)
+    return values.mean(axis=axes), values.var(axis=axes)
+
+
+def _affine(norm, mean: np.ndarray, var: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """``k = a / sqrt(var + eps)`` and ``c = b - mean * k``, in float64, then in ``dtype``."""
+    k = norm.scale.astype(np.float64) / np.sqrt(np.asarray(var, np.float64) + norm.eps)
+    return k.astype(dtype), (norm.shift.astype(np.float64) - np.asarray(mean, np.float64) * k).astype(dtype)
 
 
 def _check_input(x: np.ndarray, input_shape: tuple[int, ...], dtype: np.dtype) -> None:
@@ -228,10 +279,14 @@ class DenseWalk:
     bounds of eventsim.testing.compare) can override single layer steps.
     """
 
-    def __init__(self, plan: DensePlan, keep: dict[str, np.ndarray], batch: int) -> None:
+    def __init__(self, plan: DensePlan, keep: dict[str, np.ndarray], batch: int,
+                 affines: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> None:
         self.plan = plan
         self.keep = keep
         self.batch = batch
+        self.affines = affines or {}  # neuron name -> (k, c) of its norm, per channel (and step)
+        self.step = 0
+        self.currents: dict[str, list[np.ndarray]] = defaultdict(list)  # raw currents of normalised layers
         self.state: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # neuron name -> (U, s)
         self.outputs: dict[str, list[np.ndarray]] = defaultdict(list)
         self.potentials: dict[str, list[np.ndarray]] = defaultdict(list)
@@ -281,6 +336,14 @@ class DenseWalk:
     def neuron(self, name: str, current: np.ndarray) -> np.ndarray:
         """``I[t] -> s[t]`` for the neuron layer ``name``; U[0] = 0, s[0] = no spike."""
         neuron, theta = self.plan.neurons[name]
+        if neuron.norm is not None:
+            self.currents[name].append(current)
+            if name in self.affines:
+                k, c = self.affines[name]
+                if k.ndim == 2:  # per step
+                    k, c = k[self.step], c[self.step]
+                channel = (-1,) + (1,) * (current.ndim - 2)
+                current = k.reshape(channel) * current + c.reshape(channel)
         if name in self.state:
             u_prev, s_prev = self.state[name]
         else:

@@ -18,6 +18,10 @@ per-layer records:
   plain edge) and its neuron, which receives both: NIR sums the inputs of a
   node.
 
+Input-current norms have no NIR node: the network is exported with its norms
+folded into the synapses before them (:func:`eventsim.norm.fold_norms`), so
+the graph computes what an inference run computes.
+
 ``MaxPool`` has no NIR node and raises :class:`~eventsim.errors.LayerError`.
 What NIR cannot express travels in each node's metadata
 (:mod:`eventsim.nir.options`).
@@ -46,6 +50,7 @@ from eventsim.layers import (
     SumPool,
 )
 from eventsim.network import Network
+from eventsim.norm import fold_norms
 from eventsim.nir.euler import continuous_parameters
 from eventsim.nir.extra import require_nir
 from eventsim.nir.options import encode
@@ -85,6 +90,7 @@ def to_nir(network: Network, *, dt: float = 1.0, portable: bool = False) -> Any:
     nir = require_nir()
     if not (np.isfinite(dt) and dt > 0):
         raise ValueError(f"dt must be a positive finite step length, got {dt!r}")
+    network = fold_norms(network)
     graph = _Builder(nir, network, float(dt), portable)
     graph.add(INPUT, nir.Input(input_type={"input": np.array(network.input_shape)}), [])
     last = graph.layers(network.layers, INPUT)

@@ -28,23 +28,34 @@ eventsim layer                torch, per step
 ``LIF``, ``IF``, ``Readout``  :meth:`TorchCandidate.neuron_step` on the current
 ``SpikingAvgPool``            the average pool feeding the layer's IF neuron
 ``Residual``                  main path, then ``neuron_step(last(main) + skip(x))``
+a neuron layer's ``norm``     ``k * I + c`` on its current, before ``neuron_step``
 ============================  ==================================================
 
 A weighted sum (any synapse but ``MaxPool``) directly followed by a neuron
 layer becomes that layer's input current, as eventsim fuses the two into one
 stage; a neuron layer after no synapse takes its input values as current.
 Any other layer type is refused with a :class:`~eventsim.errors.LayerError` naming it.
-Weights and biases become leaf tensors on the device, under the keys of
+Weights and biases, and the scale and shift of input-current norms, become
+leaf tensors on the device, under the keys of
 :func:`eventsim.learning.parameters.parameters` (``"conv1.weight"``,
-``"res1.conv2.bias"``, ...). Thresholds, leaks, reset values, input gains
+``"res1.conv2.bias"``, ``"lif1.norm.scale"``, ...). Thresholds, leaks, reset values, input gains
 and pool weights are rounded once to the model's dtype, as eventsim rounds
 them, and each neuron layer becomes a :class:`TorchNeuron`.
 
 2. ``run``: time-major records
 ------------------------------
-``model.run(spikes)`` takes ``(T, batch, *input_shape)`` and steps
-``t = 0 .. T-1`` through the blocks with every neuron layer starting from
-``U[0] = 0, s[0] = 0``. It reports what eventsim's event path passes from
+``model.run(spikes)`` takes ``(T, batch, *input_shape)`` and passes it
+through the blocks one layer at a time: a synapse maps all T steps at once
+(steps folded into the batch), a neuron layer steps ``t = 0 .. T-1`` from
+``U[0] = 0, s[0] = 0``. Layer by layer rather than step by step because an
+input-current norm in training (``train=True``) needs its layer's currents at
+every step before the neurons integrate them: its mean and biased variance
+per channel are taken over steps, batch and positions (``"batch_time"``) or
+over batch and positions per step (``"batch"``), in float64, and
+``k = a / sqrt(var + eps)``, ``c = b - mean * k`` are rounded to the model's
+dtype, as eventsim rounds them (docs/semantics.md, "Input-current batch
+norm"); autograd differentiates through the statistics. Without ``train``
+the running statistics stand in. It reports what eventsim's event path passes from
 layer to layer: each neuron layer's spikes and potentials U (under the pool's
 name for a ``SpikingAvgPool``, under the neuron's own name for a residual
 block), and the values of every layer that passes values on without a neuron
@@ -158,6 +169,7 @@ class TorchNeuron:
     step's current: ``(C, 1, 1)`` for maps, ``(N,)`` for flat layers (inf:
     never fires). ``kind`` is ``"spiking"`` (LIF, IF, a residual block's
     neuron), ``"pool"`` (the IF neuron of a SpikingAvgPool) or ``"readout"``.
+    ``norm`` is the layer's input-current norm, or None.
     """
 
     name: str
@@ -169,6 +181,7 @@ class TorchNeuron:
     reset: str
     strict: bool
     reset_delayed: bool
+    norm: TorchNorm | None = None
 
     def reset_of(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """``R(x, s)``: ``x * (1 - s) + v_reset * s`` (hard) or ``x - theta * s`` (soft).
@@ -179,6 +192,37 @@ class TorchNeuron:
         if self.reset == "hard":
             return x * (1 - s) + self.v_reset * s
         return x - self.theta.nan_to_num(posinf=0.0) * s
+
+
+@dataclass(frozen=True)
+class TorchNorm:
+    """An input-current norm as the torch model holds it: ``scale`` and ``shift`` are leaves.
+
+    ``running_mean`` and ``running_var`` are float64 constants; ``stats`` is
+    "batch_time" or "batch" (:class:`eventsim.norm.CurrentNorm`).
+    """
+
+    stats: str
+    eps: float
+    scale: torch.Tensor
+    shift: torch.Tensor
+    running_mean: torch.Tensor
+    running_var: torch.Tensor
+
+    def __call__(self, current: torch.Tensor, train: bool) -> torch.Tensor:
+        """``k * I + c`` for currents ``(T, batch, C, ...)``, with batch or running statistics."""
+        channel = (-1,) + (1,) * (current.dim() - 3)  # C broadcast against the positions
+        wide = current.double()
+        if train:  # (C,), or (T, C) per step
+            dims = (() if self.stats == "batch" else (0,)) + (1,) + tuple(range(3, current.dim()))
+            mean, var = wide.mean(dim=dims), wide.var(dim=dims, unbiased=False)
+        else:
+            mean, var = self.running_mean, self.running_var
+        k = self.scale.double() / (var + self.eps).sqrt()
+        c = self.shift.double() - mean * k
+        shape = (k.shape[0], 1) + channel if k.dim() == 2 else channel  # (T, 1, C, ...) per step
+        k, c = k.to(current.dtype).reshape(shape), c.to(current.dtype).reshape(shape)
+        return k * current + c
 
 
 @dataclass(frozen=True)
@@ -347,14 +391,20 @@ class TorchCandidate:
 
 
 # ======================================================================= blocks
+def _every_step(fn: Callable, x: torch.Tensor) -> torch.Tensor:
+    """A per-step map applied to ``(T, batch, ...)`` values at once, the steps folded into the batch."""
+    out = fn(x.flatten(0, 1))
+    return out.reshape(x.shape[:2] + out.shape[1:])
+
+
 class _Map:
-    """A block that maps one step's values to the next layer's values (a synapse, MaxPool, Flatten)."""
+    """A block that maps a layer's values to the next layer's values (a synapse, MaxPool, Flatten)."""
 
     def __init__(self, name: str | None, fn: Callable) -> None:
         self.name, self.fn = name, fn  # name None: not reported (Flatten)
 
     def __call__(self, x: torch.Tensor, run: _Run) -> torch.Tensor:
-        return self.fn(x)
+        return _every_step(self.fn, x)
 
 
 class _Dropout:
@@ -375,7 +425,7 @@ class _Neurons:
         self.name, self.neuron, self.synapse = neuron.name, neuron, synapse
 
     def __call__(self, x: torch.Tensor, run: _Run) -> torch.Tensor:
-        return run.neurons(self.neuron, x if self.synapse is None else self.synapse(x))
+        return run.neurons(self.neuron, x if self.synapse is None else _every_step(self.synapse, x))
 
 
 class _Residual:
@@ -385,7 +435,7 @@ class _Residual:
         self.name, self.main, self.last, self.skip, self.neuron = neuron.name, main, last, skip, neuron
 
     def __call__(self, x: torch.Tensor, run: _Run) -> torch.Tensor:
-        return run.neurons(self.neuron, self.last(run.sequence(self.main, x)) + self.skip(x))
+        return run.neurons(self.neuron, _every_step(self.last, run.sequence(self.main, x)) + _every_step(self.skip, x))
 
 
 def _pool_sum(x: torch.Tensor, weight: torch.Tensor, kernel_size: tuple, stride: tuple) -> torch.Tensor:
@@ -407,13 +457,12 @@ def _flatten(x: torch.Tensor) -> torch.Tensor:
 
 # ============================================================= one forward pass
 class _Run:
-    """The state of one forward pass: neuron states, per-step records, dropout masks."""
+    """The state of one forward pass: records ``(T, batch, ...)`` by layer, dropout masks, norm mode."""
 
-    def __init__(self, candidate: TorchCandidate, backward: Backward, masks: dict) -> None:
-        self.candidate, self.backward, self.masks = candidate, backward, masks
-        self.states: dict[str, tuple] = {}
-        self.outputs: dict[str, list] = {}
-        self.potentials: dict[str, list] = {}
+    def __init__(self, candidate: TorchCandidate, backward: Backward, masks: dict, train: bool) -> None:
+        self.candidate, self.backward, self.masks, self.train = candidate, backward, masks, train
+        self.outputs: dict[str, torch.Tensor] = {}
+        self.potentials: dict[str, torch.Tensor] = {}
         self.leaks: dict[str, float] = {}  # spiking layers whose spike gradient gets Lee's NG factor
         self.ng: dict[str, torch.Tensor] = {}
 
@@ -421,21 +470,25 @@ class _Run:
         for block in blocks:
             x = block(x, self)
             if block.name is not None:
-                self.outputs.setdefault(block.name, []).append(x)
+                self.outputs[block.name] = x
         return x
 
     def neurons(self, neuron: TorchNeuron, current: torch.Tensor) -> torch.Tensor:
-        state = self.states.get(neuron.name)
-        if state is None:  # U[0] = 0, s[0] = 0
-            zero = current.new_zeros(current.shape)
-            state = (zero, zero)
-        u, s, self.states[neuron.name] = self.candidate.neuron_step(state, current, neuron, self.backward)
-        self.potentials.setdefault(neuron.name, []).append(u)
-        if self.backward.rule == "lee2020-code" and neuron.kind == "spiking" and s.requires_grad:
-            # The code's hook: every step's spike gradient times NG, known only once the run is over.
-            self.leaks[neuron.name] = float(neuron.leak)
-            s.register_hook(lambda grad, name=neuron.name: grad * self.ng[name])
-        return s
+        """The spikes ``(T, batch, ...)`` of a neuron layer from its currents, stepping from U[0] = s[0] = 0."""
+        if neuron.norm is not None:
+            current = neuron.norm(current, self.train)
+        zero = current.new_zeros(current.shape[1:])
+        state, potentials, spikes = (zero, zero), [], []
+        for step in current:
+            u, s, state = self.candidate.neuron_step(state, step, neuron, self.backward)
+            if self.backward.rule == "lee2020-code" and neuron.kind == "spiking" and s.requires_grad:
+                # The code's hook: every step's spike gradient times NG, known only once the run is over.
+                self.leaks[neuron.name] = float(neuron.leak)
+                s.register_hook(lambda grad, name=neuron.name: grad * self.ng[name])
+            potentials.append(u)
+            spikes.append(s)
+        self.potentials[neuron.name] = _import_torch().stack(potentials)
+        return _import_torch().stack(spikes)
 
     def finish(self) -> None:
         """Lee's ``NG = 1 + ln(lam) f / gamma`` (0 where gamma = 0) from the finished forward.
@@ -444,7 +497,7 @@ class _Run:
         accumulated as ``f[t] = lam f[t-1] + s[t]`` (docs/semantics.md, "lee2020").
         """
         for name, lam in self.leaks.items():
-            spikes = [s.detach() for s in self.outputs[name]]
+            spikes = list(self.outputs[name].detach())
             gamma = sum(spikes[1:], spikes[0])
             trace = spikes[0]
             for s in spikes[1:]:
@@ -562,26 +615,41 @@ class TorchModel:
             reset=layer.reset,
             strict=layer.strict,
             reset_delayed=layer.reset_delayed,
+            norm=None if pool or layer.norm is None else self._norm(layer, name),
         )
 
+    def _norm(self, layer: LIF, name: str) -> TorchNorm:
+        torch = _import_torch()
+        norm = layer.norm
+        leaves = {}
+        for what in ("scale", "shift"):
+            leaves[what] = torch.tensor(getattr(norm, what).astype(self.dtype), device=self.device, requires_grad=True)
+            self.parameters[f"{name}.norm.{what}"] = leaves[what]
+        running = {what: torch.tensor(getattr(norm, what).astype(np.float64), device=self.device)
+                   for what in ("running_mean", "running_var")}
+        return TorchNorm(stats=norm.stats, eps=norm.eps, **leaves, **running)
+
     # ----------------------------------------------------------------- run
-    def run(self, spikes: np.ndarray, *, masks: dict[str, np.ndarray] | None = None) -> dict[str, LayerRecord]:
+    def run(self, spikes: np.ndarray, *, masks: dict[str, np.ndarray] | None = None,
+            train: bool = False) -> dict[str, LayerRecord]:
         """Every reported layer's record, ``(T, batch, *shape)`` arrays (section 2 of the module docstring).
 
         ``spikes``: ``(T, batch, *input_shape)``, values convertible to the
         model's dtype without loss. ``masks``: dropout keep-masks by layer
         name, bool ``(batch, *shape)``; without them dropout is off.
+        ``train``: input-current norms take the batch's statistics.
         """
         torch = _import_torch()
         with torch.no_grad(), _full_float32(torch):
-            run, _ = self._forward(spikes, masks, Backward(self.candidate.rule))
+            run, _ = self._forward(spikes, masks, Backward(self.candidate.rule), train)
         return {
             name: LayerRecord(_numpy(seq), _numpy(run.potentials[name]) if name in run.potentials else None)
             for name, seq in run.outputs.items()
         }
 
     def gradients(
-        self, spikes: np.ndarray, request: GradientRequest, *, masks: dict[str, np.ndarray] | None = None
+        self, spikes: np.ndarray, request: GradientRequest, *, masks: dict[str, np.ndarray] | None = None,
+        train: bool = False,
     ) -> dict[str, np.ndarray]:
         """Gradients of ``L = sum(out * request.grad_output)`` for every parameter, by autograd.
 
@@ -590,7 +658,8 @@ class TorchModel:
         ``rule="bptt"`` the spike's derivative is ``request.surrogate`` and the
         reset is detached when ``request.detach_reset``; under
         ``"lee2020-code"`` both are ignored (see :class:`Backward`). Arrays in
-        the model's dtype, under the keys of ``parameters``.
+        the model's dtype, under the keys of ``parameters``. ``train``: as in
+        :meth:`run`, through the batch statistics of the norms.
         """
         torch = _import_torch()
         if self.candidate.rule == "bptt":
@@ -599,7 +668,7 @@ class TorchModel:
             backward = Backward(self.candidate.rule)
         keys = list(self.parameters)
         with torch.enable_grad(), _full_float32(torch):
-            _, out = self._forward(spikes, masks, backward)
+            _, out = self._forward(spikes, masks, backward, train)
             g = np.asarray(request.grad_output)
             if g.shape != tuple(out.shape):
                 raise LayerError(
@@ -614,17 +683,17 @@ class TorchModel:
             for key, grad in zip(keys, grads, strict=True)
         }
 
-    def _forward(self, spikes: np.ndarray, masks: dict | None, backward: Backward) -> tuple[_Run, torch.Tensor]:
-        """Step the blocks over T; returns the run's records and the differentiable network output."""
-        torch = _import_torch()
+    def _forward(self, spikes: np.ndarray, masks: dict | None, backward: Backward,
+                 train: bool) -> tuple[_Run, torch.Tensor]:
+        """Run the blocks layer by layer over T; returns the run's records and the differentiable network output."""
         x = self._input(spikes)
-        run = _Run(self.candidate, backward, self._masks(masks, x.shape[1]))
-        last = [run.sequence(self.blocks, x[t]) for t in range(x.shape[0])]
+        run = _Run(self.candidate, backward, self._masks(masks, x.shape[1]), train)
+        last = run.sequence(self.blocks, x)
         run.finish()
         if self._readout is not None:
             out = run.potentials[self._readout][-1] / x.shape[0]
         else:
-            out = torch.stack(last).sum(dim=0)
+            out = last.sum(dim=0)
         return run, out
 
     def _input(self, spikes: np.ndarray) -> torch.Tensor:
@@ -674,10 +743,9 @@ def _float_dtype(torch, dtype: Any) -> np.dtype:
     return out
 
 
-def _numpy(steps: list) -> np.ndarray:
-    """Per-step tensors stacked along axis 0, as a NumPy array on the host."""
-    torch = _import_torch()
-    return torch.stack([s.detach() for s in steps]).cpu().numpy()
+def _numpy(values: torch.Tensor) -> np.ndarray:
+    """A ``(T, batch, ...)`` record as a NumPy array on the host."""
+    return values.detach().cpu().numpy()
 
 
 @contextmanager
