@@ -54,6 +54,7 @@ def _job_arguments(parser: argparse.ArgumentParser) -> None:
         "calibration-samples": "training samples used by --calibrate and --tune-slope",
         "on-count": "target spike count of the label's output neuron (loss spike_count_mse)",
         "eval-each-epoch": "evaluate the whole test split after every epoch",
+        "norm": "input-current batch norm on every spiking layer: none, batch_time or batch (statistics axes)",
     }
     for f in fields(Job):
         if f.name == "dataset":

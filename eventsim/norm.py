@@ -221,6 +221,19 @@ def normed_layers(network: Any) -> list:
     return [layer for layer in network.walk() if getattr(layer, "norm", None) is not None]
 
 
+def refuse_norms(network: Any, what: str) -> None:
+    """:class:`LayerError` naming the first normed layer of ``network``: ``what`` does not handle norms.
+
+    Input-current batch norm has an exact backward for the ``bptt`` rule
+    only; the other rules, the dense reference gradients and the ANN view
+    refuse a network with one rather than ignore it.
+    """
+    normed = normed_layers(network)
+    if normed:
+        raise LayerError(normed[0], "input-current batch norm has an exact backward for bptt only; "
+                                    f"{what} does not handle it")
+
+
 def update_running_statistics(network: Any, result: Any) -> None:
     """``running = (1 - momentum) * running + momentum * stat`` for every norm of ``network``.
 

@@ -30,7 +30,7 @@ from eventsim.learning.gradient_flow import GradientFlow, SlopeTuning, gradient_
 from eventsim.learning.init import init_lee2020
 from eventsim.learning.losses import CrossEntropy, LeeMSE, SpikeCountMSE, loss_from_config
 from eventsim.learning.optimizers import SGD, Adam, AdamW, optimizer_from_config
-from eventsim.learning.parameters import load_parameters, parameters
+from eventsim.learning.parameters import load_parameters, load_statistics, parameters, statistics
 from eventsim.learning.rules import BPTT, Lee2020, Lee2020Code, rule_from_config
 from eventsim.learning.schedules import Constant, MultiStep, OneCycle, schedule_from_config
 from eventsim.learning.surrogates import ArcTan, FastSigmoid, Sigmoid, StraightThrough, Triangle, surrogate_from_config
@@ -40,7 +40,7 @@ __all__ = [
     "Adam", "AdamW", "ArcTan", "BPTT", "Checkpoint", "Constant", "CrossEntropy", "FastSigmoid",
     "GradientFlow", "Lee2020", "Lee2020Code", "LeeMSE", "MultiStep", "OneCycle", "SGD", "Sigmoid",
     "SlopeTuning", "SpikeCountMSE", "StraightThrough", "Trainer", "Triangle", "evaluate", "gradient_flow",
-    "init_lee2020", "load_checkpoint", "load_parameters", "loss_from_config", "optimizer_from_config",
-    "parameters", "rule_from_config", "save_checkpoint", "scale_to_unit_currents", "schedule_from_config",
+    "init_lee2020", "load_checkpoint", "load_parameters", "load_statistics", "loss_from_config", "optimizer_from_config",
+    "parameters", "rule_from_config", "save_checkpoint", "scale_to_unit_currents", "schedule_from_config", "statistics",
     "surrogate_from_config", "thresholds_at_max_current", "train_step", "tune_slope", "with_slope",
 ]

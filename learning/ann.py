@@ -59,6 +59,7 @@ from eventsim.learning.optimizers import Optimizer
 from eventsim.learning.parameters import parameters
 from eventsim.network import Network
 from eventsim.progress import ProgressBar
+from eventsim.norm import refuse_norms
 
 __all__ = ["AnnCache", "ann_accuracy", "ann_backward", "ann_forward", "train_ann"]
 
@@ -123,6 +124,7 @@ def ann_forward(
     ValueError
         ``x`` is not a float array of shape ``(B, *input_shape)``.
     """
+    refuse_norms(network, "the ANN view")
     dtype = np.dtype(network.dtype)
     x = _check_input(network, x)
     walk = _Forward(dtype, train, rng)

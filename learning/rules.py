@@ -29,7 +29,7 @@ from eventsim.kernels import reverse_recursion
 from eventsim.layout import to_channel_last
 from eventsim.learning.backprop import Backprop, Frames, channel_last_into, neuron_thresholds, scratch
 from eventsim.learning.surrogates import StraightThrough, Surrogate, surrogate_from_config
-from eventsim.norm import in_lockstep, normed_layers
+from eventsim.norm import in_lockstep, refuse_norms
 
 
 class Rule:
@@ -112,10 +112,8 @@ class Rule:
         return {None: events, **result.spikes}
 
     def _check(self, network, events, result, grad_output) -> np.ndarray:
-        for layer in normed_layers(network):
-            if not self.normalises:
-                raise LayerError(layer, f"input-current batch norm has an exact backward for bptt only, "
-                                        f"not for rule {self.name!r}")
+        if not self.normalises:
+            refuse_norms(network, f"rule {self.name!r}")
         missing = [r for r in self.records if r not in result.recorded]
         if missing:
             raise OptionError(

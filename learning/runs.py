@@ -27,7 +27,7 @@ from eventsim.network import Network
 from eventsim.learning.checkpoint import load_checkpoint
 from eventsim.learning.losses import loss_from_config
 from eventsim.learning.optimizers import optimizer_from_config
-from eventsim.learning.parameters import load_parameters
+from eventsim.learning.parameters import load_parameters, load_statistics
 from eventsim.learning.report import evaluation_report
 from eventsim.learning.rules import rule_from_config
 from eventsim.learning.schedules import Constant, MultiStep
@@ -41,6 +41,7 @@ from eventsim.learning.rules import BPTT
 DATASETS = ("nmnist", "mnist")
 DATASET_SHAPES = {"nmnist": (2, 34, 34), "mnist": (1, 28, 28)}  #: the input of a model without a named one
 CALIBRATIONS = ("none", "unit-currents", "max-current")
+NORMS = ("none", "batch_time", "batch")  #: input-current batch norm of every spiking layer (statistics axes)
 JOB, CHECKPOINT, METRICS, REPORT = "job.json", "checkpoint.h5", "metrics.jsonl", "report.json"
 PREPARED = "prepared.json"
 #: Settings that depend on the dataset when not given (measured: see the README).
@@ -78,7 +79,9 @@ class Job:
     bisects it on the first ``calibration_samples`` training samples before
     training; ``calibrate`` ("unit-currents" or "max-current", see
     :mod:`eventsim.learning.calibration`) sets weight scales or thresholds on
-    the same samples first. What the preparation found is kept in the run
+    the same samples first; ``norm`` ("batch_time" or "batch") puts an
+    input-current batch norm on every spiking layer (:mod:`eventsim.norm`).
+    What the preparation found is kept in the run
     folder (``prepared.json``). ``on_count`` is the target spike count of
     the "spike_count_mse" loss; ``eval_each_epoch`` evaluates the whole test
     split after every epoch (always done for test sets up to 1,000 samples).
@@ -113,11 +116,15 @@ class Job:
     calibration_samples: int = 64
     on_count: float | None = None
     eval_each_epoch: bool = False
+    norm: str = "none"
 
     def __post_init__(self) -> None:
         check_choice("dataset", self.dataset, DATASETS)
         check_choice("encoding", self.encoding, ENCODINGS)
         check_choice("calibrate", self.calibrate, CALIBRATIONS)
+        check_choice("norm", self.norm, NORMS)
+        if self.norm != "none" and self.rule != "bptt":
+            raise OptionError(f"input-current batch norm has an exact backward for bptt only, not for rule {self.rule!r}")
         if self.encoding != "rate" and self.dataset != "mnist":
             raise OptionError(f"encoding {self.encoding!r} applies to MNIST only; N-MNIST is binned events")
         if (self.slope is not None or self.tune_slope) and self.rule != "bptt":
@@ -162,7 +169,7 @@ class Job:
         config = model_config(self.model)
         shape = self.dataset if self.dataset in config["inputs"] else DATASET_SHAPES[self.dataset]
         return build_model(self.model, input=shape, rng=rng, tau=self.tau, leak=self.leak, width=self.width,
-                           dropout=self.dropout)
+                           dropout=self.dropout, norm=None if self.norm == "none" else self.norm)
 
     def data(self, split: str, root: str | os.PathLike | None, progress: TextIO | None):
         """The split as a sequence of (Events, label)."""
@@ -360,6 +367,7 @@ def load_run(path: str | os.PathLike) -> tuple[Job, Network, Path]:
     ckpt = load_checkpoint(checkpoint)
     try:
         load_parameters(network, ckpt.params)
+        load_statistics(network, ckpt.statistics)
     except ValueError as exc:
         raise CheckpointError(f"{checkpoint}: does not fit model {job.model!r}: {exc}") from None
     return job, network, folder

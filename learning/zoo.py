@@ -97,6 +97,7 @@ from eventsim.layers import (
 )
 from eventsim.learning.init import init_lee2020
 from eventsim.network import Network
+from eventsim.norm import CurrentNorm
 
 # ------------------------------------------------------------------ the models
 _LEE_SOURCE = "Lee, Sarwar, Panda, Srinivasan, Roy 2020, Front. Neurosci. 14:119"
@@ -444,9 +445,11 @@ def _parse(entry: object) -> tuple[str, list, dict]:
 class _Builder:
     """Turns layer entries into layers, following the shape to infer input sizes."""
 
-    def __init__(self, neuron: dict, dropout: float | None, width: float = 1.0, classifier: object = None) -> None:
+    def __init__(self, neuron: dict, dropout: float | None, width: float = 1.0, classifier: object = None,
+                 norm: str | None = None) -> None:
         self.neuron = neuron
         self.dropout = dropout
+        self.norm = norm
         self.width = width
         self.classifier = classifier  # the last fc entry: its size is the number of classes, never scaled
 
@@ -456,11 +459,12 @@ class _Builder:
 
     def spiking(self) -> LIF:
         n = self.neuron
+        norm = None if self.norm is None else CurrentNorm(self.norm)
         if "tau" in n:
-            return LIF(n["threshold"], tau=n["tau"], reset=n["reset"], strict=n["strict"])
+            return LIF(n["threshold"], tau=n["tau"], reset=n["reset"], strict=n["strict"], norm=norm)
         if n["leak"] == 1.0:
-            return IF(n["threshold"], reset=n["reset"], strict=n["strict"])
-        return LIF(n["threshold"], leak=n["leak"], reset=n["reset"], strict=n["strict"])
+            return IF(n["threshold"], reset=n["reset"], strict=n["strict"], norm=norm)
+        return LIF(n["threshold"], leak=n["leak"], reset=n["reset"], strict=n["strict"], norm=norm)
 
     def layers(self, entries: Sequence, shape: tuple[int, ...]) -> tuple[list[Layer], tuple[int, ...]]:
         out: list[Layer] = []
@@ -574,6 +578,7 @@ def build_network(
     threshold: float | None = None,
     dropout: float | None = None,
     width: float = 1.0,
+    norm: str | None = None,
 ) -> Network:
     """Build the network a config describes (the grammar is in the module docstring).
 
@@ -605,6 +610,11 @@ def build_network(
         every hidden fully connected layer (rounded, at least 1); the last
         fully connected layer keeps its size, the number of classes. Narrow
         versions of the deep models train on a CPU.
+    norm : {"batch_time", "batch"}, optional
+        Give every spiking neuron layer (residual blocks' included; not the
+        readout, not spiking pooling) an input-current batch norm with these
+        statistics (:class:`eventsim.norm.CurrentNorm`, Ledinauskas et al.
+        2020, Sec. 2.6).
 
     Raises
     ------
@@ -624,7 +634,7 @@ def build_network(
     if not (isinstance(width, (int, float)) and np.isfinite(width) and width > 0):
         raise OptionError(f"width must be a positive number, got {width!r}")
     fcs = [entry for entry in config["layers"] if _parse(entry)[0] == "fc"]
-    builder = _Builder(_neuron(config, tau, threshold, leak), dropout, float(width), fcs[-1] if fcs else None)
+    builder = _Builder(_neuron(config, tau, threshold, leak), dropout, float(width), fcs[-1] if fcs else None, norm)
     layers, _ = builder.layers(config["layers"], shape)
     network = Network(layers, shape, dtype)
     if rng is not None:
@@ -649,6 +659,7 @@ def build_model(
     threshold: float | None = None,
     dropout: float | None = None,
     width: float = 1.0,
+    norm: str | None = None,
 ) -> Network:
     """Build the zoo model ``name``; see :func:`build_network` for the parameters.
 
@@ -657,7 +668,7 @@ def build_model(
     (2450,)
     """
     return build_network(model_config(name), input=input, dtype=dtype, rng=rng, tau=tau, leak=leak,
-                         threshold=threshold, dropout=dropout, width=width)
+                         threshold=threshold, dropout=dropout, width=width, norm=norm)
 
 
 # ------------------------------------------------------------------- describe

@@ -336,6 +336,30 @@ def test_lee_rules_refuse_norms(rule):
         rule.gradients(network, events, result, np.zeros(result.output.shape))
 
 
+def test_dense_references_and_the_ann_view_refuse_norms():
+    from eventsim.learning.ann import ann_forward
+    from eventsim.learning.dense import bptt_gradients
+
+    network = _network(0)
+    x = _events(0).to_dense()
+    with pytest.raises(LayerError, match="'lif1'.*the dense reference gradients"):
+        bptt_gradients(network, x, np.zeros((x.shape[0],) + network.output_shape), surrogate=sg.FastSigmoid())
+    with pytest.raises(LayerError, match="'lif1'.*the ANN view"):
+        ann_forward(network, x[:, 0])
+
+
+def test_gradient_comparison_finds_the_layer_of_norm_keys():
+    from eventsim.testing.compare import compare_gradients, parameter_layer
+
+    assert parameter_layer("res1.lif2.norm.shift") == "res1.lif2"
+    assert parameter_layer("res1.conv1.weight") == "res1.conv1"
+    network = _network(0)
+    reference = {key: np.ones_like(value) for key, value in parameters(network).items()}
+    broken = dict(reference, **{"lif1.norm.scale": np.full_like(reference["lif1.norm.scale"], np.nan)})
+    with pytest.raises(LayerError, match="'lif1'.*lif1.norm.scale.*not finite"):
+        compare_gradients(network, reference, broken, rtol=1e-9)
+
+
 def test_bptt_needs_a_training_run():
     network = _network(0)
     events = _events(0)

@@ -120,3 +120,18 @@ def test_grad_flow_of_a_zoo_model_and_its_errors(env, capsys):
     assert "fast_sigmoid c = 3" in text and "fc2" in text
     assert main(["inspect", "--grad-flow"]) == 2
     assert "model name or a run folder" in capsys.readouterr().err
+
+
+def test_norm_option_trains_and_eval_uses_the_running_statistics(env):
+    out = env / "normed"
+    assert main(["train", "mnist", "--out", str(out), *DEEP, "--norm", "batch_time", "--tune-slope",
+                 "--epochs", "1"]) == 0
+    _, network, _ = load_run(out)
+    normed = [layer for layer in network.walk() if getattr(layer, "norm", None) is not None]
+    assert [layer.name for layer in normed] == ["if1", "res1.if1", "res1.if2", "res2.if1", "res2.if2", "res3.if1",
+                                                "res3.if2", "if2"]
+    # The checkpoint's running statistics, not the initial 0 and 1.
+    assert all(not np.all(layer.norm.running_var == 1) for layer in normed)
+    assert main(["eval", str(out)]) == 0
+    with pytest.raises(OptionError, match="bptt only"):
+        Job(dataset="mnist", norm="batch_time")

@@ -42,6 +42,7 @@ from eventsim.layers import (
     SpikingAvgPool, SumPool,
 )
 from eventsim.learning.parameters import parameters
+from eventsim.norm import refuse_norms
 
 #: ``delta(layer, G) -> D``: a rule's neuron backward. ``layer`` is the layer
 #: whose name keys the neuron's records (a LIF/IF layer, the neuron of a
@@ -85,6 +86,7 @@ def forward(network, x: np.ndarray, masks: dict[str, np.ndarray] | None) -> Forw
     ``masks=None`` is the inference forward (no dropout); a dict is a training
     forward with exactly those keep-masks (docs/semantics.md, "Dropout").
     """
+    refuse_norms(network, "the dense reference gradients (eventsim.learning.dense)")
     run = run_dense(network, x, train=masks is not None, masks=masks)
     outputs = {name: v.astype(np.float64) for name, v in run.outputs.items()}
     potentials = {name: v.astype(np.float64) for name, v in run.potentials.items()}
