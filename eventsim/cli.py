@@ -36,7 +36,6 @@ def _job_arguments(parser: argparse.ArgumentParser) -> None:
         "model": "model zoo name (eventsim inspect --list)",
         "rule": "gradient rule: lee2020, lee2020-code, bptt",
         "surrogate": "surrogate of the bptt rule: straight_through, fast_sigmoid, arctan, sigmoid, triangle",
-        "loss": "lee_mse, cross_entropy",
         "optimizer": "adam, adamw, sgd",
         "milestones": "epochs at which the learning rate is multiplied by --lr-factor",
         "steps": "time steps T",

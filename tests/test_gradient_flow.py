@@ -51,9 +51,10 @@ def deep_if_network(seed: int, *, depth: int = 16, width: int = 48, inputs: int 
     return network, events, rng.integers(0, 10, batch)
 
 
-def ratios(network, events, labels, slopes=SLOPES, surrogate=FastSigmoid(b=1.0)):
+def ratios(network, events, labels):
+    surrogate = FastSigmoid(b=1.0)
     return [gradient_flow(network, events, labels, rule=BPTT(surrogate=with_slope(surrogate, s)),
-                          loss=CrossEntropy()).ratio for s in slopes]
+                          loss=CrossEntropy()).ratio for s in SLOPES]
 
 
 @settings(max_examples=6)
@@ -130,7 +131,7 @@ def test_trainer_tunes_before_training_and_then_trains_with_the_slope_found():
 
 
 def test_unit_currents_and_max_current_thresholds_measured_independently():
-    network, events, labels = deep_if_network(2, depth=5, reset="soft")
+    network, events, _ = deep_if_network(2, depth=5, reset="soft")
     result = network.run(events, record=("currents",))
     for name, cur in result.currents.items():
         if name != "readout1":
