@@ -5,7 +5,7 @@
     eventsim eval runs/nmnist [--split test]                     report on a split
     eventsim inspect lee2020-lenet5 [--input nmnist]             layers, shapes, synapses, MACs
     eventsim inspect MODEL|RUN --grad-flow [--slope 1 100]       gradient magnitude per layer
-    eventsim plot runs/nmnist                                    raster, firing rates, curves (PNG)
+    eventsim plot runs/nmnist [--compare runs/other]             raster, firing rates, curves (PNG)
     eventsim convert [--steps 64 32 16 8 4] [--alpha 1 0.4]      ANN -> SNN conversion, accuracy vs T
     eventsim conform --candidate mymodule:factory [--examples N] test an implementation against eventsim
     eventsim run --graph NET.nir --input SPIKES.npz --steps T --out OUT.npz   every node's output
@@ -157,6 +157,7 @@ def _cmd_plot(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from eventsim import plots
+    from eventsim.errors import CheckpointError
     from eventsim.learning.runs import METRICS, REPORT, load_run
 
     job, network, folder = load_run(args.run)
@@ -168,6 +169,12 @@ def _cmd_plot(args: argparse.Namespace) -> None:
         written.append(plots.plot_firing_rates(json.loads((folder / REPORT).read_text()), out / "firing_rates.png"))
     if (folder / METRICS).exists():
         written.append(plots.plot_curves(folder / METRICS, out / "curves.png"))
+    if args.compare:
+        runs = {Path(run).name: Path(run) / METRICS for run in [args.run, *args.compare]}
+        missing = [str(path) for path in runs.values() if not path.exists()]
+        if missing:
+            raise CheckpointError(f"no training log to compare: {', '.join(missing)}")
+        written.append(plots.plot_curves(runs, out / "curves_compared.png"))
     for path in written:
         print(path)
 
@@ -275,6 +282,8 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--split", default="test", choices=("train", "test"))
     g.add_argument("--data")
     g.add_argument("--out", help="folder for the PNG files (default: <run>/plots)")
+    g.add_argument("--compare", nargs="*", default=[], metavar="RUN",
+                   help="other run folders whose loss and accuracy curves join this run's in curves_compared.png")
     g.set_defaults(handler=_cmd_plot)
 
     r = sub.add_parser(

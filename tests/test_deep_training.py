@@ -79,6 +79,11 @@ def test_tuned_slope_and_calibration_are_kept_and_used_on_resume(env, capsys):
     history = prepared["slope_tuning"]["history"]
     assert [slope, prepared["slope_tuning"]["ratio"]] == history[-1]
     assert main([*args, "--epochs", "2", "--resume"]) == 0  # resumes with the tuned slope, no new tuning
+    other = env / "untuned"
+    assert main(["train", "mnist", "--out", str(other), *DEEP, "--calibrate", "unit-currents", "--slope", "100",
+                 "--epochs", "2"]) == 0
+    assert main(["plot", str(out), "--compare", str(other), "--out", str(env / "plots")]) == 0
+    assert (env / "plots" / "curves_compared.png").stat().st_size > 10_000
     assert json.loads((out / "prepared.json").read_text()) == prepared
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
 
@@ -133,5 +138,6 @@ def test_norm_option_trains_and_eval_uses_the_running_statistics(env):
     # The checkpoint's running statistics, not the initial 0 and 1.
     assert all(not np.all(layer.norm.running_var == 1) for layer in normed)
     assert main(["eval", str(out)]) == 0
+    assert main(["plot", str(out), "--compare", str(env / "nowhere")]) == 2
     with pytest.raises(OptionError, match="bptt only"):
         Job(dataset="mnist", norm="batch_time")
