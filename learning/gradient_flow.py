@@ -124,7 +124,7 @@ def with_slope(surrogate: Surrogate, slope: float) -> Surrogate:
 
 def slope_of(surrogate: Surrogate) -> float:
     """The value of ``surrogate``'s slope parameter."""
-    with_slope(surrogate, 1.0)  # the error for a surrogate without one
+    with_slope(surrogate, 1.0)  # refuses a surrogate without a slope parameter, naming it
     return float(getattr(surrogate, SLOPES[surrogate.name]))
 
 
@@ -209,7 +209,7 @@ def tune_slope(
                           f"got bracket {bracket!r}, limits {limits!r}")
     if not 0 < tolerance < 1:
         raise OptionError(f"tolerance must be in (0, 1), got {tolerance!r}")
-    with_slope(surrogate, lo)
+    with_slope(surrogate, lo)  # a surrogate without a slope is refused before any gradient is computed
     history: list[tuple[float, float]] = []
 
     def evaluate(slope: float) -> float:
