@@ -274,30 +274,36 @@ def prepare(job: Job, trainer: Trainer, train_data, progress: TextIO | str | Non
     return found
 
 
+# Fields a resumed run may change. The schedule's two are checked against the
+# checkpoint by Trainer.resume: the epochs already begun must keep their rates.
+RESUMABLE = ("epochs", "milestones", "lr_factor")
+
+
 def train(job: Job, out: str | os.PathLike, *, data: str | os.PathLike | None = None, resume: bool = False,
           progress: TextIO | str | None = "stderr") -> dict:
     """Train ``job`` in the run folder ``out`` (or continue it), evaluate on the test split, write the report.
 
     Returns the report. A folder that already holds a run is continued with
-    ``resume=True`` (the job must be the same apart from ``epochs``) and
-    refused otherwise, so nothing a user saved is overwritten.
+    ``resume=True`` (the job must be the same apart from ``epochs`` and
+    milestones after the epochs already trained) and refused otherwise, so
+    nothing a user saved is overwritten.
     """
     out = Path(out)
     if (out / JOB).exists():
         if not resume:
             raise OptionError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
         saved = Job.from_dict(json.loads((out / JOB).read_text()))
-        differs = sorted(k for k, v in asdict(job).items() if k != "epochs" and getattr(saved, k) != v)
+        differs = sorted(k for k, v in asdict(job).items() if k not in RESUMABLE and getattr(saved, k) != v)
         if differs:
             raise CheckpointError(f"{out}: the run was started with other settings ({', '.join(differs)}); "
                                   f"resume it with the same ones or choose another --out")
     elif resume:
         raise OptionError(f"nothing to resume in {out}: no {JOB}")
     out.mkdir(parents=True, exist_ok=True)
-    _write_json(out / JOB, asdict(job))
     trainer = make_trainer(job, out, progress)
     if resume and (out / CHECKPOINT).exists():
         trainer.resume()
+    _write_json(out / JOB, asdict(job))  # only once the checkpoint has accepted it
     train_data = job.data("train", data, progress)
     test_data = job.data("test", data, progress)
     if (job.calibrate != "none" or job.tune_slope) and not (out / PREPARED).exists():

@@ -60,6 +60,16 @@ class Schedule:
         """JSON-ready description; :func:`schedule_from_config` inverts it."""
         raise NotImplementedError
 
+    def continues(self, earlier: Schedule, epochs_begun: int) -> bool:
+        """Whether a run begun under ``earlier`` may go on under this schedule.
+
+        It may when every epoch already begun keeps its learning rate, so a
+        resumed run is the run this schedule would have trained from the
+        start. Only epoch-stepped schedules can differ and still continue;
+        others must be equal.
+        """
+        return self == earlier
+
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and other.config() == self.config()
 
@@ -68,7 +78,29 @@ class Schedule:
         return f"{type(self).__name__}({opts})"
 
 
-class Constant(Schedule):
+class EpochSchedule(Schedule):
+    """A schedule stepped once per epoch: ``lr(step) = epoch_lr(step // steps_per_epoch)``.
+
+    Such a schedule continues another one (:meth:`Schedule.continues`) when
+    both give the epochs already begun the same rates, whatever they give
+    later: a run trained at a constant rate can be resumed with a drop at a
+    later epoch, or a milestone added after the epochs trained.
+    """
+
+    def epoch_lr(self, epoch: int) -> float:
+        """The learning rate of every step of epoch ``epoch`` (from 0)."""
+        raise NotImplementedError
+
+    def _lr(self, step, steps_per_epoch):
+        return self.epoch_lr(step // steps_per_epoch)
+
+    def continues(self, earlier: Schedule, epochs_begun: int) -> bool:
+        if not isinstance(earlier, EpochSchedule):
+            return False
+        return all(self.epoch_lr(e) == earlier.epoch_lr(e) for e in range(epochs_begun))
+
+
+class Constant(EpochSchedule):
     """The same learning rate at every step."""
 
     name: ClassVar[str] = "constant"
@@ -77,14 +109,14 @@ class Constant(Schedule):
         _positive(self.name, "lr", lr)
         self.base_lr = float(lr)
 
-    def _lr(self, step, steps_per_epoch):
+    def epoch_lr(self, epoch):
         return self.base_lr
 
     def config(self) -> dict:
         return {"name": self.name, "lr": self.base_lr}
 
 
-class MultiStep(Schedule):
+class MultiStep(EpochSchedule):
     """Step decay at epoch milestones (torch.optim.lr_scheduler.MultiStepLR, stepped once per epoch).
 
     ``lr(step) = lr * gamma ** n`` with ``n`` the number of milestones
@@ -108,8 +140,7 @@ class MultiStep(Schedule):
         self.milestones = tuple(int(m) for m in milestones)
         self.gamma = float(gamma)
 
-    def _lr(self, step, steps_per_epoch):
-        epoch = step // steps_per_epoch
+    def epoch_lr(self, epoch):
         passed = sum(1 for m in self.milestones if m <= epoch)
         return self.base_lr * self.gamma**passed
 

@@ -39,7 +39,7 @@ from eventsim.norm import update_running_statistics
 from eventsim.progress import ProgressBar
 from eventsim.learning.gradient_flow import SlopeTuning, tune_slope
 from eventsim.learning.rules import BPTT, Rule
-from eventsim.learning.schedules import Constant, Schedule
+from eventsim.learning.schedules import Constant, Schedule, schedule_from_config
 
 Dataset = Sequence[tuple[Events, int]]
 
@@ -273,11 +273,23 @@ class Trainer:
         if self.log_path is not None:
             write_text(self.log_path, "".join(json.dumps(r) + "\n" for r in self.history))
 
+    def _continues(self, ckpt: Checkpoint) -> bool:
+        """Whether this trainer's schedule continues the one ``ckpt`` was trained under."""
+        try:
+            earlier = schedule_from_config(ckpt.config["schedule"])
+        except (KeyError, TypeError, OptionError):
+            return False
+        begun = ckpt.epoch + any(h.get("in_progress") for h in ckpt.history)
+        return self.schedule.continues(earlier, begun)
+
     def resume(self, path: str | os.PathLike | None = None) -> None:
         """Continue from a checkpoint (by default this trainer's own).
 
-        The checkpoint's configuration must match this trainer's (the number
-        of epochs may differ); otherwise :class:`CheckpointError` lists what differs.
+        The checkpoint's configuration must match this trainer's, except for
+        the number of epochs and a schedule that continues the checkpoint's
+        (:meth:`Schedule.continues`: the same rate for every epoch already
+        begun, e.g. a milestone added after them); otherwise
+        :class:`CheckpointError` lists what differs.
         """
         path = Path(path) if path is not None else self.checkpoint_path
         if path is None:
@@ -285,6 +297,8 @@ class Trainer:
         ckpt = load_checkpoint(path)
         mine = json.loads(json.dumps(self.config()))
         differs = sorted(k for k in set(mine) | set(ckpt.config) if mine.get(k) != ckpt.config.get(k))
+        if "schedule" in differs and self._continues(ckpt):
+            differs.remove("schedule")
         if differs:
             raise CheckpointError(f"{path}: the checkpoint was written by a different configuration ({', '.join(differs)})")
         try:

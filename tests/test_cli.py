@@ -23,9 +23,15 @@ def env(tmp_path, monkeypatch):
 def test_train_resume_eval_inspect_plot(env, capsys):
     out = env / "run"
     assert main(["train", "nmnist", "--out", str(out), "--epochs", "1", *QUICK]) == 0
-    assert main(["train", "nmnist", "--out", str(out), "--epochs", "2", "--resume", *QUICK]) == 0
+    # the resumed run adds an epoch, with a learning-rate drop the first epoch did not have
+    assert main(["train", "nmnist", "--out", str(out), "--epochs", "2", "--resume", *QUICK, "1"]) == 0
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [m["epoch"] for m in metrics] == [1, 2]  # the resumed run added one epoch
+    assert [m["epoch"] for m in metrics] == [1, 2]
+    assert metrics[1]["lr"] == pytest.approx(metrics[0]["lr"] * json.loads((out / "job.json").read_text())["lr_factor"])
+    capsys.readouterr()
+    assert main(["train", "nmnist", "--out", str(out), "--epochs", "3", "--resume", *QUICK]) == 2
+    assert "schedule" in capsys.readouterr().err  # dropping it again would change the second epoch
+    assert json.loads((out / "job.json").read_text())["milestones"] == [1]  # the refused job is not recorded
     report = json.loads((out / "report.json").read_text())
     assert report["samples"] == 20 and report["epochs"] == 2
     per_class = [c for c in report["per_class"] if c["support"]]

@@ -4,6 +4,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from eventsim.errors import OptionError
 from eventsim.learning.schedules import Constant, MultiStep, OneCycle, schedule_from_config
@@ -78,6 +80,26 @@ def test_onecycle_end_points():
 
 def test_constant():
     assert [Constant(0.01).lr(s, 3) for s in (0, 1, 10**9)] == [0.01] * 3
+
+
+_milestones = st.lists(st.integers(1, 8), max_size=3, unique=True).map(sorted)
+
+
+@given(old=_milestones, new=_milestones, gamma=st.sampled_from([0.1, 0.5, 1.0]), begun=st.integers(0, 9))
+def test_a_schedule_continues_another_when_the_epochs_begun_keep_their_rates(old, new, gamma, begun):
+    # The reference is the rate of every step, not epoch_lr, which continues() uses.
+    spe = 3
+    earlier = MultiStep(0.1, old, 0.5) if old else Constant(0.1)
+    later = MultiStep(0.1, new, gamma) if new else Constant(0.1)
+    same = all(later.lr(s, spe) == earlier.lr(s, spe) for s in range(begun * spe))
+    assert later.continues(earlier, begun) == same
+
+
+def test_only_an_equal_onecycle_continues_one():
+    cycle = OneCycle(0.1, 50)
+    assert cycle.continues(OneCycle(0.1, 50), 3)
+    assert not OneCycle(0.1, 60).continues(cycle, 0)
+    assert not Constant(0.1).continues(cycle, 0) and not cycle.continues(Constant(0.1), 0)
 
 
 @pytest.mark.parametrize(

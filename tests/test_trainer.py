@@ -17,7 +17,7 @@ import pytest
 import eventsim as es
 import eventsim.learning.trainer as trainer_module
 from eventsim.learning import (
-    BPTT, Adam, CrossEntropy, Lee2020, LeeMSE, MultiStep, Trainer, init_lee2020, parameters,
+    BPTT, Adam, Constant, CrossEntropy, Lee2020, LeeMSE, MultiStep, Trainer, init_lee2020, parameters,
 )
 from eventsim.learning.checkpoint import load_checkpoint
 from eventsim.testing.strategies import random_events
@@ -114,6 +114,43 @@ def test_resume_refuses_a_different_configuration(tmp_path):
     other = make_trainer(tmp_path, Lee2020(), loss=CrossEntropy())
     with pytest.raises(es.CheckpointError, match="loss"):
         other.resume()
+
+
+def test_resume_with_a_milestone_after_the_epochs_trained_is_the_run_with_it_from_the_start(tmp_path):
+    data = dataset()
+    reference = make_trainer(tmp_path / "a", BPTT(), checkpoint=tmp_path / "a.h5", schedule=MultiStep(3e-3, [2], 0.5))
+    reference.fit(data)
+    make_trainer(tmp_path, BPTT(), schedule=Constant(3e-3), epochs=2).fit(data)
+    resumed = make_trainer(tmp_path, BPTT(), seed_net=99, schedule=MultiStep(3e-3, [2], 0.5))
+    resumed.resume()
+    resumed.fit(data)
+    for key, value in parameters(reference.network).items():
+        np.testing.assert_array_equal(parameters(resumed.network)[key], value, err_msg=key)
+    assert strip_timing(resumed.history) == strip_timing(reference.history)
+    assert [h["lr"] for h in resumed.history] == [3e-3, 3e-3, 1.5e-3]
+    assert load_checkpoint(tmp_path / "run.h5").config["schedule"]["milestones"] == [2]
+
+
+@pytest.mark.parametrize("milestone", [1, 2])
+def test_resume_refuses_a_schedule_that_changes_an_epoch_begun(tmp_path, monkeypatch, milestone):
+    data = dataset()
+    if milestone == 1:  # two epochs finished
+        make_trainer(tmp_path, Lee2020(), schedule=Constant(3e-3), epochs=2).fit(data)
+    else:  # a crash in the middle of the third epoch (steps 7-9)
+        real_step, calls = trainer_module.train_step, {"n": 0}
+
+        def crashing_step(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == 8:
+                raise Crash
+            return real_step(*args, **kwargs)
+
+        monkeypatch.setattr(trainer_module, "train_step", crashing_step)
+        with pytest.raises(Crash):
+            make_trainer(tmp_path, Lee2020(), schedule=Constant(3e-3), checkpoint_every=1).fit(data)
+        monkeypatch.setattr(trainer_module, "train_step", real_step)
+    with pytest.raises(es.CheckpointError, match="schedule"):
+        make_trainer(tmp_path, Lee2020(), schedule=MultiStep(3e-3, [milestone], 0.5)).resume()
 
 
 def test_resume_from_a_foreign_file_names_it(tmp_path):
