@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -56,6 +57,25 @@ class Crash(Exception):
     pass
 
 
+@contextmanager
+def crash_at_step(monkeypatch, n):
+    """Make the ``n``-th training step (from 1) raise :class:`Crash` while the block runs."""
+    real_step, calls = trainer_module.train_step, {"n": 0}
+
+    def crashing_step(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise Crash
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "train_step", crashing_step)
+    try:
+        with pytest.raises(Crash):
+            yield
+    finally:
+        monkeypatch.setattr(trainer_module, "train_step", real_step)
+
+
 @pytest.mark.parametrize("crash_at,every", [(5, 2), (6, None), (7, 1)])
 @pytest.mark.parametrize("rule", [Lee2020(), BPTT()], ids=lambda r: r.name)
 def test_resume_after_crash_is_bit_identical(tmp_path, monkeypatch, rule, crash_at, every):
@@ -63,19 +83,9 @@ def test_resume_after_crash_is_bit_identical(tmp_path, monkeypatch, rule, crash_
     reference = make_trainer(tmp_path / "a", rule, checkpoint=tmp_path / "a.h5")
     reference.fit(data)
 
-    real_step, calls = trainer_module.train_step, {"n": 0}
-
-    def crashing_step(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == crash_at:
-            raise Crash
-        return real_step(*args, **kwargs)
-
-    monkeypatch.setattr(trainer_module, "train_step", crashing_step)
     interrupted = make_trainer(tmp_path, rule, checkpoint_every=every)
-    with pytest.raises(Crash):
+    with crash_at_step(monkeypatch, crash_at):
         interrupted.fit(data)
-    monkeypatch.setattr(trainer_module, "train_step", real_step)
 
     resumed = make_trainer(tmp_path, rule, seed_net=99, checkpoint_every=every)  # other initial weights
     resumed.resume()
@@ -137,18 +147,8 @@ def test_resume_refuses_a_schedule_that_changes_an_epoch_begun(tmp_path, monkeyp
     if milestone == 1:  # two epochs finished
         make_trainer(tmp_path, Lee2020(), schedule=Constant(3e-3), epochs=2).fit(data)
     else:  # a crash in the middle of the third epoch (steps 7-9)
-        real_step, calls = trainer_module.train_step, {"n": 0}
-
-        def crashing_step(*args, **kwargs):
-            calls["n"] += 1
-            if calls["n"] == 8:
-                raise Crash
-            return real_step(*args, **kwargs)
-
-        monkeypatch.setattr(trainer_module, "train_step", crashing_step)
-        with pytest.raises(Crash):
+        with crash_at_step(monkeypatch, 8):
             make_trainer(tmp_path, Lee2020(), schedule=Constant(3e-3), checkpoint_every=1).fit(data)
-        monkeypatch.setattr(trainer_module, "train_step", real_step)
     with pytest.raises(es.CheckpointError, match="schedule"):
         make_trainer(tmp_path, Lee2020(), schedule=MultiStep(3e-3, [milestone], 0.5)).resume()
 
