@@ -1,7 +1,7 @@
 """The ``eventsim`` command: a thin shell over the library.
 
     eventsim train nmnist [--epochs N] [--out runs/nmnist] ...   train, evaluate, report
-    eventsim train nmnist --out runs/nmnist --resume             continue a run
+    eventsim train nmnist --out runs/nmnist --resume [--epochs N]  continue a run with its own options
     eventsim eval runs/nmnist [--split test]                     report on a split
     eventsim inspect lee2020-lenet5 [--input nmnist]             layers, shapes, synapses, MACs
     eventsim inspect MODEL|RUN --grad-flow [--slope 1 100]       gradient magnitude per layer
@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import fields
+from dataclasses import asdict, fields
 from typing import Sequence
 
 from eventsim.errors import EventsimError
@@ -55,29 +55,37 @@ def _job_arguments(parser: argparse.ArgumentParser) -> None:
         "eval-each-epoch": "evaluate the whole test split after every epoch",
         "norm": "input-current batch norm on every spiking layer: none, batch_time or batch (statistics axes)",
     }
+    # Every default is None, "not given": a fresh run takes Job's defaults, a resumed one its own job's.
     for f in fields(Job):
         if f.name == "dataset":
             continue
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
+        shown = default
+        if f.name in per_dataset:
+            shown = f"{default} for nmnist, {getattr(Job(dataset='mnist'), f.name)} for mnist"
+        text = f"{helps.get(flag[2:], '')} (default: {shown})".strip()
         if isinstance(default, bool):
-            parser.add_argument(flag, action="store_true", help=helps.get(flag[2:], ""))
+            parser.add_argument(flag, action="store_true", default=None, help=text)
             continue
         kind = {int: int, float: float, str: str}.get(type(default), float)
         extra = {"nargs": "*", "type": int} if f.name == "milestones" else {"type": kind}
-        shown = default
-        if f.name in per_dataset:
-            shown = f"{default} for nmnist, {Job(dataset='mnist').__dict__[f.name]} for mnist"
-            default = None
-        parser.add_argument(flag, default=default, help=f"{helps.get(flag[2:], '')} (default: {shown})".strip(),
-                            **extra)
+        parser.add_argument(flag, default=None, help=text, **extra)
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from eventsim.learning.runs import Job, train
+    from eventsim.errors import OptionError
+    from eventsim.learning.runs import Job, saved_job, train
 
-    job = Job(dataset=args.dataset, **{f.name: getattr(args, f.name) for f in fields(Job) if f.name != "dataset"})
-    out = args.out or f"runs/{args.dataset}-{job.model}"
+    given = {f.name: getattr(args, f.name) for f in fields(Job)
+             if f.name != "dataset" and getattr(args, f.name) is not None}
+    out = args.out or f"runs/{args.dataset}-{given.get('model', Job.model)}"
+    saved = saved_job(out) if args.resume else None
+    if saved is not None:  # options not given keep the run's own; train() checks the ones given
+        if saved.dataset != args.dataset:
+            raise OptionError(f"{out} holds a {saved.dataset} run, not {args.dataset}")
+        given = {**asdict(saved), **given}
+    job = Job(**{**given, "dataset": args.dataset})
     report = train(job, out, data=args.data, resume=args.resume)
     print(json.dumps(_summary(report), indent=2))
     print(f"run folder: {out} (job.json, metrics.jsonl, checkpoint.h5, report.json)")

@@ -274,6 +274,17 @@ def prepare(job: Job, trainer: Trainer, train_data, progress: TextIO | str | Non
     return found
 
 
+def saved_job(folder: str | os.PathLike) -> Job | None:
+    """The job of the run folder ``folder``, or None when it holds no run."""
+    path = Path(folder) / JOB
+    if not path.exists():
+        return None
+    try:
+        return Job.from_dict(json.loads(path.read_text()))
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: not a job file ({exc})") from None
+
+
 # Fields a resumed run may change. The schedule's two are checked against the
 # checkpoint by Trainer.resume: the epochs already begun must keep their rates.
 RESUMABLE = ("epochs", "milestones", "lr_factor")
@@ -292,7 +303,7 @@ def train(job: Job, out: str | os.PathLike, *, data: str | os.PathLike | None = 
     if (out / JOB).exists():
         if not resume:
             raise OptionError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
-        saved = Job.from_dict(json.loads((out / JOB).read_text()))
+        saved = saved_job(out)
         differs = sorted(k for k, v in asdict(job).items() if k not in RESUMABLE and getattr(saved, k) != v)
         if differs:
             raise CheckpointError(f"{out}: the run was started with other settings ({', '.join(differs)}); "
@@ -365,9 +376,9 @@ def load_run(path: str | os.PathLike) -> tuple[Job, Network, Path]:
     path = Path(path)
     folder = path if path.is_dir() else path.parent
     checkpoint = path if path.is_file() else folder / CHECKPOINT
-    if not (folder / JOB).exists():
+    job = saved_job(folder)
+    if job is None:
         raise CheckpointError(f"{folder}: not a run folder (no {JOB}); give the folder eventsim train wrote")
-    job = Job.from_dict(json.loads((folder / JOB).read_text()))
     network = job.network(rng=None)
     _apply_thresholds(network, read_prepared(folder).get("thresholds", {}))
     ckpt = load_checkpoint(checkpoint)

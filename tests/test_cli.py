@@ -23,8 +23,11 @@ def env(tmp_path, monkeypatch):
 def test_train_resume_eval_inspect_plot(env, capsys):
     out = env / "run"
     assert main(["train", "nmnist", "--out", str(out), "--epochs", "1", *QUICK]) == 0
-    # the resumed run adds an epoch, with a learning-rate drop the first epoch did not have
-    assert main(["train", "nmnist", "--out", str(out), "--epochs", "2", "--resume", *QUICK, "1"]) == 0
+    # the resumed run adds an epoch, with a learning-rate drop the first epoch did not have; the options
+    # not given (steps, limits, batch size) are the run's own, not the defaults
+    assert main(["train", "nmnist", "--out", str(out), "--epochs", "2", "--resume", "--milestones", "1"]) == 0
+    job = json.loads((out / "job.json").read_text())
+    assert (job["steps"], job["train_limit"], job["batch_size"]) == (6, 40, 10)
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in metrics] == [1, 2]
     assert metrics[1]["lr"] == pytest.approx(metrics[0]["lr"] * json.loads((out / "job.json").read_text())["lr_factor"])
@@ -66,6 +69,8 @@ def test_errors_a_person_can_act_on(env, capsys, monkeypatch):
     assert "--resume" in capsys.readouterr().err  # a finished run is not overwritten
     assert main(["train", "nmnist", "--out", str(out), "--resume", "--lr", "0.5", *QUICK]) == 2
     assert "lr" in capsys.readouterr().err
+    assert main(["train", "mnist", "--out", str(out), "--resume"]) == 2
+    assert "holds a nmnist run" in capsys.readouterr().err
     assert main(["train", "nmnist", "--model", "nosuchnet", "--out", str(env / "x"), *QUICK]) == 2
     assert "lee2020-lenet5" in capsys.readouterr().err  # the choices are listed
     monkeypatch.setenv("EVENTSIM_DATA", str(env / "empty"))
