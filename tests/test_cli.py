@@ -30,7 +30,7 @@ def test_train_resume_eval_inspect_plot(env, capsys):
     assert (job["steps"], job["train_limit"], job["batch_size"]) == (6, 40, 10)
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in metrics] == [1, 2]
-    assert metrics[1]["lr"] == pytest.approx(metrics[0]["lr"] * json.loads((out / "job.json").read_text())["lr_factor"])
+    assert metrics[1]["lr"] == pytest.approx(metrics[0]["lr"] * job["lr_factor"])
     capsys.readouterr()
     assert main(["train", "nmnist", "--out", str(out), "--epochs", "3", "--resume", *QUICK]) == 2
     assert "schedule" in capsys.readouterr().err  # dropping it again would change the second epoch
