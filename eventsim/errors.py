@@ -70,3 +70,11 @@ class NIRError(EventsimError, ValueError):
         super().__init__(label + problem)
         self.node = node
         self.problem = problem
+
+
+class RunLockError(EventsimError):
+    """A run folder that another process is writing (its lock file names the holder)."""
+
+
+class MissingExtraError(EventsimError, ImportError):
+    """An optional dependency that is not installed; the message gives the install command."""
