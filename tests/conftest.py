@@ -2,7 +2,8 @@
 
 Profiles (select with HYPOTHESIS_PROFILE): "ci" (default, sized to keep the
 suite within its time budget on 2 cores), "dev" (quick), "thorough" (long
-local runs). Numba compiles on first call, hence no deadline.
+local runs), "campaign" (10,000 cases per test: the fuzz campaigns of
+docs/safety.md). Numba compiles on first call, hence no deadline.
 """
 
 import os
@@ -13,4 +14,5 @@ _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, Healt
 settings.register_profile("ci", max_examples=40, **_common)
 settings.register_profile("dev", max_examples=8, **_common)
 settings.register_profile("thorough", max_examples=1000, **_common)
+settings.register_profile("campaign", max_examples=10_000, **_common)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
