@@ -183,23 +183,29 @@ def _cmd_plot(args: argparse.Namespace) -> None:
 
     require("matplotlib", "eventsim plot")  # before loading the run and its data, not after
     job, network, folder = load_run(args.run)
-    out = Path(args.out) if args.out else folder / "plots"
+    # Every file is read and checked before anything is drawn: a damaged one fails at once, not after the raster.
+    report = plots.read_report(folder / REPORT) if (folder / REPORT).exists() else None
+    metrics = plots.read_metrics(folder / METRICS) if (folder / METRICS).exists() else None
+    compared = {}
+    if args.compare:
+        logs = {Path(run).name: Path(run) / METRICS for run in [args.run, *args.compare]}
+        missing = [str(path) for path in logs.values() if not path.exists()]
+        if missing:
+            raise CheckpointError(f"no training log to compare: {', '.join(missing)}")
+        compared = {name: plots.read_metrics(path) for name, path in logs.items()}
     data = job.data(args.split, args.data, None)
     if not 0 <= args.sample < len(data):
         valid = f"; choose 0 to {len(data) - 1}" if len(data) else ""
         raise OptionError(f"--sample {args.sample}: the {args.split} split of {args.run} has {len(data)} samples{valid}")
     events, label = data[args.sample]
+    out = Path(args.out) if args.out else folder / "plots"
     written = [plots.plot_raster(network, events, out / "raster.png", title=f"{job.model}, label {label}")]
-    if (folder / REPORT).exists():
-        written.append(plots.plot_firing_rates(plots.read_report(folder / REPORT), out / "firing_rates.png"))
-    if (folder / METRICS).exists():
-        written.append(plots.plot_curves(folder / METRICS, out / "curves.png"))
-    if args.compare:
-        runs = {Path(run).name: Path(run) / METRICS for run in [args.run, *args.compare]}
-        missing = [str(path) for path in runs.values() if not path.exists()]
-        if missing:
-            raise CheckpointError(f"no training log to compare: {', '.join(missing)}")
-        written.append(plots.plot_curves(runs, out / "curves_compared.png"))
+    if report is not None:
+        written.append(plots.plot_firing_rates(report, out / "firing_rates.png"))
+    if metrics is not None:
+        written.append(plots.plot_curves(metrics, out / "curves.png"))
+    if compared:
+        written.append(plots.plot_curves(compared, out / "curves_compared.png"))
     for path in written:
         print(path)
 
