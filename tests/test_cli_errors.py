@@ -140,25 +140,30 @@ def test_output_under_a_regular_file(env, trained, nir_files, capsys, command):
 
 
 # ------------------------------------------------------------------ eventsim plot on garbage
-@pytest.mark.parametrize("name, content", [
-    ("report.json", "{not json"),
-    ("report.json", "[1, 2, 3]"),
-    ("report.json", '{"firing_rate": {"lif1": 0.1}}'),
-    ("report.json", '{"firing_rate": {"lif1": "high"}, "synops_per_sample": {}}'),
-    ("report.json", '{"firing_rate": {"lif1": 1' + "0" * 400 + '}, "synops_per_sample": {}}'),
-    ("report.json", "[" * 100_000),
-    ("report.json", b"\xff\xfe\x00garbage"),
-    ("metrics.jsonl", "{not json\n"),
-    ("metrics.jsonl", '"a string"\n'),
-    ("metrics.jsonl", '{"epoch": 1, "train_loss": 0.5}\n'),
-    ("metrics.jsonl", '{"epoch": "one", "train_loss": 0.5, "train_accuracy": 0.1}\n'),
-    ("metrics.jsonl", '{"epoch": Infinity, "train_loss": 0.5, "train_accuracy": 0.1}\n'),
-    ("metrics.jsonl", '{"epoch": 1, "train_loss": 1' + "0" * 400 + ', "train_accuracy": 0.1}\n'),
-    ("metrics.jsonl", b"\x89HDF\r\n\x1a\n\x00\x00"),
-    ("metrics.jsonl", ""),
-])
-def test_plot_refuses_a_garbage_file_naming_it(env, trained, capsys, name, content):
+GARBAGE = {  # what a run folder's report.json or metrics.jsonl may hold instead of what eventsim wrote
+    "report not JSON": ("report.json", "{not json"),
+    "report a list": ("report.json", "[1, 2, 3]"),
+    "report without synops": ("report.json", '{"firing_rate": {"lif1": 0.1}}'),
+    "report rate a string": ("report.json", '{"firing_rate": {"lif1": "high"}, "synops_per_sample": {}}'),
+    "report rate beyond float": ("report.json", '{"firing_rate": {"lif1": 1' + "0" * 400 + '}, "synops_per_sample": {}}'),
+    "report nested too deep": ("report.json", "[" * 100_000),
+    "report not UTF-8": ("report.json", b"\xff\xfe\x00garbage"),
+    "metrics not JSON": ("metrics.jsonl", "{not json\n"),
+    "metrics a string": ("metrics.jsonl", '"a string"\n'),
+    "metrics without accuracy": ("metrics.jsonl", '{"epoch": 1, "train_loss": 0.5}\n'),
+    "metrics epoch a string": ("metrics.jsonl", '{"epoch": "one", "train_loss": 0.5, "train_accuracy": 0.1}\n'),
+    "metrics epoch infinite": ("metrics.jsonl", '{"epoch": Infinity, "train_loss": 0.5, "train_accuracy": 0.1}\n'),
+    "metrics loss beyond float": ("metrics.jsonl",
+                                  '{"epoch": 1, "train_loss": 1' + "0" * 400 + ', "train_accuracy": 0.1}\n'),
+    "metrics binary": ("metrics.jsonl", b"\x89HDF\r\n\x1a\n\x00\x00"),
+    "metrics empty": ("metrics.jsonl", ""),
+}
+
+
+@pytest.mark.parametrize("case", GARBAGE)
+def test_plot_refuses_a_garbage_file_naming_it(env, trained, capsys, case):
     pytest.importorskip("matplotlib")
+    name, content = GARBAGE[case]
     run = run_copy(trained, env)
     (run / name).write_bytes(content if isinstance(content, bytes) else content.encode())
     assert main(["plot", str(run)]) == 2
