@@ -12,19 +12,27 @@
     eventsim bench [--steps 25 100 300] [--threads 2] [--json]   eventsim against snnTorch and the machine
 
 This module only parses arguments and calls :mod:`eventsim.learning.runs`,
-:mod:`eventsim.learning.zoo`, :mod:`eventsim.plots` and :mod:`eventsim.bench`; errors eventsim
-raises on purpose are printed as one line and exit with status 2.
+:mod:`eventsim.learning.zoo`, :mod:`eventsim.plots` and :mod:`eventsim.bench`. Errors a user can act
+on (eventsim's own, a full or read-only disk, a damaged HDF5 file, a missing optional extra) are printed
+as one line and exit with status 2 (:func:`failure`); EVENTSIM_DEBUG=1 shows their traceback instead.
+SIGINT and SIGTERM stop a run cleanly, with status 130 and 143 (:func:`main`).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 from dataclasses import asdict, fields
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from eventsim.errors import EventsimError
+from eventsim.extras import missing_extra, require
 
 
 def _job_arguments(parser: argparse.ArgumentParser) -> None:
@@ -132,6 +140,11 @@ def _grad_flow(args: argparse.Namespace) -> None:
 
     if not args.model:
         raise OptionError("--grad-flow needs a model name or a run folder")
+    if args.plot:  # checked before the measurement, which takes a while
+        from eventsim.plots import check_png_path
+
+        check_png_path(args.plot)
+        require("matplotlib", "eventsim inspect --plot")
     surrogate = None
     if (Path(args.model) / JOB).exists():
         job, network, folder = load_run(args.model)
@@ -165,24 +178,34 @@ def _cmd_plot(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from eventsim import plots
-    from eventsim.errors import CheckpointError
+    from eventsim.errors import CheckpointError, OptionError
     from eventsim.learning.runs import METRICS, REPORT, load_run
 
+    require("matplotlib", "eventsim plot")  # before loading the run and its data, not after
     job, network, folder = load_run(args.run)
-    out = Path(args.out) if args.out else folder / "plots"
-    data = job.data(args.split, args.data, None)
-    events, label = data[args.sample]
-    written = [plots.plot_raster(network, events, out / "raster.png", title=f"{job.model}, label {label}")]
-    if (folder / REPORT).exists():
-        written.append(plots.plot_firing_rates(json.loads((folder / REPORT).read_text()), out / "firing_rates.png"))
-    if (folder / METRICS).exists():
-        written.append(plots.plot_curves(folder / METRICS, out / "curves.png"))
+    # Every file is read and checked before anything is drawn: a damaged one fails at once, not after the raster.
+    report = plots.read_report(folder / REPORT) if (folder / REPORT).exists() else None
+    metrics = plots.read_metrics(folder / METRICS) if (folder / METRICS).exists() else None
+    compared = {}
     if args.compare:
-        runs = {Path(run).name: Path(run) / METRICS for run in [args.run, *args.compare]}
-        missing = [str(path) for path in runs.values() if not path.exists()]
+        logs = {Path(run).name: Path(run) / METRICS for run in [args.run, *args.compare]}
+        missing = [str(path) for path in logs.values() if not path.exists()]
         if missing:
             raise CheckpointError(f"no training log to compare: {', '.join(missing)}")
-        written.append(plots.plot_curves(runs, out / "curves_compared.png"))
+        compared = {name: plots.read_metrics(path) for name, path in logs.items()}
+    data = job.data(args.split, args.data, None)
+    if not 0 <= args.sample < len(data):
+        valid = f"; choose 0 to {len(data) - 1}" if len(data) else ""
+        raise OptionError(f"--sample {args.sample}: the {args.split} split of {args.run} has {len(data)} samples{valid}")
+    events, label = data[args.sample]
+    out = Path(args.out) if args.out else folder / "plots"
+    written = [plots.plot_raster(network, events, out / "raster.png", title=f"{job.model}, label {label}")]
+    if report is not None:
+        written.append(plots.plot_firing_rates(report, out / "firing_rates.png"))
+    if metrics is not None:
+        written.append(plots.plot_curves(metrics, out / "curves.png"))
+    if compared:
+        written.append(plots.plot_curves(compared, out / "curves_compared.png"))
     for path in written:
         print(path)
 
@@ -342,17 +365,128 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+#: Exit status of a run stopped by SIGINT (Ctrl-C) and by SIGTERM: 128 + the signal's number, as a shell
+#: reports a process the signal killed, so a supervisor can tell the two apart from errors (2) and from each other.
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+#: Set to 1 to see the traceback of an error instead of its one line.
+DEBUG = "EVENTSIM_DEBUG"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like SIGINT's KeyboardInterrupt.
+
+    A KeyboardInterrupt, so everything that cleans up after Ctrl-C (atomic
+    writes remove their temporary file, the trainer's last checkpoint stays
+    whole) does the same for a ``kill`` or a batch system's time limit.
+    """
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Raise :class:`Terminated` on SIGTERM inside the block; the previous handler is restored after it.
+
+    Signal handlers can only be set from the main thread; called from
+    another one (an application embedding :func:`main`), SIGTERM keeps its handler.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
     try:
-        status = args.handler(args)
-    except EventsimError as exc:
-        print(f"eventsim {args.command}: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"eventsim {args.command}: interrupted; a run continues with --resume", file=sys.stderr)
-        return 130
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command ``argv`` (default: the process's arguments) and return its exit status.
+
+    0 on success; 1 when ``eventsim conform`` finds a divergence; 2 for an
+    error the user can act on, printed as one line (:func:`failure`), or, with
+    ``EVENTSIM_DEBUG=1``, raised with its traceback; 130 after SIGINT and 143
+    after SIGTERM, both printed as one line saying that a run continues with
+    ``--resume``. Any other exception is a bug and propagates with its traceback.
+    """
+    args = parser().parse_args(argv)
+    with _sigterm_as_interrupt():
+        try:
+            status = args.handler(args)
+        except KeyboardInterrupt as exc:
+            what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+            print(f"eventsim {args.command}: {what}; a run continues with --resume", file=sys.stderr)
+            return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+        except Exception as exc:
+            line = failure(exc, getattr(args, "out", None))
+            if line is None or os.environ.get(DEBUG, "") not in ("", "0"):
+                raise
+            print(f"eventsim {args.command}: {line}", file=sys.stderr)
+            return 2
     return status or 0
+
+
+def failure(exc: BaseException, out: str | None = None) -> str | None:
+    """The one line that tells the user what went wrong and what to do, or None for a bug.
+
+    The one place that decides what a user sees instead of a traceback:
+    eventsim's own errors (their message already names the file, node or
+    option); OSError (a full disk, a read-only or forbidden folder, a path
+    that is missing or runs through a file), named by its path or, when the
+    system gives none, by the command's ``--out``; errors raised inside h5py
+    that no reader caught (the HDF5 file is damaged); and ImportError of an
+    optional module that is not installed, with the command that installs it
+    for how eventsim was installed. ``out`` is the command's ``--out``, if any.
+    """
+    if isinstance(exc, EventsimError):
+        return str(exc)
+    if isinstance(exc, ImportError):
+        missing = missing_extra(exc, "this command")
+        return None if missing is None else str(missing)
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return _os_failure(exc, out)
+    if _raised_in_h5py(exc):  # h5py names the file only when opening it, so the rest of its message is kept
+        return f"an HDF5 file it read is damaged or not one eventsim can read (h5py: {exc})"
+    if isinstance(exc, OSError):  # without errno: a library's own I/O failure, its message is all there is
+        return str(exc)
+    return None
+
+
+#: What an OSError means and what to do, by errno.
+_OS_ADVICE = {
+    errno.ENOSPC: "no space left on the device; free some space or write elsewhere (--out)",
+    errno.EDQUOT: "disk quota exceeded; free some space or write elsewhere (--out)",
+    errno.EROFS: "the file system is read-only; write elsewhere (--out)",
+    errno.EACCES: "permission denied; write elsewhere (--out) or change the permissions",
+    errno.EPERM: "operation not permitted; write elsewhere (--out) or change the permissions",
+    errno.ENOENT: "no such file or folder; check the path",
+    errno.ENOTDIR: "a part of the path is a file, not a folder; choose another path",
+    errno.EISDIR: "a folder where a file is needed; give a file's path",
+    errno.EEXIST: "exists already and is not a folder; choose another path",
+}
+#: Errors only a write can cause: without a path from the system, the command's output is where it happened.
+_WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+def _os_failure(exc: OSError, out: str | None) -> str:
+    advice = _OS_ADVICE.get(exc.errno)
+    if exc.filename is not None:
+        return f"{exc.filename}: {advice or exc.strerror or exc}"
+    # write() names no file: the output being written is the best guess of where, and is named as such.
+    if exc.errno in _WRITE_ERRORS and out is not None:
+        return f"while writing the output {out}: {advice}"
+    return f"{exc}; {advice}" if advice else str(exc)  # h5py puts the file's name into its message
+
+
+def _raised_in_h5py(exc: BaseException) -> bool:
+    """Whether the innermost frame of ``exc``'s traceback is h5py's (it raises builtin types, not its own)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and str(tb.tb_frame.f_globals.get("__name__", "")).split(".")[0] == "h5py"
 
 
 if __name__ == "__main__":

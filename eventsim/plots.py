@@ -38,7 +38,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from eventsim.atomic import atomic_path
+from eventsim.errors import DataError, OptionError
 from eventsim.events import Events
+from eventsim.extras import require
 from eventsim.layers import Readout
 from eventsim.network import Network
 
@@ -53,24 +55,27 @@ DPI = 120
 
 # ================================================================= matplotlib
 def _new_figure(width: float, height: float) -> Figure:
-    """An empty figure on an Agg canvas, or an error naming the extra to install."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError as e:
-        raise ModuleNotFoundError(
-            'eventsim.plots needs matplotlib, the "plot" extra of eventsim: pip install -e ".[plot]"'
-        ) from e
+    """An empty figure on an Agg canvas, or MissingExtraError naming the extra to install."""
+    require("matplotlib", "drawing figures (eventsim.plots)")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
 
-def _save_png(fig: Figure, path: str | os.PathLike) -> Path:
-    """Write ``fig`` as a PNG to ``path`` atomically, creating its folder; returns the path."""
+def check_png_path(path: str | os.PathLike) -> Path:
+    """``path`` as a Path, or OptionError unless it ends in ``.png``: checked before any work that feeds it."""
     path = Path(path)
     if path.suffix.lower() != ".png":
-        raise ValueError(f"figures are written as PNG; give a path ending in .png, got {str(path)!r}")
+        raise OptionError(f"figures are written as PNG; give a path ending in .png, got {str(path)!r}")
+    return path
+
+
+def _save_png(fig: Figure, path: str | os.PathLike) -> Path:
+    """Write ``fig`` as a PNG to ``path`` atomically, creating its folder; returns the path."""
+    path = check_png_path(path)
     with atomic_path(path) as tmp, open(tmp, "xb") as f:
         fig.savefig(f, format="png", dpi=DPI)
     return path
@@ -172,20 +177,74 @@ def plot_raster(
     return _save_png(raster_figure(network, events, sample=sample, title=title), path)
 
 
+# ================================================================ JSON files
+def _number(v: object) -> float | None:
+    """``v`` as a float, or None unless it is a real number (not a bool) that a float can hold."""
+    if not isinstance(v, Real) or isinstance(v, bool):
+        return None
+    try:
+        return float(v)
+    except OverflowError:  # a JSON integer with hundreds of digits
+        return None
+
+
+def _parse_json(text: str, where: str) -> Any:
+    """``text`` parsed, or DataError naming ``where``; nesting deeper than the parser's recursion is refused too."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{where}: not JSON ({e.msg}, at character {e.pos})") from None
+    except RecursionError:
+        raise DataError(f"{where}: not a report or metrics record (JSON nested too deeply)") from None
+
+
+def _read_text(path: Path) -> str:
+    """The text of ``path``, or DataError naming it when it is not UTF-8 (a binary file, a torn write)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not a text file (byte {e.start} is not UTF-8); it is damaged") from None
+
+
 # =============================================================== firing rates
-def _per_layer(report: Mapping[str, Any], key: str, meaning: str) -> dict[str, float]:
-    """``report[key]``, checked to be a mapping of layer name to number."""
+def _per_layer(report: Mapping[str, Any], key: str, meaning: str, where: str = "") -> dict[str, float]:
+    """``report[key]``, checked to be a mapping of layer name to finite number; DataError prefixed by ``where``."""
+    at = f"{where}: " if where else ""
     if not isinstance(report, Mapping):
-        raise ValueError(f"a report must be a dict (report.json), got {type(report).__name__}")
+        raise DataError(f"{at}a report must be a dict (report.json), got {type(report).__name__}")
     if key not in report:
-        raise ValueError(f"the report has no {key!r} ({meaning}); it has {sorted(report)}")
+        raise DataError(f"{at}the report has no {key!r} ({meaning}); it has {sorted(map(str, report))}")
     values = report[key]
     if not isinstance(values, Mapping):
-        raise ValueError(f"report[{key!r}] must map layer names to numbers, got {type(values).__name__}")
+        raise DataError(f"{at}report[{key!r}] must map layer names to numbers, got {type(values).__name__}")
+    numbers = {str(layer): _number(v) for layer, v in values.items()}
     for layer, v in values.items():
-        if not isinstance(v, Real) or isinstance(v, bool) or not np.isfinite(v):
-            raise ValueError(f"report[{key!r}][{layer!r}] must be a finite number, got {v!r}")
-    return {str(layer): float(v) for layer, v in values.items()}
+        if numbers[str(layer)] is None or not np.isfinite(numbers[str(layer)]):
+            raise DataError(f"{at}report[{key!r}][{layer!r}] must be a finite number, got {v!r}")
+    return numbers
+
+
+def read_report(path: str | os.PathLike) -> dict:
+    """Read a report (``report.json`` of ``eventsim train`` or ``eventsim eval``), checked to hold what
+    :func:`firing_rates_figure` draws.
+
+    Raises
+    ------
+    DataError
+        Naming the file: not UTF-8 text, not JSON, not an object, or a
+        missing or malformed ``firing_rate`` or ``synops_per_sample``; a run
+        folder may come from anyone, so its files are checked like input.
+    """
+    path = Path(path)
+    report = _parse_json(_read_text(path), str(path))
+    for key, meaning in _REPORT_KEYS:
+        _per_layer(report, key, meaning, str(path))
+    return report
+
+
+#: What a report must hold for its figure: key and meaning.
+_REPORT_KEYS = (("firing_rate", "mean events per neuron per step, per layer"),
+                ("synops_per_sample", "SynOps per sample, per weighted layer"))
 
 
 def firing_rates_figure(report: Mapping[str, Any]) -> Figure:
@@ -200,14 +259,13 @@ def firing_rates_figure(report: Mapping[str, Any]) -> Figure:
 
     Raises
     ------
-    ValueError
+    DataError (a ValueError)
         A missing key, a value that is not a layer-to-number mapping, or no
         firing rates at all.
     """
-    rates = _per_layer(report, "firing_rate", "mean events per neuron per step, per layer")
-    synops = _per_layer(report, "synops_per_sample", "SynOps per sample, per weighted layer")
+    rates, synops = (_per_layer(report, key, meaning) for key, meaning in _REPORT_KEYS)
     if not rates:
-        raise ValueError("report['firing_rate'] is empty: there is no layer to plot")
+        raise DataError("report['firing_rate'] is empty: there is no layer to plot")
     fig = _new_figure(10.0, 1.2 + 0.35 * max(len(rates), len(synops)))
     for ax, values, label in zip(
         fig.subplots(1, 2),
@@ -233,16 +291,19 @@ _OPTIONAL = ("eval_loss", "eval_accuracy")
 
 
 def _check_record(record: object, where: str) -> dict:
+    """``record`` as a dict, or DataError naming ``where`` unless it has the numbers a curve needs."""
     if not isinstance(record, Mapping):
-        raise ValueError(f"{where}: a metrics record must be a dict, got {type(record).__name__}")
+        raise DataError(f"{where}: a metrics record must be a dict, got {type(record).__name__}")
     missing = [k for k in _REQUIRED if k not in record]
     if missing:
-        raise ValueError(f"{where}: the metrics record has no {missing}; it has {sorted(record)}")
+        raise DataError(f"{where}: the metrics record has no {missing}; it has {sorted(map(str, record))}")
     for k in _REQUIRED + _OPTIONAL:
         v = record.get(k, 0)
-        # NaN and inf are kept: a diverged run is exactly what one wants to see.
-        if not isinstance(v, Real) or isinstance(v, bool):
-            raise ValueError(f"{where}: {k!r} must be a number, got {v!r}")
+        # NaN and inf losses and accuracies are kept: a diverged run is exactly what one wants to see.
+        # An epoch is a place on the x axis, which must be finite.
+        number = _number(v)
+        if number is None or (k == "epoch" and not np.isfinite(number)):
+            raise DataError(f"{where}: {k!r} must be a {'finite ' if k == 'epoch' else ''}number, got {v!r}")
     return dict(record)
 
 
@@ -251,25 +312,19 @@ def read_metrics(path: str | os.PathLike) -> list[dict]:
 
     Raises
     ------
-    ValueError
-        A line that is not JSON or a record without ``epoch``,
-        ``train_loss`` or ``train_accuracy``, naming the file and the line;
-        or a log with no record.
+    DataError (a ValueError)
+        A file that is not UTF-8 text, a line that is not JSON or a record
+        without ``epoch``, ``train_loss`` or ``train_accuracy`` as numbers,
+        naming the file and the line; or a log with no record.
     """
     path = Path(path)
     records = []
-    with open(path) as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
+    for number, line in enumerate(_read_text(path).split("\n"), 1):
+        if line.strip():
             where = f"{path}, line {number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{where}: not JSON ({e.msg})") from e
-            records.append(_check_record(record, where))
+            records.append(_check_record(_parse_json(line, where), where))
     if not records:
-        raise ValueError(f"{path}: the metrics log has no records")
+        raise DataError(f"{path}: the metrics log has no records")
     return records
 
 
@@ -278,7 +333,7 @@ def _metrics(metrics: Sequence[Mapping[str, Any]] | str | os.PathLike) -> list[d
         return read_metrics(metrics)
     records = [_check_record(r, f"metrics[{i}]") for i, r in enumerate(metrics)]
     if not records:
-        raise ValueError("metrics is empty: there is no epoch to plot")
+        raise DataError("metrics is empty: there is no epoch to plot")
     return records
 
 
@@ -297,7 +352,7 @@ def curves_figure(
 
     Raises
     ------
-    ValueError
+    DataError (a ValueError)
         No records, or a record without one of the required keys.
     """
     runs = dict(metrics) if isinstance(metrics, Mapping) else {"": metrics}

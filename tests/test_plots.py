@@ -11,6 +11,7 @@ import pytest
 
 import eventsim as es
 from eventsim import plots  # imports without matplotlib; drawing needs it
+from eventsim.errors import MissingExtraError
 
 pytest.importorskip("matplotlib")
 
@@ -215,7 +216,7 @@ def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
 def test_missing_matplotlib_names_the_extra(monkeypatch):
     for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
         monkeypatch.setitem(sys.modules, name, None)  # importing it now fails, as when it is not installed
-    with pytest.raises(ModuleNotFoundError, match=r'pip install -e "\.\[plot\]"'):
+    with pytest.raises(MissingExtraError, match=r'pip install -e "\.\[plot\]"'):
         plots.curves_figure(METRICS)
 
 

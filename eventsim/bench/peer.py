@@ -15,7 +15,7 @@ defaults it is the network eventsim runs as ``lee2020-lenet5``:
 - readout: ``Leaky(beta, threshold=inf, reset_mechanism="none")``, never
   fires; the network returns U_L[T] next to the output spikes.
 
-Needs torch and snntorch (``pip install -e ".[snntorch]"``).
+Needs torch and snntorch (the ``torch`` and ``snntorch`` extras, :mod:`eventsim.extras`).
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from eventsim.errors import LayerError
+from eventsim.errors import LayerError, MissingExtraError
+from eventsim.extras import install_command
 from eventsim.layers import Weighted
 from eventsim.network import Network
 
-SNNTORCH_EXTRA = 'pip install -e ".[snntorch]"'
 
 
 def missing_reason() -> str | None:
@@ -37,19 +37,19 @@ def missing_reason() -> str | None:
     try:
         import torch  # noqa: F401  (imported to test that it is installed)
     except ImportError:
-        return 'torch is not installed (pip install -e ".[torch]", then pip install snntorch)'
+        return f"torch is not installed ({install_command('torch')}, then {install_command('snntorch')})"
     try:
         import snntorch  # noqa: F401
     except ImportError:
-        return f"snntorch is not installed ({SNNTORCH_EXTRA})"
+        return f"snntorch is not installed ({install_command('snntorch')})"
     return None
 
 
 def require() -> tuple[Any, Any]:
-    """``(torch, snntorch)``, or ImportError naming what to install."""
+    """``(torch, snntorch)``, or MissingExtraError naming what to install."""
     reason = missing_reason()
     if reason is not None:
-        raise ImportError(f"snnTorch models need torch and snntorch: {reason}")
+        raise MissingExtraError(f"snnTorch models need torch and snntorch: {reason}")
     import snntorch
     import torch
 

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from types import ModuleType
 
+from eventsim.extras import require
+
 
 def require_nir() -> ModuleType:
-    """Import and return ``nir``, or raise ImportError naming the extra to install."""
-    try:
-        import nir
-    except ImportError as exc:
-        raise ImportError('NIR support needs the nir package: pip install -e ".[nir]"') from exc
-    return nir
+    """Import and return ``nir``, or raise MissingExtraError naming the extra to install."""
+    return require("nir", "NIR support")

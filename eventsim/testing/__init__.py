@@ -9,7 +9,7 @@ dyadic cases, within a rounding bound on float cases. A failure is shrunk to a
 minimal case and reported with its first divergence (layer, step, sample,
 neuron, both potentials, the threshold). docs/testing.md is the guide.
 
-Needs hypothesis (``pip install -e ".[test]"``); nothing here imports torch.
+Needs hypothesis (the ``test`` extra, :mod:`eventsim.extras`); nothing here imports torch.
 """
 
 from eventsim.testing.compare import (

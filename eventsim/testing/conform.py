@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import Flaky
 
 from eventsim.errors import OptionError
+from eventsim.extras import missing_extra
 from eventsim.testing.compare import (
     ForwardComparison, GradientComparison, compare_forward, compare_gradients, reference_gradients, reference_records,
 )
@@ -209,6 +210,9 @@ def load_candidate(spec: str) -> Candidate:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
+        missing = missing_extra(exc, f"the candidate's module {module_name!r}")
+        if missing is not None:  # an optional package it imports, e.g. torch: say how to install it
+            raise missing from exc
         raise OptionError(f"cannot import the candidate's module {module_name!r}: {exc}") from exc
     try:
         obj = getattr(module, attribute)

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from eventsim.errors import LayerError
+from eventsim.extras import require
 from eventsim.layers import LIF, Layer, Readout, Residual
 from eventsim.network import Network
 from eventsim.testing.protocol import LayerRecord
@@ -59,13 +60,7 @@ FEATURES = Features(leaks=LEAKS, dtypes=(np.float64,)).without("if", "spiking_av
 
 
 def _require() -> tuple[Any, Any]:
-    try:
-        import norse.torch
-        import torch
-    except ImportError as exc:
-        raise ImportError("the Norse adapter needs torch and norse: pip install --no-deps norse nirtorch "
-                          "(docs/conventions.md, 'Installing Norse')") from exc
-    return torch, norse.torch
+    return require("torch", "the Norse adapter"), require("norse.torch", "the Norse adapter")
 
 
 def with_euler_gain(network: Network) -> Network:

@@ -18,7 +18,7 @@ second is eventsim's soft reset with ``reset_delayed=True``. Readouts are
 an input gain, ``v_reset != 0``, an immediate soft reset) raises
 :class:`~eventsim.errors.LayerError` naming the layer.
 
-Needs torch and snntorch (``pip install -e ".[snntorch]"``).
+Needs torch and snntorch (the ``torch`` and ``snntorch`` extras, :mod:`eventsim.extras`).
 """
 
 from __future__ import annotations

@@ -135,6 +135,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 import numpy as np
 
 from eventsim.errors import EventsError, LayerError, OptionError, check_choice
+from eventsim.extras import require
 from eventsim.layers import (
     LIF, AvgPool, Conv2d, Dropout, Flatten, Identity, Layer, Linear, MaxPool, Readout, Residual,
     SpikingAvgPool, SumPool,
@@ -151,12 +152,8 @@ SURROGATES = ("straight_through", "fast_sigmoid", "arctan", "sigmoid", "triangle
 
 
 def _import_torch() -> Any:
-    """Import torch, or raise an ImportError that says how to install it."""
-    try:
-        import torch
-    except ImportError as exc:
-        raise ImportError('TorchCandidate needs PyTorch: pip install -e ".[torch]"') from exc
-    return torch
+    """Import torch, or raise MissingExtraError (an ImportError) that says how to install it."""
+    return require("torch", "TorchCandidate")
 
 
 # ====================================================================== neurons
