@@ -25,7 +25,7 @@ from eventsim.testing.compare import (
     reference_records,
 )
 from eventsim.testing.conform import CaseFailure, ConformanceReport, KindReport, conform, default_surrogates
-from eventsim.testing.protocol import Candidate, GradientRequest, LayerRecord, Model
+from eventsim.testing.protocol import Candidate, GradientRequest, LayerRecord, Model, Unsupported
 from eventsim.testing.strategies import FEATURE_NAMES, Features, NetCase, deep_cases, dyadic, net_cases, random_events
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "LayerRecord",
     "Model",
     "NetCase",
+    "Unsupported",
     "compare_forward",
     "compare_gradients",
     "conform",

@@ -20,6 +20,11 @@ kernel library) becomes a *candidate* by offering two things:
     and its pre-threshold potential U at every step, each ``(T, batch,
     *shape)``. Other layers may be reported too; they are compared when present.
 
+A candidate that cannot express a case (an option its framework lacks, a
+layer kind it has no module for) raises :class:`Unsupported` from ``build``
+or ``run``: the case is *declined*, counted with its reason, never reported
+as a divergence.
+
 ``Model.gradients(spikes, request) -> {parameter key: array}`` (optional)
     The gradients of ``L = sum(out * request.grad_output)`` for every
     parameter, keyed ``"conv1.weight"``, ``"fc2.bias"``, ... (the keys of
@@ -42,6 +47,15 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from eventsim.network import Network
+
+
+class Unsupported(Exception):
+    """Raised by a candidate for a case it cannot express; the message is the reason.
+
+    Declined cases are counted per reason in the conformance report, apart
+    from conforming and failing ones: declining says "my framework has no
+    such option", a divergence says "my framework computes it differently".
+    """
 
 
 @dataclass
