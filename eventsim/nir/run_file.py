@@ -16,9 +16,12 @@ run alone on its input node's output. Written atomically.
 from __future__ import annotations
 
 import copy
+import math
 import os
 import zipfile
+import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -26,34 +29,102 @@ from eventsim.atomic import atomic_path
 from eventsim.errors import DataError
 from eventsim.events import Events
 from eventsim.layers import LIF, Dropout, Flatten, Layer, SpikingAvgPool
+from eventsim.limits import check_size
 from eventsim.network import Network
 from eventsim.nir.importer import Imported, import_graph
+from eventsim.reading import fill, open_regular
 
 #: Suffix of the potential arrays in OUT.npz.
 POTENTIAL = ".potential"
+#: The zip entry np.savez writes for the array ``spikes``.
+SPIKES = "spikes.npy"
+NPY_MAGIC = b"\x93NUMPY"
+HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
 def read_spikes(path: str | os.PathLike, input_shape: tuple[int, ...], steps: int, dtype: np.dtype) -> np.ndarray:
-    """``spikes`` of ``path``, checked: ``(steps, batch, *input_shape)``, finite, converted to ``dtype``."""
+    """``spikes`` of ``path``, checked: ``(steps, batch, *input_shape)``, numeric, finite in ``dtype``.
+
+    The file is untrusted: its zip entry and ``.npy`` header are read and
+    checked (compression method, declared sizes against the file and against
+    the allocation limit, dtype, shape) before the array is allocated, and
+    the array is then filled by bounded reads, so neither a zip bomb nor a
+    header declaring gigabytes costs memory. Finiteness is checked after the
+    cast to ``dtype``: 1e300 in a float64 file is inf in float32.
+
+    Raises
+    ------
+    DataError
+        Naming the file, the array 'spikes' where it is about the array, and
+        what is wrong.
+    """
     path = Path(path)
+    what = f"{path}: 'spikes'"
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if "spikes" not in data.files:
-                raise DataError(f"{path}: has no array 'spikes' (found {sorted(data.files)})")
-            spikes = data["spikes"]
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
-    if spikes.dtype.kind not in "fiub":
-        raise DataError(f"{path}: 'spikes' must be numeric, got dtype {spikes.dtype}")
-    if spikes.ndim != 2 + len(input_shape) or tuple(spikes.shape[2:]) != tuple(input_shape) or 0 in spikes.shape[:2]:
-        raise DataError(f"{path}: 'spikes' must have shape (T, batch, *{tuple(input_shape)}), got {spikes.shape}")
-    if spikes.shape[0] != steps:
-        raise DataError(f"{path}: 'spikes' holds {spikes.shape[0]} steps but --steps is {steps}")
+        with open_regular(path) as f:
+            if f.read(len(NPY_MAGIC)) == NPY_MAGIC:
+                raise DataError(f"{path}: is a plain .npy file; save the input with np.savez(path, spikes=array)")
+            f.seek(0)
+            with zipfile.ZipFile(f) as archive:
+                spikes = _read_member(archive, path, what, input_shape, steps)
+    except (OSError, EOFError, zlib.error, zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError,
+            UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc}); "
+                        f"save the input with np.savez(path, spikes=array)") from None
+    with np.errstate(over="ignore"):  # an overflow to inf is reported below, with its position
+        spikes = spikes.astype(dtype)
     bad = np.argwhere(~np.isfinite(spikes))
     if bad.size:
         where = tuple(int(i) for i in bad[0])
-        raise DataError(f"{path}: 'spikes' is not finite at (step, sample, ...) = {where}")
-    return spikes.astype(dtype)
+        raise DataError(f"{what} is not finite at (step, sample, ...) = {where} "
+                        f"once cast to the network's {np.dtype(dtype).name}")
+    return spikes
+
+
+def _read_member(archive: zipfile.ZipFile, path: Path, what: str, input_shape: tuple[int, ...],
+                 steps: int) -> np.ndarray:
+    """The array of the archive's ``spikes.npy``, every declared size and the shape checked before allocating."""
+    names = archive.namelist()
+    if SPIKES not in names:
+        found = sorted(name.removesuffix(".npy") for name in names)
+        raise DataError(f"{path}: has no array 'spikes' (found {found})")
+    info = archive.getinfo(SPIKES)
+    if info.flag_bits & 0x1:
+        raise DataError(f"{what} is encrypted; save the input with np.savez(path, spikes=array)")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise DataError(f"{what} uses zip compression method {info.compress_type}, which eventsim does not read; "
+                        f"save the input with np.savez or np.savez_compressed")
+    check_size(info.file_size, f"{what} (zip entry, uncompressed)", DataError)
+    with archive.open(info) as member:
+        shape, fortran, stored = _npy_header(member, what)
+        if stored.kind not in "fiub" or stored.fields is not None or stored.subdtype is not None:
+            raise DataError(f"{what} must be a numeric array (float, int or bool), got dtype {stored}")
+        if (len(shape) != 2 + len(input_shape) or tuple(shape[2:]) != tuple(input_shape)
+                or min(shape[:2], default=0) < 1):
+            raise DataError(f"{what} must have shape (T, batch, *{tuple(input_shape)}), got {shape}")
+        if shape[0] != steps:
+            raise DataError(f"{what} holds {shape[0]} steps but --steps is {steps}")
+        nbytes = math.prod(shape) * stored.itemsize
+        check_size(nbytes, f"{what} of shape {shape}", DataError)
+        if member.tell() + nbytes != info.file_size:
+            raise DataError(f"{what}: its header declares {nbytes} bytes of data ({stored}, shape {shape}) "
+                            f"but the zip entry holds {info.file_size - member.tell()}")
+        data = np.empty(shape[::-1] if fortran else shape, stored)
+        fill(member, data, what)
+    return data.T if fortran else data
+
+
+def _npy_header(member: BinaryIO, what: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """Shape, Fortran order and dtype from a ``.npy`` header (versions 1.0 and 2.0: every numeric array)."""
+    try:
+        version = np.lib.format.read_magic(member)
+        reader = HEADER_READERS.get(version)
+        header = reader(member) if reader else None
+    except (ValueError, TypeError) as exc:  # literal_eval of a damaged header: TypeError for an unhashable key
+        raise DataError(f"{what}: damaged .npy header ({exc})") from None
+    if header is None:
+        raise DataError(f"{what}: .npy format version {version} is not read here; save with np.savez")
+    return header
 
 
 def run_graph(imported: Imported, spikes: np.ndarray) -> dict[str, np.ndarray]:
