@@ -215,7 +215,23 @@ def test_entry_that_is_not_an_array(tmp_path, read):
     path = tmp_path / "in.npz"
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("spikes.npy", b"just some bytes, no array")
-    with pytest.raises(DataError, match="in.npz: 'spikes': damaged .npy header"):
+    with pytest.raises(DataError, match="in.npz: 'spikes': not a .npy array"):
+        read(path)
+
+
+@pytest.mark.parametrize("header", [
+    "{'descr': (), 'fortran_order': False, 'shape': (4, 1, 3), }",  # numpy's dtype parser: IndexError
+    "{'descr': '<f4', 'fortran_order': False, 'shape': ((((, }",  # numpy's Python 2 filter: TokenError
+    "{'descr': '<f4', 'fortran_order': False, 'shape': (4, 1, 3), [1]: 2}",  # literal_eval: TypeError
+    "{'descr': '<f4', 'fortran_order': False, 'shape': (4, True, 3), }",
+], ids=["descr-tuple", "brackets", "unhashable", "bool-dimension"])
+def test_damaged_npy_headers(tmp_path, read, header):
+    text = header.ljust(117) + "\n"
+    path = tmp_path / "in.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("spikes.npy", b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text.encode()
+                         + bytes(48))
+    with pytest.raises(DataError, match="in.npz: 'spikes': damaged .npy header|in.npz: 'spikes' must be a numeric array"):
         read(path)
 
 
