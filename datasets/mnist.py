@@ -122,7 +122,8 @@ def read_idx(path: str | os.PathLike, *, magic: int | None = None) -> np.ndarray
         check_size(header.nbytes, f"{path}: the idx data of shape {header.shape}", DataError)
         data = np.empty(header.shape, header.dtype)
         fill(stream, data, f"{path} (idx, shape {header.shape})")
-    return data.astype(header.dtype.newbyteorder("="), copy=False)
+    # Swapped in place, so that a big-endian file costs one array, not two.
+    return data if data.dtype.isnative else data.byteswap(inplace=True).view(data.dtype.newbyteorder("="))
 
 
 def _check_magic(path: Path, header: IdxHeader, magic: int | None) -> None:
@@ -152,8 +153,10 @@ def load_mnist(root: str | os.PathLike | None = None, split: str = "train") -> t
     labels = read_idx_header(label_file, magic=LABELS_MAGIC).shape
     if len(images) != 3 or images[1:] != (28, 28):
         raise DataError(f"{image_file}: images must be (N, 28, 28), got {images}")
+    if len(labels) != 1:
+        raise DataError(f"{label_file}: labels must be (N,), got {labels}")
     if labels != images[:1]:
-        raise DataError(f"{label_file}: {labels[0] if labels else 0} labels for {images[0]} images in {image_file}")
+        raise DataError(f"{label_file}: {labels[0]} labels for {images[0]} images in {image_file}")
     # The files may change between the two reads; the full reads check the headers again.
     label_data = read_idx(label_file, magic=LABELS_MAGIC)
     image_data = read_idx(image_file, magic=IMAGES_MAGIC)

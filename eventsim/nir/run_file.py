@@ -82,7 +82,7 @@ def read_spikes(path: str | os.PathLike, input_shape: tuple[int, ...], steps: in
         raise DataError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc}); "
                         f"save the input with np.savez(path, spikes=array)") from None
     with np.errstate(over="ignore"):  # an overflow to inf is reported below, with its position
-        spikes = spikes.astype(dtype)
+        spikes = spikes.astype(dtype, copy=False)
     bad = np.argwhere(~np.isfinite(spikes))
     if bad.size:
         where = tuple(int(i) for i in bad[0])
