@@ -120,6 +120,10 @@ def read_idx(path: str | os.PathLike, *, magic: int | None = None) -> np.ndarray
                 raise DataError(f"{path}: header says shape {header.shape} ({expected} bytes in all) "
                                 f"but the file has {found} bytes")
         check_size(header.nbytes, f"{path}: the idx data of shape {header.shape}", DataError)
+        # With a zero dimension there is no data, but numpy still refuses a shape whose other dimensions
+        # multiply past its index range.
+        if math.prod(n for n in header.shape if n) * header.dtype.itemsize > np.iinfo(np.intp).max:
+            raise DataError(f"{path}: header says shape {header.shape}, too large for an array even without data")
         data = np.empty(header.shape, header.dtype)
         fill(stream, data, f"{path} (idx, shape {header.shape})")
     # Swapped in place, so that a big-endian file costs one array, not two.

@@ -48,7 +48,10 @@ def reference(content: bytes) -> np.ndarray | None:
     start = 4 + 4 * rank
     if len(content) != start + math.prod(shape) * dtype.itemsize:
         return None
-    return np.frombuffer(content, dtype, offset=start).reshape(shape)
+    try:
+        return np.frombuffer(content, dtype, offset=start).reshape(shape)
+    except ValueError:  # a zero dimension among others that multiply past what numpy can index
+        return None
 
 
 # A mutation is a function of the file's bytes; the strategies below draw one each.

@@ -64,6 +64,14 @@ def test_dimensions_whose_product_overflows_int64(tmp_path, compress):
         read_idx(path)
 
 
+def test_empty_shape_that_numpy_cannot_index(tmp_path):
+    """2^31 x 0 x 2^30 int32 holds no data, yet numpy refuses the shape (ValueError: array is too big)."""
+    path = tmp_path / "empty"
+    path.write_bytes(idx(0x0C, (2**31, 0, 2**30), b""))
+    with pytest.raises(DataError, match="empty: header says shape .* too large for an array"):
+        read_idx(path)
+
+
 def test_gzip_bomb_above_the_limit_is_refused_before_inflating(tmp_path, monkeypatch):
     monkeypatch.setenv("EVENTSIM_MAX_BYTES", "1M")
     path = tmp_path / "bomb.gz"
