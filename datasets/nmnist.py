@@ -27,6 +27,7 @@ from typing import TextIO
 import numpy as np
 
 from eventsim.errors import DataError, check_choice
+from eventsim.extras import install_command
 from eventsim.datasets.cache import EncodedSamples, cached_encoding
 from eventsim.datasets.folders import find, user_folder
 from eventsim.encoders.binning import bin_events
@@ -134,7 +135,7 @@ def download_nmnist(folder: Path, split: str) -> None:
     except ImportError:
         raise DataError(
             f"N-MNIST is not under {folder / 'NMNIST'} and downloading it needs the tonic extra: "
-            f'pip install -e ".[tonic]", or put the original Train/ and Test/ folders there'
+            f"{install_command('tonic')}, or put the original Train/ and Test/ folders there"
         ) from None
     folder.mkdir(parents=True, exist_ok=True)
     try:
