@@ -56,9 +56,12 @@ def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.
 
     Returns
     -------
-    (indptr, index)
+    (indptr, index, bad)
         The spikes of the window: row pointers from 0 and C-order indices (all
-        spikes carry value 1).
+        spikes carry value 1); and ``bad``, the first step of the window at
+        which some potential U is inf or NaN (an input current or a sum that
+        overflowed the dtype), or -1. The window stops at that step: the
+        caller raises, and the spikes, state and ``u`` are then incomplete.
     """
     steps, size = u.shape
     channels = theta.shape[0]
@@ -78,10 +81,14 @@ def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.
     out_ptr = np.zeros(steps + 1, np.int64)
     out_idx = np.empty(64, np.int64)
     n = 0
+    bad = -1
     for k in range(steps):
         # One branch-free pass over the neurons (selects, not jumps, so that
         # it vectorises), then a scan for the few that fired to emit them.
+        # The count of non-finite potentials rides along in the same pass,
+        # so that an overflow is found at its step for one compare per neuron.
         n_fired = 0
+        n_bad = 0
         for j in range(size):
             th = th_of[j]
             gi = g * u[k, j]
@@ -90,6 +97,7 @@ def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.
                 reset = uu - th if soft else v_reset + gi
                 uu = reset if fired[j] else uu
             u[k, j] = zero if clear else uu
+            n_bad += not abs(uu) < np.inf  # inf and NaN alike
             fire = uu > th if strict else uu >= th
             spiked[j] = fire
             n_fired += fire
@@ -101,6 +109,9 @@ def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.
             else:
                 reset = uu - th if soft else v_reset
                 v[j] = leak * (reset if fire else uu)
+        if n_bad:
+            bad = k
+            break
         if n + n_fired > out_idx.shape[0]:
             out_idx = grown_to(out_idx, n + n_fired)
         end = n + n_fired
@@ -116,7 +127,7 @@ def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.
                 bits &= bits - uint64(1)
             word += 1
         out_ptr[k + 1] = n
-    return out_ptr, out_idx[:n]
+    return out_ptr, out_idx[:n], bad
 
 
 @njit(cache=True, nogil=True)
