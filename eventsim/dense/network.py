@@ -152,9 +152,12 @@ def run_dense(
 def _walk(network: NetworkLike, plan: "DensePlan", keep: dict, x: np.ndarray, affines: dict) -> "DenseWalk":
     """One walk over all steps; neuron layers with a norm not in ``affines`` take the raw currents."""
     walk = DenseWalk(plan, keep, x.shape[0], affines)
-    for t in range(x.shape[1]):
-        walk.step = t
-        walk.sequence(network.layers, x[:, t])
+    # An overflow is found after every layer (DenseWalk.layer) and raised as
+    # a LayerError naming it; NumPy's warning would only repeat it.
+    with np.errstate(over="ignore", invalid="ignore"):
+        for t in range(x.shape[1]):
+            walk.step = t
+            walk.sequence(network.layers, x[:, t])
     return walk
 
 
