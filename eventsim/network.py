@@ -288,12 +288,15 @@ class _NeuronStage(_Stage):
             yield from self._normalise(sample, cur)
         # The potentials are read back only when recorded or read out.
         keep = self.readout or self.name in sample.potentials
-        indptr, index, bad = kernels.lif_window(
-            sample.v[self.name], cur, self.theta, self.leak, self.soft, self.v_reset, self.strict,
-            sample.totals[self.name], sample.traces[self.name], self.gain, sample.fired.get(self.name), not keep,
+        v, fired = sample.v[self.name], sample.fired.get(self.name)
+        before = (v.copy(), None if fired is None else fired.copy())  # where an overflow's step is looked for
+        indptr, index, overflow = kernels.lif_window(
+            v, cur, self.theta, self.leak, self.soft, self.v_reset, self.strict,
+            sample.totals[self.name], sample.traces[self.name], self.gain, fired, not keep,
         )
-        if bad >= 0:  # the buffer stays out of the pool, dirty (see _zeroed)
-            raise _overflow(self.owner, "a potential", t0 + bad, sample, self.dtype)
+        if overflow:  # the buffer stays out of the pool, dirty (see _zeroed)
+            step = t0 + self._first_overflow(sample, xs, *before)
+            raise _overflow(self.owner, "a potential", step, sample, self.dtype)
         if self.name in sample.potentials:
             sample.potentials[self.name][t0 : t0 + steps] = to_c_order(cur, self.shape).reshape(steps, -1)
         if self.readout:
@@ -312,14 +315,38 @@ class _NeuronStage(_Stage):
             count = sample.batch * cur.shape[1] // channels * (1 if self.norm.stats == "batch" else steps)
             mean, var = yield from batch_statistics(cur, self.norm, count)
             sample.norm_stats[self.name] = (mean, var, count)
+        self._apply_norm(sample, cur)
+
+    def _apply_norm(self, sample: _Sample, cur: np.ndarray) -> None:
+        """``I' = k * I + c`` in place, with the batch's statistics once :meth:`_normalise` has met the batch."""
+        if self.batch_norm:
+            mean, var, _ = sample.norm_stats[self.name]
             k, c = affine(self.norm.scale, self.norm.shift, mean, var, self.norm.eps, self.dtype, self.norm)
         else:
             k, c = self.affine
-        per_position = cur.reshape(steps, -1, channels)
+        per_position = cur.reshape(cur.shape[0], -1, self.norm.channels)
         if k.ndim == 2:  # one (k, c) per step
             k, c = k[:, None, :], c[:, None, :]
         np.multiply(per_position, k, out=per_position)
         np.add(per_position, c, out=per_position)
+
+    def _first_overflow(self, sample: _Sample, xs: tuple[Window, ...], v: np.ndarray, fired: np.ndarray | None) -> int:
+        """The first step of a window at which lif_window found a potential inf or NaN.
+
+        The kernel tells only that the window overflowed; the window runs
+        again from the state ``(v, fired)`` before it, in a buffer of its own
+        that keeps every step's potentials, and the first step with one that
+        is not finite is the answer. Only a run about to fail pays for this.
+        """
+        cur = np.zeros((xs[0][0].shape[0] - 1, prod(self.shape)), self.dtype)
+        for op, x in zip(self.ops, xs):
+            op.scatter(cur, x)
+        if self.norm is not None:
+            self._apply_norm(sample, cur)
+        counts, traces = np.zeros_like(v), np.zeros_like(v)  # not the sample's: the run fails anyway
+        kernels.lif_window(v, cur, self.theta, self.leak, self.soft, self.v_reset, self.strict,
+                           counts, traces, self.gain, fired, False)
+        return int(np.argmin(np.isfinite(cur).all(axis=1)))
 
 
 class _PassStage(_Stage):

@@ -297,3 +297,25 @@ def test_gradient_that_overflows_is_refused():
     assert np.isfinite(result.output).all()
     with pytest.raises(LayerError, match=r"layer 'fc1' \(Linear\): the gradient of its weight is not finite"):
         rule.gradients(net, events, result, np.ones((1, 1), np.float32))
+
+
+@pytest.mark.parametrize("neuron", [
+    lambda: LIF(1.0, leak=1.0),  # +inf fires and a hard reset forgets it
+    lambda: LIF(1.0, leak=0.0),
+    lambda: LIF(1.0, leak=0.5, reset="soft"),
+    lambda: LIF(1.0, leak=1.0, reset_delayed=True),
+    lambda: LIF(1.0, leak=0.5, reset="soft", reset_delayed=True),
+    lambda: LIF(np.inf, leak=1.0),  # never fires: inf stays in the state
+], ids=["hard", "no-leak", "soft", "hard-delayed", "soft-delayed", "silent"])
+@pytest.mark.parametrize("sign", [1.0, -1.0], ids=["+inf", "-inf"])
+def test_overflow_is_found_at_its_step_for_every_reset(neuron, sign):
+    """An inf current at step 3, mid-window, in every neuron convention (lif_window sees it in two places)."""
+    weight = np.array([[1.0, 3e38 * sign, 3e38 * sign]], np.float32)
+    net = Network([Linear(3, 1, weight=weight), neuron()], (3,))
+    x = np.zeros((1, 6, 3), np.float32)
+    x[0, :, 0] = 1.0  # finite current at every step
+    x[0, 3, 1:] = 1.0  # the two large ones join at step 3 only
+    for window in (None, 2, 6):
+        with pytest.raises(LayerError, match=r"layer 'lif1' \(LIF\): a potential is not finite .* at step 3 "):
+            net.run(Events.from_dense(x), window=window)
+    refused_by_both(net, x, "at step 3 of sample 0")
