@@ -123,14 +123,14 @@ def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.
                 j = 8 * word + (byte if LITTLE_ENDIAN else 7 - byte)
                 p = j // channels
                 out_idx[n] = (j - p * channels) * plane + p
-                overflow |= not abs(u[k, j]) < np.inf  # inf and NaN alike
+                overflow |= not abs(u[k, j]) < np.inf  # +inf, the one non-finite U that fires
                 if clear:
                     u[k, j] = zero
                 n += 1
                 bits &= bits - uint64(1)
             word += 1
         out_ptr[k + 1] = n
-    for j in range(size):
+    for j in range(size):  # inf and NaN alike
         overflow |= not abs(v[j]) < np.inf
     return out_ptr, out_idx[:n], overflow
 
