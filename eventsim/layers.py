@@ -29,12 +29,13 @@ currents.
 from __future__ import annotations
 
 from math import exp, prod
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
 from eventsim.errors import LayerError, check_choice
 from eventsim.events import FLOAT_DTYPES
+from eventsim.finite import check_finite, in_dtype
 from eventsim.norm import CurrentNorm
 
 
@@ -62,14 +63,6 @@ def _check_weight(layer: "Layer", what: str, w: object, shape: tuple[int, ...]) 
         raise LayerError(layer, f"{what} must have shape {shape}, got {w.shape}")
     check_finite(layer, what, w)
     return np.array(w, copy=True)
-
-
-def check_finite(layer: "Layer", what: str, w: np.ndarray) -> None:
-    """Raise :class:`LayerError` naming the first NaN or infinite entry."""
-    bad = np.argwhere(~np.isfinite(w))
-    if bad.size:
-        where = tuple(int(i) for i in bad[0])
-        raise LayerError(layer, f"{what} is not finite at index {where} (value {w[where]})")
 
 
 class Layer:
@@ -349,6 +342,15 @@ class MaxPool(_Pool):
 RESETS = ("hard", "soft")
 
 
+class NeuronConstants(NamedTuple):
+    """A neuron layer's options as a run computes with them, rounded once to its dtype."""
+
+    theta: np.ndarray  #: (C,), one threshold per channel; inf: never fires
+    leak: np.floating
+    v_reset: np.floating
+    gain: np.floating
+
+
 class LIF(Layer):
     """Leaky integrate-and-fire neurons on the pre-threshold potential U.
 
@@ -416,8 +418,6 @@ class LIF(Layer):
             if not np.isfinite(tau) or tau <= 0:
                 raise LayerError(self, f"tau must be a positive finite number of steps, got {tau!r}")
             leak = exp(-1.0 / tau)
-        if not 0.0 <= leak <= 1.0:
-            raise LayerError(self, f"leak must be in [0, 1], got {leak!r}")
         check_choice("reset", reset, RESETS)
         if not isinstance(strict, (bool, np.bool_)):
             raise LayerError(self, f"strict must be True or False, got {strict!r}")
@@ -425,7 +425,7 @@ class LIF(Layer):
             raise LayerError(self, f"v_reset must be finite, got {v_reset!r}")
         if reset == "soft" and v_reset != 0.0:
             raise LayerError(self, "v_reset applies to the hard reset only")
-        self.leak = float(leak)
+        self.leak = leak
         self.reset = reset
         self.v_reset = float(v_reset)
         self.strict = bool(strict)
@@ -444,6 +444,21 @@ class LIF(Layer):
         if norm is not None and not isinstance(norm, CurrentNorm):
             raise LayerError(self, f"norm must be a CurrentNorm or None, got {norm!r}")
         self._norm = norm
+
+    @property
+    def leak(self) -> float:
+        """lam, the per-step factor of the potential, in [0, 1]."""
+        return self._leak
+
+    @leak.setter
+    def leak(self, leak: float) -> None:
+        # A property, so that a leak set after construction is checked too:
+        # lam > 1 makes every potential grow without bound.
+        if isinstance(leak, (bool, np.bool_)) or not isinstance(leak, (int, float, np.integer, np.floating)):
+            raise LayerError(self, f"leak must be a number, got {leak!r}")
+        if not 0.0 <= leak <= 1.0:
+            raise LayerError(self, f"leak must be in [0, 1], got {leak!r}")
+        self._leak = float(leak)
 
     @property
     def input_gain(self) -> float:
@@ -489,6 +504,23 @@ class LIF(Layer):
         if th.ndim == 1 and th.shape[0] != channels:
             raise LayerError(self, f"has {th.shape[0]} thresholds but its input has {channels} channels")
         return np.broadcast_to(th, (channels,)).copy()
+
+    def constants(self, shape: tuple[int, ...], dtype: np.dtype, owner: Layer | None = None) -> NeuronConstants:
+        """Thresholds per channel, leak, v_reset and input gain rounded to ``dtype``, the run's dtype.
+
+        Checked after the rounding (:func:`eventsim.finite.in_dtype`): a
+        threshold or gain that is finite and positive in float64 may be inf or
+        0 in float32, and the run would compute with that. A threshold given
+        as ``np.inf`` stays inf. ``owner`` is the layer named in the error (a
+        :class:`SpikingAvgPool` for its pooling neuron); by default this one.
+        """
+        owner = self if owner is None else owner
+        return NeuronConstants(
+            theta=in_dtype(owner, "threshold", self.thresholds(shape), dtype, positive=True),
+            leak=in_dtype(owner, "leak", self.leak, dtype)[()],
+            v_reset=in_dtype(owner, "v_reset", self.v_reset, dtype)[()],
+            gain=in_dtype(owner, "input_gain", self.input_gain, dtype, positive=True)[()],
+        )
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         self.thresholds(input_shape)

@@ -56,9 +56,18 @@ def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.
 
     Returns
     -------
-    (indptr, index)
+    (indptr, index, overflow)
         The spikes of the window: row pointers from 0 and C-order indices (all
-        spikes carry value 1).
+        spikes carry value 1); and whether some potential U of the window was
+        inf or NaN (an input current or a sum that overflowed the dtype). The
+        caller then refuses the run and finds the step by running the window
+        again with ``clear=False``.
+
+    Overflow is found without a test per neuron and step, which would cost
+    about a tenth of the kernel: a U that is inf or NaN either fires (only
+    +inf can) and is tested as its spike is emitted, or it does not fire and
+    leaves a state V that is inf or NaN for the rest of the window (the leak
+    and every later step keep it so), tested once at the window's end.
     """
     steps, size = u.shape
     channels = theta.shape[0]
@@ -78,6 +87,7 @@ def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.
     out_ptr = np.zeros(steps + 1, np.int64)
     out_idx = np.empty(64, np.int64)
     n = 0
+    overflow = False
     for k in range(steps):
         # One branch-free pass over the neurons (selects, not jumps, so that
         # it vectorises), then a scan for the few that fired to emit them.
@@ -89,8 +99,9 @@ def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.
             if fired is not None:  # the previous step's spike, reset after the leak
                 reset = uu - th if soft else v_reset + gi
                 uu = reset if fired[j] else uu
-            u[k, j] = zero if clear else uu
             fire = uu > th if strict else uu >= th
+            # With clear, U stays only where the neuron fired, for the emitting scan to test.
+            u[k, j] = (uu if fire else zero) if clear else uu
             spiked[j] = fire
             n_fired += fire
             counts[j] += one if fire else zero
@@ -112,11 +123,16 @@ def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.
                 j = 8 * word + (byte if LITTLE_ENDIAN else 7 - byte)
                 p = j // channels
                 out_idx[n] = (j - p * channels) * plane + p
+                overflow |= not abs(u[k, j]) < np.inf  # +inf, the one non-finite U that fires
+                if clear:
+                    u[k, j] = zero
                 n += 1
                 bits &= bits - uint64(1)
             word += 1
         out_ptr[k + 1] = n
-    return out_ptr, out_idx[:n]
+    for j in range(size):  # inf and NaN alike
+        overflow |= not abs(v[j]) < np.inf
+    return out_ptr, out_idx[:n], overflow
 
 
 @njit(cache=True, nogil=True)
