@@ -158,8 +158,8 @@ class BackwardDivergence:
             f"  dL/dU: eventsim {self.reference!r}, candidate {self.candidate!r}"
             f"{_rounding_note(self.reference, self.candidate)} (error {abs(self.candidate - self.reference):.3g}, "
             f"scale {self.scale:.3g})",
-            f"  every later step and every layer above agree: the defect acts in {self.layer!r}'s own backward "
-            f"(surrogate, reset, leak) {carried}",
+            f"  every later step and every layer above agree: the defect acts in the backward of {self.layer!r} "
+            f"itself (surrogate, reset, leak) {carried}",
         ])
 
 

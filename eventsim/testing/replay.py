@@ -84,7 +84,11 @@ def _unlayer(d: dict) -> es.layers.Layer:
     kind = d.get("layer")
     if kind not in _LAYER_TYPES:
         raise OptionError(f"the replay token names an unknown layer type {kind!r}")
-    return getattr(es, kind)(**{k: _unvalue(v) for k, v in d["options"].items()})
+    options = {k: _unvalue(v) for k, v in d["options"].items()}
+    name = options.pop("name", None)
+    layer = getattr(es, kind)(**options)
+    layer.name = name  # as the network named it; "res1.conv1" is no name a constructor accepts
+    return layer
 
 
 def case_token(case: NetCase, kind: str, request: GradientRequest | None = None) -> str:
