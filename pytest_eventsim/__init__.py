@@ -33,6 +33,7 @@ from typing import Any
 import pytest
 
 MARKER = "eventsim_conformance"
+_OVERRIDES = pytest.StashKey[dict]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -49,6 +50,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", f"{MARKER}(**options): options of the 'conformance' fixture (features, examples, seed, "
                    "gradients, surrogates, database), as eventsim.testing.conform takes them")
+    config.stash[_OVERRIDES] = _command_line(config)  # a bad option stops the session before any test runs
 
 
 def _command_line(config: pytest.Config) -> dict[str, Any]:
@@ -105,4 +107,4 @@ def conformance(request: pytest.FixtureRequest) -> Conformance:
         if marker.args:
             raise pytest.UsageError(f"@pytest.mark.{MARKER} takes keywords only (examples=..., features=...)")
         options.update(marker.kwargs)
-    return Conformance(options, _command_line(request.config))
+    return Conformance(options, request.config.stash[_OVERRIDES])

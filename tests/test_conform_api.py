@@ -253,3 +253,42 @@ def test_the_pytest_plugin_loads_without_importing_eventsim():
     from importlib.metadata import entry_points
 
     assert any(e.value == "pytest_eventsim" for e in entry_points(group="pytest11"))
+
+
+PLUGIN_OPTIONS = '''
+import pytest
+
+
+@pytest.mark.eventsim_conformance(examples=50, gradients=False)
+class TestOptions:
+    @pytest.mark.eventsim_conformance(examples=7)
+    def test_the_closest_marker_wins_and_the_command_line_overrides(self, conformance):
+        assert conformance.options == {"examples": 7, "gradients": False}
+        assert conformance.overrides == {"examples": 3, "seed": None, "database": "db"}
+'''
+
+
+def test_the_plugin_merges_marker_and_command_line_options(tmp_path):
+    (tmp_path / "test_options.py").write_text(PLUGIN_OPTIONS)
+    run = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_options.py"]
+    done = subprocess.run(run + ["--eventsim-examples", "3", "--eventsim-seed", "random", "--eventsim-database", "db"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "1 passed" in done.stdout, done.stdout + done.stderr
+    done = subprocess.run(run + ["--eventsim-seed", "soon"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "--eventsim-seed must be an integer or 'random', got 'soon'" in done.stderr
+
+
+def test_the_fixture_checks_one_case_from_a_token():
+    from pytest_eventsim import Conformance
+
+    def halved(records):
+        return {k: LayerRecord(v.outputs, None if v.potentials is None else v.potentials * 0.5)
+                for k, v in records.items()}
+
+    token = conform(Reference(halved), features=LINEAR, examples=10, gradients=False).failures[0].token
+    conformance = Conformance({}, {})
+    assert conformance.case(Reference(), token).status == "conforms"
+    with pytest.raises(AssertionError, match="potential differs"):
+        conformance.case(Reference(halved), token)
+    with pytest.raises(AssertionError, match="DOES NOT CONFORM"):
+        conformance(Reference(halved), features=LINEAR, examples=3, gradients=False)
