@@ -292,3 +292,52 @@ def test_the_fixture_checks_one_case_from_a_token():
         conformance.case(Reference(halved), token)
     with pytest.raises(AssertionError, match="DOES NOT CONFORM"):
         conformance(Reference(halved), features=LINEAR, examples=3, gradients=False)
+
+
+def _two_layer_gradient_case():
+    from eventsim.learning.surrogates import FastSigmoid
+    from eventsim.testing import GradientRequest
+
+    rng = np.random.default_rng(5)
+    net = es.Network([es.Linear(4, 3, weight=rng.normal(size=(3, 4))), es.LIF(0.5, leak=0.75),
+                      es.Linear(3, 2, weight=rng.normal(size=(2, 3))), es.Readout(leak=0.5)],
+                     input_shape=(4,), dtype=np.float64)
+    spikes = (rng.random((6, 2, 4)) < 0.5).astype(np.float64)
+    request = GradientRequest(grad_output=rng.normal(size=(2, 2)), surrogate=FastSigmoid())
+    return net, spikes, request
+
+
+def test_a_gradient_rounded_to_float32_is_named_so():
+    from eventsim.testing import compare_gradients, reference_gradients
+
+    net, spikes, request = _two_layer_gradient_case()
+    reference = reference_gradients(net, spikes, request)
+    rounded = {k: v.astype(np.float32).astype(np.float64) for k, v in reference.items()}
+    comparison = compare_gradients(net, reference, rounded)
+    assert not comparison.ok and "exactly eventsim's rounded to float32" in str(comparison)
+    assert comparison.first_layer == "fc2"  # the output's layer: nothing above it
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_backward_divergence_named_is_the_first_in_backward_order(seed):
+    """Two planted errors in dL/dU: the one reported is at the later step, at the same step in the later layer,
+    then the lower sample and neuron."""
+    from eventsim.testing import compare_potential_gradients, reference_potential_gradients
+
+    net, spikes, request = _two_layer_gradient_case()
+    reference = reference_potential_gradients(net, spikes, request)
+    rng = np.random.default_rng(seed)
+    names = list(reference)
+    planted = []
+    candidate = {k: v.copy() for k, v in reference.items()}
+    for _ in range(2):
+        name = names[rng.integers(len(names))]
+        at = tuple(int(rng.integers(n)) for n in reference[name].shape)
+        candidate[name][at] += 1.0
+        planted.append((-at[0], -names.index(name), at[1:], name, at))
+    *_, name, at = min(planted)
+    d = compare_potential_gradients(net, reference, candidate)
+    assert (d.layer, d.step, d.sample, d.neuron) == (name, at[0] + 1, at[1], at[2:])
+    assert d.candidate == d.reference + 1.0
+    assert compare_potential_gradients(net, reference, reference) is None
+    assert d.path == (() if d.layer == "readout1" else ("fc2",))
