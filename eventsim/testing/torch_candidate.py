@@ -460,6 +460,7 @@ class _Run:
         self.candidate, self.backward, self.masks, self.train = candidate, backward, masks, train
         self.outputs: dict[str, torch.Tensor] = {}
         self.potentials: dict[str, torch.Tensor] = {}
+        self.steps: dict[str, list] = {}  # each step's U tensor, what potential_gradients differentiates by
         self.leaks: dict[str, float] = {}  # spiking layers whose spike gradient gets Lee's NG factor
         self.ng: dict[str, torch.Tensor] = {}
 
@@ -484,6 +485,7 @@ class _Run:
                 s.register_hook(lambda grad, name=neuron.name: grad * self.ng[name])
             potentials.append(u)
             spikes.append(s)
+        self.steps[neuron.name] = potentials
         self.potentials[neuron.name] = _import_torch().stack(potentials)
         return _import_torch().stack(spikes)
 
@@ -659,20 +661,9 @@ class TorchModel:
         :meth:`run`, through the batch statistics of the norms.
         """
         torch = _import_torch()
-        if self.candidate.rule == "bptt":
-            backward = Backward("bptt", request.surrogate, bool(request.detach_reset))
-        else:
-            backward = Backward(self.candidate.rule)
         keys = list(self.parameters)
         with torch.enable_grad(), _full_float32(torch):
-            _, out = self._forward(spikes, masks, backward, train)
-            g = np.asarray(request.grad_output)
-            if g.shape != tuple(out.shape):
-                raise LayerError(
-                    self._last, f"grad_output must have the shape of the network output {tuple(out.shape)}, "
-                    f"got {g.shape}"
-                )
-            loss = (out * torch.as_tensor(g.astype(self.dtype), device=self.device)).sum()
+            _, loss = self._loss(spikes, request, masks, train)
             leaves = [self.parameters[k] for k in keys]
             grads = torch.autograd.grad(loss, leaves, allow_unused=True) if loss.requires_grad else [None] * len(keys)
         return {
@@ -680,10 +671,47 @@ class TorchModel:
             for key, grad in zip(keys, grads, strict=True)
         }
 
+    def potential_gradients(self, spikes: np.ndarray, request: GradientRequest) -> dict[str, np.ndarray]:
+        """``dL/dU[t]`` of every neuron layer, ``(T, batch, *shape)``, by autograd (the same loss as :meth:`gradients`).
+
+        What :mod:`eventsim.testing.backward` compares step by step to say
+        where a wrong backward pass acts. The input is made a leaf that
+        requires grad, so that a neuron layer no parameter feeds is in the graph.
+        """
+        torch = _import_torch()
+        with torch.enable_grad(), _full_float32(torch):
+            run, loss = self._loss(spikes, request, None, False, input_grad=True)
+            names = list(run.steps)
+            flat = [u for name in names for u in run.steps[name]]
+            grads = iter(torch.autograd.grad(loss, flat, allow_unused=True))
+        out = {}
+        for name in names:
+            per_step = [next(grads) for _ in run.steps[name]]
+            out[name] = np.stack([np.zeros(u.shape, self.dtype) if g is None else _numpy(g)
+                                  for g, u in zip(per_step, run.steps[name], strict=True)])
+        return out
+
+    def _loss(self, spikes: np.ndarray, request: GradientRequest, masks: dict | None, train: bool, *,
+              input_grad: bool = False) -> tuple[_Run, torch.Tensor]:
+        """The forward run with autograd on, and ``L = sum(out * request.grad_output)``."""
+        torch = _import_torch()
+        if self.candidate.rule == "bptt":
+            backward = Backward("bptt", request.surrogate, bool(request.detach_reset))
+        else:
+            backward = Backward(self.candidate.rule)
+        run, out = self._forward(spikes, masks, backward, train, input_grad=input_grad)
+        g = np.asarray(request.grad_output)
+        if g.shape != tuple(out.shape):
+            raise LayerError(
+                self._last, f"grad_output must have the shape of the network output {tuple(out.shape)}, "
+                f"got {g.shape}"
+            )
+        return run, (out * torch.as_tensor(g.astype(self.dtype), device=self.device)).sum()
+
     def _forward(self, spikes: np.ndarray, masks: dict | None, backward: Backward,
-                 train: bool) -> tuple[_Run, torch.Tensor]:
+                 train: bool, input_grad: bool = False) -> tuple[_Run, torch.Tensor]:
         """Run the blocks layer by layer over T; returns the run's records and the differentiable network output."""
-        x = self._input(spikes)
+        x = self._input(spikes).requires_grad_(input_grad)
         run = _Run(self.candidate, backward, self._masks(masks, x.shape[1]), train)
         last = run.sequence(self.blocks, x)
         run.finish()

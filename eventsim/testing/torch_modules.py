@@ -29,14 +29,15 @@ def synapse_module(layer: Layer, dtype: Any) -> Any | None:
     if isinstance(layer, (Conv2d, Linear)):
         if isinstance(layer, Conv2d):
             module = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
-                               padding=layer.padding, bias=layer.bias is not None)
+                               padding=layer.padding, bias=layer.bias is not None, dtype=dtype)
         else:
-            module = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
+            module = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None, dtype=dtype)
+        # Created in the target dtype: built in float32 and converted, float64 weights would be rounded.
         with torch.no_grad():
             module.weight.copy_(torch.from_numpy(np.asarray(layer.weight)))
             if layer.bias is not None:
                 module.bias.copy_(torch.from_numpy(np.asarray(layer.bias)))
-        return module.to(dtype)
+        return module
     if isinstance(layer, AvgPool):
         return nn.AvgPool2d(layer.kernel_size, stride=layer.stride)
     if isinstance(layer, SumPool):
