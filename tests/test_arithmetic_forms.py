@@ -429,3 +429,15 @@ def test_nir_round_trip_keeps_the_form_and_a_foreign_graph_imports_as_product(fo
         node.metadata = {}
     foreign = from_nir(graph)
     assert {layer.arithmetic for layer in foreign.layers if isinstance(layer, es.LIF)} == {"product"}
+
+
+# ====================================================================== conform
+def test_torch_candidate_conforms_on_networks_drawn_with_every_form():
+    """The kit on networks whose LIF layers and readouts draw their form: exact, float bound and gradients."""
+    torch_candidate = pytest.importorskip("eventsim.testing.torch_candidate")
+    from eventsim.testing import conform
+    from eventsim.testing.strategies import Features
+
+    features = Features().including(*FORMS)
+    report = conform(torch_candidate.TorchCandidate(), features=features, examples=15)
+    assert report.ok, str(report)
