@@ -431,6 +431,23 @@ def test_nir_round_trip_keeps_the_form_and_a_foreign_graph_imports_as_product(fo
     assert {layer.arithmetic for layer in foreign.layers if isinstance(layer, es.LIF)} == {"product"}
 
 
+def test_an_unknown_form_in_nir_metadata_names_the_node():
+    pytest.importorskip("nir")
+    import json
+
+    from eventsim.errors import NIRError
+    from eventsim.nir import from_nir, to_nir
+
+    network = es.Network([es.Linear(2, 2, weight=np.eye(2, dtype=np.float32)), es.LIF(1.0, leak=0.8, arithmetic="euler")],
+                         input_shape=(2,))
+    graph = to_nir(network)
+    node = graph.nodes["lif1"]
+    options = json.loads(node.metadata["eventsim"])
+    node.metadata["eventsim"] = json.dumps(dict(options, arithmetic="fma"))
+    with pytest.raises(NIRError, match="'lif1'.*unknown arithmetic 'fma'"):
+        from_nir(graph)
+
+
 # ====================================================================== conform
 def test_torch_candidate_conforms_on_networks_drawn_with_every_form():
     """The kit on networks whose LIF layers and readouts draw their form: exact, float bound and gradients."""

@@ -335,7 +335,10 @@ class TorchCandidate:
             U[t] = lam * U[t-1] + g * I[t] - theta * s[t-1]                     soft
             U[t] = (1 - s[t-1]) * lam * U[t-1] + s[t-1] * v_reset + g * I[t]    hard
 
-        The reset reads the detached spike when ``backward.detach_reset``.
+        The other arithmetic forms (docs/semantics.md, "Arithmetic forms")
+        reset at once and compute U from R with their own operations
+        (:meth:`TorchNeuron.charge`). The reset reads the detached spike when
+        ``backward.detach_reset``.
         """
         u_prev, s_prev = state
         s = s_prev.detach() if backward.detach_reset else s_prev
