@@ -419,9 +419,9 @@ def test_nir_round_trip_keeps_the_form_and_a_foreign_graph_imports_as_product(fo
     from eventsim.nir import from_nir, to_nir
 
     rng = np.random.default_rng(5)
-    network = es.Network([es.Linear(3, 4, weight=dyadic(rng, (4, 3), np.float32)), es.LIF(0.5, leak=0.8, arithmetic=form),
-                          es.Linear(4, 2, weight=dyadic(rng, (2, 4), np.float32)), es.Readout(leak=0.7, arithmetic=form)],
-                         input_shape=(3,))
+    layers = [es.Linear(3, 4, weight=dyadic(rng, (4, 3), np.float32)), es.LIF(0.5, leak=0.8, arithmetic=form),
+              es.Linear(4, 2, weight=dyadic(rng, (2, 4), np.float32)), es.Readout(leak=0.7, arithmetic=form)]
+    network = es.Network(layers, input_shape=(3,))
     graph = to_nir(network)
     back = from_nir(graph)
     assert [repr(layer) for layer in back.layers] == [repr(layer) for layer in network.layers]
@@ -438,8 +438,8 @@ def test_an_unknown_form_in_nir_metadata_names_the_node():
     from eventsim.errors import NIRError
     from eventsim.nir import from_nir, to_nir
 
-    network = es.Network([es.Linear(2, 2, weight=np.eye(2, dtype=np.float32)), es.LIF(1.0, leak=0.8, arithmetic="euler")],
-                         input_shape=(2,))
+    layers = [es.Linear(2, 2, weight=np.eye(2, dtype=np.float32)), es.LIF(1.0, leak=0.8, arithmetic="euler")]
+    network = es.Network(layers, input_shape=(2,))
     graph = to_nir(network)
     node = graph.nodes["lif1"]
     options = json.loads(node.metadata["eventsim"])
