@@ -11,10 +11,14 @@ at the target before is untouched (docs/semantics.md, "Bad input").
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+#: The names :func:`atomic_path` gives its temporary files: ``.<target name>.<uuid4 hex>.tmp``.
+_TMP_NAME = re.compile(r"\..+\.[0-9a-f]{32}\.tmp")
 
 
 @contextmanager
@@ -37,6 +41,23 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         raise
     _sync_folder(path.parent)
+
+
+def remove_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files atomic writes left in ``folder`` (not below it); return them.
+
+    A process killed during a write (SIGKILL, power loss) leaves its
+    temporary file behind. Only the caller can know that no other process is
+    writing into ``folder`` right now, so only a folder it holds exclusively
+    (a locked run folder, :mod:`eventsim.lock`) may be cleaned; never a
+    shared one such as the data cache.
+    """
+    removed = []
+    for path in Path(folder).iterdir():
+        if _TMP_NAME.fullmatch(path.name) and not path.is_dir():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
