@@ -6,6 +6,10 @@ atomically after every epoch), ``metrics.jsonl`` (one line per epoch) and,
 when training ends, ``report.json`` (:mod:`eventsim.learning.report` on the
 test split). A job is plain data, so a run can be resumed, evaluated or
 plotted from its folder alone.
+
+Files read back from a folder (``job.json``, ``prepared.json``) are checked
+like command-line options, since a run folder may come from anyone; a
+folder is written by one process at a time (:mod:`eventsim.lock`).
 """
 
 from __future__ import annotations
@@ -169,13 +173,13 @@ class Job:
                 setattr(self, f.name, _number(f.name, value, *_NUMBERS[f.name], none=f.default is None))
             elif isinstance(f.default, bool):
                 if not isinstance(value, (bool, np.bool_)):
-                    raise OptionError(f"{f.name} must be true or false, got {value!r}")
+                    raise OptionError(f"{f.name} must be true or false, got {_shown(value)}")
                 setattr(self, f.name, bool(value))
             elif isinstance(f.default, str) and not isinstance(value, str):
-                raise OptionError(f"{f.name} must be a name (a string), got {value!r}")
+                raise OptionError(f"{f.name} must be a name (a string), got {_shown(value)}")
         if self.milestones is not None:
             if not isinstance(self.milestones, (list, tuple)):
-                raise OptionError(f"milestones must be a list of epochs, got {self.milestones!r}")
+                raise OptionError(f"milestones must be a list of epochs, got {_shown(self.milestones)}")
             self.milestones = [_count("milestones", m, 1) for m in self.milestones]
 
     def check_fit(self) -> None:
@@ -248,7 +252,7 @@ class Job:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise OptionError(f"unknown job fields {unknown}; known: {sorted(known)}")
+            raise OptionError(f"unknown job fields {_shown(unknown)}; known: {sorted(known)}")
         return cls(**d)
 
 
@@ -262,12 +266,18 @@ _NUMBERS = {"lr": (0.0, True, math.inf), "weight_decay": (0.0, False, math.inf),
             "on_count": (0.0, False, math.inf)}
 
 
+#: Counts go into NumPy arrays and indices, which hold int64.
+_MAX_COUNT = 2**63 - 1
+
+
 def _count(what: str, value: object, least: int, *, none: bool = False) -> int | None:
-    """``value`` as an int >= ``least`` (None passes where ``none``); bools and floats are refused."""
+    """``value`` as an int from ``least`` to int64's largest (None passes where ``none``); bools and floats are refused."""
     if value is None and none:
         return None
     if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)) or value < least:
-        raise OptionError(f"{what} must be an integer >= {least}, got {value!r}")
+        raise OptionError(f"{what} must be an integer >= {least}, got {_shown(value)}")
+    if value > _MAX_COUNT:
+        raise OptionError(f"{what} must be below 2**63, got {_shown(value)}")
     return int(value)
 
 
@@ -275,11 +285,20 @@ def _number(what: str, value: object, least: float, open_: bool, most: float, *,
     """``value`` as a finite float in its range (None passes where ``none``)."""
     if value is None and none:
         return None
-    if not (is_number(value) and math.isfinite(value) and (value > least if open_ else value >= least)
-            and value <= most):
+    try:
+        number = float(value) if is_number(value) else math.nan
+    except OverflowError:  # an integer beyond the float range (JSON allows any)
+        number = math.nan
+    if not (math.isfinite(number) and (number > least if open_ else number >= least) and number <= most):
         bound = f"{'>' if open_ else '>='} {least:g}" + ("" if math.isinf(most) else f" and <= {most:g}")
-        raise OptionError(f"{what} must be a finite number {bound}, got {value!r}")
-    return float(value)
+        raise OptionError(f"{what} must be a finite number {bound}, got {_shown(value)}")
+    return number
+
+
+def _shown(value: object) -> str:
+    """``repr(value)``, cut short: a file may hold a 10,000-digit number, and an error message is one line."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def interleaved_classes(labels: np.ndarray, count: int) -> np.ndarray:
@@ -343,26 +362,26 @@ def _check_prepared(found: object) -> None:
         raise OptionError(f"must hold an object of fields, got {type(found).__name__}")
     unknown = sorted(set(found) - set(_PREPARED_FIELDS))
     if unknown:
-        raise OptionError(f"unknown fields {unknown}; known: {list(_PREPARED_FIELDS)}")
+        raise OptionError(f"unknown fields {_shown(unknown)}; known: {list(_PREPARED_FIELDS)}")
     if "calibration_samples" in found:
         _count("calibration_samples", found["calibration_samples"], 1)
     for what in ("scales", "thresholds"):
         by_layer = found.get(what, {})
         if not isinstance(by_layer, dict):
-            raise OptionError(f"{what} must be an object of numbers by layer name, got {by_layer!r}")
+            raise OptionError(f"{what} must be an object of numbers by layer name, got {_shown(by_layer)}")
         for name, value in by_layer.items():
-            _number(f"{what}[{name!r}]", value, 0.0, True, math.inf)
+            _number(f"{what}[{_shown(name)}]", value, 0.0, True, math.inf)
     if "surrogate" in found:
         if not isinstance(found["surrogate"], dict):
-            raise OptionError(f"surrogate must be an object (a surrogate's config), got {found['surrogate']!r}")
+            raise OptionError(f"surrogate must be an object (a surrogate's config), got {_shown(found['surrogate'])}")
         surrogate_from_config(found["surrogate"])
     if not isinstance(found.get("slope_tuning", {}), dict):
-        raise OptionError(f"slope_tuning must be an object, got {found['slope_tuning']!r}")
+        raise OptionError(f"slope_tuning must be an object, got {_shown(found['slope_tuning'])}")
 
 
-def _apply_prepared_thresholds(network: Network, folder: Path) -> None:
+def _apply_thresholds(network: Network, prepared: dict, folder: Path) -> None:
     """Set the thresholds ``prepared.json`` found; each must name a spiking layer of ``network``."""
-    thresholds = read_prepared(folder).get("thresholds", {})
+    thresholds = prepared.get("thresholds", {})
     neurons = {name: neuron for name, neuron, _ in spiking_layers(network, pools=False)}
     unknown = sorted(set(thresholds) - set(neurons))
     if unknown:
@@ -379,9 +398,10 @@ def make_trainer(job: Job, out: Path, progress: TextIO | None) -> Trainer:
     calibrated weights come from the checkpoint written right after preparation.
     """
     network = job.network(np.random.default_rng(job.seed))
-    _apply_prepared_thresholds(network, out)
+    prepared = read_prepared(out)
+    _apply_thresholds(network, prepared, out)
     return Trainer(
-        network, rule=job.rule_object(read_prepared(out).get("surrogate")), loss=job.loss_object(),
+        network, rule=job.rule_object(prepared.get("surrogate")), loss=job.loss_object(),
         optimizer=job.optimizer_object(), schedule=job.schedule(), batch_size=job.batch_size, epochs=job.epochs,
         seed=job.seed, checkpoint=out / CHECKPOINT, checkpoint_every=job.checkpoint_every or None, log=out / METRICS,
         progress=progress,
@@ -551,7 +571,7 @@ def load_run(path: str | os.PathLike) -> tuple[Job, Network, Path]:
     folder, checkpoint = _run_paths(path)
     job = _run_job(folder)
     network = job.network(rng=None)
-    _apply_prepared_thresholds(network, folder)
+    _apply_thresholds(network, read_prepared(folder), folder)
     ckpt = load_checkpoint(checkpoint)
     try:
         load_parameters(network, ckpt.params)
@@ -663,5 +683,5 @@ def convert(
 def _listed(what: str, values: object, check) -> list:
     """A non-empty sequence of values, each passed through ``check(name, value)``."""
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
-        raise OptionError(f"{what} must be a non-empty list, got {values!r}")
+        raise OptionError(f"{what} must be a non-empty list, got {_shown(values)}")
     return [check(f"{what}[{i}]", v) for i, v in enumerate(values)]

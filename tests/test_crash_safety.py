@@ -60,7 +60,7 @@ class Killer:
     def __init__(self, out: Path, options: list[str], rng: np.random.Generator) -> None:
         self.out, self.options, self.rng = out, options, rng
         self.kills = 0
-        self.inside_writes: list[str] = []  # the temporary files left by kills that landed inside a write
+        self.inside_writes: list[tuple[str, str]] = []  # (how, temporary file) of each kill that landed inside a write
 
     def start(self) -> subprocess.Popen:
         resume = ["--resume"] if (self.out / "job.json").exists() else []
@@ -71,6 +71,7 @@ class Killer:
 
     def kill_once(self, how: str) -> bool:
         """One process killed ``how``; False when it finished the run before the kill came."""
+        left_before = set(temp_files(self.out))  # a process killed before it took the lock leaves them there
         proc = self.start()
         ckpt = self.out / "checkpoint.h5"
         try:
@@ -103,7 +104,7 @@ class Killer:
             assert rc == 0, self.log.read_text()[-2000:]
             return False
         self.kills += 1
-        self.inside_writes += temp_files(self.out)
+        self.inside_writes += [(how, name) for name in temp_files(self.out) if name not in left_before]
         return True
 
     def finish(self) -> None:
@@ -158,8 +159,10 @@ def killed_and_resumed(env: Path, options: list[str], schedule: list[str], seed:
             break
     killer.finish()
     assert_same_run(env / "reference", env / "run")
-    print(f"\n{killer.kills} kills ({', '.join(schedule[:killer.kills])}); "
-          f"{len(killer.inside_writes)} landed inside a write: {killer.inside_writes}")
+    kinds = {how: schedule[: killer.kills].count(how) for how in dict.fromkeys(schedule)}
+    inside = {how: sum(1 for h, _ in killer.inside_writes if h == how) for how in kinds}
+    print(f"\n{killer.kills} kills {kinds}; inside a write: {len(killer.inside_writes)} {inside}, leaving "
+          f"{sorted({name.split('.')[1] + '.' + name.split('.')[2] for _, name in killer.inside_writes})}")
     return killer
 
 

@@ -145,6 +145,8 @@ def test_eval_of_a_run_with_a_junk_job_is_one_line(trained, tmp_path, capsys):
     ('{"thresholds": {"nosuchlayer": 1.0}}', "nosuchlayer"),  # was silently ignored
     ('{"surrogate": {"name": "fast_sigmoid", "c": "abc"}}', "surrogate"),
     ('{"surrogate": [1]}', "surrogate"),
+    ('{"surrogate": {"name": []}}', "surrogate"),  # TypeError: unhashable type
+    ('{"surrogate": {"name": "fast_sigmoid", "c": []}}', "surrogate"),  # NumPy's ValueError in the constructor
     ('{"calibration_samples": "many"}', "calibration_samples"),
     ('{"thresholdz": {}}', "thresholdz"),
 ])
