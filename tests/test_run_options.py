@@ -113,6 +113,8 @@ def test_a_failed_first_train_leaves_no_run_behind(env, capsys):
     ('{"seed": "x"}', "seed"),
     ('{"seed": 0.5}', "seed"),
     ('{"lr": NaN}', "lr"),
+    ('{"lr": 1%s}' % ("0" * 400), "lr"),  # beyond the float range: OverflowError
+    ('{"steps": 1%s}' % ("0" * 400), "steps"),
     ('{"milestones": {"a": 1}}', "milestones"),
     ("\x00\x01 not json", "not JSON"),
     (b"\xff\xfe{}", "not JSON"),
