@@ -15,10 +15,7 @@ import re
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
-
-#: The names :func:`atomic_path` gives its temporary files: ``.<target name>.<uuid4 hex>.tmp``.
-_TMP_NAME = re.compile(r"\..+\.[0-9a-f]{32}\.tmp")
+from typing import Iterable, Iterator
 
 
 @contextmanager
@@ -43,18 +40,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     _sync_folder(path.parent)
 
 
-def remove_temp_files(folder: str | os.PathLike) -> list[Path]:
-    """Remove the temporary files atomic writes left in ``folder`` (not below it); return them.
+def remove_temp_files(folder: str | os.PathLike, targets: Iterable[str]) -> list[Path]:
+    """Remove what atomic writes to the files ``targets`` (names in ``folder``) left behind; return it.
 
     A process killed during a write (SIGKILL, power loss) leaves its
-    temporary file behind. Only the caller can know that no other process is
-    writing into ``folder`` right now, so only a folder it holds exclusively
-    (a locked run folder, :mod:`eventsim.lock`) may be cleaned; never a
-    shared one such as the data cache.
+    temporary file ``.<target>.<uuid4 hex>.tmp`` behind. Only the caller can
+    know that no other process is writing those targets right now, so only a
+    folder it holds exclusively (a locked run folder, :mod:`eventsim.lock`)
+    may be cleaned; never a shared one such as the data cache.
     """
+    names = re.compile("|".join(rf"\.{re.escape(t)}\.[0-9a-f]{{32}}\.tmp" for t in targets))
     removed = []
     for path in Path(folder).iterdir():
-        if _TMP_NAME.fullmatch(path.name) and not path.is_dir():
+        if names.fullmatch(path.name) and not path.is_dir():
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed

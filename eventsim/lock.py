@@ -24,9 +24,9 @@ mounted with ``nolock`` (then the lock is local to each host). A host that
 dies holding the lock keeps it until the server expires its lease (about 90
 s in NFSv4).
 
-Under the lock no other process can be writing the folder, so temporary
-files of its atomic writes (left there by a kill during a write) are dead
-and are removed when the lock is taken (:func:`eventsim.atomic.remove_temp_files`).
+Under the lock no other process can be writing the folder, so the holder
+may remove what atomic writes killed midway left there
+(:func:`eventsim.atomic.remove_temp_files`).
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from eventsim.atomic import remove_temp_files
 from eventsim.errors import RunLockError
 
 LOCK_FILE = ".lock"
@@ -53,7 +52,6 @@ _HOLDER_WAIT = 1.0
 def run_folder_lock(folder: str | os.PathLike) -> Iterator[Path]:
     """Hold the exclusive lock of the run folder ``folder`` (created if needed) while the block runs.
 
-    Taking it removes stale temporary files of atomic writes in the folder.
     Raises :class:`RunLockError` at once, without waiting, when another
     process holds it. The lock is per open file, so a second ``with`` on the
     same folder inside one process is refused too: one writer, whatever its
@@ -71,7 +69,6 @@ def run_folder_lock(folder: str | os.PathLike) -> Iterator[Path]:
             ) from None
         try:
             _record_holder(fd)
-            remove_temp_files(folder)
             yield folder
         finally:
             os.ftruncate(fd, 0)  # an unheld lock names nobody

@@ -18,9 +18,10 @@ import json
 import math
 import os
 import sys
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Sequence, TextIO
+from typing import Iterator, Sequence, TextIO
 
 import numpy as np
 
@@ -29,7 +30,7 @@ from eventsim.datasets.mnist import ENCODINGS, CodedImages
 from eventsim.encoders.binning import VALUES as BINNINGS
 from eventsim.encoders.inputs import is_number
 from eventsim.layers import Readout
-from eventsim.atomic import write_text
+from eventsim.atomic import remove_temp_files, write_text
 from eventsim.lock import run_folder_lock
 from eventsim.errors import CheckpointError, OptionError, check_choice
 from eventsim.network import Network
@@ -53,6 +54,9 @@ CALIBRATIONS = ("none", "unit-currents", "max-current")
 NORMS = ("none", "batch_time", "batch")  #: input-current batch norm of every spiking layer (statistics axes)
 JOB, CHECKPOINT, METRICS, REPORT = "job.json", "checkpoint.h5", "metrics.jsonl", "report.json"
 PREPARED = "prepared.json"
+ANN, CONVERSION = "ann.h5", "conversion.json"  #: what ``convert`` writes into its folder
+#: Every file eventsim writes into a run folder (``report-<split>.json`` by ``eval``).
+RUN_FILES = (JOB, CHECKPOINT, METRICS, REPORT, PREPARED, "report-train.json", "report-test.json", ANN, CONVERSION)
 #: Settings that depend on the dataset when not given (measured: see the README).
 DATASET_DEFAULTS = {
     "nmnist": {"steps": 30, "epochs": 12, "milestones": [10]},
@@ -325,6 +329,19 @@ class Subset(Sequence):
         return self.data[int(self.indices[i])]
 
 
+@contextmanager
+def _writing(folder: Path) -> Iterator[None]:
+    """Hold the lock of the run folder ``folder`` while the block writes it.
+
+    Under the lock no other process writes the run's files, so the temporary
+    files of writes to them that a kill cut short (SIGKILL, power loss) are
+    dead: they are removed first, and do not pile up over resumes.
+    """
+    with run_folder_lock(folder):
+        remove_temp_files(folder, RUN_FILES)
+        yield
+
+
 def _write_json(path: Path, obj: object) -> None:
     write_text(path, json.dumps(obj, indent=2) + "\n")
 
@@ -488,7 +505,7 @@ def train(job: Job, out: str | os.PathLike, *, data: str | os.PathLike | None = 
     out = Path(out)
     job.check_fit()
     _check_folder(job, out, resume)  # before the lock creates the folder, so a refused command leaves none
-    with run_folder_lock(out):
+    with _writing(out):
         _check_folder(job, out, resume)  # again: another process may have started a run here meanwhile
         train_data = job.data("train", data, progress)
         test_data = job.data("test", data, progress)
@@ -590,7 +607,7 @@ def evaluate_run(path: str | os.PathLike, *, split: str = "test", data: str | os
     """
     folder, _ = _run_paths(path)
     _run_job(folder)  # not a run: refused before the lock creates anything in the folder
-    with run_folder_lock(folder):
+    with _writing(folder):
         job, network, folder = load_run(path)
         report = evaluation_report(network, job.data(split, data, progress), job.loss_object(),
                                    batch_size=job.batch_size)
@@ -642,7 +659,7 @@ def convert(
     check_choice("input mode", mode, INPUT_MODES)
     network = build_model(model, input="mnist", rng=np.random.default_rng(seed))
     out = Path(out)
-    with run_folder_lock(out):
+    with _writing(out):
         train_images, train_labels = load_mnist(data, "train")
         test_images, test_labels = load_mnist(data, "test")
         if train_limit:
@@ -653,7 +670,7 @@ def convert(
             test_images, test_labels = test_images[keep], test_labels[keep]
         x_train = (train_images[:, None] / 255.0).astype(network.dtype)
         x_test = (test_images[:, None] / 255.0).astype(network.dtype)
-        ann_file = out / "ann.h5"
+        ann_file = out / ANN
         config = {"model": model, "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
                   "train_samples": int(len(train_labels))}
         history: list = []
@@ -676,7 +693,7 @@ def convert(
                                 progress=progress)
         report = {"model": model, "ann": {"accuracy": ann_acc, "history": history, **config},
                   "calibration_samples": calibration_samples, "test_samples": int(len(test_labels)), "sweep": rows}
-        _write_json(out / "conversion.json", report)
+        _write_json(out / CONVERSION, report)
     return report
 
 

@@ -3,9 +3,9 @@
 Two trainings started into the same ``--out`` at the same instant both
 exited 0 and one run was silently lost. Now exactly one runs and the other
 exits 2 with one line naming the holder. The lock is the kernel's (flock),
-so it dies with its holder, SIGKILL included; taking it removes the
-temporary files that writes killed midway left in the folder, and nothing
-in shared folders such as the data cache.
+so it dies with its holder, SIGKILL included. A run that takes it removes
+the temporary files that writes of its own files killed midway left in the
+folder, and nothing in shared folders such as the data cache.
 """
 
 from __future__ import annotations
@@ -91,19 +91,17 @@ def test_the_lock_dies_with_a_killed_holder(tmp_path):
         pass
 
 
-def test_taking_the_lock_removes_the_leftovers_of_killed_writes_only(tmp_path):
-    from eventsim.lock import run_folder_lock
+def test_only_the_leftovers_of_the_named_targets_are_removed(tmp_path):
+    from eventsim.atomic import remove_temp_files
 
-    folder = tmp_path / "run"
-    (folder / "plots").mkdir(parents=True)
-    leftovers = [folder / temp_name("checkpoint.h5"), folder / temp_name("metrics.jsonl")]
-    kept = [folder / "checkpoint.h5", folder / "notes.tmp", folder / ".checkpoint.h5.1234.tmp",
-            folder / "plots" / temp_name("raster.png")]
+    (tmp_path / "plots").mkdir()
+    leftovers = [tmp_path / temp_name("checkpoint.h5"), tmp_path / temp_name("metrics.jsonl")]
+    kept = [tmp_path / "checkpoint.h5", tmp_path / "notes.tmp", tmp_path / ".checkpoint.h5.1234.tmp",
+            tmp_path / temp_name("data.h5"), tmp_path / "plots" / temp_name("checkpoint.h5")]
     for path in leftovers + kept:
         path.write_bytes(b"x")
-    with run_folder_lock(folder):
-        assert not any(path.exists() for path in leftovers)
-        assert all(path.exists() for path in kept)
+    assert sorted(remove_temp_files(tmp_path, ["checkpoint.h5", "metrics.jsonl", "job.json"])) == sorted(leftovers)
+    assert all(path.exists() for path in kept)
 
 
 def test_resume_removes_temp_files_of_killed_writes_and_none_of_the_cache(env, cache):
