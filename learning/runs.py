@@ -369,6 +369,8 @@ def _read_json(path: Path, what: str) -> object:
         return json.loads(path.read_text())
     except ValueError as exc:  # invalid JSON or invalid UTF-8
         raise CheckpointError(f"{path}: not {what} (not JSON: {exc})") from None
+    except RecursionError:  # json parses nested arrays and objects recursively
+        raise CheckpointError(f"{path}: not {what} (JSON nested too deeply)") from None
 
 
 _PREPARED_FIELDS = ("calibration_samples", "scales", "thresholds", "surrogate", "slope_tuning")

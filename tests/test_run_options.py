@@ -117,6 +117,7 @@ def test_a_failed_first_train_leaves_no_run_behind(env, capsys):
     ('{"steps": 1%s}' % ("0" * 400), "steps"),
     ('{"milestones": {"a": 1}}', "milestones"),
     ("\x00\x01 not json", "not JSON"),
+    ("[" * 100_000 + "]" * 100_000, "nested"),  # RecursionError inside json
     (b"\xff\xfe{}", "not JSON"),
 ])
 def test_job_json_is_checked_on_load(tmp_path, content, named):
