@@ -31,10 +31,12 @@ may remove what atomic writes killed midway left there
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
 import socket
+import stat
 import sys
 import time
 from contextlib import contextmanager
@@ -59,7 +61,7 @@ def run_folder_lock(folder: str | os.PathLike) -> Iterator[Path]:
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _open_lock_file(folder / LOCK_FILE)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -76,15 +78,42 @@ def run_folder_lock(folder: str | os.PathLike) -> Iterator[Path]:
         os.close(fd)  # releases the lock
 
 
+def _open_lock_file(path: Path) -> int:
+    """Open (or create) the lock file, which must be a regular file of its own.
+
+    A run folder may come from someone else: a ``.lock`` that is a symbolic
+    link would have the lock's writes truncate whatever it points to, so
+    links are not followed (``O_NOFOLLOW``) and anything but a regular file
+    is refused.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise RunLockError(f"{path} is a symbolic link, not a lock file; remove it") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise RunLockError(f"{path} is not a regular file, so it cannot be the folder's lock; remove it")
+    return fd
+
+
 def _record_holder(fd: int) -> None:
+    argv = [Path(sys.argv[0]).name, *sys.argv[1:]] if sys.argv and sys.argv[0] else ["python"]
     holder = {
         "pid": os.getpid(),
         "host": socket.gethostname(),
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else "python",
+        "command": _clipped(" ".join(argv)),
         "since": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(holder).encode(), 0)
+
+
+def _clipped(text: str, most: int = 200) -> str:
+    """``text`` on one line and at most ``most`` characters: it goes into a one-line error message."""
+    text = " ".join(text.split())
+    return text if len(text) <= most else text[: most - 3] + "..."
 
 
 def _holder(fd: int) -> str:
@@ -97,6 +126,9 @@ def _holder(fd: int) -> str:
         time.sleep(0.02)
     try:
         h = json.loads(raw)
-        return f"pid {int(h['pid'])} on {h['host']} since {h['since']} ({h['command']})"
-    except (ValueError, TypeError, KeyError):
+        pid, host, since, command = (h[k] for k in ("pid", "host", "since", "command"))
+        if type(pid) is not int or not all(isinstance(v, str) for v in (host, since, command)):
+            raise TypeError
+    except (ValueError, TypeError, KeyError):  # written by something else, or cut short
         return "another process (its lock file does not say which)"
+    return _clipped(f"pid {pid} on {host} since {since} ({command})", 400)

@@ -91,6 +91,42 @@ def test_the_lock_dies_with_a_killed_holder(tmp_path):
         pass
 
 
+def test_a_lock_file_that_is_a_link_is_refused_and_its_target_untouched(tmp_path):
+    from eventsim.lock import run_folder_lock
+
+    folder, victim = tmp_path / "run", tmp_path / "precious.txt"
+    folder.mkdir()
+    victim.write_text("keep me")
+    (folder / ".lock").symlink_to(victim)  # a run folder from someone else
+    with pytest.raises(RunLockError, match="symbolic link"):
+        with run_folder_lock(folder):
+            pass
+    assert victim.read_text() == "keep me"
+
+
+def holder(**fields) -> str:
+    return json.dumps({"pid": 1, "host": "h", "since": "now", "command": "c", **fields})
+
+
+@pytest.mark.parametrize("content", [holder(pid="1\n2"), "\x00" * 10, holder(host="a\nb"), holder(command="x" * 3000),
+                                     holder(command="x" * 5000)], ids=["pid", "nul", "newline", "long", "longer"])
+def test_a_lock_file_written_by_something_else_gives_one_short_line(tmp_path, content):
+    import fcntl
+
+    from eventsim.lock import run_folder_lock
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / ".lock").write_text(content)
+    with open(folder / ".lock") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # through another open file, as another process would hold it
+        with pytest.raises(RunLockError) as info:
+            with run_folder_lock(folder):
+                pass
+    message = str(info.value)
+    assert "\n" not in message and len(message) < 600 and str(folder) in message
+
+
 def test_only_the_leftovers_of_the_named_targets_are_removed(tmp_path):
     from eventsim.atomic import remove_temp_files
 
