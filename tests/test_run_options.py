@@ -119,7 +119,7 @@ def test_a_failed_first_train_leaves_no_run_behind(env, capsys):
     ("\x00\x01 not json", "not JSON"),
     ("[" * 100_000 + "]" * 100_000, "nested"),  # RecursionError inside json
     (b"\xff\xfe{}", "not JSON"),
-])
+], ids=lambda value: repr(value)[:24])
 def test_job_json_is_checked_on_load(tmp_path, content, named):
     path = tmp_path / "job.json"
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
