@@ -32,7 +32,7 @@ from eventsim.encoders.inputs import is_number
 from eventsim.layers import Readout
 from eventsim.atomic import remove_temp_files, write_text
 from eventsim.lock import run_folder_lock
-from eventsim.errors import CheckpointError, OptionError, check_choice
+from eventsim.errors import CheckpointError, LayerError, OptionError, check_choice
 from eventsim.network import Network
 from eventsim.learning.checkpoint import load_checkpoint
 from eventsim.learning.losses import LOSSES, loss_from_config
@@ -456,16 +456,19 @@ def prepare(job: Job, trainer: Trainer, train_data, progress: TextIO | str | Non
 def saved_job(folder: str | os.PathLike) -> Job | None:
     """The job of the run folder ``folder``, or None when it holds no run.
 
-    ``job.json`` is checked like command-line options; a bad one is a
-    :class:`CheckpointError` naming the file and the field.
+    ``job.json`` is checked like command-line options, fields and fit
+    (:meth:`Job.check_fit`); a bad one is a :class:`CheckpointError` naming
+    the file and the field.
     """
     path = Path(folder) / JOB
     if not path.exists():
         return None
     try:
-        return Job.from_dict(_read_json(path, "a job file"))
-    except OptionError as exc:
+        job = Job.from_dict(_read_json(path, "a job file"))
+        job.check_fit()
+    except (OptionError, LayerError) as exc:
         raise CheckpointError(f"{path}: {exc}") from None
+    return job
 
 
 # Fields a resumed run may change. The schedule's two are checked against the

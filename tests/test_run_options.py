@@ -116,6 +116,9 @@ def test_a_failed_first_train_leaves_no_run_behind(env, capsys):
     ('{"lr": 1%s}' % ("0" * 400), "lr"),  # beyond the float range: OverflowError
     ('{"steps": 1%s}' % ("0" * 400), "steps"),
     ('{"milestones": {"a": 1}}', "milestones"),
+    ('{"loss": "spike_count_mse", "on_count": 3}', "cross_entropy"),  # does not fit LeNet5
+    ('{"dataset": "mnist", "model": "syed2021-vgg13", "loss": "spike_count_mse", "on_count": 3}',
+     "larger than the input"),  # a model that cannot take the input: LayerError
     ("\x00\x01 not json", "not JSON"),
     ("[" * 100_000 + "]" * 100_000, "nested"),  # RecursionError inside json
     (b"\xff\xfe{}", "not JSON"),
