@@ -62,6 +62,7 @@ def _job_arguments(parser: argparse.ArgumentParser) -> None:
         "on-count": "target spike count of the label's output neuron (loss spike_count_mse)",
         "eval-each-epoch": "evaluate the whole test split after every epoch",
         "norm": "input-current batch norm on every spiking layer: none, batch_time or batch (statistics axes)",
+        "checkpoint-every": "also checkpoint every N training steps, 0 for only at the end of each epoch",
     }
     # Every default is None, "not given": a fresh run takes Job's defaults, a resumed one its own job's.
     for f in fields(Job):
