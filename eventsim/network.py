@@ -42,6 +42,7 @@ from eventsim.events import FLOAT_DTYPES, Events
 from eventsim.layout import as3, to_c_order
 from eventsim.norm import NormStatistics, affine, batch_statistics, in_lockstep
 from eventsim.layers import (
+    ARITHMETIC,
     LIF,
     AvgPool,
     Conv2d,
@@ -259,7 +260,9 @@ class _NeuronStage(_Stage):
                 self.affine = affine(self.norm.scale, self.norm.shift, self.norm.running_mean,
                                      self.norm.running_var, self.norm.eps, dtype, self.norm)
         self.owner = owner or neuron
-        self.theta, self.leak, self.v_reset, self.gain = neuron.constants(as3(shape), dtype, self.owner)
+        constants = neuron.constants(as3(shape), dtype, self.owner)
+        self.theta, self.leak, self.v_reset, self.gain = constants.theta, constants.leak, constants.v_reset, constants.gain
+        self.form, self.divisor = ARITHMETIC.index(constants.arithmetic), constants.divisor
         self.soft = neuron.reset == "soft"
         self.strict = neuron.strict
         self.delayed = neuron.reset_delayed
@@ -292,7 +295,7 @@ class _NeuronStage(_Stage):
         before = (v.copy(), None if fired is None else fired.copy())  # where an overflow's step is looked for
         indptr, index, overflow = kernels.lif_window(
             v, cur, self.theta, self.leak, self.soft, self.v_reset, self.strict,
-            sample.totals[self.name], sample.traces[self.name], self.gain, fired, not keep,
+            sample.totals[self.name], sample.traces[self.name], self.gain, fired, not keep, self.form, self.divisor,
         )
         if overflow:  # the buffer stays out of the pool, dirty (see _zeroed)
             step = t0 + self._first_overflow(sample, xs, *before)
@@ -345,7 +348,7 @@ class _NeuronStage(_Stage):
             self._apply_norm(sample, cur)
         counts, traces = np.zeros_like(v), np.zeros_like(v)  # not the sample's: the run fails anyway
         kernels.lif_window(v, cur, self.theta, self.leak, self.soft, self.v_reset, self.strict,
-                           counts, traces, self.gain, fired, False)
+                           counts, traces, self.gain, fired, False, self.form, self.divisor)
         return int(np.argmin(np.isfinite(cur).all(axis=1)))
 
 

@@ -11,9 +11,14 @@ from eventsim.kernels.buffers import grown_to
 #: Whether byte i of a 64-bit word holds its bits 8i..8i+7 (the spike scan reads bytes as words).
 LITTLE_ENDIAN = sys.byteorder == "little"
 
+#: The codes of the arithmetic forms in :func:`lif_window`, in the order of
+#: :data:`eventsim.layers.ARITHMETIC` (docs/semantics.md, "Arithmetic forms").
+PRODUCT, EULER, EULER_DIVIDE, SUBTRACT_DIVIDE = range(4)
+
 
 @njit(cache=True, nogil=True)
-def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.0, fired=None, clear=False):
+def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.0, fired=None, clear=False,
+               form=PRODUCT, divisor=1.0):
     """Integrate, fire, reset and leak for K steps; emit the spikes.
 
     docs/semantics.md, "Neurons" (Lee et al. 2020, Algorithm 1 and published code)::
@@ -32,7 +37,15 @@ def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.
              = V[t-1] + g * I[t]          if not s[t-1]            hard reset
                v_reset + g * I[t]         if s[t-1]
 
-    evaluated left to right. Also accumulates the spike count gamma and the
+    evaluated left to right. The other arithmetic forms (``form``; reset
+    at once) carry ``V[t] = R(U[t], s[t])`` itself and compute, in this
+    order (docs/semantics.md, "Arithmetic forms")::
+
+        EULER:            U[t] = V[t-1] + k * (I[t] - V[t-1])      k = gain
+        EULER_DIVIDE:     U[t] = V[t-1] + (I[t] - V[t-1]) / d      d = divisor
+        SUBTRACT_DIVIDE:  U[t] = (V[t-1] - V[t-1] / d) + I[t]
+
+    Also accumulates the spike count gamma and the
     leak-weighted trace ``f[t] = lam * f[t-1] + s[t]``, so that at the end
     ``f = sum_k lam^(T - t_k)`` (Lee et al. 2020, eq. 17-22).
 
@@ -46,13 +59,18 @@ def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.
     soft, strict : bool.
     counts, traces : (N,) float arrays, channel-last, updated in place.
     gain : float
-        The input gain g, rounded once to the buffer's dtype.
+        The input gain g (k of EULER), rounded once to the buffer's dtype.
     fired : (N,) bool array, optional
         Delayed reset: the spikes of the step before the window on entry,
         those of its last step on exit. None: reset before the leak.
+        PRODUCT only.
     clear : bool
         Leave ``u`` all zero instead of holding the potentials, so that the
         caller can scatter the next window into it without zeroing it first.
+    form : int
+        PRODUCT (default), EULER, EULER_DIVIDE or SUBTRACT_DIVIDE.
+    divisor : float
+        d of the divide forms, rounded once to the buffer's dtype.
 
     Returns
     -------
@@ -67,12 +85,14 @@ def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.
     about a tenth of the kernel: a U that is inf or NaN either fires (only
     +inf can) and is tested as its spike is emitted, or it does not fire and
     leaves a state V that is inf or NaN for the rest of the window (the leak
-    and every later step keep it so), tested once at the window's end.
+    and every later step keep it so, in every form: ``inf - inf`` is NaN),
+    tested once at the window's end.
     """
     steps, size = u.shape
     channels = theta.shape[0]
     plane = size // channels
     g = u.dtype.type(gain)
+    d = u.dtype.type(divisor)
     one, zero = u.dtype.type(1), u.dtype.type(0)
     # Spike flags, padded to whole 8-byte words so that the emitting scan
     # can skip 8 silent neurons at a time.
@@ -94,8 +114,17 @@ def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.
         n_fired = 0
         for j in range(size):
             th = th_of[j]
+            # The form is the same for every neuron and step: LLVM hoists the
+            # test out of the loop, and the product form's loop is unchanged.
             gi = g * u[k, j]
-            uu = v[j] + gi
+            if form == PRODUCT:
+                uu = v[j] + gi
+            elif form == EULER:
+                uu = v[j] + g * (u[k, j] - v[j])
+            elif form == EULER_DIVIDE:
+                uu = v[j] + (u[k, j] - v[j]) / d
+            else:
+                uu = (v[j] - v[j] / d) + u[k, j]
             if fired is not None:  # the previous step's spike, reset after the leak
                 reset = uu - th if soft else v_reset + gi
                 uu = reset if fired[j] else uu
@@ -111,7 +140,8 @@ def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.
                 v[j] = leak * uu
             else:
                 reset = uu - th if soft else v_reset
-                v[j] = leak * (reset if fire else uu)
+                kept = reset if fire else uu
+                v[j] = leak * kept if form == PRODUCT else kept
         if n + n_fired > out_idx.shape[0]:
             out_idx = grown_to(out_idx, n + n_fired)
         end = n + n_fired
