@@ -12,6 +12,12 @@ Three independent references for :func:`eventsim.dense.lif_step`:
 
 Where no operation rounds (dyadic values, 1 - lam a power of two, few steps)
 the forms must agree with each other bit for bit, as the semantics says.
+
+Whole networks: the event path (``Network.run``) and the dense twin
+(``run_dense``) give bit-identical spikes and potentials in every form,
+float32 and float64, with leaks whose k = 1 - lam rounds, dyadic weights and
+inputs (the exactness guarantee between implementations of the same form),
+and with an input-current norm feeding the form its normalised current.
 """
 
 from fractions import Fraction
@@ -21,9 +27,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import eventsim as es
 from eventsim.dense import lif_step
 from eventsim.errors import OptionError
-from eventsim.testing.strategies import DTYPES
+from eventsim.norm import CurrentNorm
+from eventsim.testing.strategies import DTYPES, Features, net_cases
+from test_current_norm import _dyadic_norm as dyadic_norm
+from test_network_equivalence import assert_runs_identical
 
 FORMS = ("product", "euler", "euler-divide", "subtract-divide")
 #: Leaks whose k = 1 - lam (and d = 1 / k) are not powers of two: every form rounds differently.
@@ -308,3 +318,85 @@ def test_the_euler_forms_accept_their_own_gain_given_explicitly():
         explicit = lif_step(one, one > 1, one, threshold=1.0, leak=0.9, input_gain=gain, arithmetic=form)
         implicit = lif_step(one, one > 1, one, threshold=1.0, leak=0.9, arithmetic=form)
         np.testing.assert_array_equal(explicit[0], implicit[0])
+
+
+# ======================================= the event path against the dense twin
+#: Leaks of the whole-network property: k = 1 - lam rounds for all but 0.5.
+NETWORK_LEAKS = (1 - 1 / 3, 0.9, 0.8, float(np.exp(-1 / 100)), 0.3, 0.5)
+
+
+def in_forms(layers, draw) -> list:
+    """``layers`` with every LIF and Readout whose leak is below 1 rebuilt in a drawn form other than "product".
+
+    "product" is the default that tests/test_network_equivalence.py covers;
+    here it remains in IF layers and spiking average pools. The form's gain
+    replaces the drawn one (a form fixes it). Top-level names are kept; a
+    block's inner layers are named by the new network.
+    """
+    out = []
+    for layer in layers:
+        if isinstance(layer, es.Residual):
+            layer = es.Residual(in_forms(layer.main, draw), in_forms([layer.neuron], draw)[0],
+                                skip=layer.skip, name=own_name(layer))
+        elif type(layer) in (es.LIF, es.Readout) and layer.leak < 1:
+            form = draw(st.sampled_from(FORMS[1:]))
+            if isinstance(layer, es.Readout):
+                layer = es.Readout(leak=layer.leak, arithmetic=form, name=own_name(layer))
+            else:
+                layer = es.LIF(layer.threshold, leak=layer.leak, reset=layer.reset, v_reset=layer.v_reset,
+                               strict=layer.strict, arithmetic=form,
+                               name=own_name(layer))
+        out.append(layer)
+    return out
+
+
+def own_name(layer) -> str | None:
+    """The name a rebuilt layer is given: its own, unless the network qualified it ("res1.lif1")."""
+    return None if "." in layer.name else layer.name
+
+
+@st.composite
+def form_cases(draw, dtype=None):
+    """Random networks (every layer kind, dyadic weights, ``dtype`` or either) with neurons in random forms."""
+    dtypes = None if dtype is None else st.just(dtype)
+    case = draw(net_cases(features=Features(leaks=NETWORK_LEAKS).without("if"), dtypes=dtypes))
+    case.layers = in_forms(case.network.layers, draw)
+    case.network = es.Network(case.layers, case.input_shape, dtype=case.dtype)
+    return case
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@given(data=st.data())
+def test_event_path_equals_dense_twin_in_every_form(dtype, data):
+    assert_runs_identical(data.draw(form_cases(dtype)), train=False)
+
+
+@given(case=form_cases(), window=st.integers(1, 5))
+def test_training_runs_in_every_form_are_identical(case, window):
+    assert_runs_identical(case, train=True, window=window)
+
+
+@pytest.mark.parametrize("form", FORMS[1:])
+@given(seed=st.integers(0, 2**32 - 1), leak=st.sampled_from(NETWORK_LEAKS))
+def test_a_form_integrates_the_normalised_current(form, seed, leak):
+    # inference with running statistics whose k is a power of two and c dyadic: I' = k I + c is exact
+    # on both paths, and the form must then act on I', not on I (docs/semantics.md, "Arithmetic forms");
+    # float64, the dtype of the norm helper's statistics
+    rng = np.random.default_rng(seed)
+    weight = rng.integers(-8, 9, size=(3, 2, 3, 3)) / 8
+    network = es.Network([es.Conv2d(2, 3, 3, padding=1, weight=weight),
+                          es.LIF(1.0, leak=leak, arithmetic=form, norm=CurrentNorm()),
+                          es.Flatten(), es.Linear(48, 2, weight=rng.integers(-8, 9, size=(2, 48)) / 8),
+                          es.Readout(leak=leak, arithmetic=form)], (2, 4, 4), np.float64)
+    norm = network.layers[1].norm
+    dyadic_norm(rng, norm)
+
+    class Case:  # what assert_runs_identical reads
+        dtype = np.float64
+        events = es.Events.from_dense((rng.random((2, 6, 2, 4, 4)) < 0.4).astype(np.float64))
+
+    Case.network, Case.seed = network, seed
+    got = assert_runs_identical(Case, train=False)
+    plain = es.Network([es.Conv2d(2, 3, 3, padding=1, weight=weight), es.LIF(1.0, leak=leak, arithmetic=form)],
+                       (2, 4, 4), np.float64).run(Case.events, record=("potentials",))
+    assert not np.array_equal(got.potentials["lif1"], plain.potentials["lif1"])  # the norm acted
