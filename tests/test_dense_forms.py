@@ -400,3 +400,28 @@ def test_a_form_integrates_the_normalised_current(form, seed, leak):
     plain = es.Network([es.Conv2d(2, 3, 3, padding=1, weight=weight), es.LIF(1.0, leak=leak, arithmetic=form)],
                        (2, 4, 4), np.float64).run(Case.events, record=("potentials",))
     assert not np.array_equal(got.potentials["lif1"], plain.potentials["lif1"])  # the norm acted
+
+
+# ================================================ SpikingJelly's own arithmetic
+@given(dtype=DTYPES, leak=st.sampled_from(ROUNDING_LEAKS[:-1]), decay_input=st.booleans(),
+       reset=st.sampled_from(["hard", "soft"]), theta=st.sampled_from([0.5, 1.0, 1.5]),
+       seed=st.integers(0, 2**32 - 1), steps=st.integers(1, 20))
+def test_divide_forms_are_spikingjellys_lif_node_bit_for_bit(dtype, leak, decay_input, reset, theta, seed, steps):
+    torch = pytest.importorskip("torch")
+    sj = pytest.importorskip("spikingjelly.activation_based.neuron")
+    # SpikingJelly is handed tau = 1 / (1 - leak) as a Python float, as the semantics prescribes
+    node = sj.LIFNode(tau=1.0 / (1.0 - leak), decay_input=decay_input, v_threshold=theta,
+                      v_reset=0.0 if reset == "hard" else None, step_mode="s")
+    form = "euler-divide" if decay_input else "subtract-divide"
+    currents = np.random.default_rng(seed).normal(0.4, 1.0, size=(steps, 1, 16)).astype(dtype)
+    u, s = np.zeros((1, 16), dtype), np.zeros((1, 16), bool)
+    with torch.no_grad():
+        for t in range(steps):
+            z = node(torch.from_numpy(currents[t]))
+            u, s = lif_step(u, s, currents[t], threshold=theta, leak=leak, reset=reset, strict=False,
+                            arithmetic=form)
+            np.testing.assert_array_equal(s, z.numpy() > 0, err_msg=f"spikes at step {t + 1}")
+            # SpikingJelly keeps the potential after the reset, R[t]
+            r = np.where(s, dtype(0), u) if reset == "hard" else np.where(s, u - dtype(theta), u)
+            assert node.v.dtype == z.dtype
+            np.testing.assert_array_equal(r, node.v.numpy(), err_msg=f"potential at step {t + 1}")
