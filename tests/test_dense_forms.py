@@ -1,6 +1,6 @@
 """The dense twin's arithmetic forms of the neuron step (docs/semantics.md, "Arithmetic forms").
 
-Three independent references for :func:`eventsim.dense.lif_step`:
+Independent references for :func:`eventsim.dense.lif_step`:
 
 - exact rational arithmetic: each operation of a form's table row computed
   in :class:`fractions.Fraction` and rounded to nearest, ties to even, by a
@@ -8,7 +8,9 @@ Three independent references for :func:`eventsim.dense.lif_step`:
 - a literal per-step loop over NumPy scalars, in a tiny case whose leak has a
   1/(1 - lam) that is not a power of two, where the four forms give four
   different float32 sequences (so a twin that computed another form fails);
-- Norse's own ``lif_box_feed_forward_step``, the Euler form as Norse computes it.
+- Norse 1.1's own ``lif_box_feed_forward_step`` ("euler") and SpikingJelly
+  2.0's own ``LIFNode`` ("euler-divide", "subtract-divide"), each skipped
+  when the framework is not installed.
 
 Where no operation rounds (dyadic values, 1 - lam a power of two, few steps)
 the forms must agree with each other bit for bit, as the semantics says.
@@ -36,7 +38,8 @@ from test_current_norm import _dyadic_norm as dyadic_norm
 from test_network_equivalence import assert_runs_identical
 
 FORMS = ("product", "euler", "euler-divide", "subtract-divide")
-#: Leaks whose k = 1 - lam (and d = 1 / k) are not powers of two: every form rounds differently.
+#: Leaks whose k = 1 - lam (and d = 1 / k) are not powers of two, where every form rounds
+#: differently; and 0 (k = d = 1), the end of the forms' range.
 ROUNDING_LEAKS = (1 - 1 / 3, 0.9, 0.8, float(np.exp(-1 / 100)), 0.3, 0.0)
 
 
@@ -92,15 +95,22 @@ def gamma(n: int, u: float) -> float:
 
 
 def step_bound(form: str, r: float, i: float, leak: float, gain: float, dtype) -> float:
-    """The semantics' per-step rounding of ``form`` ("Numerics"), constants as rounded to ``dtype``."""
-    u = float(np.finfo(dtype).eps) / 2
+    """The semantics' per-step rounding of ``form`` ("Numerics"), constants as rounded to ``dtype``.
+
+    Plus, per rounding, half the smallest subnormal: a product or quotient
+    that underflows errs by that much absolutely, not relatively (Higham,
+    Sec. 2.1, the underflow term of the model of arithmetic), which the
+    semantics' relative bound leaves out (a leak of 1e-45 in float32).
+    """
+    info = np.finfo(dtype)
+    u, eta = float(info.eps) / 2, float(info.smallest_subnormal) / 2
     lam, g = float(dtype(leak)), float(dtype(gain))
     k = float(dtype(1.0 - leak)) if form == "euler" else 1 / float(dtype(1.0 / (1.0 - leak)))
     if form == "product":
-        return gamma(2, u) * (lam * abs(r) + g * abs(i))
+        return gamma(2, u) * (lam * abs(r) + g * abs(i)) + 2 * eta
     if form == "subtract-divide":
-        return gamma(3, u) * (abs(r) + abs(i))
-    return gamma(3, u) * (abs(r) + k * (abs(r) + abs(i)))
+        return gamma(3, u) * (abs(r) + abs(i)) + 3 * eta
+    return gamma(3, u) * (abs(r) + k * (abs(r) + abs(i))) + 3 * eta
 
 
 def exact_value(form: str, r: float, i: float, leak: float, gain: float, dtype) -> Fraction:

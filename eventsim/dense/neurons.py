@@ -115,13 +115,13 @@ def lif_step(
     # Scalars are rounded to the state's dtype once, so float32 stays float32.
     theta = _per_channel(np.asarray(threshold, dtype=np.float64).astype(dtype), current.shape)
     v_reset = dtype.type(v_reset)
+    gain = 1.0 if input_gain is None else input_gain  # only "product" reads it; the others fix theirs
 
     if reset_delayed:
-        u = _delayed_product(u_prev, s_prev, current, theta, dtype.type(leak),
-                             dtype.type(1.0 if input_gain is None else input_gain), reset, v_reset)
+        u = _delayed_product(u_prev, s_prev, current, theta, dtype.type(leak), dtype.type(gain), reset, v_reset)
     else:
         r = _after_reset(u_prev, s_prev, theta, reset, v_reset)
-        u = _form(arithmetic, r, current, float(leak), 1.0 if input_gain is None else input_gain, dtype)
+        u = _form(arithmetic, r, current, float(leak), gain, dtype)
     s = u > theta if strict else u >= theta
     return u, s
 
