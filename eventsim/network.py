@@ -261,7 +261,8 @@ class _NeuronStage(_Stage):
                                      self.norm.running_var, self.norm.eps, dtype, self.norm)
         self.owner = owner or neuron
         constants = neuron.constants(as3(shape), dtype, self.owner)
-        self.theta, self.leak, self.v_reset, self.gain = constants.theta, constants.leak, constants.v_reset, constants.gain
+        self.theta, self.leak, self.v_reset = constants.theta, constants.leak, constants.v_reset
+        self.gain = constants.gain
         self.form, self.divisor = ARITHMETIC.index(constants.arithmetic), constants.divisor
         self.soft = neuron.reset == "soft"
         self.strict = neuron.strict

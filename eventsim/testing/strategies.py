@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 import eventsim as es
 from eventsim.errors import OptionError
+from eventsim.layers import ARITHMETIC
 
 DTYPES = st.sampled_from([np.float32, np.float64])
 #: Leak factors: dyadic ones, and exp(-1/100) (Lee's tau = 100): any leak keeps
@@ -42,7 +43,7 @@ WEIGHT_KINDS = ("dyadic", "float")
 FEATURE_NAMES = LAYER_KINDS + (
     "lif", "if", "hard", "soft", "v_reset", ">", ">=", "per_channel", "leak", "bias", "readout",
     "input_gain", "reset_delayed", "dyadic", "float", "float32", "float64",
-)
+) + ARITHMETIC
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,11 @@ class Features:
     input_gain, reset_delayed : bool
         The neuron options of the same names (off by default: conventions
         of other frameworks, docs/semantics.md "Neurons").
+    arithmetic : frozenset of {"product", "euler", "euler-divide", "subtract-divide"}
+        The arithmetic forms LIF layers and readouts with a leak below 1 may
+        compute (docs/semantics.md, "Arithmetic forms"; "product" alone by
+        default). A layer drawn with another form has that form's gain and
+        no delayed reset.
     weights : frozenset of {"dyadic", "float"}
         Weight kinds: dyadic (exact, compared bit for bit) and general floats
         (compared under the tolerance contract).
@@ -89,12 +95,13 @@ class Features:
     readout: bool = True
     input_gain: bool = False
     reset_delayed: bool = False
+    arithmetic: frozenset = frozenset({"product"})
     weights: frozenset = frozenset(WEIGHT_KINDS)
     dtypes: frozenset = field(default_factory=lambda: frozenset({np.dtype(np.float32), np.dtype(np.float64)}))
 
     def __post_init__(self) -> None:
         for name, allowed in (("layers", LAYER_KINDS), ("neurons", ("lif", "if")), ("resets", ("hard", "soft")),
-                              ("comparisons", (">", ">=")), ("weights", WEIGHT_KINDS)):
+                              ("comparisons", (">", ">=")), ("weights", WEIGHT_KINDS), ("arithmetic", ARITHMETIC)):
             value = frozenset(getattr(self, name))
             unknown = sorted(value - set(allowed))
             if unknown:
@@ -108,7 +115,7 @@ class Features:
         if not leaks or any(not 0 < v <= 1 for v in leaks):
             raise OptionError(f"Features.leaks: need at least one leak factor in (0, 1], got {self.leaks!r}")
         object.__setattr__(self, "leaks", leaks)
-        for name in ("neurons", "resets", "comparisons", "weights", "dtypes"):
+        for name in ("neurons", "resets", "comparisons", "weights", "dtypes", "arithmetic"):
             if not getattr(self, name):
                 raise OptionError(f"Features.{name} is empty: nothing could be generated")
         if not self.layers & {"conv", "linear"}:
@@ -159,7 +166,7 @@ class Features:
 _FEATURE_GROUPS = {
     **{k: "layers" for k in LAYER_KINDS}, "lif": "neurons", "if": "neurons", "hard": "resets", "soft": "resets",
     ">": "comparisons", ">=": "comparisons", "dyadic": "weights", "float": "weights",
-    "float32": "dtypes", "float64": "dtypes", "leak": "leaks",
+    "float32": "dtypes", "float64": "dtypes", "leak": "leaks", **{form: "arithmetic" for form in ARITHMETIC},
 }
 ALL = Features()
 
@@ -215,7 +222,17 @@ def neurons(draw, channels: int, features: Features = ALL) -> es.LIF:
         options["reset_delayed"] = draw(st.booleans())
     if kind == "if":
         return es.IF(theta, **options)
+    form = _form(draw, features, leak)
+    if form != "product":  # the form fixes the gain and resets at once
+        options.update(arithmetic=form, reset_delayed=False)
+        options.pop("input_gain", None)
     return es.LIF(theta, leak=leak, **options)
+
+
+def _form(draw, features: Features, leak: float) -> str:
+    """An arithmetic form within ``features`` for a layer with ``leak``: "product" when the leak is 1."""
+    forms = sorted(features.arithmetic) if leak < 1 else []
+    return draw(st.sampled_from(forms)) if forms else "product"
 
 
 @dataclass
@@ -303,7 +320,8 @@ def _linear_stack(d: _Draw, n_in: int, layers: list) -> None:
         layers.append(es.Linear(n_in, n_out, weight=d.weights((n_out, n_in), n_in), bias=d.bias(n_out)))
         last = i == depth - 1
         if last and d.features.readout and d.draw(st.booleans()):
-            layers.append(es.Readout(leak=d.draw(st.sampled_from(d.features.leaks))))
+            leak = d.draw(st.sampled_from(d.features.leaks))
+            layers.append(es.Readout(leak=leak, arithmetic=_form(d.draw, d.features, leak)))
         else:
             layers.append(d.neurons(n_out))
             if not last:

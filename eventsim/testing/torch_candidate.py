@@ -166,7 +166,9 @@ class TorchNeuron:
     step's current: ``(C, 1, 1)`` for maps, ``(N,)`` for flat layers (inf:
     never fires). ``kind`` is ``"spiking"`` (LIF, IF, a residual block's
     neuron), ``"pool"`` (the IF neuron of a SpikingAvgPool) or ``"readout"``.
-    ``norm`` is the layer's input-current norm, or None.
+    ``norm`` is the layer's input-current norm, or None. ``arithmetic`` is
+    the layer's form and ``divisor`` its d (docs/semantics.md, "Arithmetic
+    forms"; 1 where the form has none).
     """
 
     name: str
@@ -179,6 +181,21 @@ class TorchNeuron:
     strict: bool
     reset_delayed: bool
     norm: TorchNorm | None = None
+    arithmetic: str = "product"
+    divisor: torch.Tensor | None = None
+
+    def charge(self, r: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
+        """U from the reset potential R in the layer's form other than "product", its operations in order.
+
+        docs/semantics.md, "Arithmetic forms": ``R + k * (I - R)`` with
+        k = ``input_gain`` ("euler"), ``R + (I - R) / d`` ("euler-divide"),
+        ``(R - R / d) + I`` ("subtract-divide").
+        """
+        if self.arithmetic == "euler":
+            return r + self.input_gain * (current - r)
+        if self.arithmetic == "euler-divide":
+            return r + (current - r) / self.divisor
+        return (r - r / self.divisor) + current
 
     def reset_of(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """``R(x, s)``: ``x * (1 - s) + v_reset * s`` (hard) or ``x - theta * s`` (soft).
@@ -318,17 +335,25 @@ class TorchCandidate:
             U[t] = lam * U[t-1] + g * I[t] - theta * s[t-1]                     soft
             U[t] = (1 - s[t-1]) * lam * U[t-1] + s[t-1] * v_reset + g * I[t]    hard
 
-        The reset reads the detached spike when ``backward.detach_reset``.
+        The other arithmetic forms (docs/semantics.md, "Arithmetic forms")
+        reset at once and compute U from R with their own operations
+        (:meth:`TorchNeuron.charge`). The reset reads the detached spike when
+        ``backward.detach_reset``.
         """
         u_prev, s_prev = state
         s = s_prev.detach() if backward.detach_reset else s_prev
-        drive = neuron.input_gain * current
-        if not neuron.reset_delayed:
-            u = backward.leak(neuron.reset_of(u_prev, s), neuron.leak) + drive
+        if neuron.arithmetic != "product":  # reset at once; the form's own operations
+            r = neuron.reset_of(u_prev, s)
+            if backward.rule == "lee2020-code":  # the leak's gradient is 1, as in Backward.leak
+                u = neuron.charge(r.detach(), current) + (r - r.detach())
+            else:
+                u = neuron.charge(r, current)
+        elif not neuron.reset_delayed:
+            u = backward.leak(neuron.reset_of(u_prev, s), neuron.leak) + neuron.input_gain * current
         elif neuron.reset == "hard":
-            u = neuron.reset_of(backward.leak(u_prev, neuron.leak), s) + drive
+            u = neuron.reset_of(backward.leak(u_prev, neuron.leak), s) + neuron.input_gain * current
         else:  # theta is subtracted last: the order of the sum decides the rounding
-            u = neuron.reset_of(backward.leak(u_prev, neuron.leak) + drive, s)
+            u = neuron.reset_of(backward.leak(u_prev, neuron.leak) + neuron.input_gain * current, s)
         fired = u > neuron.theta if neuron.strict else u >= neuron.theta
         spikes = self.spike(u, fired, neuron, backward)
         return u, spikes, (u, spikes)
@@ -613,6 +638,9 @@ class TorchModel:
             strict=layer.strict,
             reset_delayed=layer.reset_delayed,
             norm=None if pool or layer.norm is None else self._norm(layer, name),
+            arithmetic=layer.arithmetic,
+            # d in float64, then rounded once (docs/semantics.md, "Arithmetic forms")
+            divisor=self._constant(1.0 / (1.0 - layer.leak)) if layer.arithmetic.endswith("-divide") else None,
         )
 
     def _norm(self, layer: LIF, name: str) -> TorchNorm:
