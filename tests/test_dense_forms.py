@@ -335,53 +335,18 @@ def test_the_euler_forms_accept_their_own_gain_given_explicitly():
 NETWORK_LEAKS = (1 - 1 / 3, 0.9, 0.8, float(np.exp(-1 / 100)), 0.3, 0.5)
 
 
-def in_forms(layers, draw) -> list:
-    """``layers`` with every LIF and Readout whose leak is below 1 rebuilt in a drawn form other than "product".
-
-    "product" is the default that tests/test_network_equivalence.py covers;
-    here it remains in IF layers and spiking average pools. The form's gain
-    replaces the drawn one (a form fixes it). Top-level names are kept; a
-    block's inner layers are named by the new network.
-    """
-    out = []
-    for layer in layers:
-        if isinstance(layer, es.Residual):
-            layer = es.Residual(in_forms(layer.main, draw), in_forms([layer.neuron], draw)[0],
-                                skip=layer.skip, name=own_name(layer))
-        elif type(layer) in (es.LIF, es.Readout) and layer.leak < 1:
-            form = draw(st.sampled_from(FORMS[1:]))
-            if isinstance(layer, es.Readout):
-                layer = es.Readout(leak=layer.leak, arithmetic=form, name=own_name(layer))
-            else:
-                layer = es.LIF(layer.threshold, leak=layer.leak, reset=layer.reset, v_reset=layer.v_reset,
-                               strict=layer.strict, arithmetic=form,
-                               name=own_name(layer))
-        out.append(layer)
-    return out
-
-
-def own_name(layer) -> str | None:
-    """The name a rebuilt layer is given: its own, unless the network qualified it ("res1.lif1")."""
-    return None if "." in layer.name else layer.name
-
-
-@st.composite
-def form_cases(draw, dtype=None):
-    """Random networks (every layer kind, dyadic weights, ``dtype`` or either) with neurons in random forms."""
-    dtypes = None if dtype is None else st.just(dtype)
-    case = draw(net_cases(features=Features(leaks=NETWORK_LEAKS).without("if"), dtypes=dtypes))
-    case.layers = in_forms(case.network.layers, draw)
-    case.network = es.Network(case.layers, case.input_shape, dtype=case.dtype)
-    return case
+#: Every LIF layer and readout with a leak below 1 computes one of these; "product", the
+#: default that tests/test_network_equivalence.py covers, remains in IF layers and spiking pools.
+OTHER_FORMS = Features(leaks=NETWORK_LEAKS, arithmetic=frozenset(FORMS[1:])).without("if")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @given(data=st.data())
 def test_event_path_equals_dense_twin_in_every_form(dtype, data):
-    assert_runs_identical(data.draw(form_cases(dtype)), train=False)
+    assert_runs_identical(data.draw(net_cases(features=OTHER_FORMS, dtypes=st.just(dtype))), train=False)
 
 
-@given(case=form_cases(), window=st.integers(1, 5))
+@given(case=net_cases(features=OTHER_FORMS), window=st.integers(1, 5))
 def test_training_runs_in_every_form_are_identical(case, window):
     assert_runs_identical(case, train=True, window=window)
 
