@@ -91,7 +91,8 @@ def run_dense(
     step t: synapses (:class:`~eventsim.layers.Conv2d`,
     :class:`~eventsim.layers.Linear`, the pools, :class:`~eventsim.layers.Identity`)
     compute currents with the dense twins; neuron layers apply
-    :func:`~eventsim.dense.neurons.lif_step` to their input as ``I[t]``; a
+    :func:`~eventsim.dense.neurons.lif_step` to their input as ``I[t]``, in
+    the layer's arithmetic form (docs/semantics.md, "Arithmetic forms"); a
     Residual block feeds ``main_last(main(x)) + skip(x)`` to its neuron
     (Lee et al. 2020, Sec. 2.2.2).
 
@@ -361,10 +362,14 @@ class DenseWalk:
             u_prev, s_prev = self.state[name]
         else:
             u_prev, s_prev = np.zeros_like(current), np.zeros(current.shape, dtype=bool)
+        # The layer's float64 leak and gain, not the rounded constants: the
+        # forms other than "product" derive k and d from the leak in float64
+        # before rounding (docs/semantics.md, "Arithmetic forms"); lif_step
+        # rounds each constant once, as the plan's constants are rounded.
         u, s = lif_step(
-            u_prev, s_prev, current, threshold=constants.theta, leak=constants.leak,
+            u_prev, s_prev, current, threshold=constants.theta, leak=neuron.leak,
             reset=neuron.reset, v_reset=constants.v_reset, strict=neuron.strict,
-            input_gain=constants.gain, reset_delayed=neuron.reset_delayed,
+            input_gain=neuron.input_gain, reset_delayed=neuron.reset_delayed, arithmetic=neuron.arithmetic,
         )
         self.state[name] = (u, s)
         self.potentials[name].append(u)
