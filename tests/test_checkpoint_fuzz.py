@@ -12,7 +12,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import pytest
 from hypothesis import given, strategies as st
 
 from eventsim.learning.checkpoint import Checkpoint, load_checkpoint, rng_state, save_checkpoint
