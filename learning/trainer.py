@@ -76,6 +76,23 @@ def evaluate(network: Network, data: Dataset, loss: Loss, *, batch_size: int = 3
     return {"loss": total / n, "accuracy": correct / n}
 
 
+def _partial_epoch(history: list[dict]) -> dict | None:
+    """The running sums of the epoch a checkpoint interrupted, or None; checked, as they come from a file."""
+    partial = [h for h in history if h.get("in_progress")]
+    if not partial:
+        return None
+    if len(partial) > 1:
+        raise CheckpointError("its history holds more than one interrupted epoch")
+    sums = {}
+    for key, kind in (("loss", float), ("correct", int), ("seen", int), ("seconds", float)):
+        value = partial[0].get(key)
+        number = isinstance(value, int) or (kind is float and isinstance(value, float) and np.isfinite(value))
+        if isinstance(value, bool) or not number or value < 0 or (kind is float and abs(value) > 1e300):
+            raise CheckpointError(f"the interrupted epoch's {key!r} must be a number >= 0, got {value!r}")
+        sums[key] = kind(value)
+    return sums
+
+
 @dataclass
 class StepResult:
     """What one optimizer step saw."""
@@ -302,15 +319,19 @@ class Trainer:
             differs.remove("schedule")
         if differs:
             raise CheckpointError(f"{path}: the checkpoint was written by a different configuration ({', '.join(differs)})")
+        # The loader checked the fields' types; what a run reads from them is
+        # checked here, so a foreign or edited file is named, never a KeyError.
         try:
             load_parameters(self.network, ckpt.params)
             load_statistics(self.network, ckpt.statistics)
-        except ValueError as exc:
+            self.optimizer.load_state_dict(ckpt.optimizer_state)
+            epoch_start, current = (ckpt.rng_state.get(k) for k in ("epoch_start", "current"))
+            generator_from_state(epoch_start)  # only checked here: the epoch's first step restores it
+            rng = generator_from_state(current)
+            partial = _partial_epoch(ckpt.history)
+        except ValueError as exc:  # eventsim's OptionError and LayerError included
             raise CheckpointError(f"{path}: {exc}") from None
-        self.optimizer.load_state_dict(ckpt.optimizer_state)
-        self._epoch_start_state = ckpt.rng_state["epoch_start"]
-        self.rng = generator_from_state(ckpt.rng_state["current"])
+        self._epoch_start_state, self.rng = epoch_start, rng
         self.epoch, self.step = ckpt.epoch, ckpt.step
         self.history = [h for h in ckpt.history if not h.get("in_progress")]
-        partial = [h for h in ckpt.history if h.get("in_progress")]
-        self._partial = {k: partial[0][k] for k in ("loss", "correct", "seen", "seconds")} if partial else None
+        self._partial = partial
