@@ -158,7 +158,7 @@ def conform(
         Also compare ``bptt`` gradients (float64 networks) when the
         candidate's models have ``gradients``.
     surrogates : tuple of eventsim.learning.surrogates objects, optional
-        The surrogates gradient cases draw from (:func:`default_surrogates`).
+        The surrogates gradient cases draw from; by default ``features.surrogate_set()``.
 
     Returns
     -------
@@ -174,7 +174,7 @@ def conform(
         raise OptionError(f"examples must be >= 1, got {examples!r}")
     from eventsim.learning.surrogates import Surrogate
 
-    surrogates = default_surrogates() if surrogates is None else tuple(surrogates)
+    surrogates = features.surrogate_set() if surrogates is None else tuple(surrogates)
     if not surrogates or not all(isinstance(s, Surrogate) for s in surrogates):
         raise OptionError("surrogates must be a non-empty tuple of eventsim.learning.surrogates objects")
     features = features.without("dropout")
@@ -273,7 +273,7 @@ def _plans(kind: str, candidate, features: Features, surrogates) -> tuple[Any, C
             raise _Failed(CaseFailure(kind, case, comparison, request=shown))
         return True
 
-    return st.tuples(cases, st.sampled_from(surrogates), st.booleans()), check_gradients
+    return st.tuples(cases, st.sampled_from(surrogates), st.sampled_from(features.detach_values)), check_gradients
 
 
 def _gradient_cases(features: Features, weights: str):
