@@ -232,7 +232,10 @@ class Features:
                 changes[name] = _parsed(name, getattr(self, name), text.strip())
             except (ValueError, OptionError) as exc:
                 raise OptionError(f"--set {name}={text}: {exc}") from None
-        return replace(self, **changes)
+        try:  # all at once: euler_gain=on and neurons=lif are only valid together
+            return replace(self, **changes)
+        except OptionError as exc:
+            raise OptionError(f"--set {' '.join(map(str, assignments))}: {exc}") from None
 
     def _changed(self, names, on: bool) -> "Features":
         changes: dict = {}
