@@ -6,9 +6,10 @@ and their labels, is stored in one HDF5 file whose name carries a hash of the
 key (dataset, split, every encoding parameter) and whose attributes carry the
 key itself. A changed parameter is a different key, hence a different file.
 
-A cache file is trusted only if it opens, holds the same key, was marked
-complete, and its arrays form a valid event container; anything else (a
-truncated file, a write that was interrupted, a foreign file under the same
+A cache file is trusted only if it passes the safe HDF5 reader, holds the
+same key, was marked complete, has one sample per item, and its arrays pass
+the full validation of an event container; anything else (a truncated
+file, a write that was interrupted, a foreign or crafted file under the same
 name) is reported and rebuilt. Writes go to a temporary file in the same
 folder, are flushed to disk, then renamed over the target, so a crash never
 leaves a half-written cache behind the cache's name.
@@ -27,8 +28,9 @@ import h5py
 import numpy as np
 
 from eventsim.atomic import atomic_path
-from eventsim.errors import EventsimError
+from eventsim.errors import DataError, EventsimError
 from eventsim.events import Events
+from eventsim.hdf5 import open_hdf5, read_attr, read_dataset, read_json_attr
 from eventsim.progress import ProgressBar
 
 FORMAT = "eventsim-encoded-samples"
@@ -63,25 +65,46 @@ def key_path(folder: Path, key: dict) -> Path:
     return folder / f"{key.get('dataset', 'data')}-{key.get('split', 'all')}-{digest}.h5"
 
 
-def _read(path: Path, key: dict) -> EncodedSamples:
-    """The cached samples, or ValueError/OSError/KeyError saying why the file cannot be trusted."""
-    with h5py.File(path, "r") as f:
-        if f.attrs.get("format") != FORMAT or int(f.attrs.get("version", -1)) != VERSION:
-            raise ValueError("not an eventsim cache of this version")
-        if json.loads(f.attrs["key"]) != json.loads(json.dumps(key)):
-            raise ValueError("written for another key")
-        if not bool(f.attrs.get("complete", False)):
-            raise ValueError("its write was not completed")
-        steps, shape, batch = int(f.attrs["steps"]), tuple(json.loads(f.attrs["shape"])), int(f.attrs["batch"])
-        indptr, index, value, labels = (f[k][()] for k in ("indptr", "index", "value", "labels"))
-    # Bit rot is caught by the datasets' Fletcher-32 checksums; these checks catch a
-    # file that is whole but inconsistent, at a fraction of the full validation's cost.
-    if indptr.shape != (batch * steps + 1,) or indptr[0] != 0 or indptr[-1] != index.shape[0] \
-            or np.any(np.diff(indptr) < 0) or value.shape != index.shape:
-        raise ValueError("its row pointers do not match its events")
-    if index.size and (index.min() < 0 or index.max() >= np.prod(shape)):
-        raise ValueError("it holds neuron indices outside the sample shape")
-    events = Events(indptr, index, value, batch=batch, steps=steps, shape=shape, check=False)
+def _read(path: Path, key: dict, items: Sequence) -> EncodedSamples:
+    """The cached samples, or an eventsim error saying why the file cannot be trusted.
+
+    The file is untrusted (a shared disk, a foreign file under the cache's
+    name): it is read through :func:`eventsim.hdf5.open_hdf5` and its events
+    get the full validation of :class:`Events` (int64 row pointers that never
+    decrease, indices inside the shape, finite nonzero values, no duplicate),
+    since the kernels index memory with them. There must be one sample per
+    item, and the labels must be the items' own where the items know them.
+    """
+    def attr(name, read=read_attr):
+        return read(f, name, error=DataError, what="cache")
+
+    def array(name, kinds):
+        dset = f.get(name)
+        if not isinstance(dset, h5py.Dataset):
+            raise DataError(f"cache {path}: dataset {name!r} is missing")
+        return read_dataset(dset, error=DataError, what="cache", kinds=kinds, shape=(None,))
+
+    with open_hdf5(path, error=DataError, what="cache") as f:
+        if attr("format") != FORMAT or attr("version") != VERSION:
+            raise DataError(f"cache {path}: not an eventsim cache of this version")
+        if attr("key", read_json_attr) != json.loads(json.dumps(key)):
+            raise DataError(f"cache {path}: written for another key")
+        if attr("complete") is not True:
+            raise DataError(f"cache {path}: its write was not completed")
+        steps, shape, batch = attr("steps"), attr("shape", read_json_attr), attr("batch")
+        if batch != len(items):
+            raise DataError(f"cache {path}: holds {batch!r} samples for {len(items)} items")
+        indptr, index, labels = array("indptr", "iu"), array("index", "iu"), array("labels", "iu")
+        value = array("value", "f")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (steps, batch)):
+        raise DataError(f"cache {path}: steps {steps!r} and batch {batch!r} must be integers")
+    if not isinstance(shape, list):
+        raise DataError(f"cache {path}: shape {shape!r} is not a list")
+    events = Events(indptr, index, value, batch=batch, steps=steps, shape=shape)
+    labels = labels.astype(np.int64)  # an unsigned label past int64 wraps negative and is refused here
+    known = getattr(items, "labels", None)
+    if labels.shape != (batch,) or np.any(labels < 0) or (known is not None and not np.array_equal(labels, known)):
+        raise DataError(f"cache {path}: its labels are not those of the samples")
     return EncodedSamples(events, labels, source=str(path))
 
 
@@ -122,8 +145,8 @@ def cached_encoding(
     path = None if folder is None else key_path(Path(folder), key)
     if path is not None and path.exists():
         try:
-            return _read(path, key)
-        except (OSError, ValueError, KeyError, EventsimError) as exc:
+            return _read(path, key, items)
+        except EventsimError as exc:
             warnings.warn(f"cache {path} cannot be trusted ({exc}); rebuilding it", stacklevel=2)
     bar = ProgressBar(len(items), f"encoding {key.get('dataset', '')} {key.get('split', '')}".strip(), progress)
     parts, labels = [], []

@@ -27,9 +27,12 @@ from typing import TextIO
 import numpy as np
 
 from eventsim.errors import DataError, check_choice
+from eventsim.extras import install_command
 from eventsim.datasets.cache import EncodedSamples, cached_encoding
 from eventsim.datasets.folders import find, user_folder
 from eventsim.encoders.binning import bin_events
+from eventsim.limits import check_size
+from eventsim.reading import open_regular
 
 SENSOR = (34, 34)  #: (H, W)
 RECORDING_DTYPE = np.dtype([("x", np.int16), ("y", np.int16), ("t", np.int64), ("p", np.int8)])
@@ -86,12 +89,20 @@ def parse_nmnist(raw: bytes, source: str = "<bytes>") -> np.ndarray:
 
 
 def read_nmnist(path: str | os.PathLike) -> np.ndarray:
-    """Read one N-MNIST ``.bin`` file (see :func:`parse_nmnist`)."""
+    """Read one N-MNIST ``.bin`` file (see :func:`parse_nmnist`).
+
+    Only a regular file is read, and only if its size is within the
+    allocation limit (:func:`eventsim.limits.check_size`): a link to a
+    device or a FIFO in a downloaded folder must not hang or eat memory.
+    """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    with open_regular(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        check_size(size, f"{path}: the N-MNIST recording", DataError)
+        try:
+            raw = f.read()
+        except OSError as exc:
+            raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
     return parse_nmnist(raw, str(path))
 
 
@@ -124,7 +135,7 @@ def download_nmnist(folder: Path, split: str) -> None:
     except ImportError:
         raise DataError(
             f"N-MNIST is not under {folder / 'NMNIST'} and downloading it needs the tonic extra: "
-            f'pip install -e ".[tonic]", or put the original Train/ and Test/ folders there'
+            f"{install_command('tonic')}, or put the original Train/ and Test/ folders there"
         ) from None
     folder.mkdir(parents=True, exist_ok=True)
     try:

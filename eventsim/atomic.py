@@ -11,10 +11,11 @@ at the target before is untouched (docs/semantics.md, "Bad input").
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 
 @contextmanager
@@ -37,6 +38,24 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         raise
     _sync_folder(path.parent)
+
+
+def remove_temp_files(folder: str | os.PathLike, targets: Iterable[str]) -> list[Path]:
+    """Remove what atomic writes to the files ``targets`` (names in ``folder``) left behind; return it.
+
+    A process killed during a write (SIGKILL, power loss) leaves its
+    temporary file ``.<target>.<uuid4 hex>.tmp`` behind. Only the caller can
+    know that no other process is writing those targets right now, so only a
+    folder it holds exclusively (a locked run folder, :mod:`eventsim.lock`)
+    may be cleaned; never a shared one such as the data cache.
+    """
+    names = re.compile("|".join(rf"\.{re.escape(t)}\.[0-9a-f]{{32}}\.tmp" for t in targets))
+    removed = []
+    for path in Path(folder).iterdir():
+        if names.fullmatch(path.name) and not path.is_dir():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -62,6 +62,7 @@ def _job_arguments(parser: argparse.ArgumentParser) -> None:
         "on-count": "target spike count of the label's output neuron (loss spike_count_mse)",
         "eval-each-epoch": "evaluate the whole test split after every epoch",
         "norm": "input-current batch norm on every spiking layer: none, batch_time or batch (statistics axes)",
+        "checkpoint-every": "also checkpoint every N training steps, 0 for only at the end of each epoch",
     }
     # Every default is None, "not given": a fresh run takes Job's defaults, a resumed one its own job's.
     for f in fields(Job):
@@ -230,12 +231,28 @@ def _cmd_conform(args: argparse.Namespace) -> int:
     from eventsim.testing.conform import load_candidate
 
     candidate = load_candidate(args.candidate)
+    if args.replay is not None:
+        from eventsim.testing.replay import replay
+
+        outcome = replay(args.replay, candidate)
+        print(outcome)
+        return 0 if outcome.ok else 1
     features = getattr(candidate, "features", None) or Features()
     features = features.without(*args.without).including(*args.including).set(*args.settings)
     report = conform(candidate, features=features, examples=args.examples, seed=args.seed,
-                     gradients=not args.no_gradients)
+                     gradients=not args.no_gradients, database=args.database)
     print(report)
     return 0 if report.ok else 1
+
+
+def _seed(text: str) -> int | None:
+    """``--seed``: an integer, or ``random`` for a fresh one (the report prints it)."""
+    if text == "random":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seed must be an integer or 'random', got {text!r}") from None
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
@@ -355,7 +372,11 @@ def parser() -> argparse.ArgumentParser:
     k = sub.add_parser("conform", help="test another implementation against eventsim on generated cases")
     k.add_argument("--candidate", required=True, help="module:factory returning a candidate (docs/testing.md)")
     k.add_argument("--examples", type=int, default=50, help="cases per kind (default: 50)")
-    k.add_argument("--seed", type=int, default=0)
+    k.add_argument("--seed", type=_seed, default=0, help="hypothesis seed, or 'random' (default: 0)")
+    k.add_argument("--database", metavar="DIR",
+                   help="hypothesis example database: failing cases kept there are tried first on the next run")
+    k.add_argument("--replay", metavar="TOKEN",
+                   help="run the one case of a replay token (printed with every failure) instead of generating")
     k.add_argument("--no-gradients", action="store_true", help="compare the forward pass only")
     k.add_argument("--without", nargs="+", default=[], metavar="FEATURE",
                    help="features not to generate, e.g. residual max v_reset soft float32 (docs/testing.md)")

@@ -32,8 +32,11 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 def _as_shape(shape: Sequence[int]) -> tuple[int, ...]:
     try:
         out = tuple(int(s) for s in shape)
-    except TypeError as exc:
+        exact = all(o == s for o, s in zip(out, shape))  # 2.5 is not a size
+    except (TypeError, ValueError, OverflowError) as exc:
         raise EventsError(f"shape must be a sequence of ints, got {shape!r}") from exc
+    if not exact:
+        raise EventsError(f"shape must be a sequence of ints, got {shape!r}")
     if not out or any(s <= 0 for s in out):
         raise EventsError(f"shape must be non-empty with positive sizes, got {shape!r}")
     return out
@@ -44,6 +47,22 @@ def _float_dtype(dtype: object, field: str) -> np.dtype:
     if dt not in FLOAT_DTYPES:
         raise EventsError(f"{field} must be float32 or float64, got {dt}")
     return dt
+
+
+def _int64(arr: np.ndarray, field: str) -> np.ndarray:
+    """``arr`` as a 1-D int64 array, refusing any value the cast would change.
+
+    Comparisons are done after this cast: on an unsigned array ``np.diff`` wraps
+    around instead of going negative, so a decreasing ``indptr`` would pass
+    (and send the kernels outside their arrays).
+    """
+    if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+        raise EventsError(f"Events.{field} must be a 1-D integer array, got {arr.dtype} of shape {arr.shape}")
+    if arr.dtype.kind == "u" and arr.dtype.itemsize >= 8 and arr.size:
+        top = int(arr.max())
+        if top > np.iinfo(np.int64).max:
+            raise EventsError(f"Events.{field} holds {top}, past the largest int64")
+    return arr.astype(np.int64, copy=False)
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -98,12 +117,9 @@ class Events:
     def _validated(self, indptr, index, value):
         if self.batch < 1 or self.steps < 1:
             raise EventsError(f"batch and steps must be >= 1, got batch={self.batch}, steps={self.steps}")
-        indptr = np.asarray(indptr)
-        index = np.asarray(index)
+        indptr = _int64(np.asarray(indptr), "indptr")
+        index = _int64(np.asarray(index), "index")
         value = np.asarray(value)
-        for field, arr in (("indptr", indptr), ("index", index)):
-            if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
-                raise EventsError(f"Events.{field} must be a 1-D integer array, got {arr.dtype} of shape {arr.shape}")
         if value.ndim != 1:
             raise EventsError(f"Events.value must be 1-D, got shape {value.shape}")
         _float_dtype(value.dtype, "Events.value")
@@ -123,8 +139,6 @@ class Events:
             raise EventsError(f"Events.indptr decreases at sample {b}, step {t}")
         if indptr[-1] != index.shape[0]:
             raise EventsError(f"Events.indptr ends at {indptr[-1]} but there are {index.shape[0]} events")
-        index = index.astype(np.int64, copy=False)
-        indptr = indptr.astype(np.int64, copy=False)
         size = self.size
         bad = np.flatnonzero((index < 0) | (index >= size))
         if bad.size:
@@ -151,6 +165,8 @@ class Events:
             )
         row_of = np.repeat(np.arange(rows, dtype=np.int64), np.diff(indptr))
         key = row_of * size + index
+        if np.all(key[1:] > key[:-1]):
+            return indptr, index, value  # indices ascending in every row (what the encoders write): no duplicate
         order = np.argsort(key, kind="stable")
         dup = np.flatnonzero(key[order][1:] == key[order][:-1])
         if dup.size:

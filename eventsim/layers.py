@@ -29,12 +29,13 @@ currents.
 from __future__ import annotations
 
 from math import exp, prod
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
 from eventsim.errors import LayerError, check_choice
 from eventsim.events import FLOAT_DTYPES
+from eventsim.finite import check_finite, in_dtype
 from eventsim.norm import CurrentNorm
 
 
@@ -62,14 +63,6 @@ def _check_weight(layer: "Layer", what: str, w: object, shape: tuple[int, ...]) 
         raise LayerError(layer, f"{what} must have shape {shape}, got {w.shape}")
     check_finite(layer, what, w)
     return np.array(w, copy=True)
-
-
-def check_finite(layer: "Layer", what: str, w: np.ndarray) -> None:
-    """Raise :class:`LayerError` naming the first NaN or infinite entry."""
-    bad = np.argwhere(~np.isfinite(w))
-    if bad.size:
-        where = tuple(int(i) for i in bad[0])
-        raise LayerError(layer, f"{what} is not finite at index {where} (value {w[where]})")
 
 
 class Layer:
@@ -347,6 +340,33 @@ class MaxPool(_Pool):
 
 # ---------------------------------------------------------------------- neurons
 RESETS = ("hard", "soft")
+#: The arithmetic forms of the neuron step (docs/semantics.md, "Arithmetic forms"):
+#: the same recursion in exact arithmetic, computed with other float operations.
+ARITHMETIC = ("product", "euler", "euler-divide", "subtract-divide")
+
+
+def form_gain(arithmetic: str, leak: float) -> float | None:
+    """The input gain an arithmetic form implies for ``leak``; None for "product", which takes any.
+
+    The Euler forms scale ``I - R`` by ``k = 1 - leak`` (or divide it by
+    ``d = 1 / (1 - leak)``), so their gain is ``1 - leak``; "subtract-divide"
+    adds the input unscaled.
+    """
+    if arithmetic == "product":
+        return None
+    return 1.0 if arithmetic == "subtract-divide" else 1.0 - leak
+
+
+class NeuronConstants(NamedTuple):
+    """A neuron layer's options as a run computes with them, rounded once to its dtype."""
+
+    theta: np.ndarray  #: (C,), one threshold per channel; inf: never fires
+    leak: np.floating
+    v_reset: np.floating
+    gain: np.floating  #: g; for "euler" also k, the factor of ``I - R``
+    arithmetic: str = "product"
+    #: d of the divide forms, ``1 / (1 - leak)`` in float64 then rounded; 1 for the others
+    divisor: np.floating | float = 1.0
 
 
 class LIF(Layer):
@@ -365,6 +385,15 @@ class LIF(Layer):
         U[t] = lam * U[t-1] + g * I[t] - theta * s[t-1]                   (reset="soft")
         U[t] = (1 - s[t-1]) * lam * U[t-1] + s[t-1] * v_reset + g * I[t]  (reset="hard")
 
+    ``arithmetic`` chooses the float operations of the step, from R = R(U[t-1],
+    s[t-1]) (docs/semantics.md, "Arithmetic forms"); all equal in exact
+    arithmetic, they round differently, and each is some framework's::
+
+        "product"           U = lam * R + g * I           (eventsim, snnTorch)
+        "euler"             U = R + k * (I - R)           (Norse; k = 1 - lam)
+        "euler-divide"      U = R + (I - R) / d           (SpikingJelly decay_input; d = 1 / (1 - lam))
+        "subtract-divide"   U = (R - R / d) + I           (SpikingJelly without decay_input)
+
     Parameters
     ----------
     threshold : float or 1-D array
@@ -380,13 +409,18 @@ class LIF(Layer):
         Reset value of the hard reset.
     strict : bool
         Fire on ``U > theta`` (default, Lee et al.) or on ``U >= theta``.
-    input_gain : float
-        g > 0, finite: the factor of the input current. ``g = 1 - lam`` is the
-        forward-Euler discretisation of a continuous-time neuron (Norse,
-        SpikingJelly's ``decay_input``, NIR's LIF).
+    input_gain : float, optional
+        g > 0, finite: the factor of the input current (default 1).
+        ``g = 1 - lam`` is the forward-Euler discretisation of a
+        continuous-time neuron (Norse, SpikingJelly's ``decay_input``, NIR's
+        LIF). The forms other than "product" fix it (``1 - leak``, or 1 for
+        "subtract-divide"): leave it out, or give exactly that value.
     reset_delayed : bool
         Apply the reset of a spike at step t at step t+1, after the leak
-        (snnTorch's ``Leaky``), instead of before it.
+        (snnTorch's ``Leaky``), instead of before it. "product" only.
+    arithmetic : {"product", "euler", "euler-divide", "subtract-divide"}
+        The float operations of the step (above); the forms other than
+        "product" need ``leak < 1``. Read-only once the layer is built.
     norm : CurrentNorm, optional
         Batch normalisation of the input current: the neurons integrate
         ``I' = k * I + c`` instead of I (:mod:`eventsim.norm`; Ledinauskas
@@ -404,20 +438,24 @@ class LIF(Layer):
         reset: str = "hard",
         v_reset: float = 0.0,
         strict: bool = True,
-        input_gain: float = 1.0,
+        input_gain: float | None = None,
         reset_delayed: bool = False,
+        arithmetic: str = "product",
         norm: CurrentNorm | None = None,
         name: str | None = None,
     ) -> None:
         super().__init__(name)
+        if arithmetic not in ARITHMETIC:
+            raise LayerError(self, f"unknown arithmetic {arithmetic!r}; choose one of "
+                                   + ", ".join(repr(a) for a in ARITHMETIC))
+        # Set first: the setters of leak, input_gain and reset_delayed check against it.
+        self._arithmetic = arithmetic
         if (leak is None) == (tau is None):
             raise LayerError(self, "give exactly one of leak= (per-step factor) or tau= (time constant in steps)")
         if tau is not None:
             if not np.isfinite(tau) or tau <= 0:
                 raise LayerError(self, f"tau must be a positive finite number of steps, got {tau!r}")
             leak = exp(-1.0 / tau)
-        if not 0.0 <= leak <= 1.0:
-            raise LayerError(self, f"leak must be in [0, 1], got {leak!r}")
         check_choice("reset", reset, RESETS)
         if not isinstance(strict, (bool, np.bool_)):
             raise LayerError(self, f"strict must be True or False, got {strict!r}")
@@ -425,14 +463,24 @@ class LIF(Layer):
             raise LayerError(self, f"v_reset must be finite, got {v_reset!r}")
         if reset == "soft" and v_reset != 0.0:
             raise LayerError(self, "v_reset applies to the hard reset only")
-        self.leak = float(leak)
+        self.leak = leak
         self.reset = reset
         self.v_reset = float(v_reset)
         self.strict = bool(strict)
         self.threshold = threshold
-        self.input_gain = input_gain
+        implied = form_gain(arithmetic, self.leak)
+        self.input_gain = input_gain if input_gain is not None else 1.0 if implied is None else implied
         self.reset_delayed = reset_delayed
         self.norm = norm
+
+    @property
+    def arithmetic(self) -> str:
+        """The float operations of the step: "product", "euler", "euler-divide" or "subtract-divide".
+
+        Fixed when the layer is built: another form is another layer
+        (docs/semantics.md, "Arithmetic forms").
+        """
+        return self._arithmetic
 
     @property
     def norm(self) -> CurrentNorm | None:
@@ -446,9 +494,32 @@ class LIF(Layer):
         self._norm = norm
 
     @property
+    def leak(self) -> float:
+        """lam, the per-step factor of the potential, in [0, 1]."""
+        return self._leak
+
+    @leak.setter
+    def leak(self, leak: float) -> None:
+        # A property, so that a leak set after construction is checked too:
+        # lam > 1 makes every potential grow without bound.
+        if isinstance(leak, (bool, np.bool_)) or not isinstance(leak, (int, float, np.integer, np.floating)):
+            raise LayerError(self, f"leak must be a number, got {leak!r}")
+        if not 0.0 <= leak <= 1.0:
+            raise LayerError(self, f"leak must be in [0, 1], got {leak!r}")
+        if leak == 1.0 and self.arithmetic != "product":
+            raise LayerError(self, f"arithmetic={self.arithmetic!r} needs a leak below 1 (with leak 1 it would "
+                                   "take no input); use arithmetic='product' for IF neurons")
+        self._leak = float(leak)
+
+    @property
     def input_gain(self) -> float:
-        """g, the factor of the input current: ``U[t] = lam * R + g * I[t]``."""
-        return self._input_gain
+        """g, the factor of the input current: ``U[t] = lam * R + g * I[t]``.
+
+        The forms other than "product" imply it (:func:`form_gain`), so it
+        follows the leak.
+        """
+        implied = form_gain(self.arithmetic, self.leak)
+        return self._input_gain if implied is None else implied
 
     @input_gain.setter
     def input_gain(self, gain: float) -> None:
@@ -456,6 +527,11 @@ class LIF(Layer):
             raise LayerError(self, f"input_gain must be a number, got {gain!r}")
         if not (np.isfinite(gain) and gain > 0):
             raise LayerError(self, f"input_gain must be positive and finite, got {gain!r}")
+        implied = form_gain(self.arithmetic, self.leak)
+        if implied is not None and gain != implied:
+            raise LayerError(self, f"arithmetic={self.arithmetic!r} has the input gain {implied!r} "
+                                   f"({'1' if self.arithmetic == 'subtract-divide' else '1 - leak'}); "
+                                   f"input_gain {gain!r} differs: leave input_gain out")
         self._input_gain = float(gain)
 
     @property
@@ -467,6 +543,9 @@ class LIF(Layer):
     def reset_delayed(self, delayed: bool) -> None:
         if not isinstance(delayed, (bool, np.bool_)):
             raise LayerError(self, f"reset_delayed must be True or False, got {delayed!r}")
+        if delayed and self.arithmetic != "product":
+            raise LayerError(self, f"reset_delayed=True is the convention of the product form; "
+                                   f"arithmetic={self.arithmetic!r} resets at once")
         self._reset_delayed = bool(delayed)
 
     @property
@@ -490,6 +569,28 @@ class LIF(Layer):
             raise LayerError(self, f"has {th.shape[0]} thresholds but its input has {channels} channels")
         return np.broadcast_to(th, (channels,)).copy()
 
+    def constants(self, shape: tuple[int, ...], dtype: np.dtype, owner: Layer | None = None) -> NeuronConstants:
+        """Thresholds per channel, leak, v_reset and input gain rounded to ``dtype``, the run's dtype.
+
+        Checked after the rounding (:func:`eventsim.finite.in_dtype`): a
+        threshold or gain that is finite and positive in float64 may be inf or
+        0 in float32, and the run would compute with that. A threshold given
+        as ``np.inf`` stays inf. ``owner`` is the layer named in the error (a
+        :class:`SpikingAvgPool` for its pooling neuron); by default this one.
+        """
+        owner = self if owner is None else owner
+        divide = self.arithmetic.endswith("-divide")
+        return NeuronConstants(
+            theta=in_dtype(owner, "threshold", self.thresholds(shape), dtype, positive=True),
+            leak=in_dtype(owner, "leak", self.leak, dtype)[()],
+            v_reset=in_dtype(owner, "v_reset", self.v_reset, dtype)[()],
+            gain=in_dtype(owner, "input_gain", self.input_gain, dtype, positive=True)[()],
+            arithmetic=self.arithmetic,
+            # d in float64, then rounded once: what a framework given tau = 1 / (1 - leak) divides by.
+            divisor=in_dtype(owner, "the divisor 1 / (1 - leak)", 1.0 / (1.0 - self.leak) if divide else 1.0,
+                             dtype, positive=True)[()],
+        )
+
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         self.thresholds(input_shape)
         return tuple(input_shape)
@@ -499,7 +600,10 @@ class LIF(Layer):
                    "v_reset": self.v_reset, "strict": self.strict, "input_gain": self.input_gain,
                    "reset_delayed": self.reset_delayed, "name": self.name}
         # Only when set, so that the repr of a layer without a norm, which a
-        # checkpoint's configuration holds, stays what it was before norms.
+        # checkpoint's configuration holds, stays what it was before norms
+        # (and before arithmetic forms).
+        if self.arithmetic != "product":
+            options["arithmetic"] = self.arithmetic
         if self.norm is not None:
             options["norm"] = self.norm
         return options
@@ -537,11 +641,12 @@ class Readout(LIF):
     kind = "readout"
 
     def __init__(
-        self, *, leak: float | None = None, tau: float | None = None, input_gain: float = 1.0, name: str | None = None
+        self, *, leak: float | None = None, tau: float | None = None, input_gain: float | None = None,
+        arithmetic: str = "product", name: str | None = None
     ) -> None:
         if leak is None and tau is None:
             leak = 1.0
-        super().__init__(np.inf, leak=leak, tau=tau, input_gain=input_gain, name=name)
+        super().__init__(np.inf, leak=leak, tau=tau, input_gain=input_gain, arithmetic=arithmetic, name=name)
 
     @LIF.reset_delayed.setter
     def reset_delayed(self, delayed: bool) -> None:
@@ -556,7 +661,10 @@ class Readout(LIF):
         self._norm = None
 
     def _options(self) -> dict:
-        return {"leak": self.leak, "input_gain": self.input_gain, "name": self.name}
+        options = {"leak": self.leak, "input_gain": self.input_gain, "name": self.name}
+        if self.arithmetic != "product":
+            options["arithmetic"] = self.arithmetic
+        return options
 
 
 class SpikingAvgPool(Layer):

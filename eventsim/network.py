@@ -42,6 +42,7 @@ from eventsim.events import FLOAT_DTYPES, Events
 from eventsim.layout import as3, to_c_order
 from eventsim.norm import NormStatistics, affine, batch_statistics, in_lockstep
 from eventsim.layers import (
+    ARITHMETIC,
     LIF,
     AvgPool,
     Conv2d,
@@ -57,8 +58,8 @@ from eventsim.layers import (
     SumPool,
     Synapse,
     Weighted,
-    check_finite,
 )
+from eventsim.finite import check_finite
 
 RECORDS = ("counts", "traces", "spikes", "potentials", "currents")
 #: The records that keep a value per neuron and step, O(T x neurons).
@@ -104,6 +105,27 @@ def _zeroed(shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
     return buf[:size].reshape(shape)
 
 
+def _overflow(owner: Layer, what: str, step: int, sample: "_Sample", dtype: np.dtype) -> LayerError:
+    """The error of a run that computed inf or NaN: which layer, which step, and what to do."""
+    return LayerError(owner, f"{what} is not finite (inf or NaN) at step {step} of sample {sample.number}: "
+                             f"the sum overflows {dtype}; make the weights or inputs smaller, "
+                             "or run the network in float64")
+
+
+def _check_values(owner: Layer, sample: "_Sample", out: Window, dtype: np.dtype) -> None:
+    """Raise :func:`_overflow` at the first step of a window whose emitted values are not finite.
+
+    One vectorised pass over the events a stage emitted: for the stages
+    whose values are not spikes (currents passed on, dropout-scaled values).
+    """
+    indptr, _, value = out
+    finite = np.isfinite(value)
+    if not finite.all():
+        first = int(np.argmin(finite))
+        step = sample.window_start + int(np.searchsorted(indptr, first, side="right")) - 1
+        raise _overflow(owner, "an output value", step, sample, dtype)
+
+
 def _released(cur: np.ndarray, cleared: bool) -> None:
     """Hand a window buffer from :func:`_zeroed` back; zero it first unless the kernel ``cleared`` it."""
     if not cleared:
@@ -118,6 +140,7 @@ class _Sample:
 
     window_start: int = 0
     batch: int = 1
+    number: int = 0  # the sample's index in the batch
     v: dict = field(default_factory=dict)
     fired: dict = field(default_factory=dict)  # previous step's spikes of neurons with a delayed reset
     totals: dict = field(default_factory=dict)
@@ -184,6 +207,7 @@ class _Stage:
     """Turns input event windows into an output event window for one sample."""
 
     name: str  # the layer whose output this stage produces
+    owner: Layer  # the layer an error of this stage names
     shape: tuple[int, ...]  # output shape
     channel_last = False  # layout of the per-neuron arrays the stage keeps
 
@@ -222,7 +246,8 @@ class _NeuronStage(_Stage):
 
     channel_last = True
 
-    def __init__(self, ops: list[_Op], neuron: LIF, name: str, shape, dtype: np.dtype, train: bool = False) -> None:
+    def __init__(self, ops: list[_Op], neuron: LIF, name: str, shape, dtype: np.dtype, train: bool = False,
+                 owner: Layer | None = None) -> None:
         self.ops, self.name, self.shape, self.dtype = ops, name, tuple(shape), dtype
         self.norm = neuron.norm
         self.batch_norm = self.norm is not None and train  # statistics of the batch, else the running ones
@@ -233,13 +258,14 @@ class _NeuronStage(_Stage):
                     check_finite(self.norm, what, arr)
             if not self.batch_norm:
                 self.affine = affine(self.norm.scale, self.norm.shift, self.norm.running_mean,
-                                     self.norm.running_var, self.norm.eps, dtype)
-        self.theta = neuron.thresholds(as3(shape)).astype(dtype)
-        self.leak = dtype.type(neuron.leak)
+                                     self.norm.running_var, self.norm.eps, dtype, self.norm)
+        self.owner = owner or neuron
+        constants = neuron.constants(as3(shape), dtype, self.owner)
+        self.theta, self.leak, self.v_reset = constants.theta, constants.leak, constants.v_reset
+        self.gain = constants.gain
+        self.form, self.divisor = ARITHMETIC.index(constants.arithmetic), constants.divisor
         self.soft = neuron.reset == "soft"
-        self.v_reset = dtype.type(neuron.v_reset)
         self.strict = neuron.strict
-        self.gain = dtype.type(neuron.input_gain)
         self.delayed = neuron.reset_delayed
         self.readout = isinstance(neuron, Readout)
 
@@ -266,10 +292,15 @@ class _NeuronStage(_Stage):
             yield from self._normalise(sample, cur)
         # The potentials are read back only when recorded or read out.
         keep = self.readout or self.name in sample.potentials
-        indptr, index = kernels.lif_window(
-            sample.v[self.name], cur, self.theta, self.leak, self.soft, self.v_reset, self.strict,
-            sample.totals[self.name], sample.traces[self.name], self.gain, sample.fired.get(self.name), not keep,
+        v, fired = sample.v[self.name], sample.fired.get(self.name)
+        before = (v.copy(), None if fired is None else fired.copy())  # where an overflow's step is looked for
+        indptr, index, overflow = kernels.lif_window(
+            v, cur, self.theta, self.leak, self.soft, self.v_reset, self.strict,
+            sample.totals[self.name], sample.traces[self.name], self.gain, fired, not keep, self.form, self.divisor,
         )
+        if overflow:  # the buffer stays out of the pool, dirty (see _zeroed)
+            step = t0 + self._first_overflow(sample, xs, *before)
+            raise _overflow(self.owner, "a potential", step, sample, self.dtype)
         if self.name in sample.potentials:
             sample.potentials[self.name][t0 : t0 + steps] = to_c_order(cur, self.shape).reshape(steps, -1)
         if self.readout:
@@ -288,14 +319,38 @@ class _NeuronStage(_Stage):
             count = sample.batch * cur.shape[1] // channels * (1 if self.norm.stats == "batch" else steps)
             mean, var = yield from batch_statistics(cur, self.norm, count)
             sample.norm_stats[self.name] = (mean, var, count)
-            k, c = affine(self.norm.scale, self.norm.shift, mean, var, self.norm.eps, self.dtype)
+        self._apply_norm(sample, cur)
+
+    def _apply_norm(self, sample: _Sample, cur: np.ndarray) -> None:
+        """``I' = k * I + c`` in place, with the batch's statistics once :meth:`_normalise` has met the batch."""
+        if self.batch_norm:
+            mean, var, _ = sample.norm_stats[self.name]
+            k, c = affine(self.norm.scale, self.norm.shift, mean, var, self.norm.eps, self.dtype, self.norm)
         else:
             k, c = self.affine
-        per_position = cur.reshape(steps, -1, channels)
+        per_position = cur.reshape(cur.shape[0], -1, self.norm.channels)
         if k.ndim == 2:  # one (k, c) per step
             k, c = k[:, None, :], c[:, None, :]
         np.multiply(per_position, k, out=per_position)
         np.add(per_position, c, out=per_position)
+
+    def _first_overflow(self, sample: _Sample, xs: tuple[Window, ...], v: np.ndarray, fired: np.ndarray | None) -> int:
+        """The first step of a window at which lif_window found a potential inf or NaN.
+
+        The kernel tells only that the window overflowed; the window runs
+        again from the state ``(v, fired)`` before it, in a buffer of its own
+        that keeps every step's potentials, and the first step with one that
+        is not finite is the answer. Only a run about to fail pays for this.
+        """
+        cur = np.zeros((xs[0][0].shape[0] - 1, prod(self.shape)), self.dtype)
+        for op, x in zip(self.ops, xs):
+            op.scatter(cur, x)
+        if self.norm is not None:
+            self._apply_norm(sample, cur)
+        counts, traces = np.zeros_like(v), np.zeros_like(v)  # not the sample's: the run fails anyway
+        kernels.lif_window(v, cur, self.theta, self.leak, self.soft, self.v_reset, self.strict,
+                           counts, traces, self.gain, fired, False, self.form, self.divisor)
+        return int(np.argmin(np.isfinite(cur).all(axis=1)))
 
 
 class _PassStage(_Stage):
@@ -305,6 +360,7 @@ class _PassStage(_Stage):
 
     def __init__(self, op: _Op, shape, dtype: np.dtype) -> None:
         self.op, self.name, self.shape, self.dtype = op, op.name, tuple(shape), dtype
+        self.owner = op.layer
 
     def counted_ops(self) -> list[tuple[str, str]]:
         return [(self.op.name, self.op.counter)]
@@ -314,6 +370,7 @@ class _PassStage(_Stage):
         self._count(sample, self.op.name, self.op.scatter(cur, x))
         out = kernels.currents_to_events(cur, self.op.out3[0], sample.totals[self.name])
         _released(cur, cleared=False)
+        _check_values(self.owner, sample, out, self.dtype)
         return self._emitted(sample, out)
 
 
@@ -322,6 +379,7 @@ class _MaxPoolStage(_Stage):
 
     def __init__(self, layer: MaxPool, in_shape, shape, dtype: np.dtype) -> None:
         self.layer, self.name, self.shape, self.dtype = layer, layer.name, tuple(shape), dtype
+        self.owner = layer
         self.in3, self.out3 = as3(in_shape), as3(shape)
 
     def counted_ops(self) -> list[tuple[str, str]]:
@@ -341,6 +399,7 @@ class _DropoutStage(_Stage):
 
     def __init__(self, layer: Dropout, shape, dtype: np.dtype) -> None:
         self.layer, self.name, self.shape, self.dtype = layer, layer.name, tuple(shape), dtype
+        self.owner = layer
         self.scale = dtype.type(layer.scale)
 
     def apply(self, sample: _Sample, x: Window) -> Window:
@@ -350,6 +409,7 @@ class _DropoutStage(_Stage):
             out = (indptr - indptr[0], index[indptr[0] : indptr[-1]], value[indptr[0] : indptr[-1]])
         else:
             out = kernels.dropout_events(*x, keep, self.scale)
+            _check_values(self.owner, sample, out, self.dtype)
         np.add.at(sample.totals[self.name], out[1], out[2])
         return self._emitted(sample, out)
 
@@ -585,7 +645,7 @@ class Network:
                 stages.append(_NeuronStage([op], layer, layer.name, out_shape, dtype, train))
             elif isinstance(layer, SpikingAvgPool):
                 op = _Op(layer.pool, in_shape, out_shape, dtype, name=layer.name)
-                stages.append(_NeuronStage([op], layer.neuron, layer.name, out_shape, dtype))
+                stages.append(_NeuronStage([op], layer.neuron, layer.name, out_shape, dtype, owner=layer))
             elif isinstance(layer, Dropout):
                 stages.append(_DropoutStage(layer, out_shape, dtype))
             elif isinstance(layer, Residual):
@@ -731,7 +791,7 @@ class Network:
     def _run_sample(self, stages, events: Events, b: int, record, window: int, per_step, per_neuron, keep,
                     norm_currents) -> Generator[np.ndarray, np.ndarray, _Sample]:
         steps = events.steps
-        sample = _Sample(batch=events.batch)
+        sample = _Sample(batch=events.batch, number=b)
         for what, arrays in per_step.items():
             setattr(sample, what, {name: arr[b].reshape(steps, -1) for name, arr in arrays.items()})
         sample.currents.update({name: arr[b].reshape(steps, -1) for name, arr in norm_currents.items()})
@@ -748,7 +808,14 @@ class Network:
         for key, arrays in per_neuron.items():
             for stage in _leaves(stages):
                 if stage.name in arrays:
-                    arrays[stage.name][b] = _in_c_order(getattr(sample, key)[stage.name], stage)
+                    values = getattr(sample, key)[stage.name]
+                    # Spike counts and traces are at most T; summed values passed on may overflow.
+                    if not np.isfinite(values).all():
+                        raise LayerError(stage.owner, f"the summed output values (counts) of sample {b} are not "
+                                                      f"finite: their sum over the {steps} steps overflows "
+                                                      f"{self.dtype}; make the weights or inputs smaller, "
+                                                      "or run the network in float64")
+                    arrays[stage.name][b] = _in_c_order(values, stage)
         return sample
 
     def _collect(self, stages, samples: list[_Sample], record, keep, steps) -> RunResult:

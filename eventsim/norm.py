@@ -49,6 +49,7 @@ from typing import Any, Generator, Sequence
 import numpy as np
 
 from eventsim.errors import LayerError, OptionError, check_choice
+from eventsim.finite import in_dtype
 from eventsim.threads import ordered_map
 
 #: How a training run takes the statistics: over batch x time x positions, or per step over batch x positions.
@@ -190,15 +191,18 @@ class NormStatistics:
 
 
 def affine(scale: np.ndarray, shift: np.ndarray, mean: np.ndarray, var: np.ndarray, eps: float,
-           dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+           dtype: np.dtype, owner: object) -> tuple[np.ndarray, np.ndarray]:
     """``k = a / sqrt(var + eps)`` and ``c = b - mean * k`` in float64, each rounded once to ``dtype``.
 
     ``mean`` and ``var`` may carry a leading step axis ("batch" statistics);
-    the results broadcast like them.
+    the results broadcast like them. A k or c that is finite in float64 but
+    not in ``dtype`` (a large scale over a tiny variance) raises
+    :class:`LayerError` naming ``owner``, the norm (eventsim.finite).
     """
     k = np.asarray(scale, np.float64) / np.sqrt(np.asarray(var, np.float64) + eps)
     c = np.asarray(shift, np.float64) - np.asarray(mean, np.float64) * k
-    return k.astype(dtype), c.astype(dtype)
+    return (in_dtype(owner, "factor k = scale / sqrt(var + eps)", k, dtype),
+            in_dtype(owner, "offset c = shift - mean * k", c, dtype))
 
 
 def channel_sums(values: np.ndarray, channels: int, per_step: bool) -> np.ndarray:
@@ -355,7 +359,7 @@ def fold_norms(network: Any) -> Any:
             synapse.bias = (k * bias + (0 if c is None else c)).astype(dtype)
 
     def factors(norm: CurrentNorm) -> tuple[np.ndarray, np.ndarray]:
-        k, c = affine(norm.scale, norm.shift, norm.running_mean, norm.running_var, norm.eps, dtype)
+        k, c = affine(norm.scale, norm.shift, norm.running_mean, norm.running_var, norm.eps, dtype, norm)
         return k.astype(np.float64), c.astype(np.float64)
 
     def weighted(synapse: Any, neuron: Any) -> Any:

@@ -28,6 +28,7 @@ from eventsim.network import Network, RunResult
 from eventsim.kernels import reverse_recursion
 from eventsim.layout import to_channel_last
 from eventsim.learning.backprop import Backprop, Frames, channel_last_into, neuron_thresholds, scratch
+from eventsim.learning.parameters import _entries
 from eventsim.learning.surrogates import StraightThrough, Surrogate, surrogate_from_config
 from eventsim.norm import in_lockstep, refuse_norms
 
@@ -94,7 +95,7 @@ class Rule:
         total = None
         for backprop in in_lockstep(sample_backward(b) for b in range(result.batch)):
             total = backprop if total is None else total.add(backprop)
-        return total.finish()
+        return _finite(network, total.finish())
 
     def config(self) -> dict:
         """JSON-ready description; :func:`rule_from_config` inverts it."""
@@ -132,6 +133,22 @@ class Rule:
         if not np.all(np.isfinite(grad_output)):
             raise OptionError("grad_output is not finite")
         return grad_output.astype(network.dtype, copy=False)
+
+
+def _finite(network: Network, grads: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``grads``, unless one is inf or NaN: then LayerError naming its layer and parameter.
+
+    A forward pass whose potentials stayed finite can still overflow backward
+    (a weight near the dtype's maximum times a surrogate derivative); an
+    optimizer step with that gradient would write inf into the weights.
+    """
+    owners = _entries(network, running=False)
+    for key, grad in grads.items():
+        if not np.isfinite(grad).all():
+            owner, what, _ = owners[key]
+            raise LayerError(owner, f"the gradient of its {what} is not finite (inf or NaN): the backward pass "
+                                    f"overflows {network.dtype}; make the weights smaller, or run the network in float64")
+    return grads
 
 
 def leak_correction(gamma: np.ndarray, trace: np.ndarray, leak: float) -> np.ndarray:

@@ -6,32 +6,42 @@ atomically after every epoch), ``metrics.jsonl`` (one line per epoch) and,
 when training ends, ``report.json`` (:mod:`eventsim.learning.report` on the
 test split). A job is plain data, so a run can be resumed, evaluated or
 plotted from its folder alone.
+
+Files read back from a folder (``job.json``, ``prepared.json``) are checked
+like command-line options, since a run folder may come from anyone; a
+folder is written by one process at a time (:mod:`eventsim.lock`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Sequence, TextIO
+from typing import Iterator, Sequence, TextIO
 
 import numpy as np
 
 from eventsim.datasets import NMNIST, load_mnist
 from eventsim.datasets.mnist import ENCODINGS, CodedImages
-from eventsim.atomic import write_text
-from eventsim.errors import CheckpointError, OptionError, check_choice
+from eventsim.encoders.binning import VALUES as BINNINGS
+from eventsim.encoders.inputs import is_number
+from eventsim.layers import Readout
+from eventsim.atomic import remove_temp_files, write_text
+from eventsim.lock import run_folder_lock
+from eventsim.errors import CheckpointError, LayerError, OptionError, check_choice
 from eventsim.network import Network
 from eventsim.learning.checkpoint import load_checkpoint
-from eventsim.learning.losses import loss_from_config
-from eventsim.learning.optimizers import optimizer_from_config
+from eventsim.learning.losses import LOSSES, loss_from_config
+from eventsim.learning.optimizers import OPTIMIZERS, optimizer_from_config
 from eventsim.learning.parameters import load_parameters, load_statistics
 from eventsim.learning.report import evaluation_report
-from eventsim.learning.rules import rule_from_config
+from eventsim.learning.rules import RULES, rule_from_config
 from eventsim.learning.schedules import Constant, MultiStep
-from eventsim.learning.surrogates import surrogate_from_config
+from eventsim.learning.surrogates import SURROGATES, surrogate_from_config
 from eventsim.learning.calibration import scale_to_unit_currents, spiking_layers, thresholds_at_max_current
 from eventsim.learning.trainer import Trainer, batch_of
 from eventsim.learning.zoo import build_model, model_config
@@ -44,6 +54,9 @@ CALIBRATIONS = ("none", "unit-currents", "max-current")
 NORMS = ("none", "batch_time", "batch")  #: input-current batch norm of every spiking layer (statistics axes)
 JOB, CHECKPOINT, METRICS, REPORT = "job.json", "checkpoint.h5", "metrics.jsonl", "report.json"
 PREPARED = "prepared.json"
+ANN, CONVERSION = "ann.h5", "conversion.json"  #: what ``convert`` writes into its folder
+#: Every file eventsim writes into a run folder (``report-<split>.json`` by ``eval``).
+RUN_FILES = (JOB, CHECKPOINT, METRICS, REPORT, PREPARED, "report-train.json", "report-test.json", ANN, CONVERSION)
 #: Settings that depend on the dataset when not given (measured: see the README).
 DATASET_DEFAULTS = {
     "nmnist": {"steps": 30, "epochs": 12, "milestones": [10]},
@@ -85,6 +98,13 @@ class Job:
     folder (``prepared.json``). ``on_count`` is the target spike count of
     the "spike_count_mse" loss; ``eval_each_epoch`` evaluates the whole test
     split after every epoch (always done for test sets up to 1,000 samples).
+    ``checkpoint_every`` (0: at the end of every epoch only) also writes the
+    checkpoint every this many optimizer steps inside an epoch, so a long
+    epoch interrupted loses at most that many steps.
+
+    Every field is checked for its type and range when the job is made
+    (from the command line, Python or ``job.json``): :class:`OptionError`
+    names the field. :meth:`check_fit` checks how the fields fit together.
     """
 
     dataset: str = "nmnist"
@@ -117,9 +137,17 @@ class Job:
     on_count: float | None = None
     eval_each_epoch: bool = False
     norm: str = "none"
+    checkpoint_every: int = 0
 
     def __post_init__(self) -> None:
+        self._check_fields()
         check_choice("dataset", self.dataset, DATASETS)
+        model_config(self.model)
+        check_choice("rule", self.rule, tuple(RULES))
+        check_choice("surrogate", self.surrogate, tuple(SURROGATES))
+        check_choice("loss", self.loss, tuple(LOSSES))
+        check_choice("optimizer", self.optimizer, tuple(OPTIMIZERS))
+        check_choice("binning", self.binning, BINNINGS)
         check_choice("encoding", self.encoding, ENCODINGS)
         check_choice("calibrate", self.calibrate, CALIBRATIONS)
         check_choice("norm", self.norm, NORMS)
@@ -131,14 +159,52 @@ class Job:
             raise OptionError(f"slope and tune_slope set the surrogate of the bptt rule, not of {self.rule!r}")
         if self.loss == "spike_count_mse" and self.on_count is None:
             raise OptionError("loss spike_count_mse needs on_count, the target spike count of the label's neuron")
-        if int(self.calibration_samples) < 1:
-            raise OptionError(f"calibration_samples must be a positive integer, got {self.calibration_samples!r}")
         for what, default in DATASET_DEFAULTS[self.dataset].items():
             if getattr(self, what) is None:
                 setattr(self, what, default)
-        for what in ("steps", "batch_size", "epochs"):
-            if int(getattr(self, what)) < 1:
-                raise OptionError(f"{what} must be a positive integer, got {getattr(self, what)!r}")
+
+    def _check_fields(self) -> None:
+        """Refuse a field of the wrong type or range, whether it came from the command line, Python or job.json.
+
+        Numbers are stored as Python ints and floats, so that the job stays
+        JSON-ready (a NumPy scalar is not) and compares equal to its saved copy.
+        """
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in _COUNTS:
+                setattr(self, f.name, _count(f.name, value, _COUNTS[f.name], none=f.default is None))
+            elif f.name in _NUMBERS:
+                setattr(self, f.name, _number(f.name, value, *_NUMBERS[f.name], none=f.default is None))
+            elif isinstance(f.default, bool):
+                if not isinstance(value, (bool, np.bool_)):
+                    raise OptionError(f"{f.name} must be true or false, got {_shown(value)}")
+                setattr(self, f.name, bool(value))
+            elif isinstance(f.default, str) and not isinstance(value, str):
+                raise OptionError(f"{f.name} must be a name (a string), got {_shown(value)}")
+        if self.milestones is not None:
+            if not isinstance(self.milestones, (list, tuple)):
+                raise OptionError(f"milestones must be a list of epochs, got {_shown(self.milestones)}")
+            self.milestones = [_count("milestones", m, 1) for m in self.milestones]
+
+    def check_fit(self) -> None:
+        """Build the job's network, rule, loss, optimizer and schedule once, refusing what does not fit.
+
+        Every option a run could fail on is refused here, before any data is
+        read or anything is written (a loss that reads spike counts for a
+        model that ends in a readout, a model that cannot take the dataset's
+        input, a learning rate the optimizer refuses, ...).
+        """
+        network = self.network(rng=None)
+        self.rule_object()
+        self.optimizer_object()
+        self.schedule()
+        reads = self.loss_object().reads
+        ends_in_readout = isinstance(network.layers[-1], Readout)
+        if (reads == "readout") != ends_in_readout:
+            fitting = ", ".join(name for name, cls in LOSSES.items() if (cls.reads == "readout") == ends_in_readout)
+            end = "a readout layer" if ends_in_readout else "spiking neurons"
+            raise OptionError(f"loss {self.loss!r} does not fit model {self.model!r}, which ends in {end}; "
+                              f"losses that fit it: {fitting}")
 
     def surrogate_object(self):
         """The bptt rule's surrogate, with ``slope`` applied."""
@@ -185,11 +251,58 @@ class Job:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Job":
+        if not isinstance(d, dict):
+            raise OptionError(f"a job is an object of fields, got {type(d).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise OptionError(f"unknown job fields {unknown}; known: {sorted(known)}")
+            raise OptionError(f"unknown job fields {_shown(unknown)}; known: {sorted(known)}")
         return cls(**d)
+
+
+#: Integer fields of a job and their least value (limits: 0 means all samples).
+_COUNTS = {"steps": 1, "batch_size": 1, "epochs": 1, "seed": 0, "train_limit": 0, "test_limit": 0,
+           "calibration_samples": 1, "checkpoint_every": 0}
+#: Number fields of a job: (least value, whether it is excluded, greatest value).
+_NUMBERS = {"lr": (0.0, True, math.inf), "weight_decay": (0.0, False, math.inf), "lr_factor": (0.0, True, math.inf),
+            "rate_scale": (0.0, True, math.inf), "tau": (0.0, True, math.inf), "leak": (0.0, False, 1.0),
+            "width": (0.0, True, math.inf), "dropout": (0.0, False, 1.0), "slope": (0.0, True, math.inf),
+            "on_count": (0.0, False, math.inf)}
+
+
+#: Counts go into NumPy arrays and indices, which hold int64.
+_MAX_COUNT = 2**63 - 1
+
+
+def _count(what: str, value: object, least: int, *, none: bool = False) -> int | None:
+    """``value`` as an int from ``least`` to int64's largest (None passes where ``none``); bools and floats are refused."""
+    if value is None and none:
+        return None
+    if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)) or value < least:
+        raise OptionError(f"{what} must be an integer >= {least}, got {_shown(value)}")
+    if value > _MAX_COUNT:
+        raise OptionError(f"{what} must be below 2**63, got {_shown(value)}")
+    return int(value)
+
+
+def _number(what: str, value: object, least: float, open_: bool, most: float, *, none: bool = False) -> float | None:
+    """``value`` as a finite float in its range (None passes where ``none``)."""
+    if value is None and none:
+        return None
+    try:
+        number = float(value) if is_number(value) else math.nan
+    except OverflowError:  # an integer beyond the float range (JSON allows any)
+        number = math.nan
+    if not (math.isfinite(number) and (number > least if open_ else number >= least) and number <= most):
+        bound = f"{'>' if open_ else '>='} {least:g}" + ("" if math.isinf(most) else f" and <= {most:g}")
+        raise OptionError(f"{what} must be a finite number {bound}, got {_shown(value)}")
+    return number
+
+
+def _shown(value: object) -> str:
+    """``repr(value)``, cut short: a file may hold a 10,000-digit number, and an error message is one line."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def interleaved_classes(labels: np.ndarray, count: int) -> np.ndarray:
@@ -216,20 +329,85 @@ class Subset(Sequence):
         return self.data[int(self.indices[i])]
 
 
+@contextmanager
+def _writing(folder: Path) -> Iterator[None]:
+    """Hold the lock of the run folder ``folder`` while the block writes it.
+
+    Under the lock no other process writes the run's files, so the temporary
+    files of writes to them that a kill cut short (SIGKILL, power loss) are
+    dead: they are removed first, and do not pile up over resumes.
+    """
+    with run_folder_lock(folder):
+        remove_temp_files(folder, RUN_FILES)
+        yield
+
+
 def _write_json(path: Path, obj: object) -> None:
     write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
 def read_prepared(folder: str | os.PathLike) -> dict:
-    """What the preparation of a run found (``prepared.json``), or nothing."""
+    """What the preparation of a run found (``prepared.json``), or nothing.
+
+    Checked like a job: an object with known fields only, positive finite
+    thresholds and scales by layer name, a surrogate its registry builds;
+    anything else is a :class:`CheckpointError` naming the file and the field.
+    """
     path = Path(folder) / PREPARED
-    return json.loads(path.read_text()) if path.exists() else {}
+    if not path.exists():
+        return {}
+    found = _read_json(path, "a preparation file")
+    try:
+        _check_prepared(found)
+    except OptionError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    return found
 
 
-def _apply_thresholds(network: Network, thresholds: dict) -> None:
-    for name, neuron, _ in spiking_layers(network, pools=False):
-        if name in thresholds:
-            neuron.threshold = thresholds[name]
+def _read_json(path: Path, what: str) -> object:
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:  # invalid JSON or invalid UTF-8
+        raise CheckpointError(f"{path}: not {what} (not JSON: {exc})") from None
+    except RecursionError:  # json parses nested arrays and objects recursively
+        raise CheckpointError(f"{path}: not {what} (JSON nested too deeply)") from None
+
+
+_PREPARED_FIELDS = ("calibration_samples", "scales", "thresholds", "surrogate", "slope_tuning")
+
+
+def _check_prepared(found: object) -> None:
+    if not isinstance(found, dict):
+        raise OptionError(f"must hold an object of fields, got {type(found).__name__}")
+    unknown = sorted(set(found) - set(_PREPARED_FIELDS))
+    if unknown:
+        raise OptionError(f"unknown fields {_shown(unknown)}; known: {list(_PREPARED_FIELDS)}")
+    if "calibration_samples" in found:
+        _count("calibration_samples", found["calibration_samples"], 1)
+    for what in ("scales", "thresholds"):
+        by_layer = found.get(what, {})
+        if not isinstance(by_layer, dict):
+            raise OptionError(f"{what} must be an object of numbers by layer name, got {_shown(by_layer)}")
+        for name, value in by_layer.items():
+            _number(f"{what}[{_shown(name)}]", value, 0.0, True, math.inf)
+    if "surrogate" in found:
+        if not isinstance(found["surrogate"], dict):
+            raise OptionError(f"surrogate must be an object (a surrogate's config), got {_shown(found['surrogate'])}")
+        surrogate_from_config(found["surrogate"])
+    if not isinstance(found.get("slope_tuning", {}), dict):
+        raise OptionError(f"slope_tuning must be an object, got {_shown(found['slope_tuning'])}")
+
+
+def _apply_thresholds(network: Network, prepared: dict, folder: Path) -> None:
+    """Set the thresholds ``prepared.json`` found; each must name a spiking layer of ``network``."""
+    thresholds = prepared.get("thresholds", {})
+    neurons = {name: neuron for name, neuron, _ in spiking_layers(network, pools=False)}
+    unknown = sorted(set(thresholds) - set(neurons))
+    if unknown:
+        raise CheckpointError(f"{folder / PREPARED}: thresholds for layers {unknown} the model does not have; "
+                              f"its spiking layers: {sorted(neurons)}")
+    for name, theta in thresholds.items():
+        neurons[name].threshold = theta
 
 
 def make_trainer(job: Job, out: Path, progress: TextIO | None) -> Trainer:
@@ -240,11 +418,12 @@ def make_trainer(job: Job, out: Path, progress: TextIO | None) -> Trainer:
     """
     network = job.network(np.random.default_rng(job.seed))
     prepared = read_prepared(out)
-    _apply_thresholds(network, prepared.get("thresholds", {}))
+    _apply_thresholds(network, prepared, out)
     return Trainer(
         network, rule=job.rule_object(prepared.get("surrogate")), loss=job.loss_object(),
         optimizer=job.optimizer_object(), schedule=job.schedule(), batch_size=job.batch_size, epochs=job.epochs,
-        seed=job.seed, checkpoint=out / CHECKPOINT, log=out / METRICS, progress=progress,
+        seed=job.seed, checkpoint=out / CHECKPOINT, checkpoint_every=job.checkpoint_every or None, log=out / METRICS,
+        progress=progress,
     )
 
 
@@ -275,31 +454,31 @@ def prepare(job: Job, trainer: Trainer, train_data, progress: TextIO | str | Non
 
 
 def saved_job(folder: str | os.PathLike) -> Job | None:
-    """The job of the run folder ``folder``, or None when it holds no run."""
+    """The job of the run folder ``folder``, or None when it holds no run.
+
+    ``job.json`` is checked like command-line options, fields and fit
+    (:meth:`Job.check_fit`); a bad one is a :class:`CheckpointError` naming
+    the file and the field.
+    """
     path = Path(folder) / JOB
     if not path.exists():
         return None
     try:
-        return Job.from_dict(json.loads(path.read_text()))
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path}: not a job file ({exc})") from None
+        job = Job.from_dict(_read_json(path, "a job file"))
+        job.check_fit()
+    except (OptionError, LayerError) as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    return job
 
 
 # Fields a resumed run may change. The schedule's two are checked against the
 # checkpoint by Trainer.resume: the epochs already begun must keep their rates.
-RESUMABLE = ("epochs", "milestones", "lr_factor")
+# How often a checkpoint is written changes no number of the run.
+RESUMABLE = ("epochs", "milestones", "lr_factor", "checkpoint_every")
 
 
-def train(job: Job, out: str | os.PathLike, *, data: str | os.PathLike | None = None, resume: bool = False,
-          progress: TextIO | str | None = "stderr") -> dict:
-    """Train ``job`` in the run folder ``out`` (or continue it), evaluate on the test split, write the report.
-
-    Returns the report. A folder that already holds a run is continued with
-    ``resume=True`` (the job must be the same apart from ``epochs`` and
-    milestones after the epochs already trained) and refused otherwise, so
-    nothing a user saved is overwritten.
-    """
-    out = Path(out)
+def _check_folder(job: Job, out: Path, resume: bool) -> None:
+    """Refuse to start a run in a folder that holds one, or to resume one that holds none."""
     if (out / JOB).exists():
         if not resume:
             raise OptionError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
@@ -310,23 +489,45 @@ def train(job: Job, out: str | os.PathLike, *, data: str | os.PathLike | None = 
                                   f"resume it with the same ones or choose another --out")
     elif resume:
         raise OptionError(f"nothing to resume in {out}: no {JOB}")
-    out.mkdir(parents=True, exist_ok=True)
-    trainer = make_trainer(job, out, progress)
-    if resume and (out / CHECKPOINT).exists():
-        trainer.resume()
-    _write_json(out / JOB, asdict(job))  # only once the checkpoint has accepted it
-    train_data = job.data("train", data, progress)
-    test_data = job.data("test", data, progress)
-    if (job.calibrate != "none" or job.tune_slope) and not (out / PREPARED).exists():
-        _write_json(out / PREPARED, prepare(job, trainer, train_data, progress))
-        trainer.save()  # the calibrated weights, so a resume starts from them
-    # Per-epoch evaluation on small test sets (the N-MNIST subset); a large one is evaluated once, at the end.
-    each_epoch = job.eval_each_epoch or len(test_data) <= EVAL_EVERY_EPOCH_UP_TO
-    trainer.fit(train_data, eval_data=test_data if each_epoch else None)
-    report = evaluation_report(trainer.network, test_data, trainer.loss, batch_size=job.batch_size)
-    report.update(job=asdict(job), split="test", epochs=trainer.epoch,
-                  train_seconds=sum(h["seconds"] for h in trainer.history))
-    _write_json(out / REPORT, report)
+
+
+def train(job: Job, out: str | os.PathLike, *, data: str | os.PathLike | None = None, resume: bool = False,
+          progress: TextIO | str | None = "stderr") -> dict:
+    """Train ``job`` in the run folder ``out`` (or continue it), evaluate on the test split, write the report.
+
+    Returns the report. A folder that already holds a run is continued with
+    ``resume=True`` (the job must be the same apart from ``epochs``,
+    milestones after the epochs already trained and ``checkpoint_every``)
+    and refused otherwise, so nothing a user saved is overwritten.
+
+    Every option is checked before the folder is created, and the data is
+    found before ``job.json`` is written, so a refused first command leaves
+    no run behind that the corrected one would be refused for. The folder is
+    locked (:mod:`eventsim.lock`) from before anything is written to it
+    until the report is: a second process writing it gets
+    :class:`RunLockError`.
+    """
+    out = Path(out)
+    job.check_fit()
+    _check_folder(job, out, resume)  # before the lock creates the folder, so a refused command leaves none
+    with _writing(out):
+        _check_folder(job, out, resume)  # again: another process may have started a run here meanwhile
+        train_data = job.data("train", data, progress)
+        test_data = job.data("test", data, progress)
+        trainer = make_trainer(job, out, progress)
+        if resume and (out / CHECKPOINT).exists():
+            trainer.resume()
+        _write_json(out / JOB, asdict(job))  # only once the data is found and the checkpoint has accepted the job
+        if (job.calibrate != "none" or job.tune_slope) and not (out / PREPARED).exists():
+            _write_json(out / PREPARED, prepare(job, trainer, train_data, progress))
+            trainer.save()  # the calibrated weights, so a resume starts from them
+        # Per-epoch evaluation on small test sets (the N-MNIST subset); a large one is evaluated once, at the end.
+        each_epoch = job.eval_each_epoch or len(test_data) <= EVAL_EVERY_EPOCH_UP_TO
+        trainer.fit(train_data, eval_data=test_data if each_epoch else None)
+        report = evaluation_report(trainer.network, test_data, trainer.loss, batch_size=job.batch_size)
+        report.update(job=asdict(job), split="test", epochs=trainer.epoch,
+                      train_seconds=sum(h["seconds"] for h in trainer.history))
+        _write_json(out / REPORT, report)
     return report
 
 
@@ -371,16 +572,28 @@ def _slope_label(surrogate) -> str:
     return "" if param is None else f"{param} = {getattr(surrogate, param):.4g}"
 
 
-def load_run(path: str | os.PathLike) -> tuple[Job, Network, Path]:
-    """The job and the trained network of a run folder (or of a checkpoint file inside one)."""
+def _run_paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    """The run folder and the checkpoint of ``path``, a run folder or a checkpoint file inside one."""
     path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such run folder or checkpoint")
     folder = path if path.is_dir() else path.parent
-    checkpoint = path if path.is_file() else folder / CHECKPOINT
+    return folder, path if path.is_file() else folder / CHECKPOINT
+
+
+def _run_job(folder: Path) -> Job:
     job = saved_job(folder)
     if job is None:
         raise CheckpointError(f"{folder}: not a run folder (no {JOB}); give the folder eventsim train wrote")
+    return job
+
+
+def load_run(path: str | os.PathLike) -> tuple[Job, Network, Path]:
+    """The job and the trained network of a run folder (or of a checkpoint file inside one)."""
+    folder, checkpoint = _run_paths(path)
+    job = _run_job(folder)
     network = job.network(rng=None)
-    _apply_thresholds(network, read_prepared(folder).get("thresholds", {}))
+    _apply_thresholds(network, read_prepared(folder), folder)
     ckpt = load_checkpoint(checkpoint)
     try:
         load_parameters(network, ckpt.params)
@@ -392,12 +605,19 @@ def load_run(path: str | os.PathLike) -> tuple[Job, Network, Path]:
 
 def evaluate_run(path: str | os.PathLike, *, split: str = "test", data: str | os.PathLike | None = None,
                  progress: TextIO | str | None = "stderr") -> dict:
-    """Report of a run's network on ``split``, also written to ``<run>/report-<split>.json``."""
-    job, network, folder = load_run(path)
-    report = evaluation_report(network, job.data(split, data, progress), job.loss_object(),
-                               batch_size=job.batch_size)
-    report.update(job=asdict(job), split=split)
-    _write_json(folder / f"report-{split}.json", report)
+    """Report of a run's network on ``split``, also written to ``<run>/report-<split>.json``.
+
+    The run folder is locked while it is read and the report written, so the
+    report belongs to one checkpoint, not to one a training replaced midway.
+    """
+    folder, _ = _run_paths(path)
+    _run_job(folder)  # not a run: refused before the lock creates anything in the folder
+    with _writing(folder):
+        job, network, folder = load_run(path)
+        report = evaluation_report(network, job.data(split, data, progress), job.loss_object(),
+                                   batch_size=job.batch_size)
+        report.update(job=asdict(job), split=split)
+        _write_json(folder / f"report-{split}.json", report)
     return report
 
 
@@ -424,48 +644,66 @@ def convert(
     The ANN weights are checkpointed to ``<out>/ann.h5`` after training; a
     second call with the same ``out`` loads them instead of training again.
     Calibration uses the first ``calibration_samples`` training images.
+    Every option is checked before the ANN trains (a latency the sweep would
+    refuse must not cost the training first); ``out`` is locked like a run
+    folder (:mod:`eventsim.lock`).
     """
     from eventsim.learning.ann import ann_accuracy, train_ann
     from eventsim.learning.checkpoint import Checkpoint, save_checkpoint
-    from eventsim.learning.conversion import conversion_sweep
+    from eventsim.learning.conversion import INPUT_MODES, METHODS, conversion_sweep
     from eventsim.learning.optimizers import Adam
     from eventsim.learning.parameters import parameters
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    epochs, batch_size, seed = _count("epochs", epochs, 1), _count("batch_size", batch_size, 1), _count("seed", seed, 0)
+    lr = _number("lr", lr, 0.0, True, math.inf)
+    calibration_samples = _count("calibration_samples", calibration_samples, 1)
+    train_limit, test_limit = _count("train_limit", train_limit, 0), _count("test_limit", test_limit, 0)
+    steps = _listed("steps", steps, lambda what, t: _count(what, t, 1))
+    alphas = _listed("alphas", alphas, lambda what, a: _number(what, a, 0.0, True, 1.0))
+    check_choice("threshold balancing method", method, METHODS)
+    check_choice("input mode", mode, INPUT_MODES)
     network = build_model(model, input="mnist", rng=np.random.default_rng(seed))
-    train_images, train_labels = load_mnist(data, "train")
-    test_images, test_labels = load_mnist(data, "test")
-    if train_limit:
-        keep = interleaved_classes(train_labels, train_limit)
-        train_images, train_labels = train_images[keep], train_labels[keep]
-    if test_limit:
-        keep = interleaved_classes(test_labels, test_limit)
-        test_images, test_labels = test_images[keep], test_labels[keep]
-    x_train = (train_images[:, None] / 255.0).astype(network.dtype)
-    x_test = (test_images[:, None] / 255.0).astype(network.dtype)
-    ann_file = out / "ann.h5"
-    config = {"model": model, "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
-              "train_samples": int(len(train_labels))}
-    history: list = []
-    if ann_file.exists():
-        ckpt = load_checkpoint(ann_file)
-        if ckpt.config != config:
-            raise CheckpointError(f"{ann_file} was trained with {ckpt.config}, not {config}; choose another --out")
-        load_parameters(network, ckpt.params)
-        history = ckpt.history
-    else:
-        history = train_ann(network, x_train, train_labels, epochs=epochs, batch_size=batch_size,
-                            optimizer=Adam(lr), rng=np.random.default_rng(seed), progress=progress)
-        save_checkpoint(ann_file, Checkpoint(
-            params={k: v.copy() for k, v in parameters(network).items()}, optimizer_state={}, rng_state={},
-            epoch=epochs, step=0, config=config, history=history,
-        ))
-    ann_acc = ann_accuracy(network, x_test, test_labels)
-    rows = conversion_sweep(network, x_train[:calibration_samples], x_test, test_labels, steps=list(steps),
-                            alphas=list(alphas), method=method, mode=mode, batch_size=100, seed=seed,
-                            progress=progress)
-    report = {"model": model, "ann": {"accuracy": ann_acc, "history": history, **config},
-              "calibration_samples": calibration_samples, "test_samples": int(len(test_labels)), "sweep": rows}
-    _write_json(out / "conversion.json", report)
+    out = Path(out)
+    with _writing(out):
+        train_images, train_labels = load_mnist(data, "train")
+        test_images, test_labels = load_mnist(data, "test")
+        if train_limit:
+            keep = interleaved_classes(train_labels, train_limit)
+            train_images, train_labels = train_images[keep], train_labels[keep]
+        if test_limit:
+            keep = interleaved_classes(test_labels, test_limit)
+            test_images, test_labels = test_images[keep], test_labels[keep]
+        x_train = (train_images[:, None] / 255.0).astype(network.dtype)
+        x_test = (test_images[:, None] / 255.0).astype(network.dtype)
+        ann_file = out / ANN
+        config = {"model": model, "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
+                  "train_samples": int(len(train_labels))}
+        history: list = []
+        if ann_file.exists():
+            ckpt = load_checkpoint(ann_file)
+            if ckpt.config != config:
+                raise CheckpointError(f"{ann_file} was trained with {ckpt.config}, not {config}; choose another --out")
+            load_parameters(network, ckpt.params)
+            history = ckpt.history
+        else:
+            history = train_ann(network, x_train, train_labels, epochs=epochs, batch_size=batch_size,
+                                optimizer=Adam(lr), rng=np.random.default_rng(seed), progress=progress)
+            save_checkpoint(ann_file, Checkpoint(
+                params={k: v.copy() for k, v in parameters(network).items()}, optimizer_state={}, rng_state={},
+                epoch=epochs, step=0, config=config, history=history,
+            ))
+        ann_acc = ann_accuracy(network, x_test, test_labels)
+        rows = conversion_sweep(network, x_train[:calibration_samples], x_test, test_labels, steps=steps,
+                                alphas=alphas, method=method, mode=mode, batch_size=100, seed=seed,
+                                progress=progress)
+        report = {"model": model, "ann": {"accuracy": ann_acc, "history": history, **config},
+                  "calibration_samples": calibration_samples, "test_samples": int(len(test_labels)), "sweep": rows}
+        _write_json(out / CONVERSION, report)
     return report
+
+
+def _listed(what: str, values: object, check) -> list:
+    """A non-empty sequence of values, each passed through ``check(name, value)``."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+        raise OptionError(f"{what} must be a non-empty list, got {_shown(values)}")
+    return [check(f"{what}[{i}]", v) for i, v in enumerate(values)]

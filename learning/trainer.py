@@ -149,9 +149,10 @@ class Trainer:
         log: str | os.PathLike | None = None,
         progress: TextIO | str | None = "stderr",
     ) -> None:
-        for what, v in (("batch_size", batch_size), ("epochs", epochs)):
-            if not isinstance(v, (int, np.integer)) or v < 1:
-                raise OptionError(f"{what} must be a positive integer, got {v!r}")
+        for what, v, least in (("batch_size", batch_size, 1), ("epochs", epochs, 1), ("seed", seed, 0)):
+            # int() would take "7" or 7.9 as a seed: another run than the one asked for
+            if not isinstance(v, (int, np.integer)) or isinstance(v, (bool, np.bool_)) or v < least:
+                raise OptionError(f"{what} must be an integer >= {least}, got {v!r}")
         if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
             raise OptionError(f"checkpoint_every must be a positive integer, got {checkpoint_every!r}")
         if checkpoint_every is not None and checkpoint is None:

@@ -19,7 +19,9 @@ pytest.importorskip("torch")
 
 import broken_candidates as broken  # noqa: E402
 from eventsim.cli import main  # noqa: E402
-from eventsim.testing import ForwardComparison, GradientComparison, conform, reference_records  # noqa: E402
+from eventsim.testing import (  # noqa: E402
+    BackwardDivergence, ForwardComparison, GradientComparison, conform, reference_records,
+)
 from eventsim.testing.strategies import Features  # noqa: E402
 from eventsim.testing.torch_candidate import TorchCandidate  # noqa: E402
 
@@ -56,6 +58,30 @@ def test_a_forward_defect_is_caught_where_it_acts(defect):
     assert f"seed={failure.case.seed}" in text and "DOES NOT CONFORM" in text
 
 
+#: Linear pools between weighted layers, where a wrong pooling adjoint changes a weight gradient.
+POOLS = Features(layers={"conv", "linear", "sum", "avg", "spiking_avg"}).without("float")
+
+
+@pytest.mark.parametrize("defect, features, examples", [
+    (broken.SteeperSurrogate, DYADIC, 10),
+    (broken.PoolDropsZeroWindows, POOLS, 20),
+    (broken.ResetNotDetached, DYADIC, 15),
+])
+def test_a_backward_defect_is_located_where_it_acts(defect, features, examples):
+    report = conform(defect(), features=features, examples=examples)
+    assert report.kinds[0].ok, str(report)  # the forward pass is untouched
+    failure = report.kinds[2].failure
+    assert failure is not None and isinstance(failure.comparison, GradientComparison), str(report)
+    d = failure.comparison.backward
+    assert isinstance(d, BackwardDivergence), str(report)
+    reference = reference_records(failure.case.network, failure.case.spikes)
+    assert defect.acts_at_backward(d, failure, reference), str(report)
+    text = str(report)
+    assert f"at layer {d.layer!r}" in text and f"step {d.step} of {d.steps}" in text
+    assert f"eventsim {d.reference!r}, candidate {d.candidate!r}" in text
+    assert "first diverging layer from the output" in text and failure.token in text
+
+
 def test_a_wrong_surrogate_slope_is_caught_in_the_gradients():
     report = conform(broken.SteeperSurrogate(), features=DYADIC, examples=10)
     forward, gradients = report.kinds[0], report.kinds[2]
@@ -76,6 +102,19 @@ def test_the_cli_exits_1_on_a_divergence_and_0_when_conforming(capsys, monkeypat
     assert main(["conform", *good]) == 0
     out = capsys.readouterr().out
     assert "CONFORMS" in out and "residual" not in out.split("features:")[1].split("\n")[0]
+
+
+def test_the_cli_replays_a_reported_case(capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(TESTS))
+    report = conform(broken.FiresOnEqual(), features=DYADIC, examples=8, gradients=False)
+    failure = report.failures[0]
+    assert f"eventsim conform --candidate broken_candidates:FiresOnEqual --replay {failure.token}" in str(report)
+    assert main(["conform", "--candidate", "broken_candidates:FiresOnEqual", "--replay", failure.token]) == 1
+    out = capsys.readouterr().out
+    assert all(line in out for line in str(failure.comparison.divergence).splitlines())
+    good = "eventsim.testing.torch_candidate:TorchCandidate"
+    assert main(["conform", "--candidate", good, "--replay", failure.token]) == 0
+    assert "dyadic forward: conforms" in capsys.readouterr().out
 
 
 def test_the_eventsim_command_runs_conform():

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 import eventsim as es
 from eventsim.cli import main
 from eventsim.errors import OptionError
+from eventsim.layers import ARITHMETIC, form_gain
 from eventsim.learning.surrogates import ArcTan, FastSigmoid, Sigmoid, Triangle
 from eventsim.testing.strategies import (
     LAYER_KINDS, LEAK_VALUES, THRESHOLD_VALUES, Features, deep_cases, net_cases,
@@ -46,7 +47,7 @@ def feature_sets(draw) -> Features:
         per_channel=draw(st.booleans()), thresholds=draw(subset(THRESHOLD_VALUES + (3.0,))), leaks=leaks,
         bias=draw(st.booleans()), readout=draw(st.booleans()), input_gain=not euler and draw(st.booleans()),
         euler_gain=euler, reset_delayed=draw(st.booleans()), dtypes=draw(subset({"float32", "float64"})),
-        binary_input=draw(st.booleans()),
+        binary_input=draw(st.booleans()), arithmetic=draw(subset(ARITHMETIC)),
     )
 
 
@@ -70,9 +71,13 @@ def assert_within(case, features: Features) -> None:
 
 def assert_neuron(layer: es.LIF, shape, features: Features) -> None:
     assert layer.leak in features.leaks or (layer.leak == 1.0 and not isinstance(layer, es.Readout)), layer
+    assert layer.arithmetic in features.arithmetic or (layer.arithmetic == "product" and layer.leak == 1.0), layer
+    if layer.arithmetic != "product":  # the form implies its gain and an immediate reset
+        assert layer.input_gain == form_gain(layer.arithmetic, layer.leak) and not layer.reset_delayed, layer
     if isinstance(layer, es.Readout):
         assert features.readout
-        assert layer.input_gain == (1.0 - layer.leak if features.euler_gain else 1.0), layer
+        assert layer.arithmetic != "product" or layer.input_gain == (1.0 - layer.leak if features.euler_gain
+                                                                      else 1.0), layer
         return
     assert ("if" if layer.leak == 1.0 else "lif") in features.neurons or layer.leak in features.leaks, layer
     assert layer.reset in features.resets and (layer.v_reset == 0.0 or features.v_reset), layer
@@ -81,6 +86,8 @@ def assert_neuron(layer: es.LIF, shape, features: Features) -> None:
     theta = np.unique(layer.thresholds(shape))
     assert set(theta) <= set(features.thresholds), layer
     assert len(theta) == 1 or features.per_channel, layer
+    if layer.arithmetic != "product":
+        return
     if features.euler_gain:
         assert layer.input_gain == 1.0 - layer.leak, layer
     elif not features.input_gain:

@@ -13,7 +13,8 @@ They are never called on the hot path. Every function keeps the float dtype
 of its input (float32 or float64).
 
 Modules: :mod:`~eventsim.dense.conv`, :mod:`~eventsim.dense.linear`,
-:mod:`~eventsim.dense.pooling`, :mod:`~eventsim.dense.neurons`,
+:mod:`~eventsim.dense.pooling`, :mod:`~eventsim.dense.neurons` (the neuron
+step in each arithmetic form of docs/semantics.md),
 :mod:`~eventsim.dense.dropout`, :mod:`~eventsim.dense.network` (a whole
 network, step by step) and :mod:`~eventsim.dense.counting` (brute-force
 operation counts).

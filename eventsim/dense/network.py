@@ -29,8 +29,9 @@ from eventsim.dense.linear import linear
 from eventsim.dense.neurons import lif_step
 from eventsim.dense.pooling import avg_pool, max_pool, subsample, sum_pool
 from eventsim.errors import LayerError
+from eventsim.finite import in_dtype
 from eventsim.layers import (
-    LIF, AvgPool, Conv2d, Dropout, Flatten, Identity, Layer, Linear, MaxPool, Readout, Residual,
+    LIF, AvgPool, Conv2d, Dropout, Flatten, Identity, Layer, Linear, MaxPool, NeuronConstants, Readout, Residual,
     SpikingAvgPool, SumPool,
 )
 
@@ -90,7 +91,8 @@ def run_dense(
     step t: synapses (:class:`~eventsim.layers.Conv2d`,
     :class:`~eventsim.layers.Linear`, the pools, :class:`~eventsim.layers.Identity`)
     compute currents with the dense twins; neuron layers apply
-    :func:`~eventsim.dense.neurons.lif_step` to their input as ``I[t]``; a
+    :func:`~eventsim.dense.neurons.lif_step` to their input as ``I[t]``, in
+    the layer's arithmetic form (docs/semantics.md, "Arithmetic forms"); a
     Residual block feeds ``main_last(main(x)) + skip(x)`` to its neuron
     (Lee et al. 2020, Sec. 2.2.2).
 
@@ -151,9 +153,12 @@ def run_dense(
 def _walk(network: NetworkLike, plan: "DensePlan", keep: dict, x: np.ndarray, affines: dict) -> "DenseWalk":
     """One walk over all steps; neuron layers with a norm not in ``affines`` take the raw currents."""
     walk = DenseWalk(plan, keep, x.shape[0], affines)
-    for t in range(x.shape[1]):
-        walk.step = t
-        walk.sequence(network.layers, x[:, t])
+    # An overflow is found after every layer (DenseWalk.layer) and raised as
+    # a LayerError naming it; NumPy's warning would only repeat it.
+    with np.errstate(over="ignore", invalid="ignore"):
+        for t in range(x.shape[1]):
+            walk.step = t
+            walk.sequence(network.layers, x[:, t])
     return walk
 
 
@@ -170,9 +175,10 @@ def _batch_moments(currents: np.ndarray, stats: str) -> tuple[np.ndarray, np.nda
 
 
 def _affine(norm, mean: np.ndarray, var: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """``k = a / sqrt(var + eps)`` and ``c = b - mean * k``, in float64, then in ``dtype``."""
+    """``k = a / sqrt(var + eps)`` and ``c = b - mean * k``, in float64, then in ``dtype`` (which must hold them)."""
     k = norm.scale.astype(np.float64) / np.sqrt(np.asarray(var, np.float64) + norm.eps)
-    return k.astype(dtype), (norm.shift.astype(np.float64) - np.asarray(mean, np.float64) * k).astype(dtype)
+    c = norm.shift.astype(np.float64) - np.asarray(mean, np.float64) * k
+    return in_dtype(norm, "factor k", k, dtype), in_dtype(norm, "offset c", c, dtype)
 
 
 def _check_input(x: np.ndarray, input_shape: tuple[int, ...], dtype: np.dtype) -> None:
@@ -188,17 +194,18 @@ def _check_input(x: np.ndarray, input_shape: tuple[int, ...], dtype: np.dtype) -
 
 
 class DensePlan:
-    """What is fixed for the whole run: shapes, weights and thresholds in the run's dtype.
+    """What is fixed for the whole run: shapes, weights and neuron constants in the run's dtype.
 
     Built by one walk over the layers before the first step, which also
     checks that the shapes fit (each layer's ``output_shape`` raises
-    :class:`~eventsim.errors.LayerError` otherwise).
+    :class:`~eventsim.errors.LayerError` otherwise) and that every parameter
+    is still finite once rounded to the run's dtype (:mod:`eventsim.finite`).
     """
 
     def __init__(self, dtype: np.dtype) -> None:
         self.dtype = dtype
         self.params: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}  # synapse -> (weight, bias)
-        self.neurons: dict[str, tuple[LIF, np.ndarray]] = {}  # neuron name -> (options, per-channel theta)
+        self.neurons: dict[str, tuple[LIF, NeuronConstants]] = {}  # neuron name -> (options, constants)
         self.dropouts: list[tuple[Dropout, tuple[int, ...]]] = []  # network order
         self._names: set[str] = set()
 
@@ -210,7 +217,7 @@ class DensePlan:
                 shape = self._residual(layer, shape)
             elif isinstance(layer, SpikingAvgPool):
                 shape = layer.output_shape(shape)
-                self._neuron(layer.name, layer.neuron, shape)
+                self._neuron(layer.name, layer.neuron, shape, owner=layer)
             elif isinstance(layer, LIF):
                 shape = layer.output_shape(shape)
                 self._neuron(layer.name, layer, shape)
@@ -219,8 +226,8 @@ class DensePlan:
             elif isinstance(layer, (Conv2d, Linear)):
                 if layer.weight is None:
                     raise LayerError(layer, "has no weight")
-                bias = None if layer.bias is None else layer.bias.astype(self.dtype)
-                self.params[layer.name] = (layer.weight.astype(self.dtype), bias)
+                bias = None if layer.bias is None else in_dtype(layer, "bias", layer.bias, self.dtype)
+                self.params[layer.name] = (in_dtype(layer, "weight", layer.weight, self.dtype), bias)
                 shape = layer.output_shape(shape)
             elif isinstance(layer, (AvgPool, SumPool, MaxPool, Identity, Flatten)):
                 shape = layer.output_shape(shape)
@@ -235,9 +242,9 @@ class DensePlan:
             raise LayerError(block, f"main path gives currents of shape {main} but the skip path {skip}")
         return self.add([block.neuron], main)
 
-    def _neuron(self, name: str, neuron: LIF, shape: tuple[int, ...]) -> None:
-        # thresholds() is float64; round once to the run's dtype.
-        self.neurons[name] = (neuron, neuron.thresholds(shape).astype(self.dtype))
+    def _neuron(self, name: str, neuron: LIF, shape: tuple[int, ...], owner: Layer | None = None) -> None:
+        # The options are float64; round once to the run's dtype.
+        self.neurons[name] = (neuron, neuron.constants(shape, self.dtype, owner))
 
     def _name(self, layer: Layer) -> None:
         name = layer.name
@@ -313,6 +320,13 @@ class DenseWalk:
             out = x.reshape(self.batch, -1)
         else:
             out = self.synapse(layer, x)
+        # A sum that overflowed the dtype: a neuron's potential, a current, a dropout-scaled value.
+        if isinstance(layer, (LIF, SpikingAvgPool)):
+            what, values = "a potential", self.potentials[layer.name][-1]
+        else:
+            what, values = "an output value", out
+        if not np.isfinite(values).all():
+            raise _overflow(layer, what, self.step, values)
         self.outputs[layer.name].append(out)
         return out
 
@@ -335,7 +349,7 @@ class DenseWalk:
 
     def neuron(self, name: str, current: np.ndarray) -> np.ndarray:
         """``I[t] -> s[t]`` for the neuron layer ``name``; U[0] = 0, s[0] = no spike."""
-        neuron, theta = self.plan.neurons[name]
+        neuron, constants = self.plan.neurons[name]
         if neuron.norm is not None:
             self.currents[name].append(current)
             if name in self.affines:
@@ -348,11 +362,22 @@ class DenseWalk:
             u_prev, s_prev = self.state[name]
         else:
             u_prev, s_prev = np.zeros_like(current), np.zeros(current.shape, dtype=bool)
+        # The layer's float64 leak and gain, not the rounded constants: the
+        # forms other than "product" derive k and d from the leak in float64
+        # before rounding (docs/semantics.md, "Arithmetic forms"); lif_step
+        # rounds each constant once, as the plan's constants are rounded.
         u, s = lif_step(
-            u_prev, s_prev, current, threshold=theta, leak=neuron.leak,
-            reset=neuron.reset, v_reset=neuron.v_reset, strict=neuron.strict,
-            input_gain=neuron.input_gain, reset_delayed=neuron.reset_delayed,
+            u_prev, s_prev, current, threshold=constants.theta, leak=neuron.leak,
+            reset=neuron.reset, v_reset=constants.v_reset, strict=neuron.strict,
+            input_gain=neuron.input_gain, reset_delayed=neuron.reset_delayed, arithmetic=neuron.arithmetic,
         )
         self.state[name] = (u, s)
         self.potentials[name].append(u)
         return s.astype(self.plan.dtype)
+
+
+def _overflow(layer: Layer, what: str, step: int, values: np.ndarray) -> LayerError:
+    """The error of a step that computed inf or NaN, naming the layer, the step and the first sample."""
+    sample = int(np.argwhere(~np.isfinite(values))[0, 0])
+    return LayerError(layer, f"{what} is not finite (inf or NaN) at step {step} of sample {sample}: the sum "
+                             f"overflows {values.dtype}; make the weights or inputs smaller, or run the network in float64")

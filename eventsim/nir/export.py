@@ -183,6 +183,8 @@ class _Builder:
             layer=kind, leak=layer.leak, input_gain=layer.input_gain, reset=layer.reset, strict=layer.strict,
             reset_delayed=layer.reset_delayed, per_channel=isinstance(layer.threshold, np.ndarray), **(extra or {}),
         )
+        if layer.arithmetic != "product":  # NIR is continuous-time: the form travels in eventsim's metadata only
+            options["arithmetic"] = layer.arithmetic
         metadata = encode(**options)
         if isinstance(layer, Readout):
             if tau is None:

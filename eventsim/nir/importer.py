@@ -357,10 +357,13 @@ class _Reader:
         if drive is not None:
             self.fold(name, drive, before)
         layer_kind = options.get("layer") or {"LIF": "LIF", "IF": "IF", "LI": "Readout", "I": "Readout"}[kind]
+        # NIR does not fix the floating-point operations of a step: eventsim's
+        # default form, unless eventsim's metadata names another.
+        arithmetic = options.get("arithmetic", "product")
         if kind in ("LI", "I"):
             if layer_kind != "Readout":
                 raise self.error(name, f"a {kind} node never fires; its metadata names the layer {layer_kind!r}")
-            return Readout(leak=leak, input_gain=gain)
+            return Readout(leak=leak, input_gain=gain, arithmetic=arithmetic)
         theta = self.thresholds(name, full["v_threshold"], shape, options.get("per_channel"))
         v_reset = self.uniform(name, "v_reset", full["v_reset"]) if "v_reset" in full else 0.0
         flags = {"reset": options.get("reset", "hard"), "strict": bool(options.get("strict", True)),
@@ -377,7 +380,7 @@ class _Reader:
             return IF(theta, v_reset=v_reset, input_gain=gain, **flags)
         if layer_kind != "LIF":
             raise self.error(name, f"metadata names the layer {layer_kind!r}, which a {kind} node cannot be")
-        return LIF(theta, leak=leak, v_reset=v_reset, input_gain=gain, **flags)
+        return LIF(theta, leak=leak, v_reset=v_reset, input_gain=gain, arithmetic=arithmetic, **flags)
 
     def spiking_pool(self, name, theta, leak, gain, v_reset, flags, options, before) -> SpikingAvgPool:
         pool = before[-1] if before else None

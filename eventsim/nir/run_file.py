@@ -15,10 +15,15 @@ run alone on its input node's output. Written atomically.
 
 from __future__ import annotations
 
+import ast
 import copy
+import math
 import os
+import re
 import zipfile
+import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -26,34 +31,130 @@ from eventsim.atomic import atomic_path
 from eventsim.errors import DataError
 from eventsim.events import Events
 from eventsim.layers import LIF, Dropout, Flatten, Layer, SpikingAvgPool
+from eventsim.limits import check_size
 from eventsim.network import Network
 from eventsim.nir.importer import Imported, import_graph
+from eventsim.reading import fill, open_regular
 
 #: Suffix of the potential arrays in OUT.npz.
 POTENTIAL = ".potential"
+#: The zip entry np.savez writes for the array ``spikes``.
+SPIKES = "spikes.npy"
+NPY_MAGIC = b"\x93NUMPY"
+ZIP_SIGNATURE = b"PK\x03\x04"
+#: The dtypes of numeric arrays in .npy headers: byte order, kind (bool, int, unsigned, float), size in bytes.
+NUMERIC_DESCR = re.compile(r"[<>|=]?[biuf][0-9]{1,2}")
+#: numpy's own bound on a header; a numeric array's header is under 200 bytes.
+MAX_HEADER = 10_000
 
 
 def read_spikes(path: str | os.PathLike, input_shape: tuple[int, ...], steps: int, dtype: np.dtype) -> np.ndarray:
-    """``spikes`` of ``path``, checked: ``(steps, batch, *input_shape)``, finite, converted to ``dtype``."""
+    """``spikes`` of ``path``, checked: ``(steps, batch, *input_shape)``, numeric, finite in ``dtype``.
+
+    The file is untrusted: its zip entry and ``.npy`` header are read and
+    checked (compression method, declared sizes against the file and against
+    the allocation limit, dtype, shape) before the array is allocated, and
+    the array is then filled by bounded reads, so neither a zip bomb nor a
+    header declaring gigabytes costs memory. Finiteness is checked after the
+    cast to ``dtype``: 1e300 in a float64 file is inf in float32.
+
+    Raises
+    ------
+    DataError
+        Naming the file, the array 'spikes' where it is about the array, and
+        what is wrong.
+    """
     path = Path(path)
+    what = f"{path}: 'spikes'"
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if "spikes" not in data.files:
-                raise DataError(f"{path}: has no array 'spikes' (found {sorted(data.files)})")
-            spikes = data["spikes"]
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
-    if spikes.dtype.kind not in "fiub":
-        raise DataError(f"{path}: 'spikes' must be numeric, got dtype {spikes.dtype}")
-    if spikes.ndim != 2 + len(input_shape) or tuple(spikes.shape[2:]) != tuple(input_shape) or 0 in spikes.shape[:2]:
-        raise DataError(f"{path}: 'spikes' must have shape (T, batch, *{tuple(input_shape)}), got {spikes.shape}")
-    if spikes.shape[0] != steps:
-        raise DataError(f"{path}: 'spikes' holds {spikes.shape[0]} steps but --steps is {steps}")
+        with open_regular(path) as f:
+            start = f.read(len(NPY_MAGIC))
+            if start == NPY_MAGIC:
+                raise DataError(f"{path}: is a plain .npy file; save the input with np.savez(path, spikes=array)")
+            if not start.startswith(ZIP_SIGNATURE):  # what np.load requires too
+                raise DataError(f"{path}: not an .npz file (no zip signature at its start); "
+                                f"save the input with np.savez(path, spikes=array)")
+            f.seek(0)
+            with zipfile.ZipFile(f) as archive:
+                spikes = _read_member(archive, path, what, input_shape, steps)
+    except (OSError, EOFError, zlib.error, zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError,
+            UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc}); "
+                        f"save the input with np.savez(path, spikes=array)") from None
+    with np.errstate(over="ignore"):  # an overflow to inf is reported below, with its position
+        spikes = spikes.astype(dtype, copy=False)
     bad = np.argwhere(~np.isfinite(spikes))
     if bad.size:
         where = tuple(int(i) for i in bad[0])
-        raise DataError(f"{path}: 'spikes' is not finite at (step, sample, ...) = {where}")
-    return spikes.astype(dtype)
+        raise DataError(f"{what} is not finite at (step, sample, ...) = {where} "
+                        f"once cast to the network's {np.dtype(dtype).name}")
+    return spikes
+
+
+def _read_member(archive: zipfile.ZipFile, path: Path, what: str, input_shape: tuple[int, ...],
+                 steps: int) -> np.ndarray:
+    """The array of the archive's ``spikes.npy``, every declared size and the shape checked before allocating."""
+    names = archive.namelist()
+    if SPIKES not in names:
+        found = sorted(name.removesuffix(".npy") for name in names)
+        raise DataError(f"{path}: has no array 'spikes' (found {found})")
+    info = archive.getinfo(SPIKES)
+    if info.flag_bits & 0x1:
+        raise DataError(f"{what} is encrypted; save the input with np.savez(path, spikes=array)")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise DataError(f"{what} uses zip compression method {info.compress_type}, which eventsim does not read; "
+                        f"save the input with np.savez or np.savez_compressed")
+    check_size(info.file_size, f"{what} (zip entry, uncompressed)", DataError)
+    with archive.open(info) as member:
+        shape, fortran, stored = _npy_header(member, what)
+        if (len(shape) != 2 + len(input_shape) or tuple(shape[2:]) != tuple(input_shape)
+                or min(shape[:2], default=0) < 1):
+            raise DataError(f"{what} must have shape (T, batch, *{tuple(input_shape)}), got {shape}")
+        if shape[0] != steps:
+            raise DataError(f"{what} holds {shape[0]} steps but --steps is {steps}")
+        nbytes = math.prod(shape) * stored.itemsize
+        check_size(nbytes, f"{what} of shape {shape}", DataError)
+        if member.tell() + nbytes != info.file_size:
+            raise DataError(f"{what}: its header declares {nbytes} bytes of data ({stored}, shape {shape}) "
+                            f"but the zip entry holds {info.file_size - member.tell()}")
+        data = np.empty(shape[::-1] if fortran else shape, stored)
+        fill(member, data, what)
+    return data.T if fortran else data
+
+
+def _npy_header(member: BinaryIO, what: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """Shape, Fortran order and dtype from a ``.npy`` header, parsed strictly.
+
+    numpy's own header reader hands any literal to its dtype parser, which
+    then fails with IndexError, TypeError or tokenize errors on a damaged
+    file; here the header must be the dict np.save writes, and the dtype a
+    plain number type (``<f4``, ``|u1``, ``|b1``, ...), before numpy sees it.
+    """
+    start = member.read(10)
+    if len(start) < 10 or start[:6] != NPY_MAGIC or start[6] not in (1, 2, 3) or start[7] != 0:
+        raise DataError(f"{what}: not a .npy array (no .npy signature and version at its start)")
+    size_bytes = start[8:10] if start[6] == 1 else start[8:10] + member.read(2)
+    size = int.from_bytes(size_bytes, "little")
+    if size > MAX_HEADER:
+        raise DataError(f"{what}: .npy header of {size} bytes, more than a numeric array's ever needs")
+    text = member.read(size)
+    try:
+        header = ast.literal_eval(text.decode("utf8" if start[6] == 3 else "latin1"))
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):  # what literal_eval raises on junk
+        header = None
+    if (not isinstance(header, dict) or set(header) != {"descr", "fortran_order", "shape"}
+            or not isinstance(header["shape"], tuple) or not all(type(n) is int for n in header["shape"])
+            or not isinstance(header["fortran_order"], bool) or len(text) < size):
+        raise DataError(f"{what}: damaged .npy header (expected the dict of descr, fortran_order and shape "
+                        f"that np.save writes)")
+    descr = header["descr"]
+    try:
+        dtype = np.dtype(descr) if isinstance(descr, str) and NUMERIC_DESCR.fullmatch(descr) else None
+    except TypeError:  # a well-formed but unknown size, e.g. '<f3'
+        dtype = None
+    if dtype is None:
+        raise DataError(f"{what} must be a numeric array (float, int or bool), got dtype {descr!r}")
+    return header["shape"], header["fortran_order"], dtype
 
 
 def run_graph(imported: Imported, spikes: np.ndarray) -> dict[str, np.ndarray]:

@@ -7,7 +7,11 @@ optionally, ``bptt`` gradients). :func:`conform` generates networks and inputs
 through eventsim, and compares (:mod:`~eventsim.testing.compare`): exactly on
 dyadic cases, within a rounding bound on float cases. A failure is shrunk to a
 minimal case and reported with its first divergence (layer, step, sample,
-neuron, both potentials, the threshold). docs/testing.md is the guide.
+neuron, both potentials, the threshold; for gradients the first layer and
+step of the backward pass, :mod:`~eventsim.testing.backward`) and a token
+that replays it (:mod:`~eventsim.testing.replay`). :func:`assert_conforms`
+and :func:`check_case` are the pytest-first forms, and the ``pytest_eventsim``
+plugin gives a fixture and a marker. docs/testing.md is the guide.
 
 Needs hypothesis (the ``test`` extra, :mod:`eventsim.extras`); nothing here imports torch.
 """
@@ -24,15 +28,21 @@ from eventsim.testing.compare import (
     reference_gradients,
     reference_records,
 )
-from eventsim.testing.conform import CaseFailure, ConformanceReport, KindReport, conform, default_surrogates
+from eventsim.testing.backward import BackwardDivergence, compare_potential_gradients, reference_potential_gradients
+from eventsim.testing.conform import (
+    CaseFailure, CaseOutcome, ConformanceReport, KindReport, assert_conforms, check_case, conform, default_surrogates,
+)
 from eventsim.testing.protocol import Candidate, GradientRequest, LayerRecord, Model, Unsupported
+from eventsim.testing.replay import case_token, read_token, replay
 from eventsim.testing.strategies import FEATURE_NAMES, Features, NetCase, deep_cases, dyadic, net_cases, random_events
 
 __all__ = [
     "FEATURE_NAMES",
     "GRADIENT_RTOL",
+    "BackwardDivergence",
     "Candidate",
     "CaseFailure",
+    "CaseOutcome",
     "ConformanceReport",
     "Divergence",
     "Features",
@@ -45,8 +55,12 @@ __all__ = [
     "Model",
     "NetCase",
     "Unsupported",
+    "assert_conforms",
+    "case_token",
+    "check_case",
     "compare_forward",
     "compare_gradients",
+    "compare_potential_gradients",
     "conform",
     "deep_cases",
     "default_surrogates",
@@ -54,6 +68,9 @@ __all__ = [
     "forward_bounds",
     "net_cases",
     "random_events",
+    "read_token",
     "reference_gradients",
+    "reference_potential_gradients",
     "reference_records",
+    "replay",
 ]

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from math import prod
+from typing import Any
 
 import numpy as np
 
@@ -261,6 +262,21 @@ def forward_bounds(network: Network, spikes: np.ndarray, reference: dict[str, La
 
 
 # ============================================================ results
+def float32_rounding(reference: float, candidate: float) -> bool:
+    """Whether ``candidate`` differs from ``reference`` by being exactly its float32 rounding.
+
+    The signature of a float64 case computed (somewhere) in float32: weights
+    created in float32 and converted, spikes kept as float32, a float32
+    constant. A report says so, because the cure is a dtype, not the algebra.
+    """
+    return candidate != reference and float(np.float32(reference)) == candidate
+
+
+def _rounding_note(reference: float, candidate: float) -> str:
+    return " (the candidate's value is exactly eventsim's rounded to float32)" if float32_rounding(
+        reference, candidate) else ""
+
+
 @dataclass(frozen=True)
 class Divergence:
     """Where a candidate first departs from eventsim (or, for ``kind="flip"``, may).
@@ -302,11 +318,13 @@ class Divergence:
         if self.reference_potential is not None:
             diff = self.candidate_potential - self.reference_potential
             lines.append(f"  potential U: eventsim {self.reference_potential!r}, candidate {self.candidate_potential!r} "
-                         f"(difference {diff:.3g}, bound {self.bound:.3g})")
+                         f"(difference {diff:.3g}, bound {self.bound:.3g})"
+                         + _rounding_note(self.reference_potential, self.candidate_potential))
             lines.append(f"  threshold {self.threshold!r}; eventsim U - theta = {self.distance!r}")
         elif self.kind != "flip":
             lines.append(f"  bound {self.bound:.3g}")
-        lines.append(f"  output: eventsim {self.reference_output!r}, candidate {self.candidate_output!r}")
+        lines.append(f"  output: eventsim {self.reference_output!r}, candidate {self.candidate_output!r}"
+                     + _rounding_note(self.reference_output, self.candidate_output))
         return "\n".join(lines)
 
 
@@ -351,25 +369,56 @@ class GradientDivergence:
 
     def __str__(self) -> str:
         return (f"parameter {self.key!r}, index {self.index}: eventsim {self.reference!r}, candidate "
-                f"{self.candidate!r}; error {self.error:.3g} of the gradient scale ({self.largest:.3g})")
+                f"{self.candidate!r}{_rounding_note(self.reference, self.candidate)}; error {self.error:.3g} "
+                f"of the gradient scale ({self.largest:.3g})")
 
 
 @dataclass(frozen=True)
 class GradientComparison:
-    """The result of :func:`compare_gradients`; ``worst`` is None for a network without parameters."""
+    """The result of :func:`compare_gradients`; ``worst`` is None for a network without parameters.
+
+    ``errors`` holds every parameter's largest error in network order, so that
+    a report can walk them from the output backwards: the first layer (from
+    the output) whose gradient diverges is the highest place the defect can
+    be, as every layer above it received correct gradients. ``backward`` is
+    the finer location, per neuron layer and step, when the candidate's model
+    offers ``potential_gradients`` (:mod:`eventsim.testing.backward`): a
+    :class:`~eventsim.testing.backward.BackwardDivergence`, or a line saying
+    why there is none.
+    """
 
     rtol: float
     worst: GradientDivergence | None
+    errors: tuple = ()
+    backward: Any = None
 
     @property
     def ok(self) -> bool:
         return self.worst is None or self.worst.error <= self.rtol
 
+    @property
+    def first_layer(self) -> str | None:
+        """The first layer, walking from the output backwards, whose parameter gradient diverges."""
+        for error in reversed(self.errors):
+            if error.error > self.rtol:
+                return parameter_layer(error.key)
+        return None
+
     def __str__(self) -> str:
         verdict = "conform" if self.ok else "DIVERGE"
         if self.worst is None:
             return "gradients: no parameters"
-        return f"gradients {verdict} (tolerance {self.rtol:.0e} of the gradient scale); largest error at\n  {self.worst}"
+        lines = [f"gradients {verdict} (tolerance {self.rtol:.0e} of the gradient scale); largest error at",
+                 f"  {self.worst}"]
+        if not self.ok:
+            walk = ", ".join(f"{e.key} {'DIVERGES' if e.error > self.rtol else 'conforms'}"
+                             for e in reversed(self.errors))
+            lines.append(f"by parameter, from the output backwards: {walk}")
+            lines.append(f"  first diverging layer from the output: {self.first_layer!r} (every parameter above it "
+                         "conforms)")
+        if self.backward is not None:
+            lines.append(str(self.backward))
+        return "\n".join(lines)
 
 
 # =========================================================== validation
@@ -563,5 +612,6 @@ def compare_gradients(
         if not np.all(np.isfinite(got)):
             where = tuple(int(i) for i in np.argwhere(~np.isfinite(got))[0])
             raise LayerError(layer, f"the candidate's gradient {key!r} is not finite at index {where}")
-    worst = max(gradient_errors(reference, candidate), key=lambda d: d.error, default=None)
-    return GradientComparison(rtol, worst)
+    errors = gradient_errors(reference, candidate)
+    worst = max(errors, key=lambda d: d.error, default=None)
+    return GradientComparison(rtol, worst, tuple(errors))

@@ -34,7 +34,20 @@ as a divergence.
     ``bptt`` rule: exact backpropagation through the recursion of
     docs/semantics.md with dS/dU replaced by ``request.surrogate`` and the
     reset path detached when ``request.detach_reset``. A model without this
-    method is compared on the forward pass only.
+    method is compared on the forward pass only. It may raise
+    :class:`Unsupported` too (a surrogate or reset gradient the framework
+    does not have).
+
+``Model.potential_gradients(spikes, request) -> {layer name: array}`` (optional)
+    For every neuron layer (the names ``run`` reports with potentials),
+    ``dL/dU[t]``, the gradient of the same loss with respect to the
+    pre-threshold potential at every step, ``(T, batch, *shape)`` (in
+    PyTorch: the gradient with respect to each step's U tensor, the input
+    made to require grad). Only used to locate a gradient failure already
+    found: the report then names the first layer and step, in the backward
+    pass's order, where the candidate departs from eventsim
+    (:mod:`eventsim.testing.backward`). Without it a gradient failure is
+    located by parameter only.
 
 docs/testing.md works through a complete candidate.
 """

@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 
 import eventsim as es
 from eventsim.errors import OptionError
+from eventsim.layers import ARITHMETIC
 
 DTYPES = st.sampled_from([np.float32, np.float64])
 #: Leak factors: dyadic ones, and exp(-1/100) (Lee's tau = 100): any leak keeps
@@ -54,7 +55,7 @@ DETACH_RESETS = ("on", "off", "either")
 FEATURE_NAMES = LAYER_KINDS + (
     "lif", "if", "hard", "soft", "v_reset", ">", ">=", "per_channel", "leak", "bias", "readout",
     "input_gain", "euler_gain", "reset_delayed", "binary_input", "dyadic", "float", "float32", "float64",
-) + SURROGATE_KINDS
+) + SURROGATE_KINDS + ARITHMETIC
 
 
 @dataclass(frozen=True)
@@ -93,9 +94,15 @@ class Features:
         Every LIF layer and readout gets ``input_gain = 1 - leak``: the gain
         of the forward-Euler form ``U + (I - U) dt/tau`` (Norse, SpikingJelly's
         ``decay_input``, NIR). Excludes ``input_gain``, IF neurons and the
-        leak 1.0, whose gain would be 0. SpikingAvgPool's IF neuron keeps g = 1.
+        leak 1.0, whose gain would be 0. SpikingAvgPool's IF neuron keeps g = 1; layers in another
+        arithmetic form have that form's own gain.
     reset_delayed : bool
         The neuron option of that name (off by default, as ``input_gain``).
+    arithmetic : frozenset of {"product", "euler", "euler-divide", "subtract-divide"}
+        The arithmetic forms LIF layers and readouts with a leak below 1 may
+        compute (docs/semantics.md, "Arithmetic forms"; "product" alone by
+        default). A layer drawn with another form has that form's gain and
+        no delayed reset.
     weights : frozenset of {"dyadic", "float"}
         Weight kinds: dyadic (exact, compared bit for bit) and general floats
         (compared under the tolerance contract).
@@ -125,6 +132,7 @@ class Features:
     input_gain: bool = False
     euler_gain: bool = False
     reset_delayed: bool = False
+    arithmetic: frozenset = frozenset({"product"})
     weights: frozenset = frozenset(WEIGHT_KINDS)
     dtypes: frozenset = field(default_factory=lambda: frozenset({np.dtype(np.float32), np.dtype(np.float64)}))
     binary_input: bool = False
@@ -133,7 +141,7 @@ class Features:
 
     def __post_init__(self) -> None:
         for name, allowed in (("layers", LAYER_KINDS), ("neurons", ("lif", "if")), ("resets", ("hard", "soft")),
-                              ("comparisons", (">", ">=")), ("weights", WEIGHT_KINDS)):
+                              ("comparisons", (">", ">=")), ("weights", WEIGHT_KINDS), ("arithmetic", ARITHMETIC)):
             value = frozenset(getattr(self, name))
             unknown = sorted(value - set(allowed))
             if unknown:
@@ -154,7 +162,7 @@ class Features:
         if any(not v > 0 for v in thresholds):
             raise OptionError(f"Features.thresholds: every threshold must be > 0 (inf allowed), got {self.thresholds!r}")
         object.__setattr__(self, "thresholds", thresholds)
-        for name in ("neurons", "resets", "comparisons", "weights", "dtypes"):
+        for name in ("neurons", "resets", "comparisons", "weights", "dtypes", "arithmetic"):
             if not getattr(self, name):
                 raise OptionError(f"Features.{name} is empty: nothing could be generated")
         if not self.layers & {"conv", "linear"}:
@@ -271,6 +279,7 @@ _FEATURE_GROUPS = {
     **{k: "layers" for k in LAYER_KINDS}, "lif": "neurons", "if": "neurons", "hard": "resets", "soft": "resets",
     ">": "comparisons", ">=": "comparisons", "dyadic": "weights", "float": "weights",
     "float32": "dtypes", "float64": "dtypes", "leak": "leaks", **{k: "surrogates" for k in SURROGATE_KINDS},
+    **{form: "arithmetic" for form in ARITHMETIC},
 }
 _BOOLEAN_TEXT = {"on": True, "off": False, "true": True, "false": False, "yes": True, "no": False, "1": True,
                  "0": False}
@@ -423,6 +432,7 @@ class _NeuronSpec:
     leak: float
     gain: float | None  # None: the Euler gain 1 - leak
     delayed: bool | None  # None: the option is not generated
+    arithmetic: str = "product"
 
     def build(self, channels: int) -> es.LIF:
         theta = np.resize(np.array(self.thresholds), channels) if self.per_channel else self.thresholds[0]
@@ -431,6 +441,8 @@ class _NeuronSpec:
             options["reset_delayed"] = self.delayed
         if self.kind == "if":  # euler_gain excludes IF neurons, so gain is a number here
             return es.IF(theta, input_gain=self.gain, **options)
+        if self.arithmetic != "product":  # the form fixes the gain and resets at once
+            return es.LIF(theta, leak=self.leak, arithmetic=self.arithmetic, **{**options, "reset_delayed": False})
         gain = 1.0 - self.leak if self.gain is None else self.gain
         return es.LIF(theta, leak=self.leak, input_gain=gain, **options)
 
@@ -451,7 +463,14 @@ def _neuron_spec(draw, features: Features) -> _NeuronSpec:
     else:
         gain = 1.0
     delayed = draw(st.booleans()) if features.reset_delayed else None
-    return _NeuronSpec(kind, thresholds, per_channel, reset, v_reset, strict, leak, gain, delayed)
+    return _NeuronSpec(kind, thresholds, per_channel, reset, v_reset, strict, leak, gain, delayed,
+                       _form(draw, features, leak))
+
+
+def _form(draw, features: Features, leak: float) -> str:
+    """An arithmetic form within ``features`` for a layer with ``leak``: "product" when the leak is 1."""
+    forms = sorted(features.arithmetic) if leak < 1 else []
+    return draw(st.sampled_from(forms)) if forms else "product"
 
 
 @dataclass(frozen=True)
@@ -518,10 +537,13 @@ class _Builder:
         return es.Linear(n_in, spec.size, weight=self.array(spec.weight_seed, (spec.size, n_in), n_in),
                          bias=self.bias(spec.bias_seed, spec.size))
 
-    def readout(self, leak: float) -> es.Readout:
+    def readout(self, spec: tuple) -> es.Readout:
+        leak, form = spec
+        if form != "product":
+            return es.Readout(leak=leak, arithmetic=form)
         return es.Readout(leak=leak, input_gain=1.0 - leak if self.features.euler_gain else 1.0)
 
-    def head(self, n_in: int, head: tuple, readout: float | None) -> list:
+    def head(self, n_in: int, head: tuple, readout: tuple | None) -> list:
         """Linear layers, each followed by neurons (and maybe dropout), or by the readout at the end."""
         layers: list = []
         for i, (synapse, neuron, p) in enumerate(head):
@@ -588,9 +610,16 @@ def _head(features: Features) -> Any:
     return st.tuples(item, st.one_of(st.none(), item)).map(lambda pair: tuple(x for x in pair if x is not None))
 
 
+@st.composite
+def _readout_spec(draw, features: Features) -> tuple:
+    leak = draw(st.sampled_from(features.leaks))
+    return leak, _form(draw, features, leak)
+
+
 def _readout(features: Features) -> Any:
-    """The readout's leak, or None (spiking neurons at the end): the readout is the larger choice."""
-    return st.one_of(st.none(), st.sampled_from(features.leaks)) if features.readout else st.none()
+    """The readout's leak and arithmetic form, or None (spiking neurons at the end): the readout is the
+    larger choice."""
+    return st.one_of(st.none(), _readout_spec(features)) if features.readout else st.none()
 
 
 @st.composite

@@ -166,7 +166,9 @@ class TorchNeuron:
     step's current: ``(C, 1, 1)`` for maps, ``(N,)`` for flat layers (inf:
     never fires). ``kind`` is ``"spiking"`` (LIF, IF, a residual block's
     neuron), ``"pool"`` (the IF neuron of a SpikingAvgPool) or ``"readout"``.
-    ``norm`` is the layer's input-current norm, or None.
+    ``norm`` is the layer's input-current norm, or None. ``arithmetic`` is
+    the layer's form and ``divisor`` its d (docs/semantics.md, "Arithmetic
+    forms"; 1 where the form has none).
     """
 
     name: str
@@ -179,6 +181,21 @@ class TorchNeuron:
     strict: bool
     reset_delayed: bool
     norm: TorchNorm | None = None
+    arithmetic: str = "product"
+    divisor: torch.Tensor | None = None
+
+    def charge(self, r: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
+        """U from the reset potential R in the layer's form other than "product", its operations in order.
+
+        docs/semantics.md, "Arithmetic forms": ``R + k * (I - R)`` with
+        k = ``input_gain`` ("euler"), ``R + (I - R) / d`` ("euler-divide"),
+        ``(R - R / d) + I`` ("subtract-divide").
+        """
+        if self.arithmetic == "euler":
+            return r + self.input_gain * (current - r)
+        if self.arithmetic == "euler-divide":
+            return r + (current - r) / self.divisor
+        return (r - r / self.divisor) + current
 
     def reset_of(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """``R(x, s)``: ``x * (1 - s) + v_reset * s`` (hard) or ``x - theta * s`` (soft).
@@ -318,17 +335,25 @@ class TorchCandidate:
             U[t] = lam * U[t-1] + g * I[t] - theta * s[t-1]                     soft
             U[t] = (1 - s[t-1]) * lam * U[t-1] + s[t-1] * v_reset + g * I[t]    hard
 
-        The reset reads the detached spike when ``backward.detach_reset``.
+        The other arithmetic forms (docs/semantics.md, "Arithmetic forms")
+        reset at once and compute U from R with their own operations
+        (:meth:`TorchNeuron.charge`). The reset reads the detached spike when
+        ``backward.detach_reset``.
         """
         u_prev, s_prev = state
         s = s_prev.detach() if backward.detach_reset else s_prev
-        drive = neuron.input_gain * current
-        if not neuron.reset_delayed:
-            u = backward.leak(neuron.reset_of(u_prev, s), neuron.leak) + drive
+        if neuron.arithmetic != "product":  # reset at once; the form's own operations
+            r = neuron.reset_of(u_prev, s)
+            if backward.rule == "lee2020-code":  # the leak's gradient is 1, as in Backward.leak
+                u = neuron.charge(r.detach(), current) + (r - r.detach())
+            else:
+                u = neuron.charge(r, current)
+        elif not neuron.reset_delayed:
+            u = backward.leak(neuron.reset_of(u_prev, s), neuron.leak) + neuron.input_gain * current
         elif neuron.reset == "hard":
-            u = neuron.reset_of(backward.leak(u_prev, neuron.leak), s) + drive
+            u = neuron.reset_of(backward.leak(u_prev, neuron.leak), s) + neuron.input_gain * current
         else:  # theta is subtracted last: the order of the sum decides the rounding
-            u = neuron.reset_of(backward.leak(u_prev, neuron.leak) + drive, s)
+            u = neuron.reset_of(backward.leak(u_prev, neuron.leak) + neuron.input_gain * current, s)
         fired = u > neuron.theta if neuron.strict else u >= neuron.theta
         spikes = self.spike(u, fired, neuron, backward)
         return u, spikes, (u, spikes)
@@ -460,6 +485,7 @@ class _Run:
         self.candidate, self.backward, self.masks, self.train = candidate, backward, masks, train
         self.outputs: dict[str, torch.Tensor] = {}
         self.potentials: dict[str, torch.Tensor] = {}
+        self.steps: dict[str, list] = {}  # each step's U tensor, what potential_gradients differentiates by
         self.leaks: dict[str, float] = {}  # spiking layers whose spike gradient gets Lee's NG factor
         self.ng: dict[str, torch.Tensor] = {}
 
@@ -484,6 +510,7 @@ class _Run:
                 s.register_hook(lambda grad, name=neuron.name: grad * self.ng[name])
             potentials.append(u)
             spikes.append(s)
+        self.steps[neuron.name] = potentials
         self.potentials[neuron.name] = _import_torch().stack(potentials)
         return _import_torch().stack(spikes)
 
@@ -613,6 +640,9 @@ class TorchModel:
             strict=layer.strict,
             reset_delayed=layer.reset_delayed,
             norm=None if pool or layer.norm is None else self._norm(layer, name),
+            arithmetic=layer.arithmetic,
+            # d in float64, then rounded once (docs/semantics.md, "Arithmetic forms")
+            divisor=self._constant(1.0 / (1.0 - layer.leak)) if layer.arithmetic.endswith("-divide") else None,
         )
 
     def _norm(self, layer: LIF, name: str) -> TorchNorm:
@@ -659,20 +689,9 @@ class TorchModel:
         :meth:`run`, through the batch statistics of the norms.
         """
         torch = _import_torch()
-        if self.candidate.rule == "bptt":
-            backward = Backward("bptt", request.surrogate, bool(request.detach_reset))
-        else:
-            backward = Backward(self.candidate.rule)
         keys = list(self.parameters)
         with torch.enable_grad(), _full_float32(torch):
-            _, out = self._forward(spikes, masks, backward, train)
-            g = np.asarray(request.grad_output)
-            if g.shape != tuple(out.shape):
-                raise LayerError(
-                    self._last, f"grad_output must have the shape of the network output {tuple(out.shape)}, "
-                    f"got {g.shape}"
-                )
-            loss = (out * torch.as_tensor(g.astype(self.dtype), device=self.device)).sum()
+            _, loss = self._loss(spikes, request, masks, train)
             leaves = [self.parameters[k] for k in keys]
             grads = torch.autograd.grad(loss, leaves, allow_unused=True) if loss.requires_grad else [None] * len(keys)
         return {
@@ -680,10 +699,47 @@ class TorchModel:
             for key, grad in zip(keys, grads, strict=True)
         }
 
+    def potential_gradients(self, spikes: np.ndarray, request: GradientRequest) -> dict[str, np.ndarray]:
+        """``dL/dU[t]`` of every neuron layer, ``(T, batch, *shape)``, by autograd (the same loss as :meth:`gradients`).
+
+        What :mod:`eventsim.testing.backward` compares step by step to say
+        where a wrong backward pass acts. The input is made a leaf that
+        requires grad, so that a neuron layer no parameter feeds is in the graph.
+        """
+        torch = _import_torch()
+        with torch.enable_grad(), _full_float32(torch):
+            run, loss = self._loss(spikes, request, None, False, input_grad=True)
+            names = list(run.steps)
+            flat = [u for name in names for u in run.steps[name]]
+            grads = iter(torch.autograd.grad(loss, flat, allow_unused=True))
+        out = {}
+        for name in names:
+            per_step = [next(grads) for _ in run.steps[name]]
+            out[name] = np.stack([np.zeros(u.shape, self.dtype) if g is None else _numpy(g)
+                                  for g, u in zip(per_step, run.steps[name], strict=True)])
+        return out
+
+    def _loss(self, spikes: np.ndarray, request: GradientRequest, masks: dict | None, train: bool, *,
+              input_grad: bool = False) -> tuple[_Run, torch.Tensor]:
+        """The forward run with autograd on, and ``L = sum(out * request.grad_output)``."""
+        torch = _import_torch()
+        if self.candidate.rule == "bptt":
+            backward = Backward("bptt", request.surrogate, bool(request.detach_reset))
+        else:
+            backward = Backward(self.candidate.rule)
+        run, out = self._forward(spikes, masks, backward, train, input_grad=input_grad)
+        g = np.asarray(request.grad_output)
+        if g.shape != tuple(out.shape):
+            raise LayerError(
+                self._last, f"grad_output must have the shape of the network output {tuple(out.shape)}, "
+                f"got {g.shape}"
+            )
+        return run, (out * torch.as_tensor(g.astype(self.dtype), device=self.device)).sum()
+
     def _forward(self, spikes: np.ndarray, masks: dict | None, backward: Backward,
-                 train: bool) -> tuple[_Run, torch.Tensor]:
+                 train: bool, input_grad: bool = False) -> tuple[_Run, torch.Tensor]:
         """Run the blocks layer by layer over T; returns the run's records and the differentiable network output."""
-        x = self._input(spikes)
+        x = self._input(spikes).requires_grad_(input_grad)
         run = _Run(self.candidate, backward, self._masks(masks, x.shape[1]), train)
         last = run.sequence(self.blocks, x)
         run.finish()

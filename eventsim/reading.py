@@ -1,0 +1,65 @@
+"""Reading untrusted data files: regular files only, arrays filled by bounded reads.
+
+A data folder from the web (a tar archive unpacked) can hold a FIFO, which
+blocks ``open`` forever, or a link to ``/dev/zero``, which a whole-file read
+turns into unbounded memory. And a compressed stream must never be inflated
+into a buffer of whatever size it likes: the array of the size its header
+declares (checked against :mod:`eventsim.limits` first) is allocated once and
+filled chunk by chunk, so at most one chunk more than the declared size is
+ever held, and a stream that ends early or runs on is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from eventsim.errors import DataError
+
+#: Bytes inflated or read per call while filling an array: large enough for speed, small against any limit.
+CHUNK = 1 << 20
+
+
+def open_regular(path: str | os.PathLike) -> BinaryIO:
+    """``path`` opened for binary reading, if it is a regular file (links followed), else a :class:`DataError`.
+
+    Opened non-blocking so that a FIFO is refused instead of waiting for a
+    writer; the flag means nothing for regular files.
+    """
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise DataError(f"{path}: not a regular file (a folder, device, FIFO or socket); give a data file")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def fill(stream: BinaryIO, array: np.ndarray, what: str) -> None:
+    """Fill the C-contiguous ``array``'s bytes from ``stream``; the stream must then be at its end.
+
+    Raises :class:`DataError` naming ``what`` when the stream has fewer bytes
+    than the array or more after it. Reading one byte past the end is also
+    what makes gzip and zip streams check their CRC.
+    """
+    view = array.reshape(-1).view(np.uint8)  # any dtype, byte order included, as raw bytes
+    done = 0
+    while done < len(view):
+        chunk = stream.read(min(CHUNK, len(view) - done))
+        if not chunk:
+            raise DataError(f"{what}: ends after {done} of the {len(view)} bytes of data its header declares")
+        view[done : done + len(chunk)] = np.frombuffer(chunk, np.uint8)
+        done += len(chunk)
+    if stream.read(1):
+        raise DataError(f"{what}: has more bytes than the {len(view)} bytes of data its header declares")
