@@ -1,11 +1,10 @@
 """Norse against eventsim: the adapter, and the Norse rows of docs/conventions.md.
 
-Norse's box neurons are eventsim's LIF with the leak applied to the input
-(input_gain = 1 - leak, Features.euler_gain); its Euler form rounds like
-eventsim's exactly when the leak is 0.5 in float32 (0.5, 0.75, 0.875 in
-float64 on generated cases), and within the rounding bound otherwise. Its
-surrogate methods are checked against eventsim's surrogates; the adapter's
-conform runs are in tests/test_adapters_conform.py.
+Norse's box neurons are eventsim's LIF in the "euler" arithmetic form
+(U = R + k (I - R), gain k = 1 - leak), bit for bit with every leak; the
+product form lam R + g I with the same gain rounds like Norse's only when
+the leak is 0.5. Its surrogate methods are checked against eventsim's
+surrogates; the adapter's conform runs are in tests/test_adapters_conform.py.
 """
 
 from dataclasses import replace
@@ -20,11 +19,9 @@ norse = pytest.importorskip("norse.torch")
 
 import eventsim as es
 from eventsim.testing import Unsupported, compare_forward, net_cases, reference_records
-from eventsim.testing.norse_adapter import FEATURES, FLOAT64_FEATURES, LEAKS, SURROGATES, NorseCandidate
+from eventsim.testing.norse_adapter import FEATURES, LEAKS, SURROGATES, NorseCandidate
 
-#: float32 with leaks whose Euler form rounds differently from lam U + g I, some with
-#: 1 / (1 - lam) not a power of two.
-FLOAT32 = replace(FLOAT64_FEATURES, leaks=LEAKS + (0.9, 2 / 3), dtypes=(np.float32,))
+FLOAT32 = replace(FEATURES, dtypes=(np.float32,))
 
 
 def _norse_records(case):
@@ -32,21 +29,11 @@ def _norse_records(case):
 
 
 @settings(max_examples=25)
-@given(st.one_of(net_cases(features=FLOAT64_FEATURES), net_cases(features=FEATURES)))
+@given(st.one_of(net_cases(features=FLOAT32), net_cases(features=FEATURES)))
 def test_adapter_reproduces_eventsim_bit_for_bit(case):
-    """Dyadic weights: float64 with leaks 0.5 / 0.75 / 0.875, float32 with 0.5."""
+    """Dyadic weights, the euler form, every declared leak (0.9 and 2/3 among them), float32 above all."""
     records = _norse_records(case)
     comparison = compare_forward(case.network, case.spikes, records, exact=True)
-    assert comparison.ok, str(comparison)
-
-
-@settings(max_examples=15)
-@given(st.one_of(net_cases(features=FLOAT32), net_cases(features=FLOAT32, weights="float")))
-def test_adapter_meets_the_tolerance_contract_in_float32(case):
-    """In float32 the potentials outgrow the mantissa; Norse's v + k (I - v) and eventsim's
-    lam U + g I then round differently, within the contract's bound."""
-    records = _norse_records(case)
-    comparison = compare_forward(case.network, case.spikes, records, exact=False)
     assert comparison.ok, str(comparison)
 
 
@@ -114,18 +101,27 @@ def test_norse_superspike_ignores_its_alpha():
     np.testing.assert_allclose(grads[0], 1 / (np.abs([-0.5, 0.0, 0.25, 2.0]) + 1) ** 2, rtol=1e-15)
 
 
+def _product_form(layer: es.layers.Layer) -> es.layers.Layer:
+    """``layer`` with eventsim's default neuron: the product form with g = 1."""
+    if isinstance(layer, es.Readout):
+        return es.Readout(leak=layer.leak, name=layer.name)
+    if isinstance(layer, es.LIF):
+        return es.LIF(layer.threshold, leak=layer.leak, reset=layer.reset, v_reset=layer.v_reset, strict=layer.strict,
+                      name=layer.name)
+    return layer
+
+
 @settings(max_examples=15)
-@given(net_cases(features=FEATURES))
-def test_without_the_euler_gain_eventsim_differs_exactly_where_current_flows(case):
-    """eventsim's default g = 1 disagrees with Norse as soon as any neuron sees a nonzero current
-    (some potential is nonzero), and agrees on the cases where none does."""
+@given(net_cases(features=FEATURES.without("residual")))
+def test_without_the_euler_form_eventsim_differs_exactly_where_current_flows(case):
+    """eventsim's default neuron (product form, g = 1) disagrees with Norse as soon as any neuron sees a
+    nonzero current (some potential is nonzero), and agrees on the cases where none does."""
     records = _norse_records(case)
     current_flows = any(np.any(r.potentials) for r in reference_records(case.network, case.spikes).values()
                         if r.potentials is not None)
-    for layer in case.network.walk():
-        if isinstance(layer, es.LIF):
-            layer.input_gain = 1.0
-    comparison = compare_forward(case.network, case.spikes, records, exact=True)
+    default = es.Network([_product_form(layer) for layer in case.network.layers], case.input_shape,
+                         dtype=case.network.dtype)
+    comparison = compare_forward(default, case.spikes, records, exact=True)
     assert comparison.ok != current_flows, str(comparison)
 
 
@@ -134,11 +130,12 @@ def _linear_net(neuron: es.LIF, dtype=np.float64) -> es.Network:
 
 
 @pytest.mark.parametrize("neuron, problem", [
-    (es.LIF(1.0, leak=0.5), "input_gain 1.0 differs"),
-    (es.IF(1.0), "1 - leak = 0.0"),
-    (es.LIF(1.0, leak=0.5, input_gain=0.5, strict=False), ">="),
-    (es.LIF(1.0, leak=0.5, input_gain=0.5, reset="soft", reset_delayed=True), "reset_delayed"),
-    (es.LIF(np.array([1.0, np.inf]), leak=0.5, input_gain=0.5, reset="soft"), "infinite threshold"),
+    (es.LIF(1.0, leak=0.5), "arithmetic='product' \\(leak 0.5\\) rounds differently"),
+    (es.LIF(1.0, leak=0.75, input_gain=0.25), "arithmetic='product'"),  # the Euler gain, not the Euler form
+    (es.IF(1.0), "arithmetic='product' \\(leak 1.0\\)"),
+    (es.LIF(1.0, leak=0.5, arithmetic="euler-divide"), "arithmetic='euler-divide'"),
+    (es.LIF(1.0, leak=0.5, arithmetic="euler", strict=False), ">="),
+    (es.LIF(np.array([1.0, np.inf]), leak=0.5, arithmetic="euler", reset="soft"), "infinite threshold"),
 ])
 def test_adapter_declines_what_box_neurons_cannot_compute(neuron, problem):
     net = _linear_net(neuron)
@@ -203,7 +200,7 @@ def test_norse_returns_the_potential_after_the_reset_and_fires_on_greater_than()
        currents=st.lists(st.integers(-8, 16).map(lambda k: k / 4), min_size=1, max_size=12))
 def test_norse_lif_with_a_one_step_synapse_is_the_box_neuron(leak, theta, v_reset, currents):
     """The Norse LIF row: with dt tau_syn_inv = 1 the synaptic current i decays to 0 within the step, so
-    LIFCell is eventsim's LIF with input_gain = 1 - leak (spikes; v after the reset, as LIFBox)."""
+    LIFCell is eventsim's LIF in the euler form (spikes; v after the reset, as LIFBox)."""
     import torch
 
     p = norse.LIFParameters(tau_syn_inv=torch.tensor(1.0, dtype=torch.float64),
@@ -212,7 +209,7 @@ def test_norse_lif_with_a_one_step_synapse_is_the_box_neuron(leak, theta, v_rese
                             v_th=torch.tensor(theta, dtype=torch.float64),
                             v_reset=torch.tensor(v_reset, dtype=torch.float64))
     spikes, v = _run_cell(norse.LIFCell(p, dt=1.0), np.array(currents))
-    layer = es.LIF(theta, leak=leak, input_gain=1 - leak, v_reset=v_reset)
+    layer = es.LIF(theta, leak=leak, arithmetic="euler", v_reset=v_reset)
     ref = reference_records(es.Network([layer], (1,), dtype=np.float64), np.reshape(currents, (-1, 1, 1)))["lif1"]
     u, s = ref.potentials.ravel(), ref.outputs.ravel()
     np.testing.assert_array_equal(spikes, s)

@@ -16,7 +16,9 @@ export_nir = pytest.importorskip("snntorch.export_nir")
 import eventsim as es
 from eventsim.nir import from_nir
 from eventsim.learning.surrogates import ArcTan, Sigmoid
-from eventsim.testing import GradientRequest, Unsupported, compare_forward, net_cases, reference_gradients, reference_records
+from eventsim.testing import (
+    GradientRequest, Unsupported, compare_forward, net_cases, reference_gradients, reference_records,
+)
 from eventsim.testing.snntorch_adapter import FEATURES, SURROGATES, SnnTorchCandidate, _snntorch_surrogate
 from eventsim.testing.torch_modules import network_output, parameter_gradients
 

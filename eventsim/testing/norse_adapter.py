@@ -14,31 +14,27 @@ and eventsim's thresholds. What Norse computes per step (Norse 1.1,
                     = (1 - z) v' + z (v' - v_th)    (reset_subtract)
     LIBoxCell:   v  = v + dt tau_mem_inv ((v_leak - v) + I)      (never fires)
 
-from v = v_leak = 0. With ``dt tau_mem_inv = 1 - lam`` this is eventsim's
-``U[t] = lam R(U[t-1], s[t-1]) + g I[t]`` with ``g = 1 - lam`` (the leak
-applied to the input), an immediate reset and the strict comparison: hard
-reset to ``v_reset`` (``reset_value``) or soft reset (``reset_subtract``);
-Readouts are ``LIBoxCell``.
+from v = v_leak = 0. With ``k = dt tau_mem_inv = 1 - lam`` (``1.0 - leak`` in
+float64, rounded once to the dtype) this is eventsim's ``arithmetic="euler"``
+form (docs/semantics.md, "Arithmetic forms"): ``a = I - R``, ``b = k a``,
+``U = R + b``, the same operations in the same order (``dt * tau_mem_inv``
+is ``1.0 * k``, ``I + v_leak`` is ``I + 0``), so the two agree bit for bit
+for every leak, float32 and float64; an immediate reset and the strict
+comparison: hard reset to ``v_reset`` (``reset_value``) or soft reset
+(``reset_subtract``); Readouts are ``LIBoxCell``.
 
-The two forms are equal in exact arithmetic but round differently: Norse
-computes ``fl(R + fl(k fl(I - R)))`` with ``k = 1 - lam``, eventsim
-``fl(fl(lam R) + fl(g I))``. They agree bit for bit when ``lam = k = 1/2``
-and ``I - R`` is representable: both products by 1/2 are exact, so eventsim
-gives ``fl((R + I) / 2)`` and Norse ``fl(R + (I - R) / 2)``, the same
-correctly rounded number. For other leaks ``lam R`` gains bits every step
-(``0.875 R`` three), eventsim rounds it and then the sum, Norse only the
-sum: in float32 dyadic potentials outgrow the mantissa within a few steps
-and the two differ by an ulp (float64 holds the bits of the generated
-cases). Hence :data:`FEATURES` declares the leak 0.5 (float32 and float64);
-:data:`FLOAT64_FEATURES` adds 0.75 and 0.875 in float64. On float weights
-the difference stays within the rounding bound of the tolerance contract
-(tests/test_norse.py).
+eventsim's default "product" form ``fl(fl(lam R) + fl(g I))`` with
+``g = 1 - lam`` is the same map in exact arithmetic but rounds differently:
+equal to Norse's when ``lam = 1/2`` and ``I - R`` is representable (both
+products by 1/2 are exact), an ulp apart within a few float32 steps for
+other leaks (tests/test_norse.py). The adapter therefore declines
+product-form layers.
 
 Norse returns the potential after the reset. The adapter reports eventsim's
 pre-threshold U instead: Norse's own ``v'``, which its reset method receives
-(:class:`_PotentialTap`). Everything else (``input_gain != 1 - leak``, IF
+(:class:`_PotentialTap`). Everything else (another arithmetic form, so IF
 neurons and spiking average pooling, whose ``lam = 1`` would leave no input,
-``>=``, ``reset_delayed``, a soft reset with an infinite threshold) raises
+``>=``, a soft reset with an infinite threshold) raises
 :class:`~eventsim.testing.Unsupported` naming the layer.
 
 Gradients are Norse's own autograd: the spike carries its surrogate
@@ -51,7 +47,6 @@ CPU-only machine).
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -64,22 +59,20 @@ from eventsim.testing.protocol import GradientRequest, LayerRecord, Unsupported
 from eventsim.testing.strategies import Features
 from eventsim.testing.torch_modules import network_output, one_thread, parameter_gradients, synapse_module
 
-#: Leak factors whose ``dt/tau = 1 - lam`` is a power of two: Norse's Euler form is exact on
-#: dyadic float64 cases with these; in float32 only with 0.5 (see the module docstring).
-LEAKS = (0.5, 0.75, 0.875)
+#: Leak factors: dyadic ones, Lee's exp(-1/100), and 0.9 and 2/3, whose 1 / (1 - lam) is no power of two.
+LEAKS = (0.5, 0.75, 0.875, 0.9375, float(np.exp(-0.01)), 0.9, 2 / 3)
 #: eventsim surrogates with a Norse threshold method (``LIFBoxParameters(method, alpha)``, Norse 1.1
 #: ``functional/threshold.py``): "super" is ``1 / (|x| + 1)^2`` whatever its alpha (SuperSpike's
 #: backward in Norse 1.1 does not use alpha), eventsim's ``FastSigmoid(c=1, b=1)``; "triangle" with
 #: alpha = 1 is ``max(0, 1 - |x|)``, ``Triangle(width=1)``; "tanh" with alpha = 2 is
 #: ``1 - tanh(2x)^2 = 4 sig(4x) (1 - sig(4x))``, ``Sigmoid(alpha=4)``.
 SURROGATES = (FastSigmoid(c=1.0, b=1.0), Triangle(width=1.0), Sigmoid(alpha=4.0))
-#: What the adapter reproduces: box neurons with the Euler gain ``g = 1 - leak``
-#: and the leak 0.5, the strict comparison, an immediate hard or soft reset,
-#: float32 and float64; in the gradient Norse's convention, the reset not detached.
-FEATURES = Features(neurons={"lif"}, leaks=(0.5,), euler_gain=True, detach_reset="off",
+#: What the adapter reproduces: box neurons in the "euler" arithmetic form
+#: (gain 1 - leak) with any leak below 1, the strict comparison, an immediate
+#: hard or soft reset, float32 and float64; in the gradient Norse's
+#: convention, the reset not detached.
+FEATURES = Features(neurons={"lif"}, leaks=LEAKS, arithmetic={"euler"}, detach_reset="off",
                     surrogates=SURROGATES).without("spiking_avg", ">=")
-#: The same in float64 alone, where the leaks 0.75 and 0.875 are exact too.
-FLOAT64_FEATURES = replace(FEATURES, leaks=LEAKS, dtypes={np.float64})
 
 
 def _require() -> tuple[Any, Any]:
@@ -205,12 +198,10 @@ class _NorseNeurons:
     """One neuron layer as a Norse cell with its state; keeps the spikes and the potentials U of each step."""
 
     def __init__(self, model: NorseModel, neuron: LIF) -> None:
-        gain = 1.0 - neuron.leak
-        if neuron.input_gain != gain:
-            raise Unsupported(f"{_where(neuron)}: Norse's box neurons scale the input by dt/tau = 1 - leak = {gain}; "
-                              f"input_gain {neuron.input_gain} differs")
-        if neuron.reset_delayed:
-            raise Unsupported(f"{_where(neuron)}: Norse resets at once; reset_delayed=True has no counterpart")
+        if neuron.arithmetic != "euler":  # also every IF neuron: with leak 1 the Euler form takes no input
+            raise Unsupported(f"{_where(neuron)}: Norse computes v + dt/tau (I - v), eventsim's arithmetic='euler'; "
+                              f"arithmetic={neuron.arithmetic!r} (leak {neuron.leak}) rounds differently")
+        gain = 1.0 - neuron.leak  # k, rounded once to the dtype by model.tensor, as eventsim rounds it
         self.name = neuron.name
         self.reset()
         fn = model.norse

@@ -43,6 +43,8 @@ THRESHOLD_VALUES = (0.25, 0.5, 1.0, 1.5, 2.0)
 VALUES = (1.0, -1.0, 0.5, 1.5, 2.0, -0.25)
 #: Fractions of (sample, step, neuron) positions that carry an input event.
 DENSITIES = (0.0, 0.05, 0.2, 0.5, 1.0)
+#: Seeds of weight arrays and inputs: a small range, because each seed hypothesis lowers while
+#: shrinking spends some of its 500 successful shrinks, which deleting blocks needs more.
 SEEDS = st.integers(0, 255)
 
 LAYER_KINDS = ("conv", "linear", "spiking_avg", "avg", "sum", "max", "residual", "dropout")
@@ -160,7 +162,8 @@ class Features:
         object.__setattr__(self, "leaks", leaks)
         thresholds = _numbers("thresholds", self.thresholds)
         if any(not v > 0 for v in thresholds):
-            raise OptionError(f"Features.thresholds: every threshold must be > 0 (inf allowed), got {self.thresholds!r}")
+            raise OptionError(f"Features.thresholds: every threshold must be > 0 (inf allowed), "
+                              f"got {self.thresholds!r}")
         object.__setattr__(self, "thresholds", thresholds)
         for name in ("neurons", "resets", "comparisons", "weights", "dtypes", "arithmetic"):
             if not getattr(self, name):
@@ -450,7 +453,8 @@ class _NeuronSpec:
 @st.composite
 def _neuron_spec(draw, features: Features) -> _NeuronSpec:
     per_channel = features.per_channel and draw(st.booleans())
-    thresholds = tuple(draw(st.lists(st.sampled_from(features.thresholds), min_size=1, max_size=4 if per_channel else 1)))
+    thresholds = tuple(draw(st.lists(st.sampled_from(features.thresholds), min_size=1,
+                                     max_size=4 if per_channel else 1)))
     reset = draw(st.sampled_from(sorted(features.resets)))
     v_reset = draw(st.sampled_from([0.0, -0.5, 0.25])) if reset == "hard" and features.v_reset else 0.0
     strict = draw(st.sampled_from(sorted(features.comparisons))) == ">"
@@ -491,20 +495,6 @@ def _synapse_spec(draw, features: Features, sizes=st.integers(1, 4), kernel=st.i
     size, k, s, pad = draw(sizes), draw(kernel), draw(stride), draw(padding)
     bias = draw(st.one_of(st.none(), SEEDS)) if features.bias else None
     return _SynapseSpec(size, k, s, pad, draw(SEEDS), bias)
-
-
-@dataclass(frozen=True)
-class _Blocks:
-    """A network as specifications: an optional leading neuron layer on flat input, map blocks, a head."""
-
-    flat: int | None
-    channels: int = 1
-    height: int = 1
-    width: int = 1
-    lead: _NeuronSpec | None = None
-    maps: tuple = ()
-    head: tuple = ()
-    readout: float | None = None
 
 
 class _Builder:
