@@ -238,7 +238,7 @@ def _cmd_conform(args: argparse.Namespace) -> int:
         print(outcome)
         return 0 if outcome.ok else 1
     features = getattr(candidate, "features", None) or Features()
-    features = features.without(*args.without).including(*args.including)
+    features = features.without(*args.without).including(*args.including).set(*args.settings)
     report = conform(candidate, features=features, examples=args.examples, seed=args.seed,
                      gradients=not args.no_gradients, database=args.database)
     print(report)
@@ -381,7 +381,11 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("--without", nargs="+", default=[], metavar="FEATURE",
                    help="features not to generate, e.g. residual max v_reset soft float32 (docs/testing.md)")
     k.add_argument("--with", dest="including", nargs="+", default=[], metavar="FEATURE",
-                   help="extra neuron options to generate: input_gain reset_delayed")
+                   help="extra features to generate, e.g. input_gain reset_delayed binary_input euler_gain arctan")
+    k.add_argument("--set", dest="settings", action="append", default=[], metavar="NAME=VALUE",
+                   help="set a feature field, e.g. --set leaks=0.5,0.75 --set detach_reset=on --set dtypes=float32 "
+                        "--set surrogates=arctan,fast_sigmoid(c=25;b=1) (docs/testing.md); applied after "
+                        "--with/--without")
     k.set_defaults(handler=_cmd_conform)
     return p
 

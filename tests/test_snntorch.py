@@ -15,8 +15,12 @@ export_nir = pytest.importorskip("snntorch.export_nir")
 
 import eventsim as es
 from eventsim.nir import from_nir
-from eventsim.testing import compare_forward, net_cases, reference_records
-from eventsim.testing.snntorch_adapter import FEATURES, SnnTorchCandidate
+from eventsim.learning.surrogates import ArcTan, Sigmoid
+from eventsim.testing import (
+    GradientRequest, Unsupported, compare_forward, net_cases, reference_gradients, reference_records,
+)
+from eventsim.testing.snntorch_adapter import FEATURES, SURROGATES, SnnTorchCandidate, _snntorch_surrogate
+from eventsim.testing.torch_modules import network_output, parameter_gradients
 
 SNNTORCH_DT = 1e-4  # the step snnTorch's export_to_nir writes tau = dt / (1 - beta) for
 
@@ -40,11 +44,71 @@ def test_adapter_reproduces_eventsim_bit_for_bit(case):
     (es.LIF(1.0, leak=0.5, reset="soft"), "reset_delayed=True"),
     (es.LIF(1.0, leak=0.5, input_gain=0.5), "input_gain"),
 ])
-def test_adapter_refuses_what_leaky_cannot_compute(neuron, problem):
+def test_adapter_declines_what_leaky_cannot_compute(neuron, problem):
     net = es.Network([es.Linear(3, 2, weight=np.ones((2, 3), np.float32)), neuron], (3,))
-    with pytest.raises(es.LayerError, match=problem) as info:
+    with pytest.raises(Unsupported, match=problem) as info:
         SnnTorchCandidate().build(net)
     assert "'lif1'" in str(info.value)
+
+
+@pytest.mark.parametrize("surrogate", SURROGATES, ids=repr)
+def test_snntorch_surrogates_differentiate_as_the_declared_ones(surrogate):
+    """snnTorch's own surrogate backward (surrogate.py), run through the adapter's spike, against
+    eventsim's formula at theta = 1, float64."""
+    x = torch.linspace(-3, 3, 241, dtype=torch.float64, requires_grad=True)
+    spikes = _snntorch_surrogate(snn, surrogate)(x)
+    assert spikes.dtype == torch.float64
+    np.testing.assert_array_equal(spikes.detach().numpy(), (x > 0).numpy())
+    spikes.sum().backward()
+    expected = surrogate.derivative(x.detach().numpy(), 1.0)  # relative to the bump's height: sig (1 - sig)
+    np.testing.assert_allclose(x.grad.numpy(), expected, rtol=0, atol=1e-12 * expected.max())  # cancels in the tails
+
+
+def test_snntorchs_sigmoid_surrogate_is_nan_far_below_the_threshold():
+    """Why SURROGATES leaves out snnTorch's default sigmoid slope 25: its backward computes
+    exp(-slope x) / (exp(-slope x) + 1)^2, inf / inf once slope x < -709 (float64); conform found it
+    on a conv -> IF network whose potential fell 44 below the threshold."""
+    x = torch.tensor([-2.0, -28.0, -29.0], dtype=torch.float64, requires_grad=True)
+    snn.surrogate.sigmoid(slope=25)(x).sum().backward()
+    assert np.isfinite(x.grad[0].item()) and x.grad[1].item() >= 0 and np.isnan(x.grad[2].item())
+    assert Sigmoid(alpha=25.0).derivative(np.array([-29.0]), 1.0)[0] == 0.0  # eventsim's: 0, not NaN
+
+
+def _small_net() -> es.Network:
+    rng = np.random.default_rng(5)
+    return es.Network([es.Linear(6, 5, weight=rng.normal(0, 0.8, (5, 6))), es.LIF(0.5, leak=0.875),
+                       es.Linear(5, 3, weight=rng.normal(0, 0.8, (3, 5))), es.Readout(leak=0.875)], (6,),
+                      dtype=np.float64)
+
+
+def test_snntorchs_own_float32_spikes_round_float64_gradients():
+    """Why the adapter fires in the potential's dtype: with snnTorch's own spikes (float32 whatever
+    the input), every gradient through a spike is rounded to float32, a relative error far above
+    the contract's 1e-9; the adapter's spikes keep float64 and meet it."""
+    net = _small_net()
+    spikes = (np.random.default_rng(6).random((8, 4, 6)) < 0.5).astype(np.float64)
+    request = GradientRequest(grad_output=np.random.default_rng(7).normal(size=(4, 3)), surrogate=ArcTan())
+    expected = reference_gradients(net, spikes, request)
+    model = SnnTorchCandidate().build(net)
+    with torch.enable_grad():  # snnTorch's default spike_grad is atan(alpha=2), eventsim's ArcTan()
+        native = parameter_gradients(network_output(net, model._forward(spikes)), request, model.weighted)
+    adapter = model.gradients(spikes, request)
+    error = {key: np.max(np.abs(values - expected[key])) / np.max(np.abs(expected[key])) for key, values in
+             native.items()}
+    assert 1e-9 < error["fc1.weight"] < 1e-5, error
+    for key, values in adapter.items():
+        np.testing.assert_allclose(values, expected[key], rtol=0, atol=1e-12 * np.max(np.abs(expected[key])))
+
+
+def test_adapter_declines_an_undetached_reset_and_foreign_surrogates():
+    net = _small_net()
+    model = SnnTorchCandidate().build(net)
+    spikes = np.zeros((2, 1, 6))
+    grad = np.ones((1, 3))
+    with pytest.raises(Unsupported, match="detach_reset=False"):
+        model.gradients(spikes, GradientRequest(grad_output=grad, surrogate=ArcTan(), detach_reset=False))
+    with pytest.raises(Unsupported, match="no snnTorch counterpart"):
+        model.gradients(spikes, GradientRequest(grad_output=grad, surrogate=es.learning.Triangle()))
 
 
 def _snntorch_net(reset: str, dtype=np.float32) -> es.Network:

@@ -37,3 +37,14 @@ def test_weights_and_biases_are_held_bit_for_bit_in_the_network_dtype(dtype, con
         np.testing.assert_array_equal(module.bias.detach().numpy(), b)
     else:
         assert module.bias is None
+
+
+def test_a_network_without_weights_has_no_gradients_to_report():
+    """A generated network may be neuron layers alone; autograd.grad refuses an empty list of inputs."""
+    from eventsim.learning.surrogates import ArcTan
+    from eventsim.testing import GradientRequest
+    from eventsim.testing.torch_modules import parameter_gradients
+
+    out = torch.ones(2, 3, dtype=torch.float64, requires_grad=True)  # Norse's initial state requires grad
+    request = GradientRequest(grad_output=np.ones((2, 3)), surrogate=ArcTan())
+    assert parameter_gradients(out, request, {}) == {}

@@ -351,7 +351,7 @@ def conform(
         Also compare ``bptt`` gradients (float64 networks) when the
         candidate's models have ``gradients``.
     surrogates : tuple of eventsim.learning.surrogates objects, optional
-        The surrogates gradient cases draw from (:func:`default_surrogates`).
+        The surrogates gradient cases draw from; by default ``features.surrogate_set()``.
     database : None, str, os.PathLike or hypothesis ExampleDatabase
         Where hypothesis keeps failing cases (a directory, or a database
         object): they are tried first on the next run, whatever the seed,
@@ -372,7 +372,7 @@ def conform(
         raise OptionError(f"examples must be >= 1, got {examples!r}")
     from eventsim.learning.surrogates import Surrogate
 
-    surrogates = default_surrogates() if surrogates is None else tuple(surrogates)
+    surrogates = features.surrogate_set() if surrogates is None else tuple(surrogates)
     if not surrogates or not all(isinstance(s, Surrogate) for s in surrogates):
         raise OptionError("surrogates must be a non-empty tuple of eventsim.learning.surrogates objects")
     if seed is None:
@@ -489,7 +489,7 @@ def _plans(kind: str, candidate, features: Features, surrogates) -> tuple[Any, C
             surrogate=surrogate, detach_reset=detach)
         return check_case(candidate, case, request=request)
 
-    return st.tuples(cases, st.sampled_from(surrogates), st.booleans()), check_gradients
+    return st.tuples(cases, st.sampled_from(surrogates), st.sampled_from(features.detach_values)), check_gradients
 
 
 def _gradient_cases(features: Features, weights: str):

@@ -14,22 +14,32 @@ and eventsim's thresholds. What Norse computes per step (Norse 1.1,
                     = (1 - z) v' + z (v' - v_th)    (reset_subtract)
     LIBoxCell:   v  = v + dt tau_mem_inv ((v_leak - v) + I)      (never fires)
 
-from v = v_leak = 0. With ``dt tau_mem_inv = 1 - lam`` this is eventsim's
-``U[t] = lam R(U[t-1], s[t-1]) + g I[t]`` with ``g = 1 - lam`` (the leak
-applied to the input), an immediate reset and the strict comparison: hard
-reset to ``v_reset`` (``reset_value``) or soft reset (``reset_subtract``);
-Readouts are ``LIBoxCell``. The two agree in exact arithmetic; Norse rounds
-``I - v``, its product with ``1 - lam`` and the sum, eventsim ``lam R``,
-``g I`` and the sum, so the floating-point results are equal whenever every
-intermediate value is exact (dyadic weights, inputs and leaks, and few enough
-steps that the potentials' bits fit the dtype's mantissa; docs/semantics.md, "Numerics").
+from v = v_leak = 0. With ``k = dt tau_mem_inv = 1 - lam`` (``1.0 - leak`` in
+float64, rounded once to the dtype) this is eventsim's ``arithmetic="euler"``
+form (docs/semantics.md, "Arithmetic forms"): ``a = I - R``, ``b = k a``,
+``U = R + b``, the same operations in the same order (``dt * tau_mem_inv``
+is ``1.0 * k``, ``I + v_leak`` is ``I + 0``), so the two agree bit for bit
+for every leak, float32 and float64; an immediate reset and the strict
+comparison: hard reset to ``v_reset`` (``reset_value``) or soft reset
+(``reset_subtract``); Readouts are ``LIBoxCell``.
+
+eventsim's default "product" form ``fl(fl(lam R) + fl(g I))`` with
+``g = 1 - lam`` is the same map in exact arithmetic but rounds differently:
+equal to Norse's when ``lam = 1/2`` and ``I - R`` is representable (both
+products by 1/2 are exact), an ulp apart within a few float32 steps for
+other leaks (tests/test_norse.py). The adapter therefore declines
+product-form layers.
 
 Norse returns the potential after the reset. The adapter reports eventsim's
 pre-threshold U instead: Norse's own ``v'``, which its reset method receives
-(:class:`_PotentialTap`). Everything else (``input_gain != 1 - leak``, IF
+(:class:`_PotentialTap`). Everything else (another arithmetic form, so IF
 neurons and spiking average pooling, whose ``lam = 1`` would leave no input,
-``>=``, ``reset_delayed``, a soft reset with an infinite threshold) raises
-:class:`~eventsim.errors.LayerError` naming the layer.
+``>=``, a soft reset with an infinite threshold) raises
+:class:`~eventsim.testing.Unsupported` naming the layer.
+
+Gradients are Norse's own autograd: the spike carries its surrogate
+(``LIFBoxParameters(method, alpha)``, :data:`SURROGATES`) into the reset,
+which is eventsim's ``bptt`` with ``detach_reset=False``.
 
 Needs torch and Norse (docs/conventions.md says how to install Norse on a
 CPU-only machine).
@@ -41,39 +51,32 @@ from typing import Any
 
 import numpy as np
 
-from eventsim.errors import LayerError
 from eventsim.extras import require
-from eventsim.layers import LIF, Layer, Readout, Residual
+from eventsim.layers import LIF, Conv2d, Layer, Linear, Readout, Residual
+from eventsim.learning.surrogates import FastSigmoid, Sigmoid, Triangle
 from eventsim.network import Network
-from eventsim.testing.protocol import LayerRecord
+from eventsim.testing.protocol import GradientRequest, LayerRecord, Unsupported
 from eventsim.testing.strategies import Features
-from eventsim.testing.torch_modules import synapse_module
+from eventsim.testing.torch_modules import network_output, one_thread, parameter_gradients, synapse_module
 
-#: Leak factors whose ``1 - lam`` is dyadic, so that the input gain is exact.
-LEAKS = (0.5, 0.75, 0.875)
-#: What the adapter reproduces once every generated neuron gets
-#: ``input_gain = 1 - leak`` (which :class:`Features` cannot ask for; see
-#: :func:`with_euler_gain`). Bit for bit in float64 with dyadic weights: in
-#: float32 a potential leaked by 0.875 outgrows the mantissa within a few
-#: steps and the two roundings of the same sum differ.
-FEATURES = Features(leaks=LEAKS, dtypes=(np.float64,)).without("if", "spiking_avg", ">=")
+#: Leak factors: dyadic ones, Lee's exp(-1/100), and 0.9 and 2/3, whose 1 / (1 - lam) is no power of two.
+LEAKS = (0.5, 0.75, 0.875, 0.9375, float(np.exp(-0.01)), 0.9, 2 / 3)
+#: eventsim surrogates with a Norse threshold method (``LIFBoxParameters(method, alpha)``, Norse 1.1
+#: ``functional/threshold.py``): "super" is ``1 / (|x| + 1)^2`` whatever its alpha (SuperSpike's
+#: backward in Norse 1.1 does not use alpha), eventsim's ``FastSigmoid(c=1, b=1)``; "triangle" with
+#: alpha = 1 is ``max(0, 1 - |x|)``, ``Triangle(width=1)``; "tanh" with alpha = 2 is
+#: ``1 - tanh(2x)^2 = 4 sig(4x) (1 - sig(4x))``, ``Sigmoid(alpha=4)``.
+SURROGATES = (FastSigmoid(c=1.0, b=1.0), Triangle(width=1.0), Sigmoid(alpha=4.0))
+#: What the adapter reproduces: box neurons in the "euler" arithmetic form
+#: (gain 1 - leak) with any leak below 1, the strict comparison, an immediate
+#: hard or soft reset, float32 and float64; in the gradient Norse's
+#: convention, the reset not detached.
+FEATURES = Features(neurons={"lif"}, leaks=LEAKS, arithmetic={"euler"}, detach_reset="off",
+                    surrogates=SURROGATES).without("spiking_avg", ">=")
 
 
 def _require() -> tuple[Any, Any]:
     return require("torch", "the Norse adapter"), require("norse.torch", "the Norse adapter")
-
-
-def with_euler_gain(network: Network) -> Network:
-    """Set ``input_gain = 1 - leak`` on every neuron layer of ``network`` (in place) and return it.
-
-    The forward-Euler gain of docs/semantics.md, "Neurons", the one Norse's
-    box neurons apply. IF layers (``leak = 1``) would get gain 0, which
-    eventsim refuses: they are left as they are (and the adapter refuses them).
-    """
-    for layer in network.walk():
-        if isinstance(layer, LIF) and layer.leak < 1.0:
-            layer.input_gain = 1.0 - layer.leak
-    return network
 
 
 class NorseCandidate:
@@ -99,41 +102,84 @@ class NorseModel:
         self.torch, self.norse = _require()
         self.network = network
         self.dtype = self.torch.float64 if network.dtype == np.float64 else self.torch.float32
+        self.weighted: dict[str, Any] = {}
         self.steps = [(layer.name, self._module(layer)) for layer in network.layers]
+        self.neurons = [neuron for _, step in self.steps for neuron in _neurons_in(step)]
 
     # ------------------------------------------------------------- building
     def _module(self, layer: Layer) -> Any:
         module = synapse_module(layer, self.dtype)
         if module is not None:
+            if isinstance(layer, (Conv2d, Linear)):
+                self.weighted[layer.name] = module
             return module
         if isinstance(layer, LIF):
             return _NorseNeurons(self, layer)
         if isinstance(layer, Residual):
             return _ResidualBlock(self, layer)
-        raise LayerError(layer, "has no Norse counterpart in this adapter")
+        raise Unsupported(f"{_where(layer)}: has no Norse counterpart in this adapter")
 
     def tensor(self, value: Any) -> Any:
         """``value`` as a tensor in the model's dtype."""
         return self.torch.as_tensor(np.asarray(value, dtype=np.float64), dtype=self.dtype)
 
     # -------------------------------------------------------------- running
-    def run(self, spikes: np.ndarray) -> dict[str, LayerRecord]:
-        torch = self.torch
-        neurons = [neuron for _, step in self.steps for neuron in _neurons_in(step)]
-        for neuron in neurons:
+    def _forward(self, spikes: np.ndarray) -> dict[str, tuple[list, list | None]]:
+        """Every reported layer's per-step output and potential tensors, from Norse's initial state."""
+        for neuron in self.neurons:
             neuron.reset()
-        outputs: dict[str, list] = {}
-        with torch.no_grad():
-            for t in range(spikes.shape[0]):
-                x = torch.from_numpy(np.ascontiguousarray(spikes[t])).to(self.dtype)
-                for name, step in self.steps:
-                    x = step(x)
-                    if not _neurons_in(step):
-                        outputs.setdefault(name, []).append(x.numpy().copy())
-        records = {name: LayerRecord(np.stack(values)) for name, values in outputs.items()}
-        for neuron in neurons:
-            records[neuron.name] = LayerRecord(np.stack(neuron.spikes), np.stack(neuron.potentials))
+        records: dict[str, tuple[list, list | None]] = {}
+        for t in range(spikes.shape[0]):
+            x = self.torch.from_numpy(np.ascontiguousarray(spikes[t])).to(self.dtype)
+            for name, step in self.steps:
+                x = step(x)
+                if not _neurons_in(step):
+                    records.setdefault(name, ([], None))[0].append(x)
+        for neuron in self.neurons:
+            records[neuron.name] = (neuron.spikes, neuron.potentials)
         return records
+
+    def run(self, spikes: np.ndarray) -> dict[str, LayerRecord]:
+        with self.torch.no_grad(), one_thread():
+            records = self._forward(spikes)
+        return {name: LayerRecord(_stack(outputs), None if potentials is None else _stack(potentials))
+                for name, (outputs, potentials) in records.items()}
+
+    def gradients(self, spikes: np.ndarray, request: GradientRequest) -> dict[str, np.ndarray]:
+        """Norse's gradients of ``L = sum(out * request.grad_output)`` (eventsim/testing/protocol.py).
+
+        Raises :class:`~eventsim.testing.Unsupported` for ``detach_reset=True``
+        (Norse's reset takes the spike with its surrogate gradient) and for
+        surrogates without a Norse threshold method (:data:`SURROGATES`).
+        """
+        if request.detach_reset:
+            raise Unsupported("Norse's reset takes the spike with its surrogate gradient; detach_reset=True has "
+                              "no counterpart")
+        method = _norse_method(request.surrogate)
+        for neuron in self.neurons:
+            neuron.fire_with(*method)
+        with self.torch.enable_grad(), one_thread():
+            return parameter_gradients(network_output(self.network, self._forward(spikes)), request, self.weighted)
+
+
+def _where(layer: Layer) -> str:
+    return f"layer {layer.name!r} ({type(layer).__name__})"
+
+
+def _stack(values: list) -> np.ndarray:
+    return np.stack([v.detach().numpy() for v in values])
+
+
+def _norse_method(surrogate: Any) -> tuple[str, float]:
+    """Norse's ``(method, alpha)`` for an eventsim surrogate (:data:`SURROGATES`), or Unsupported."""
+    if isinstance(surrogate, FastSigmoid) and surrogate.c == 1.0 and surrogate.b == 1.0:
+        return "super", 100.0  # Norse's default alpha, which its SuperSpike backward does not use
+    if isinstance(surrogate, Triangle) and surrogate.width == 1.0:
+        return "triangle", 1.0
+    if isinstance(surrogate, Sigmoid) and surrogate.alpha == 4.0:
+        return "tanh", 2.0
+    raise Unsupported(f"surrogate {surrogate!r} has no Norse threshold method (super = fast_sigmoid(c=1, b=1), "
+                      "triangle = triangle(width=1), tanh(2) = sigmoid(alpha=4))")
 
 
 class _PotentialTap:
@@ -152,33 +198,38 @@ class _NorseNeurons:
     """One neuron layer as a Norse cell with its state; keeps the spikes and the potentials U of each step."""
 
     def __init__(self, model: NorseModel, neuron: LIF) -> None:
-        gain = 1.0 - neuron.leak
-        if neuron.input_gain != gain:
-            raise LayerError(neuron, f"Norse's box neurons scale the input by dt/tau = 1 - leak = {gain}; "
-                                     f"input_gain {neuron.input_gain} differs")
-        if neuron.reset_delayed:
-            raise LayerError(neuron, "Norse resets at once; reset_delayed=True has no counterpart")
+        if neuron.arithmetic != "euler":  # also every IF neuron: with leak 1 the Euler form takes no input
+            raise Unsupported(f"{_where(neuron)}: Norse computes v + dt/tau (I - v), eventsim's arithmetic='euler'; "
+                              f"arithmetic={neuron.arithmetic!r} (leak {neuron.leak}) rounds differently")
+        gain = 1.0 - neuron.leak  # k, rounded once to the dtype by model.tensor, as eventsim rounds it
         self.name = neuron.name
         self.reset()
         fn = model.norse
         shape = model.network.shapes[neuron.name][1]
         if isinstance(neuron, Readout):
-            self.tap = None
+            self.tap = self.parameters = None
             self.cell = fn.LIBoxCell(fn.LIBoxParameters(tau_mem_inv=model.tensor(gain), v_leak=model.tensor(0.0)),
                                      dt=1.0)
             return
         if not neuron.strict:
-            raise LayerError(neuron, "Norse fires on v - v_th > 0; strict=False (>=) has no counterpart")
+            raise Unsupported(f"{_where(neuron)}: Norse fires on v - v_th > 0; strict=False (>=) has no counterpart")
         theta = neuron.thresholds(shape)
         if neuron.reset == "soft" and not np.all(np.isfinite(theta)):
-            raise LayerError(neuron, "Norse's subtractive reset computes 0 * (v - inf) = NaN for an infinite threshold")
+            raise Unsupported(f"{_where(neuron)}: Norse's subtractive reset computes 0 * (v - inf) = NaN for an "
+                              "infinite threshold")
         self.tap = _PotentialTap(fn.reset_value if neuron.reset == "hard" else fn.reset_subtract)
-        parameters = fn.LIFBoxParameters(
+        self.parameters = fn.LIFBoxParameters(
             tau_mem_inv=model.tensor(gain), v_leak=model.tensor(0.0),
             v_th=model.tensor(theta.reshape((shape[0],) + (1,) * (len(shape) - 1))),
             v_reset=model.tensor(neuron.v_reset), reset_method=self.tap,
         )
-        self.cell = fn.LIFBoxCell(parameters, dt=1.0)
+        self.cell = fn.LIFBoxCell(self.parameters, dt=1.0)
+        self.box_cell = fn.LIFBoxCell
+
+    def fire_with(self, method: str, alpha: float) -> None:
+        """Rebuild the cell with Norse's threshold ``method`` and its ``alpha`` (the surrogate gradient)."""
+        if self.tap is not None:
+            self.cell = self.box_cell(self.parameters._replace(method=method, alpha=alpha), dt=1.0)
 
     def reset(self) -> None:
         """Back to Norse's initial state (``v = v_leak = 0``) with empty records."""
@@ -189,11 +240,11 @@ class _NorseNeurons:
     def __call__(self, current: Any) -> Any:
         out, self.state = self.cell(current, self.state)
         if self.tap is None:  # a leaky integrator: its output is U, and it never fires
-            self.potentials.append(out.numpy().copy())
+            self.potentials.append(out)
             out = out.new_zeros(out.shape)
         else:
-            self.potentials.append(self.tap.before.numpy().copy())
-        self.spikes.append(out.numpy().copy())
+            self.potentials.append(self.tap.before)
+        self.spikes.append(out)
         return out
 
 

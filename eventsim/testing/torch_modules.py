@@ -1,19 +1,27 @@
-"""eventsim's synapse layers as standard torch modules, for framework adapters.
+"""What framework adapters share: eventsim's synapses as torch modules, and their gradients.
 
 Frameworks (snnTorch, Norse) bring their own neurons but compute synapses
 with plain ``torch.nn`` modules; :func:`synapse_module` builds those from an
 eventsim layer, weights copied, in the adapter's dtype. Average pooling is
 ``nn.AvgPool2d``, which divides the window sum by k^2: with dyadic values
 and power-of-two windows that is exactly eventsim's sum of inputs times 1/k^2.
+:func:`network_output` and :func:`parameter_gradients` answer a gradient
+request (eventsim/testing/protocol.py) from an adapter's per-step tensors.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import numpy as np
 
-from eventsim.layers import AvgPool, Conv2d, Dropout, Flatten, Identity, Layer, Linear, MaxPool, SumPool
+from eventsim.errors import OptionError
+from eventsim.layers import (
+    AvgPool, Conv2d, Dropout, Flatten, Identity, Layer, Linear, MaxPool, Readout, Residual, SumPool,
+)
+from eventsim.network import Network
+from eventsim.testing.protocol import GradientRequest
 
 
 def synapse_module(layer: Layer, dtype: Any) -> Any | None:
@@ -51,3 +59,61 @@ def synapse_module(layer: Layer, dtype: Any) -> Any | None:
     if isinstance(layer, Flatten):
         return nn.Flatten()
     return None
+
+
+def network_output(network: Network, records: dict[str, tuple[list, list | None]]) -> Any:
+    """What a gradient request differentiates (eventsim/testing/protocol.py), from per-step tensors.
+
+    ``records`` maps layer names to ``(outputs, potentials)``, lists of one
+    tensor per step. ``out`` is the readout ``U_L[T] / T`` of a network that
+    ends in a Readout, else the last layer's output summed over the steps (a
+    residual block reports under its neuron's name).
+    """
+    last = network.layers[-1]
+    outputs, potentials = records[last.neuron.name if isinstance(last, Residual) else last.name]
+    if isinstance(last, Readout):
+        return potentials[-1] / len(potentials)
+    return sum(outputs[1:], outputs[0])
+
+
+def parameter_gradients(out: Any, request: GradientRequest, weighted: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The gradients of ``L = sum(out * request.grad_output)`` for every weighted module, by autograd.
+
+    ``weighted`` maps layer names to the ``nn.Conv2d`` / ``nn.Linear`` built
+    for them; the result is keyed ``"name.weight"`` and ``"name.bias"``, as
+    :func:`eventsim.learning.parameters.parameters`, zeros where the loss
+    does not depend on a parameter.
+    """
+    import torch
+
+    grad_output = np.asarray(request.grad_output)
+    if grad_output.shape != tuple(out.shape):
+        raise OptionError(f"grad_output must have the shape of the network output {tuple(out.shape)}, "
+                          f"got {grad_output.shape}")
+    loss = (out * torch.as_tensor(grad_output, dtype=out.dtype)).sum()
+    leaves = {f"{name}.{what}": getattr(module, what) for name, module in weighted.items()
+              for what in ("weight", "bias") if getattr(module, what) is not None}
+    differentiable = leaves and loss.requires_grad  # a network without weights has nothing to differentiate
+    grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True) if differentiable else [None] * len(
+        leaves)
+    return {key: (torch.zeros_like(leaf) if grad is None else grad).detach().numpy()
+            for (key, leaf), grad in zip(leaves.items(), grads, strict=True)}
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """torch's intra-op parallelism off while an adapter computes, restored afterwards.
+
+    Conformance networks are tiny (a few channels, maps of at most 9 x 9):
+    splitting a conv2d of that size across threads only adds synchronisation,
+    which on a loaded 2-core machine was measured at 6.7 ms per call against
+    0.05 ms on one thread, and made a 200-case conform run take minutes.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
