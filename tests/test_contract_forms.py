@@ -157,10 +157,41 @@ def test_a_leak_one_part_in_ten_thousand_off_fails_the_bound(form):
 
 # ======================================================= generated networks
 @pytest.mark.parametrize("form", FORMS)
-@settings(max_examples=15)
 @given(data=st.data())
 def test_float32_networks_in_each_form_stay_within_the_bound_of_a_float64_run(form, data):
     features = Features(layers=NO_DROPOUT.layers, leaks=EXACT_LEAKS[form], arithmetic={form})
     case = data.draw(net_cases(features=features, weights="float", dtypes=st.just(np.float32)))
     found = compare_forward(case.network, case.spikes, float64_run(case.network, case.spikes), exact=False)
+    assert found.ok, str(found)
+
+
+@st.composite
+def long_runs(draw):
+    """Linear -> LIF -> Linear -> Readout in one form, float32: up to 200 steps, weights and thresholds up to 10^3.
+
+    Every reset, ``reset_delayed`` for the product form, and a leak of 0 for
+    the Euler form (k = 1, the end of its range): what generated conformance
+    cases, with their 12 steps and order-one weights, do not reach.
+    """
+    form = draw(st.sampled_from(FORMS))
+    leaks = st.sampled_from(EXACT_LEAKS[form] + ((0.0,) if form == "euler" else ()))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    n_in, hidden, steps = draw(st.integers(1, 9)), draw(st.integers(1, 9)), draw(st.integers(1, 200))
+    scale = draw(st.sampled_from([1.0, 30.0, 1000.0]))
+    reset = draw(st.sampled_from(["hard", "soft"]))
+    lif = es.LIF(draw(st.sampled_from([0.5, 1.0, 5.0])) * scale, leak=draw(leaks), reset=reset,
+                 v_reset=draw(st.sampled_from([0.0, -0.5, 0.25])) * scale if reset == "hard" else 0.0,
+                 arithmetic=form, reset_delayed=form == "product" and draw(st.booleans()))
+    layers = [es.Linear(n_in, hidden, weight=rng.normal(0, scale, (hidden, n_in)).astype(np.float32),
+                        bias=rng.normal(0, scale, hidden).astype(np.float32)), lif,
+              es.Linear(hidden, 3, weight=rng.normal(0, 1, (3, hidden)).astype(np.float32)),
+              es.Readout(leak=draw(leaks), arithmetic=form)]
+    spikes = (rng.random((steps, 2, n_in)) < draw(st.sampled_from([0.1, 0.5, 1.0]))).astype(np.float32)
+    return es.Network(layers, (n_in,)), spikes
+
+
+@given(case=long_runs())
+def test_long_runs_with_large_potentials_stay_within_the_bound_of_a_float64_run(case):
+    network, spikes = case
+    found = compare_forward(network, spikes, float64_run(network, spikes), exact=False)
     assert found.ok, str(found)

@@ -10,18 +10,23 @@ both potentials, the threshold and the distance to it.
 The tolerance contract (docs/testing.md, "The tolerance contract"):
 
 - Dyadic cases (``exact=True``): spikes, potentials and every other reported
-  value equal eventsim's exactly (docs/semantics.md, "Numerics").
-- Float cases: a value v that both sides compute as a sum of terms is within
-  ``2 * gamma_d * A`` of eventsim's, where ``A`` is the sum of the absolute
-  values of all the terms that built v, ``d`` the largest number of roundings
-  any term went through, and ``gamma_d = d u / (1 - d u)`` with u the unit
-  roundoff of the dtype (Higham, *Accuracy and Stability of Numerical
-  Algorithms*, 2nd ed., Lemma 3.1 and Sec. 4.2: any summation order of n
-  terms errs by at most ``gamma_{n-1} sum |x_i|``). Each side is within
-  ``gamma_d A`` of the exact value, hence the factor 2. A spike may differ
-  only where eventsim's ``|U - theta|`` is within the bound of U; from there
-  on that sample is *not comparable* (everything downstream changes) rather
-  than failing.
+  value equal eventsim's exactly, for an implementation of the same
+  arithmetic form of the neuron step (docs/semantics.md, "Numerics").
+- Float cases: an output v that both sides compute as a sum of terms is
+  within ``2 * gamma_d * A`` of eventsim's, where ``A`` is the sum of the
+  absolute values of all the terms that built v, ``d`` the largest number of
+  roundings any term went through, and ``gamma_d = d u / (1 - d u)`` with u
+  the unit roundoff of the dtype (Higham, *Accuracy and Stability of
+  Numerical Algorithms*, 2nd ed., Lemma 3.1 and Sec. 4.2: any summation order
+  of n terms errs by at most ``gamma_{n-1} sum |x_i|``). A potential U is
+  within ``2 * E_U``, a running error bound over the neuron's steps in its
+  arithmetic form (:func:`potential_errors`): each form rounds its own way
+  (the Euler forms relative to ``|R|``, not ``lam |R|``), and the exact
+  step damps earlier errors by lam. Every product and quotient adds
+  Higham's underflow term. Each side is within half the bound of the exact
+  value, hence the factor 2. A spike may differ only where eventsim's
+  ``|U - theta|`` is within the bound of U; from there on that sample is
+  *not comparable* (everything downstream changes) rather than failing.
 - Gradients (float64 only): every gradient array within a relative error of
   ``GRADIENT_RTOL`` of its scale, on cases without a spike flip. The scale is
   the array's largest entry, but at least ``GRADIENT_FLOOR`` times the largest
