@@ -20,10 +20,12 @@ import copy
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import eventsim as es
+from eventsim.errors import LayerError
+from eventsim.norm import CurrentNorm
 from eventsim.testing import LayerRecord, compare_forward, forward_bounds, reference_records
 from eventsim.testing.strategies import Features, net_cases
 
@@ -153,6 +155,14 @@ def test_a_leak_one_part_in_ten_thousand_off_fails_the_bound(form):
 
     found = compare_forward(network(leak), spikes, float64_run(network(leak * (1 - 1e-4)), spikes), exact=False)
     assert not found.ok and found.divergence.kind == "potential"
+
+
+def test_a_network_with_an_input_current_norm_is_refused_naming_the_layer():
+    """The bound does not model the norm's ``k I + c``: no silent, unfounded bound."""
+    network = es.Network([es.Linear(2, 2, weight=np.ones((2, 2), np.float32)), es.IF(norm=CurrentNorm())], (2,))
+    spikes = np.ones((2, 1, 2), np.float32)
+    with pytest.raises(LayerError, match="'if1'.*input-current norm.*fold_norms"):
+        forward_bounds(network, spikes, reference_records(network, spikes))
 
 
 # ======================================================= generated networks
