@@ -10,18 +10,23 @@ both potentials, the threshold and the distance to it.
 The tolerance contract (docs/testing.md, "The tolerance contract"):
 
 - Dyadic cases (``exact=True``): spikes, potentials and every other reported
-  value equal eventsim's exactly (docs/semantics.md, "Numerics").
-- Float cases: a value v that both sides compute as a sum of terms is within
-  ``2 * gamma_d * A`` of eventsim's, where ``A`` is the sum of the absolute
-  values of all the terms that built v, ``d`` the largest number of roundings
-  any term went through, and ``gamma_d = d u / (1 - d u)`` with u the unit
-  roundoff of the dtype (Higham, *Accuracy and Stability of Numerical
-  Algorithms*, 2nd ed., Lemma 3.1 and Sec. 4.2: any summation order of n
-  terms errs by at most ``gamma_{n-1} sum |x_i|``). Each side is within
-  ``gamma_d A`` of the exact value, hence the factor 2. A spike may differ
-  only where eventsim's ``|U - theta|`` is within the bound of U; from there
-  on that sample is *not comparable* (everything downstream changes) rather
-  than failing.
+  value equal eventsim's exactly, for an implementation of the same
+  arithmetic form of the neuron step (docs/semantics.md, "Numerics").
+- Float cases: an output v that both sides compute as a sum of terms is
+  within ``2 * gamma_d * A`` of eventsim's, where ``A`` is the sum of the
+  absolute values of all the terms that built v, ``d`` the largest number of
+  roundings any term went through, and ``gamma_d = d u / (1 - d u)`` with u
+  the unit roundoff of the dtype (Higham, *Accuracy and Stability of
+  Numerical Algorithms*, 2nd ed., Lemma 3.1 and Sec. 4.2: any summation order
+  of n terms errs by at most ``gamma_{n-1} sum |x_i|``). A potential U is
+  within ``2 * E_U``, a running error bound over the neuron's steps in its
+  arithmetic form (:func:`potential_errors`): each form rounds its own way
+  (the Euler forms relative to ``|R|``, not ``lam |R|``), and the exact
+  step damps earlier errors by lam. Every product and quotient adds
+  Higham's underflow term. Each side is within half the bound of the exact
+  value, hence the factor 2. A spike may differ only where eventsim's
+  ``|U - theta|`` is within the bound of U; from there on that sample is
+  *not comparable* (everything downstream changes) rather than failing.
 - Gradients (float64 only): every gradient array within a relative error of
   ``GRADIENT_RTOL`` of its scale, on cases without a spike flip. The scale is
   the array's largest entry, but at least ``GRADIENT_FLOOR`` times the largest
@@ -36,7 +41,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from math import prod
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -44,7 +49,8 @@ from eventsim.dense.network import DensePlan, DenseWalk
 from eventsim.errors import LayerError, OptionError
 from eventsim.events import Events
 from eventsim.layers import (
-    LIF, AvgPool, Conv2d, Dropout, Identity, Layer, Linear, MaxPool, Residual, SpikingAvgPool, SumPool,
+    LIF, AvgPool, Conv2d, Dropout, Identity, Layer, Linear, MaxPool, NeuronConstants, Residual, SpikingAvgPool,
+    SumPool,
 )
 from eventsim.network import Network
 from eventsim.testing.protocol import GradientRequest, LayerRecord
@@ -64,9 +70,6 @@ GRADIENT_FLOOR = 1e-4
 #: thresholds of order one, surrogates up to 1/theta, grad_output ~ N(0, 1)),
 #: so a sum of them that cancels to 0 leaves noise far below that.
 GRADIENT_MIN_SCALE = 1e-4
-#: Roundings per step of the neuron recursion: the leak product, the reset, the
-#: input-gain product and the sum ``lam * R + g * I``.
-ROUNDINGS_PER_STEP = 4
 
 
 # ============================================================== reference
@@ -145,14 +148,69 @@ def gamma(depth: int, dtype) -> float:
     return du / (1 - du)
 
 
-def rounding_depths(network: Network, steps: int) -> dict[str, int]:
+def smallest_normal(dtype) -> float:
+    """lambda, the smallest positive normal number of ``dtype``.
+
+    A product or quotient whose result lies below it (gradual underflow)
+    errs by up to ``u * lambda`` (half the smallest subnormal) absolutely,
+    however small its operands (Higham, Sec. 2.1, eq. 2.8); sums and
+    differences are exact there. The bound counts each product as a term of
+    magnitude lambda: ``gamma_d * lambda >= (1 + gamma_d) * u * lambda``
+    for d >= 1, so the term covers the error wherever it is carried.
+    """
+    return float(np.finfo(dtype).tiny)
+
+
+#: The bounds are evaluated in float64, which rounds them too. Each is a sum of
+#: products of nonnegative numbers built with far fewer than 2^30 roundings, so
+#: the computed value is at least the exact one times (1 - 2^-23); this factor
+#: makes it an upper bound of the derived one again.
+EVALUATION_MARGIN = 1 + 2**-20
+
+
+class StepRounding(NamedTuple):
+    """One neuron step of an arithmetic form, as the float bound sees it (docs/semantics.md, "Numerics").
+
+    In exact arithmetic every form computes ``U = lam * R + gain * I``, with
+    its constants as rounded to the dtype (lam = 1 - k for the Euler forms,
+    1 - 1/d for the divide forms). Its float operations move U from that by
+    at most ``gamma_roundings * (r_weight |R| + i_weight |I|)``, plus
+    ``u * lambda`` for each of its ``products`` (multiplications and
+    divisions) that underflows. The Euler forms round ``R + k (I - R)``: their
+    error is relative to ``|R|``, not to ``lam |R|``.
+    """
+
+    lam: float
+    gain: float
+    r_weight: float
+    i_weight: float
+    roundings: int
+    products: int
+
+
+def step_rounding(neuron: LIF, constants: NeuronConstants) -> StepRounding:
+    """The :class:`StepRounding` of ``neuron``'s form, from its ``constants`` (rounded to the run's dtype)."""
+    form = neuron.arithmetic
+    if form == "product":  # lam * R and g * I rounded, then their sum: two roundings per term
+        lam, gain = float(constants.leak), float(constants.gain)
+        return StepRounding(lam, gain, lam, gain, roundings=2, products=2)
+    # The Euler forms' gain is k itself; the divide forms' k is 1/d. k <= 1, so lam >= 0.
+    k = float(constants.gain) if form == "euler" else 1.0 / float(constants.divisor)
+    if form == "subtract-divide":  # R / d, R - R / d, + I
+        return StepRounding(1.0 - k, 1.0, 1.0, 1.0, roundings=3, products=1)
+    return StepRounding(1.0 - k, k, 1.0 + k, k, roundings=3, products=1)  # I - R, its scaling, R + that
+
+
+def rounding_depths(network: Network) -> dict[str, int]:
     """Per recorded layer, the largest number of roundings a term of its value went through.
 
-    Of its output for synapses, pools and dropout; of its potential U for
-    neuron layers (whose spikes, given the same inputs, carry no error). A
-    weighted sum of n terms costs at most n + 1 roundings (the products, n - 1
-    additions, the bias); max pooling, identities and dropout at inference
-    none; a neuron adds ``ROUNDINGS_PER_STEP`` per step to its current's.
+    Of its output for synapses, pools and dropout; of its input current for
+    neuron layers (their potentials are bounded step by step,
+    :func:`potential_errors`; their spikes, given the same potentials, carry
+    no error). A weighted sum of n terms costs at most n + 1 roundings (the
+    products, n - 1 additions, the bias); an average pool of k x k inputs
+    k^2 + 1; max pooling, identities and dropout at inference none; the two
+    paths of a residual block one more for their sum.
     """
     depths: dict[str, int] = {}
     recorded = recorded_layers(network)
@@ -165,7 +223,7 @@ def rounding_depths(network: Network, steps: int) -> dict[str, int]:
         return d
 
     def neuron(name: str, current: int) -> int:
-        depths[name] = current + ROUNDINGS_PER_STEP * steps
+        depths[name] = current
         return 0
 
     def visit(layers: list[Layer], d: int) -> int:
@@ -190,61 +248,118 @@ def rounding_depths(network: Network, steps: int) -> dict[str, int]:
 class _MagnitudeWalk(DenseWalk):
     """The dense walk on magnitudes: ``|W|`` on ``|x|``; neurons emit eventsim's spikes.
 
+    Every product a synapse or pool rounds adds ``lambda`` (the underflow
+    term, :func:`smallest_normal`): ``fan_in * lambda`` joins the bias of a
+    weighted layer, ``k^2 * lambda`` the output of a k x k average pool.
     ``potentials[name]`` collects each neuron layer's current magnitude
-    ``A_I[t] = sum |w| |x| + |b|`` instead of a potential.
+    ``A_I[t]`` instead of a potential.
     """
 
-    def __init__(self, plan: DensePlan, batch: int, spikes: dict[str, np.ndarray]) -> None:
+    def __init__(self, plan: DensePlan, batch: int, spikes: dict[str, np.ndarray], pools: dict[str, float]) -> None:
         super().__init__(plan, {}, batch)
         self.spikes = spikes
-        self.step = 0
+        self.pools = pools  # average pool (or spiking one) name -> k^2 lambda
+
+    def synapse(self, layer: Layer, x: np.ndarray) -> np.ndarray:
+        return super().synapse(layer, x) + self.pools.get(layer.name, 0.0)
 
     def neuron(self, name: str, current: np.ndarray) -> np.ndarray:
-        self.potentials[name].append(current)
+        self.potentials[name].append(current + self.pools.get(name, 0.0))
         return self.spikes[name][self.step]
 
 
 def magnitudes(network: Network, spikes: np.ndarray, reference: dict[str, LayerRecord]) -> dict[str, np.ndarray]:
     """Per recorded layer, ``A``: the sum of the absolute values of the terms that built its value.
 
-    ``(T, batch, *shape)`` float64. Synapses: ``|W|`` applied to the input
-    magnitudes (``+ |b|``), given eventsim's spikes as the inputs of every
-    synapse after a neuron layer. Neuron layers, of U::
-
-        A_U[t] = lam * A_U[t-1] + c * s[t-1] + |g| * A_I[t]
-
-    with c = theta (soft reset) or ``|v_reset|`` (hard reset), g the input
-    gain. Treating a hard reset as adding ``|v_reset|`` instead of discarding
-    the old potential over-estimates A, which keeps the bound valid for every
-    reset convention (delayed or not).
+    ``(T, batch, *shape)`` float64: of its output for synapses, pools and
+    dropout; of its input current ``A_I`` for neuron layers. ``|W|`` is
+    applied to the input magnitudes (``+ |b|``), given eventsim's spikes as
+    the inputs of every synapse after a neuron layer (spikes carry no
+    error). Each rounded product adds ``lambda``, so that ``gamma_d * A``
+    bounds the error underflow included (:func:`smallest_normal`).
     """
     dtype = np.float64
+    tiny = smallest_normal(network.dtype)
     plan = DensePlan(np.dtype(dtype))
     plan.add(network.layers, network.input_shape)
-    plan.params = {k: (np.abs(w), None if b is None else np.abs(b)) for k, (w, b) in plan.params.items()}
+    plan.params = {k: (np.abs(w), (0.0 if b is None else np.abs(b)) + np.full(w.shape[0], tiny * prod(w.shape[1:])))
+                   for k, (w, b) in plan.params.items()}
+    pools = {layer.name: tiny * prod(layer.kernel_size) for layer in network.walk()
+             if isinstance(layer, (AvgPool, SpikingAvgPool))}
     spike_maps = {name: rec.outputs.astype(dtype) for name, rec in reference.items() if rec.potentials is not None}
-    walk = _MagnitudeWalk(plan, spikes.shape[1], spike_maps)
+    walk = _MagnitudeWalk(plan, spikes.shape[1], spike_maps, pools)
     x = np.abs(spikes.astype(dtype))
     for t in range(spikes.shape[0]):
         walk.step = t
         walk.sequence(network.layers, x[t])
-    out = {}
-    for name, layer in recorded_layers(network).items():
-        neuron = neuron_of(layer)
-        if neuron is None:
-            out[name] = np.stack(walk.outputs[name])
-            continue
-        current = np.stack(walk.potentials[name])
-        s = spike_maps[name]
-        theta = _thresholds(neuron, current.shape[2:], dtype)
-        c = np.where(np.isfinite(theta), theta, 0) if neuron.reset == "soft" else abs(neuron.v_reset)
-        a = np.zeros_like(current)
-        prev = np.zeros_like(current[0])
-        for t in range(current.shape[0]):
-            kick = c * s[t - 1] if t else 0.0
-            prev = a[t] = neuron.leak * prev + kick + abs(neuron.input_gain) * current[t]
-        out[name] = a
-    return out
+    return {name: np.stack(walk.potentials[name] if neuron_of(layer) is not None else walk.outputs[name])
+            for name, layer in recorded_layers(network).items()}
+
+
+def potential_errors(neuron: LIF, current: np.ndarray, current_error: np.ndarray, spikes: np.ndarray,
+                     dtype) -> np.ndarray:
+    """How far one implementation's potentials U may lie from the exact ones, ``(T, batch, *shape)`` float64.
+
+    A running error bound (Higham, Sec. 3.3) over the neuron's steps, in
+    its arithmetic form. ``current`` is ``A_I`` (:func:`magnitudes`),
+    ``current_error`` the bound of the current's error, ``spikes`` eventsim's
+    (a sample is compared only up to its first flip, so both sides reset at
+    the same steps). With ``A`` bounding ``|U|`` and ``E`` its error, the
+    exact step ``U = lam R + g I`` carries the earlier errors and the form's
+    own rounding (:class:`StepRounding`) adds to them::
+
+        A_U[t] = lam A_R + g A_I[t]
+        E_U[t] = lam E_R + g E_I[t] + gamma_rho (w_R (A_R + E_R) + w_I (A_I + E_I) + p lambda)
+
+    where R is U[t-1] after the reset: ``A_R = |v_reset|``, ``E_R = 0`` at a
+    hard reset; ``A_R = A_U + theta`` and ``E_R = E_U + u (A_U + E_U + theta)``
+    at a soft one (``U - theta`` is one rounding). The error does not grow
+    with T as a depth would: the exact step damps it by lam. With
+    ``reset_delayed`` (product form) the hard reset replaces ``lam U`` by
+    ``v_reset`` and the soft reset is one more rounding after the sum.
+    """
+    dtype = np.dtype(dtype)
+    shape = current.shape[2:]
+    constants = neuron.constants(shape, dtype)
+    step = step_rounding(neuron, constants)
+    u, tiny, rho = unit_roundoff(dtype), smallest_normal(dtype), gamma(step.roundings, dtype)
+    theta = _thresholds(neuron, shape, dtype).astype(np.float64)
+    theta = np.where(np.isfinite(theta), theta, 0.0)  # an infinite threshold never resets
+    v_reset, soft = abs(float(constants.v_reset)), neuron.reset == "soft"
+    a = e = np.zeros(current.shape[1:])  # U[0] = 0, exact
+    fired = np.zeros(current.shape[1:], bool)
+    errors = np.empty_like(current)
+    for t in range(current.shape[0]):
+        a_i, e_i = current[t], current_error[t]
+        if neuron.reset_delayed:
+            a, e = _delayed_step(step, a, e, a_i, e_i, fired, theta if soft else None, v_reset, u, rho, tiny)
+        else:
+            if soft:
+                a_r, e_r = a + theta * fired, e + u * (a + e + theta) * fired
+            else:
+                a_r, e_r = np.where(fired, v_reset, a), np.where(fired, 0.0, e)
+            local = step.r_weight * (a_r + e_r) + step.i_weight * (a_i + e_i) + step.products * tiny
+            a, e = step.lam * a_r + step.gain * a_i, step.lam * e_r + step.gain * e_i + rho * local
+        errors[t] = e
+        fired = spikes[t] != 0
+    return errors
+
+
+def _delayed_step(step: StepRounding, a, e, a_i, e_i, fired, theta, v_reset: float, u: float, rho: float,
+                  tiny: float):
+    """``(A_U, E_U)`` of one product-form step with the reset of the previous spike applied after the leak.
+
+    Soft (``theta`` given): ``fl(fl(lam U + g I) - theta)``; hard:
+    ``fl(v_reset + g I)`` where the neuron fired, ``fl(lam U + g I)`` elsewhere.
+    """
+    lam, g = step.lam, step.gain
+    inputs = g * (a_i + e_i) + 2 * tiny
+    if theta is None:
+        carried = np.where(fired, v_reset, lam * (a + e))
+        a_v, e_v = np.where(fired, v_reset, lam * a), np.where(fired, 0.0, lam * e)
+        return a_v + g * a_i, e_v + g * e_i + rho * (carried + inputs)
+    a_sum, e_sum = lam * a + g * a_i, lam * e + g * e_i + rho * (lam * (a + e) + inputs)
+    return a_sum + theta * fired, e_sum + u * (a_sum + e_sum + theta) * fired
 
 
 def _thresholds(neuron: LIF, shape: tuple[int, ...], dtype) -> np.ndarray:
@@ -254,11 +369,27 @@ def _thresholds(neuron: LIF, shape: tuple[int, ...], dtype) -> np.ndarray:
 
 
 def forward_bounds(network: Network, spikes: np.ndarray, reference: dict[str, LayerRecord]) -> dict[str, np.ndarray]:
-    """Per recorded layer, ``2 * gamma_d * A``: the largest permitted difference of
-    its potential (neuron layers) or of its output (other layers), ``(T, batch, *shape)``."""
-    depths = rounding_depths(network, spikes.shape[0])
-    return {name: 2 * gamma(depths[name], network.dtype) * a
-            for name, a in magnitudes(network, spikes, reference).items()}
+    """Per recorded layer, the largest permitted difference of its potential (neuron layers) or of its output
+    (other layers), ``(T, batch, *shape)``: twice one side's error bound, as both sides err.
+
+    Outputs: ``2 gamma_d A``. Potentials: ``2 E_U`` (:func:`potential_errors`)
+    from the current's ``E_I = gamma_d A_I``. A network with an input-current
+    norm is refused: the bound does not model the norm's ``k I + c``.
+    """
+    normed = next((layer for layer in network.walk() if getattr(layer, "norm", None) is not None), None)
+    if normed is not None:
+        raise LayerError(normed, "has an input-current norm, which the float rounding bound does not cover: fold it "
+                                 "(eventsim.norm.fold_norms) or compare a dyadic case exactly")
+    depths = rounding_depths(network)
+    layers = recorded_layers(network)
+    bounds = {}
+    for name, a in magnitudes(network, spikes, reference).items():
+        error = gamma(depths[name], network.dtype) * a
+        neuron = neuron_of(layers[name])
+        if neuron is not None:
+            error = potential_errors(neuron, a, error, reference[name].outputs, network.dtype)
+        bounds[name] = 2 * EVALUATION_MARGIN * error
+    return bounds
 
 
 # ============================================================ results
