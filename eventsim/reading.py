@@ -18,26 +18,34 @@ from typing import BinaryIO
 
 import numpy as np
 
-from eventsim.errors import DataError
+from eventsim.errors import DataError, EventsimError
 
 #: Bytes inflated or read per call while filling an array: large enough for speed, small against any limit.
 CHUNK = 1 << 20
 
 
-def open_regular(path: str | os.PathLike) -> BinaryIO:
-    """``path`` opened for binary reading, if it is a regular file (links followed), else a :class:`DataError`.
+def open_regular(path: str | os.PathLike, *, error: type[EventsimError] = DataError, label: str | None = None,
+                 give: str = "a data file") -> BinaryIO:
+    """``path`` opened for binary reading, if it is a regular file (links followed), else ``error``.
 
     Opened non-blocking so that a FIFO is refused instead of waiting for a
-    writer; the flag means nothing for regular files.
+    writer; the flag means nothing for regular files. The type is checked on
+    the opened descriptor, so a file swapped after the check is never read.
+    Messages start with ``label`` (the path by default) and end by asking
+    for ``give``.
     """
-    path = Path(path)
+    label = str(path) if label is None else label
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise error(f"{label}: no such file") from None
     except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        raise error(f"{label}: cannot read ({exc.strerror or exc})") from None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise DataError(f"{path}: not a regular file (a folder, device, FIFO or socket); give a data file")
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+            raise error(f"{label}: is {kind}, not a regular file; give {give}")
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
