@@ -1,4 +1,4 @@
-"""Reading untrusted data files: regular files only, arrays filled by bounded reads.
+"""Reading untrusted data files: regular files only, arrays filled by bounded reads, JSON checked.
 
 A data folder from the web (a tar archive unpacked) can hold a FIFO, which
 blocks ``open`` forever, or a link to ``/dev/zero``, which a whole-file read
@@ -11,6 +11,8 @@ ever held, and a stream that ends early or runs on is an error.
 
 from __future__ import annotations
 
+import errno
+import json
 import os
 import stat
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import BinaryIO
 import numpy as np
 
 from eventsim.errors import DataError, EventsimError
+from eventsim.limits import check_size
 
 #: Bytes inflated or read per call while filling an array: large enough for speed, small against any limit.
 CHUNK = 1 << 20
@@ -71,3 +74,42 @@ def fill(stream: BinaryIO, array: np.ndarray, what: str) -> None:
         done += len(chunk)
     if stream.read(1):
         raise DataError(f"{what}: has more bytes than the {len(view)} bytes of data its header declares")
+
+
+def read_text(path: str | os.PathLike, *, error: type[EventsimError] = DataError) -> str:
+    """The UTF-8 text of the regular file ``path``, its size checked against the limit before it is read.
+
+    For the JSON files of a run folder (job, preparation, report, metrics),
+    which may come from anyone: a FIFO or a link to ``/dev/zero`` in their
+    place is refused, and bytes that are not UTF-8 raise ``error`` naming the
+    file. A missing file raises FileNotFoundError, as ``open`` does: callers
+    decide whether a run folder without the file is an error.
+    """
+    if not os.path.lexists(path):
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
+    with open_regular(path, error=error) as f:
+        check_size(os.fstat(f.fileno()).st_size, str(path), error)
+        data = f.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not text, so not JSON (byte {exc.start} is not UTF-8); the file is damaged") from None
+
+
+def parse_json(text: str, where: str, *, error: type[EventsimError] = DataError) -> object:
+    """``text`` parsed as JSON, or ``error`` naming ``where``.
+
+    Python's parser recurses into nested arrays and objects, so deep nesting
+    raises RecursionError, not a ValueError; both are refused here.
+    """
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise error(f"{where}: not JSON ({exc.msg}, at character {exc.pos})") from None
+    except RecursionError:
+        raise error(f"{where}: not JSON (nested too deeply)") from None
+
+
+def read_json(path: str | os.PathLike, *, error: type[EventsimError] = DataError) -> object:
+    """The JSON value in the regular file ``path`` (:func:`read_text`, then :func:`parse_json`)."""
+    return parse_json(read_text(path, error=error), str(path), error=error)
