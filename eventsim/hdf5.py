@@ -7,8 +7,8 @@ that are not eventsim's. NIR graphs, checkpoints and caches come from other
 people and other machines, so every HDF5 read in eventsim goes through this
 module, which refuses all of that *before* any data is read:
 
-- :func:`open_hdf5` opens only a regular file (checked with ``stat`` first, so
-  a FIFO or device never blocks or is opened), then walks every link without
+- :func:`open_hdf5` opens only a regular file (:func:`eventsim.reading.open_regular`:
+  a FIFO or device never blocks), then walks every link without
   following it. External and soft links are refused (no eventsim or ``nir``
   writer makes them), every object must be reached by exactly one hard link
   (which rules out cycles and the exponential trees of shared groups), the
@@ -26,9 +26,9 @@ caller's eventsim error class with a message that names the file and the
 object: ``checkpoint /runs/a/checkpoint.h5: dataset /params/0 is stored in
 external file '/etc/passwd'; ...``.
 
-A file replaced between the ``stat`` and the open could still be a FIFO;
-only someone who can already write the file can do that, and the walk runs
-on what was opened.
+A file replaced between that check and h5py's own open (by path) could
+still be a FIFO; only someone who can already write the file can do that,
+and the walk runs on what was opened.
 """
 
 from __future__ import annotations
@@ -36,16 +36,16 @@ from __future__ import annotations
 import json
 import mmap
 import os
-import stat
 from contextlib import contextmanager
 from math import prod
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 import h5py
 import numpy as np
 
 from eventsim.errors import EventsimError
 from eventsim.limits import check_size, max_bytes
+from eventsim.reading import open_regular
 
 #: Deepest group nesting accepted; NIR graphs nest a few levels, checkpoints and caches one.
 MAX_DEPTH = 32
@@ -66,8 +66,8 @@ def open_hdf5(path: str | os.PathLike, *, error: type[EventsimError], what: str)
     """
     path = os.fspath(path)
     label = f"{what} {path}"
-    _check_regular(path, label, error)
-    _check_global_heaps(path, label, error)
+    with open_regular(path, error=error, label=label, give="a regular HDF5 file") as fh:
+        _check_global_heaps(fh, label, error)
     try:
         f = h5py.File(path, "r")
     except _H5_ERRORS as exc:
@@ -83,23 +83,11 @@ def open_hdf5(path: str | os.PathLike, *, error: type[EventsimError], what: str)
             raise error(f"{label}: unreadable contents ({type(exc).__name__}: {exc})") from None
 
 
-def _check_regular(path: str, label: str, error: type[EventsimError]) -> None:
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise error(f"{label}: no such file") from None
-    except OSError as exc:
-        raise error(f"{label}: cannot be read ({exc.strerror or exc})") from None
-    if not stat.S_ISREG(mode):
-        kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
-        raise error(f"{label}: is {kind}; give a regular HDF5 file")
-
-
 _SUPERBLOCK = b"\x89HDF\r\n\x1a\n"
 _GLOBAL_HEAP = b"GCOL\x01"
 
 
-def _check_global_heaps(path: str, label: str, error: type[EventsimError]) -> None:
+def _check_global_heaps(fh: BinaryIO, label: str, error: type[EventsimError]) -> None:
     """Refuse global heap collections that would make the HDF5 library loop forever.
 
     Variable-length strings (JSON attributes, NIR node types) live in global
@@ -110,15 +98,14 @@ def _check_global_heaps(path: str, label: str, error: type[EventsimError]) -> No
     collection (or past it after a removal); one that stops short is
     refused. Collections are found by their signature in the raw bytes.
     """
-    with open(path, "rb") as fh:
-        if os.fstat(fh.fileno()).st_size == 0:
-            return
-        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as m:
-            width = _length_size(m)
-            at = m.find(_GLOBAL_HEAP)
-            while at >= 0 and width:
-                _check_collection(m, at, width, label, error)
-                at = m.find(_GLOBAL_HEAP, at + 1)
+    if os.fstat(fh.fileno()).st_size == 0:
+        return
+    with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        width = _length_size(m)
+        at = m.find(_GLOBAL_HEAP)
+        while at >= 0 and width:
+            _check_collection(m, at, width, label, error)
+            at = m.find(_GLOBAL_HEAP, at + 1)
 
 
 def _length_size(m: mmap.mmap) -> int:

@@ -129,6 +129,6 @@ def _holder(fd: int) -> str:
         pid, host, since, command = (h[k] for k in ("pid", "host", "since", "command"))
         if type(pid) is not int or not all(isinstance(v, str) for v in (host, since, command)):
             raise TypeError
-    except (ValueError, TypeError, KeyError):  # written by something else, or cut short
+    except (ValueError, TypeError, KeyError, RecursionError):  # written by something else, cut short, or nested
         return "another process (its lock file does not say which)"
     return _clipped(f"pid {pid} on {host} since {since} ({command})", 400)

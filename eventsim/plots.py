@@ -26,7 +26,6 @@ then renamed onto the target, so a failure never leaves a torn file.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from eventsim.errors import DataError, OptionError
 from eventsim.events import Events
 from eventsim.extras import require
 from eventsim.layers import Readout
+from eventsim.reading import parse_json, read_json, read_text
 from eventsim.network import Network
 
 if TYPE_CHECKING:  # matplotlib is optional; only the annotations name it
@@ -188,24 +188,6 @@ def _number(v: object) -> float | None:
         return None
 
 
-def _parse_json(text: str, where: str) -> Any:
-    """``text`` parsed, or DataError naming ``where``; nesting deeper than the parser's recursion is refused too."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{where}: not JSON ({e.msg}, at character {e.pos})") from None
-    except RecursionError:
-        raise DataError(f"{where}: not a report or metrics record (JSON nested too deeply)") from None
-
-
-def _read_text(path: Path) -> str:
-    """The text of ``path``, or DataError naming it when it is not UTF-8 (a binary file, a torn write)."""
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not a text file (byte {e.start} is not UTF-8); it is damaged") from None
-
-
 # =============================================================== firing rates
 def _per_layer(report: Mapping[str, Any], key: str, meaning: str, where: str = "") -> dict[str, float]:
     """``report[key]``, checked to be a mapping of layer name to finite number; DataError prefixed by ``where``."""
@@ -236,7 +218,7 @@ def read_report(path: str | os.PathLike) -> dict:
         folder may come from anyone, so its files are checked like input.
     """
     path = Path(path)
-    report = _parse_json(_read_text(path), str(path))
+    report = read_json(path)
     for key, meaning in _REPORT_KEYS:
         _per_layer(report, key, meaning, str(path))
     return report
@@ -319,10 +301,10 @@ def read_metrics(path: str | os.PathLike) -> list[dict]:
     """
     path = Path(path)
     records = []
-    for number, line in enumerate(_read_text(path).split("\n"), 1):
+    for number, line in enumerate(read_text(path).split("\n"), 1):
         if line.strip():
             where = f"{path}, line {number}"
-            records.append(_check_record(_parse_json(line, where), where))
+            records.append(_check_record(parse_json(line, where), where))
     if not records:
         raise DataError(f"{path}: the metrics log has no records")
     return records

@@ -1,4 +1,4 @@
-"""Reading untrusted data files: regular files only, arrays filled by bounded reads.
+"""Reading untrusted data files: regular files only, arrays filled by bounded reads, JSON checked.
 
 A data folder from the web (a tar archive unpacked) can hold a FIFO, which
 blocks ``open`` forever, or a link to ``/dev/zero``, which a whole-file read
@@ -11,6 +11,8 @@ ever held, and a stream that ends early or runs on is an error.
 
 from __future__ import annotations
 
+import errno
+import json
 import os
 import stat
 from pathlib import Path
@@ -18,26 +20,35 @@ from typing import BinaryIO
 
 import numpy as np
 
-from eventsim.errors import DataError
+from eventsim.errors import DataError, EventsimError
+from eventsim.limits import check_size
 
 #: Bytes inflated or read per call while filling an array: large enough for speed, small against any limit.
 CHUNK = 1 << 20
 
 
-def open_regular(path: str | os.PathLike) -> BinaryIO:
-    """``path`` opened for binary reading, if it is a regular file (links followed), else a :class:`DataError`.
+def open_regular(path: str | os.PathLike, *, error: type[EventsimError] = DataError, label: str | None = None,
+                 give: str = "a data file") -> BinaryIO:
+    """``path`` opened for binary reading, if it is a regular file (links followed), else ``error``.
 
     Opened non-blocking so that a FIFO is refused instead of waiting for a
-    writer; the flag means nothing for regular files.
+    writer; the flag means nothing for regular files. The type is checked on
+    the opened descriptor, so a file swapped after the check is never read.
+    Messages start with ``label`` (the path by default) and end by asking
+    for ``give``.
     """
-    path = Path(path)
+    label = str(path) if label is None else label
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise error(f"{label}: no such file") from None
     except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        raise error(f"{label}: cannot read ({exc.strerror or exc})") from None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise DataError(f"{path}: not a regular file (a folder, device, FIFO or socket); give a data file")
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+            raise error(f"{label}: is {kind}, not a regular file; give {give}")
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
@@ -63,3 +74,42 @@ def fill(stream: BinaryIO, array: np.ndarray, what: str) -> None:
         done += len(chunk)
     if stream.read(1):
         raise DataError(f"{what}: has more bytes than the {len(view)} bytes of data its header declares")
+
+
+def read_text(path: str | os.PathLike, *, error: type[EventsimError] = DataError) -> str:
+    """The UTF-8 text of the regular file ``path``, its size checked against the limit before it is read.
+
+    For the JSON files of a run folder (job, preparation, report, metrics),
+    which may come from anyone: a FIFO or a link to ``/dev/zero`` in their
+    place is refused, and bytes that are not UTF-8 raise ``error`` naming the
+    file. A missing file raises FileNotFoundError, as ``open`` does: callers
+    decide whether a run folder without the file is an error.
+    """
+    if not os.path.lexists(path):
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
+    with open_regular(path, error=error) as f:
+        check_size(os.fstat(f.fileno()).st_size, str(path), error)
+        data = f.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not text, so not JSON (byte {exc.start} is not UTF-8); the file is damaged") from None
+
+
+def parse_json(text: str, where: str, *, error: type[EventsimError] = DataError) -> object:
+    """``text`` parsed as JSON, or ``error`` naming ``where``.
+
+    Python's parser recurses into nested arrays and objects, so deep nesting
+    raises RecursionError, not a ValueError; both are refused here.
+    """
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise error(f"{where}: not JSON ({exc.msg}, at character {exc.pos})") from None
+    except RecursionError:
+        raise error(f"{where}: not JSON (nested too deeply)") from None
+
+
+def read_json(path: str | os.PathLike, *, error: type[EventsimError] = DataError) -> object:
+    """The JSON value in the regular file ``path`` (:func:`read_text`, then :func:`parse_json`)."""
+    return parse_json(read_text(path, error=error), str(path), error=error)

@@ -32,6 +32,7 @@ from eventsim.encoders.inputs import is_number
 from eventsim.layers import Readout
 from eventsim.atomic import remove_temp_files, write_text
 from eventsim.lock import run_folder_lock
+from eventsim.reading import read_json
 from eventsim.errors import CheckpointError, LayerError, OptionError, check_choice
 from eventsim.network import Network
 from eventsim.learning.checkpoint import load_checkpoint
@@ -356,21 +357,12 @@ def read_prepared(folder: str | os.PathLike) -> dict:
     path = Path(folder) / PREPARED
     if not path.exists():
         return {}
-    found = _read_json(path, "a preparation file")
+    found = read_json(path, error=CheckpointError)
     try:
         _check_prepared(found)
     except OptionError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
     return found
-
-
-def _read_json(path: Path, what: str) -> object:
-    try:
-        return json.loads(path.read_text())
-    except ValueError as exc:  # invalid JSON or invalid UTF-8
-        raise CheckpointError(f"{path}: not {what} (not JSON: {exc})") from None
-    except RecursionError:  # json parses nested arrays and objects recursively
-        raise CheckpointError(f"{path}: not {what} (JSON nested too deeply)") from None
 
 
 _PREPARED_FIELDS = ("calibration_samples", "scales", "thresholds", "surrogate", "slope_tuning")
@@ -464,7 +456,7 @@ def saved_job(folder: str | os.PathLike) -> Job | None:
     if not path.exists():
         return None
     try:
-        job = Job.from_dict(_read_json(path, "a job file"))
+        job = Job.from_dict(read_json(path, error=CheckpointError))
         job.check_fit()
     except (OptionError, LayerError) as exc:
         raise CheckpointError(f"{path}: {exc}") from None

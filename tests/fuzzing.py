@@ -4,7 +4,9 @@ A reader given a mutated file must either return a result that passes the
 caller's check, or raise an eventsim error (a subclass of EventsimError,
 which names the file and what is wrong). Any other exception is a defect and
 is re-raised so that hypothesis shrinks and reports it; a call that runs for
-longer than ``seconds`` is a hang and fails the test. Outcomes are counted
+longer than ``seconds`` is a hang and fails the test (one stuck inside C,
+where the failure cannot be raised, aborts the run with every thread's
+traceback instead). Outcomes are counted
 per test, so a long run (HYPOTHESIS_PROFILE=campaign) can report how many
 cases ended in each.
 """
@@ -12,6 +14,7 @@ cases ended in each.
 from __future__ import annotations
 
 import collections
+import faulthandler
 import signal
 from contextlib import contextmanager
 from typing import Callable, Iterator, TypeVar
@@ -24,21 +27,33 @@ T = TypeVar("T")
 OUTCOMES: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
 
 
+#: Seconds past a time limit after which a block still running is taken to hang inside C and the run aborts.
+C_GRACE = 100.0
+
+
 class Hang(AssertionError):
     """A reader ran past its time limit on one input."""
 
 
 @contextmanager
 def time_limit(seconds: float) -> Iterator[None]:
-    """Fail with :class:`Hang` when the block runs longer than ``seconds`` (main thread, POSIX)."""
+    """Fail with :class:`Hang` when the block runs longer than ``seconds`` (main thread, POSIX).
+
+    SIGALRM's handler runs only when the interpreter regains control, so a
+    loop inside C (the HDF5 library on a damaged file) never reaches it; a
+    faulthandler thread then aborts the process ``C_GRACE`` seconds later,
+    printing every thread's traceback, rather than letting the suite hang.
+    """
     def on_alarm(signum, frame):
         raise Hang(f"no answer within {seconds} s: the reader hangs on this input")
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, seconds)
+    faulthandler.dump_traceback_later(seconds + C_GRACE, exit=True)
     try:
         yield
     finally:
+        faulthandler.cancel_dump_traceback_later()
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
 

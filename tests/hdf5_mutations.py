@@ -9,11 +9,9 @@ tests (tests/test_checkpoint_fuzz.py, tests/test_cache_fuzz.py).
 
 from __future__ import annotations
 
-import faulthandler
 import json
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import h5py
 import numpy as np
@@ -21,21 +19,6 @@ from hypothesis import strategies as st
 
 DTYPES = ["f4", "f8", ">f4", "f2", "i8", "u8", "i4", "u1", "bool", "c8", "S3"]
 SPECIALS = [0.0, -0.0, 1.0, -1.0, np.nan, np.inf, -np.inf, 3e38, 1e300, 2.0**63, 2.0**64 - 1, 5e-324]
-
-
-@contextmanager
-def c_watchdog(seconds: float = 120.0) -> Iterator[None]:
-    """Abort with every thread's traceback when a call hangs inside C (where SIGALRM never reaches Python).
-
-    tests/fuzzing.py turns a slow Python reader into a Hang; a loop inside the
-    HDF5 library never returns to the interpreter, so only this watchdog
-    thread can report it.
-    """
-    faulthandler.dump_traceback_later(seconds, exit=True)
-    try:
-        yield
-    finally:
-        faulthandler.cancel_dump_traceback_later()
 
 
 def _objects(f: h5py.File) -> list[str]:

@@ -137,7 +137,7 @@ def test_fifo_is_refused_not_waited_on(fifo):
     from eventsim.nir.run_file import read_spikes
 
     for read in (read_idx, read_nmnist, lambda path: read_spikes(path, (3,), 4, np.float32)):
-        with time_limit(5), pytest.raises(DataError, match="fifo: not a regular file"):
+        with time_limit(5), pytest.raises(DataError, match="fifo: is a FIFO, not a regular file"):
             read(fifo)
 
 
