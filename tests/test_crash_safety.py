@@ -166,7 +166,7 @@ def killed_and_resumed(env: Path, options: list[str], schedule: list[str], seed:
     return killer
 
 
-def test_a_few_kills_including_one_inside_a_checkpoint_write(env):
+def test_a_few_kills_one_aimed_at_a_checkpoint_write(env):
     killer = killed_and_resumed(env, ["--epochs", "1", "--train-limit", "100", *OPTIONS],
                                 ["startup", "between", "write"], seed=1)
     assert killer.kills == 3
