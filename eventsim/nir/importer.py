@@ -35,8 +35,8 @@ from eventsim.layers import (
     SpikingAvgPool,
     SumPool,
 )
-from eventsim.network import Network
 from eventsim.limits import check_size
+from eventsim.network import Network
 from eventsim.nir import fields
 from eventsim.nir.euler import step_parameters
 from eventsim.nir.extra import require_nir
