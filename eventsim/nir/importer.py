@@ -472,15 +472,16 @@ class _Reader:
         bias = np.zeros(synapse.out_size, np.float64) if synapse.bias is None else synapse.bias.astype(np.float64)
         synapse.bias = self.fits(name, "v_leak", bias + drive)  # the bias it becomes
 
-    def fits(self, name: str, field: str, value: Any) -> np.ndarray:
+    def fits(self, name: str, field: str, value: Any, allow_inf: bool = False) -> np.ndarray:
         """``value`` (of node ``name``'s ``field``) in the network's dtype, refused where the cast makes it inf."""
-        return fields.numbers(value, Field(name, self.structure.kind(name), field), self.dtype)
+        return fields.numbers(value, Field(name, self.structure.kind(name), field), self.dtype, allow_inf=allow_inf)
 
     def thresholds(self, name: str, values: np.ndarray, shape: tuple[int, ...], per_channel: bool | None):
         per = values.reshape(shape[0], -1)
         if np.any(per != per[:, :1]):
             raise self.error(name, "v_threshold differs within a channel; eventsim has one threshold per channel")
         theta = per[:, 0].copy()
+        self.fits(name, "v_threshold", theta, allow_inf=True)  # np.inf: never fires; 1e300 in float32: refused
         if per_channel or (per_channel is None and np.any(theta != theta[0])):
             return theta
         return float(theta[0])
