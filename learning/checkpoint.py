@@ -36,6 +36,7 @@ import numpy as np
 
 from eventsim.atomic import atomic_path
 from eventsim.errors import CheckpointError, OptionError
+from eventsim.hdf5 import open_hdf5, read_attr, read_dataset, read_json_attr
 
 FORMAT = "eventsim-checkpoint"
 VERSION = 1
@@ -43,6 +44,8 @@ _GROUPS = ("params", "optimizer")
 #: Groups added after version 1 was first written; a file without one reads as empty.
 _OPTIONAL_GROUPS = ("statistics",)
 _JSON_ATTRS = ("epoch", "step", "config", "rng_state", "history")
+#: The type each JSON attribute must have when read back (the integers also >= 0).
+_JSON_TYPES = {"epoch": int, "step": int, "config": dict, "rng_state": dict, "history": list}
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 
 
@@ -143,55 +146,51 @@ def _encode_attrs(checkpoint: Checkpoint) -> dict[str, str]:
 
 # ------------------------------------------------------------------- reading
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
-    """Read a checkpoint written by :func:`save_checkpoint`.
+    """Read a checkpoint written by :func:`save_checkpoint`, as an untrusted file.
+
+    The file goes through :func:`eventsim.hdf5.open_hdf5` (no external
+    storage or links, no cycles, sizes within the limit), and what comes back
+    is what a checkpoint promises: numeric arrays, every float in them
+    finite, unique string keys, a non-negative epoch and step, a dict
+    config and rng_state and a list of dicts for the history.
 
     Raises
     ------
     CheckpointError
         Naming the file and the problem: no such file, not an HDF5 file or a
         truncated one, an HDF5 file that is not an eventsim checkpoint, a
-        newer format version, or a missing or unreadable group or attribute.
+        newer format version, a missing or unreadable group, dataset or
+        attribute, or a value of the wrong type.
     """
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise CheckpointError(f"checkpoint {path!r}: no such file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise CheckpointError(
-            f"checkpoint {path!r}: not a readable HDF5 file (truncated, or another format): {exc}"
-        ) from None
-    try:
-        with f:
-            return _read(path, f)
-    except CheckpointError:
-        raise
-    except (OSError, KeyError, ValueError, TypeError) as exc:
-        # a file cut short can open and still fail while its contents are read
-        raise CheckpointError(f"checkpoint {path!r}: unreadable contents ({type(exc).__name__}: {exc})") from None
+    with open_hdf5(path, error=CheckpointError, what="checkpoint") as f:
+        return _read(path, f)
 
 
 def _read(path: str, f: h5py.File) -> Checkpoint:
-    fmt = f.attrs.get("format")
+    def attr(obj, name, read=read_attr):
+        return read(obj, name, error=CheckpointError, what="checkpoint")
+
+    fmt = attr(f, "format") if "format" in f.attrs else None
     if fmt != FORMAT:
         raise CheckpointError(
             f"checkpoint {path!r}: not an eventsim checkpoint (HDF5 file without format marker {FORMAT!r})"
         )
-    version = f.attrs.get("version")
-    if version is None:
-        raise CheckpointError(f"checkpoint {path!r}: attribute 'version' is missing")
-    if not isinstance(version, (int, np.integer)) or version < 1:
+    version = attr(f, "version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise CheckpointError(f"checkpoint {path!r}: invalid format version {version!r}")
     if version > VERSION:
         raise CheckpointError(
-            f"checkpoint {path!r}: format version {int(version)} was written by a newer eventsim; "
+            f"checkpoint {path!r}: format version {version} was written by a newer eventsim; "
             f"this one reads up to {VERSION}"
         )
-    fields = {}
-    for what in _JSON_ATTRS:
-        if what not in f.attrs:
-            raise CheckpointError(f"checkpoint {path!r}: attribute {what!r} is missing")
-        fields[what] = json.loads(f.attrs[what])
+    fields = {what: attr(f, what, read_json_attr) for what in _JSON_ATTRS}
+    for what, kind in _JSON_TYPES.items():
+        value = fields[what]
+        if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0) \
+                or (what == "history" and not all(isinstance(h, dict) for h in value)):
+            expected = {int: "an integer >= 0", dict: "an object", list: "a list of objects"}[kind]
+            raise CheckpointError(f"checkpoint {path!r}: attribute {what!r} is {value!r:.60}, expected {expected}")
     arrays = []
     for group in _GROUPS + _OPTIONAL_GROUPS:
         if group in _OPTIONAL_GROUPS and group not in f:
@@ -199,15 +198,30 @@ def _read(path: str, f: h5py.File) -> Checkpoint:
             continue
         if group not in f or not isinstance(f[group], h5py.Group):
             raise CheckpointError(f"checkpoint {path!r}: group {group!r} is missing")
-        g = f[group]
-        if "keys" not in g.attrs:
-            raise CheckpointError(f"checkpoint {path!r}: group {group!r} has no 'keys' attribute")
-        keys = json.loads(g.attrs["keys"])
-        if len(g) != len(keys):
-            raise CheckpointError(f"checkpoint {path!r}: group {group!r} holds {len(g)} arrays for {len(keys)} keys")
-        # [()] reads a scalar dataset as a numpy scalar; asarray keeps it a 0-d array of its dtype
-        arrays.append({key: np.asarray(g[str(i)][()]) for i, key in enumerate(keys)})
+        arrays.append(_read_group(path, f[group], attr))
     return Checkpoint(params=arrays[0], optimizer_state=arrays[1], statistics=arrays[2], **fields)
+
+
+def _read_group(path: str, g: h5py.Group, attr) -> dict[str, np.ndarray]:
+    group = g.name.lstrip("/")
+    if "keys" not in g.attrs:
+        raise CheckpointError(f"checkpoint {path!r}: group {group!r} has no 'keys' attribute")
+    keys = attr(g, "keys", read_json_attr)
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys) or len(set(keys)) != len(keys):
+        raise CheckpointError(f"checkpoint {path!r}: group {group!r}: 'keys' is not a list of distinct names")
+    if len(g) != len(keys):
+        raise CheckpointError(f"checkpoint {path!r}: group {group!r} holds {len(g)} arrays for {len(keys)} keys")
+    out = {}
+    for i, key in enumerate(keys):
+        dset = g.get(str(i))
+        if not isinstance(dset, h5py.Dataset):
+            raise CheckpointError(f"checkpoint {path!r}: group {group!r} has no dataset {str(i)!r} for {key!r}")
+        a = read_dataset(dset, error=CheckpointError, what="checkpoint")
+        if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+            raise CheckpointError(f"checkpoint {path!r}: {group}[{key!r}] (dataset {dset.name}) holds non-finite "
+                                  "values; the run diverged or the file is damaged")
+        out[key] = a
+    return out
 
 
 # ---------------------------------------------------------------- generators

@@ -20,7 +20,7 @@ def _checkpoint(seed=0, epoch=3):
     dtypes = (np.float64, np.float32)
     params = {k: rng.standard_normal((i + 1, 2)).astype(dtypes[i % 2]) for i, k in enumerate(ODD_KEYS)}
     params["empty"] = np.zeros((0, 4), np.float32)
-    params["specials"] = np.array([np.nan, -np.inf, np.inf, -0.0, 5e-324], np.float64)
+    params["specials"] = np.array([-0.0, 5e-324, np.finfo(np.float64).max], np.float64)
     optimizer_state = {"step": np.array(12, np.int64), "exp_avg/a/b/c": params["a/b/c"] * 2}
     return Checkpoint(
         params=params,
@@ -54,6 +54,17 @@ def test_round_trip(tmp_path):
     assert os.listdir(tmp_path) == ["run.h5"]
     with h5py.File(path, "r") as f:
         assert f.attrs["format"] == "eventsim-checkpoint" and f.attrs["version"] == 1
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_arrays_are_refused_on_load(tmp_path, bad):
+    # a diverged run still saves (the write must not crash the run), but nothing resumes or evaluates from it
+    path = tmp_path / "run.h5"
+    c = _checkpoint()
+    c.params["a/b/c"][0, 1] = bad
+    save_checkpoint(path, c)
+    with pytest.raises(CheckpointError, match=r"run\.h5.*params\['a/b/c'\].*non-finite"):
+        load_checkpoint(path)
 
 
 def test_overwrite_replaces(tmp_path):
