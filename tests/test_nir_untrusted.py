@@ -9,6 +9,7 @@ part, parameters overflowing to inf in float32).
 """
 
 import json
+import os
 
 import h5py
 import numpy as np
@@ -17,8 +18,10 @@ import pytest
 nir = pytest.importorskip("nir")
 
 import eventsim as es
+from eventsim.cli import main
 from eventsim.errors import NIRError
 from eventsim.nir import from_nir, load, save, to_nir
+from fuzzing import time_limit
 
 
 def _network() -> es.Network:
@@ -64,6 +67,7 @@ def _mutated(tmp_path, saved, field, value):
     ("pool1.pool/kernel_size", -2, "field 'kernel_size' must hold whole numbers from 1"),
     ("lif1/v_reset", np.full((3, 4, 4), 1e300), "field 'v_reset' holds 1e\\+300 .* beyond the range of float32"),
     ("fc1/weight", np.full((4, 12), 1e300), "field 'weight' holds 1e\\+300 .* beyond the range of float32"),
+    ("lif1/v_threshold", np.full((3, 4, 4), 1e300), "field 'v_threshold' holds 1e\\+300 .* beyond the range of float32"),
 ])
 def test_a_malformed_field_names_the_file_node_and_field(tmp_path, saved, field, value, problem):
     path = _mutated(tmp_path, saved, field, value)
@@ -71,7 +75,7 @@ def test_a_malformed_field_names_the_file_node_and_field(tmp_path, saved, field,
     with pytest.raises(NIRError, match=problem) as info:
         load(path)
     message = str(info.value)
-    assert message.startswith(f"{path}: NIR node {node!r}"), message
+    assert message.startswith(f"NIR file {path}: NIR node {node!r}"), message
     assert "\n" not in message
 
 
@@ -101,7 +105,7 @@ def test_malformed_eventsim_options_name_the_node(tmp_path, saved, node, options
     path = _set_option(tmp_path, saved, node, **options)
     with pytest.raises(NIRError, match=problem) as info:
         load(path)
-    assert str(info.value).startswith(f"{path}: NIR node {node!r}")
+    assert str(info.value).startswith(f"NIR file {path}: NIR node {node!r}")
 
 
 def test_an_unknown_field_or_node_type_is_refused(tmp_path, saved):
@@ -142,7 +146,8 @@ def test_an_input_gain_that_underflows_to_zero_is_refused():
 
 def test_v_leak_whose_bias_overflows_is_refused():
     """v_leak becomes the bias v_leak / r of the Linear before; 1e38 / 1e-10 is beyond float32."""
-    with pytest.raises(NIRError, match=r"NIR node 'lif' \(LIF\): field 'v_leak' holds .*e\+47 .*beyond the range of float32"):
+    with pytest.raises(NIRError, match=r"NIR node 'lif' \(LIF\): field 'v_leak' holds .*e\+47 .*beyond the range of "
+                                       r"float32"):
         from_nir(_lif_graph(r=np.full(2, 1e-10), v_leak=np.full(2, 1e38)))
 
 
@@ -183,7 +188,7 @@ def test_importer_errors_name_the_file(tmp_path):
     """An error found after reading (here: the gain overflowing float32) names the file as well as the node."""
     path = tmp_path / "lif.nir"
     nir.write(path, _lif_graph(r=np.full(2, 1e300)))
-    with pytest.raises(NIRError, match=rf"^{path}: NIR node 'lif' \(LIF\): r=1e\+300"):
+    with pytest.raises(NIRError, match=rf"^NIR file {path}: NIR node 'lif' \(LIF\): r=1e\+300"):
         load(path)
 
 
@@ -192,3 +197,103 @@ def test_a_valid_graph_still_loads_exactly(tmp_path):
     back = load(save(net, tmp_path / "net.nir"))
     assert [repr(layer) for layer in back.walk()] == [repr(layer) for layer in net.walk()]
     assert from_nir(to_nir(net)).output_shape == net.output_shape
+
+
+# --------------------------------------------------------------------------------------------
+# HDF5 attacks on `eventsim run`: the graph goes through the safe HDF5 reader before anything is read.
+
+SECRET = b"root:x:0:0:root:/root:/bin/bash\n" * 8
+
+
+@pytest.fixture
+def graph(tmp_path):
+    """A small graph ``net.nir`` (weight ``node/nodes/fc/weight``: 2 x 3 float32) and a valid input."""
+    net = es.Network([es.Linear(3, 2, weight=np.full((2, 3), 0.5, np.float32), name="fc"), es.LIF(1.0, leak=0.5)],
+                     (3,))
+    save(net, tmp_path / "net.nir")
+    np.savez(tmp_path / "in.npz", spikes=np.ones((2, 1, 3), np.float32))
+    return tmp_path / "net.nir"
+
+
+def _run(graph, capsys) -> tuple[int, str]:
+    """``eventsim run`` on ``graph``: its exit status and its stderr, after checking nothing was written."""
+    folder = graph.parent
+    with time_limit(20):  # a FIFO or a dataset stored on one must not block the run
+        code = main(["run", "--graph", str(graph), "--input", str(folder / "in.npz"), "--steps", "2",
+                     "--out", str(folder / "out.npz")])
+    err = capsys.readouterr().err
+    assert not (folder / "out.npz").exists()
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return code, err
+
+
+def _weight_stored_in(graph, target, nbytes=24):
+    with h5py.File(graph, "a") as f:
+        del f["node/nodes/fc/weight"]
+        f.create_dataset("node/nodes/fc/weight", shape=(2, 3), dtype="f4", external=[(str(target), 0, nbytes)])
+
+
+def test_a_weight_in_external_storage_is_refused_not_read(graph, capsys):
+    """Before: the secret file's bytes became the weights and came back in OUT.npz."""
+    secret = graph.parent / "secret.txt"
+    secret.write_bytes(SECRET)
+    _weight_stored_in(graph, secret)
+    code, err = _run(graph, capsys)
+    assert code == 2
+    assert f"NIR file {graph}" in err and "/node/nodes/fc/weight" in err and "external file" in err
+    assert "root:" not in err
+
+
+def test_a_weight_stored_on_a_fifo_does_not_hang(graph, capsys):
+    """Before: reading the dataset opened the FIFO and waited forever for a writer."""
+    fifo = graph.parent / "pipe"
+    os.mkfifo(fifo)
+    _weight_stored_in(graph, fifo)
+    code, err = _run(graph, capsys)
+    assert code == 2 and "/node/nodes/fc/weight" in err and "external file" in err
+
+
+def test_an_external_link_is_refused_before_it_is_followed(graph, capsys):
+    other = graph.parent / "other.h5"
+    with h5py.File(other, "w") as f:
+        f["w"] = np.full((2, 3), 7.0, np.float32)
+    with h5py.File(graph, "a") as f:
+        del f["node/nodes/fc/weight"]
+        f["node/nodes/fc/weight"] = h5py.ExternalLink(str(other), "/w")
+    code, err = _run(graph, capsys)
+    assert code == 2 and "/node/nodes/fc/weight is an external link" in err
+
+
+def test_a_fifo_named_like_the_graph_is_refused(graph, capsys):
+    """Before: 'no such file', which sends the user looking for a file that is there."""
+    fifo = graph.parent / "pipe.nir"
+    os.mkfifo(fifo)
+    code, err = _run(fifo, capsys)
+    assert code == 2 and f"NIR file {fifo}: is a FIFO" in err
+
+
+def test_a_hard_link_cycle_is_refused(graph, capsys):
+    """Before: a RecursionError from the nir package's recursive reader."""
+    with h5py.File(graph, "a") as f:
+        f["node/nodes/fc/loop"] = f["node/nodes/fc"]
+    code, err = _run(graph, capsys)
+    assert code == 2 and "/node/nodes/fc/loop links again to /node/nodes/fc" in err
+
+
+@pytest.mark.parametrize("limit, rows", [
+    ("", 9 * 2**28),       # 9 GiB of float32 under the default limit of 8 GiB
+    ("1M", 2**24),         # 64 MiB under a limit of 1 MiB
+])
+def test_a_dataset_declaring_more_than_the_limit_is_refused_before_allocation(graph, capsys, monkeypatch, limit,
+                                                                                rows):
+    """A few-KB file (the dataset is chunked and never written) declares gigabytes; before, it was allocated."""
+    if limit:
+        monkeypatch.setenv("EVENTSIM_MAX_BYTES", limit)
+    else:
+        monkeypatch.delenv("EVENTSIM_MAX_BYTES", raising=False)
+    with h5py.File(graph, "a") as f:
+        del f["node/nodes/fc/weight"]
+        f.create_dataset("node/nodes/fc/weight", shape=(rows, 1), dtype="f4", chunks=(1024, 1), compression="gzip")
+    assert graph.stat().st_size < 100_000
+    code, err = _run(graph, capsys)
+    assert code == 2 and "above the limit" in err and "EVENTSIM_MAX_BYTES" in err

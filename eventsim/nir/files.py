@@ -2,7 +2,10 @@
 
 A NIR file is HDF5: a ``version`` string and a ``node`` group holding the
 graph (``type`` "NIRGraph", ``nodes``, ``edges``), as the ``nir`` package
-writes it. Reading trusts nothing in it: eventsim reads each node's fields
+writes it. Reading trusts nothing in it: the file is opened by the safe HDF5
+reader (:mod:`eventsim.hdf5`: a regular file, no external links, external
+storage, virtual datasets or link cycles, declared sizes checked against the
+limit before anything is read), and eventsim reads each node's fields
 itself, by the table :data:`NODE_FIELDS` of what every node type holds, and
 checks every value (:mod:`eventsim.nir.fields`) before the ``nir`` package's
 node constructors see it, because those fail with raw AttributeError,
@@ -20,7 +23,6 @@ import numpy as np
 
 from eventsim.atomic import atomic_path
 from eventsim.errors import NIRError
-from eventsim.limits import check_size
 from eventsim.network import Network
 from eventsim.nir import fields
 from eventsim.nir.extra import require_nir
@@ -44,6 +46,9 @@ def load(path: str | os.PathLike, *, dt: float = 1.0, dtype: object = np.float32
 
     return from_nir(path, dt=dt, dtype=dtype)
 
+
+#: How errors name a NIR file: "NIR file PATH: ...".
+WHAT = "NIR file"
 
 Check = Callable[[Any, Field], Any]
 
@@ -73,7 +78,7 @@ def _size_pair(value: Any, where: Field) -> np.ndarray:
 def _padding(sizes: Check) -> Check:
     """Padding: 'same', 'valid', or sizes as ``sizes`` checks them."""
     def check(value: Any, where: Field) -> Any:
-        if isinstance(value, (bytes, str, np.bytes_, np.str_)) or getattr(value, "dtype", None) == object:
+        if np.asarray(value).dtype.kind in "OSU":  # text, as h5py reads it
             padding = fields.text(value, where)
             if padding not in ("same", "valid"):
                 raise where.error(f"must be 'same', 'valid' or sizes, got {padding!r}")
@@ -120,8 +125,8 @@ NODE_FIELDS: dict[str, dict[str, tuple[Check, bool]]] = {
                "padding": (_padding(_pad_pair), True), "dilation": (_size_pair, True), "groups": (_positive_int, True),
                "bias": (_array, True)},
     "Conv1d": {"input_shape": (_positive_int, False), "weight": (_weight(3), True), "stride": (_positive_int, True),
-               "padding": (_padding(_pad_int), True), "dilation": (_positive_int, True), "groups": (_positive_int, True),
-               "bias": (_array, True)},
+               "padding": (_padding(_pad_int), True), "dilation": (_positive_int, True),
+               "groups": (_positive_int, True), "bias": (_array, True)},
     "SumPool2d": {"kernel_size": (_size_pair, True), "stride": (_size_pair, True), "padding": (_pad_pair, True)},
     "AvgPool2d": {"kernel_size": (_size_pair, True), "stride": (_size_pair, True), "padding": (_pad_pair, True)},
     "Flatten": {"start_dim": (_int, True), "end_dim": (_int, True), "input_type": (_shape, False)},
@@ -153,17 +158,12 @@ def read_graph(path: str | os.PathLike) -> Any:
         cannot be read (missing, unknown or malformed fields); the message
         names the file and the node.
     """
-    import h5py
+    from eventsim.hdf5 import open_hdf5
 
     nir = require_nir()
-    path = Path(path)
-    if not path.is_file():
-        raise NIRError(f"{path}: no such file")
     try:
-        with h5py.File(path, "r") as f:
+        with open_hdf5(path, error=NIRError, what=WHAT) as f:
             return _Reader(nir).graph(f)
-    except OSError as exc:
-        raise NIRError(f"{path}: not a readable HDF5 file ({exc})") from None
     except NIRError as exc:
         raise in_file(path, exc) from None
 
@@ -222,7 +222,7 @@ class _Reader:
 
     def edges(self, top: Any) -> list[tuple[str, str]]:
         where = Field("graph", "NIRGraph", "edges")
-        raw = np.asarray(self.value(top, "edges", where, kinds="OSU"))
+        raw = np.asarray(self.value(top, "edges", where, kinds="S"))
         if raw.size == 0:
             return []
         if raw.ndim != 2 or raw.shape[1] != 2:
@@ -238,28 +238,27 @@ class _Reader:
         out = {}
         for key in group["metadata"]:
             where = Field(name, kind, f"metadata/{key}")
-            out[key] = self.value(group["metadata"], key, where, kinds="OSUbiuf")
+            out[key] = self.value(group["metadata"], key, where, kinds="Sbiuf")
         return out
 
     def text(self, group: Any, key: str, where: Field) -> str:
-        return fields.text(self.value(group, key, where, kinds="OSU"), where)
+        return fields.text(self.value(group, key, where, kinds="S"), where)
 
-    def value(self, group: Any, key: str, where: Field, kinds: str = "biufcOSU") -> Any:
-        """The dataset ``group[key]`` read whole (an array, or a scalar as h5py gives it: bytes for a
-        string), after its declared size was checked against the limit.
+    def value(self, group: Any, key: str, where: Field, kinds: str = "biufcS") -> np.ndarray:
+        """The dataset ``group[key]`` read whole by the safe reader (:func:`eventsim.hdf5.read_dataset`:
+        declared size checked against the limit and the file first); strings come as bytes.
 
         ``kinds``: the dtype kinds accepted. Numeric fields accept complex and
         strings here so that :mod:`eventsim.nir.fields` names what they hold.
         """
         import h5py
 
+        from eventsim.hdf5 import read_dataset
+
         dset = group.get(key)
         if not isinstance(dset, h5py.Dataset):
             raise where.error("is not a dataset")
-        if dset.dtype.kind not in kinds:
-            raise where.error(f"has the dtype {dset.dtype}, which it cannot hold")
-        check_size(int(np.prod(dset.shape, dtype=object)) * dset.dtype.itemsize, f"dataset {dset.name}", NIRError)
-        return dset[()]
+        return read_dataset(dset, error=NIRError, what=WHAT, kinds=kinds)
 
     @staticmethod
     def is_group(obj: Any) -> bool:
@@ -273,7 +272,13 @@ class _Reader:
 
 
 def in_file(path: str | os.PathLike, exc: NIRError) -> NIRError:
-    """A NIRError saying what ``exc`` says, about the file ``path``, keeping the node it names."""
-    out = NIRError(f"{path}: {exc}")
+    """A NIRError saying what ``exc`` says, about the file ``path``, keeping the node it names.
+
+    ``exc`` itself when it names the file already (the safe HDF5 reader's errors do).
+    """
+    label = f"{WHAT} {os.fspath(path)}"
+    if str(exc).startswith(label):
+        return exc
+    out = NIRError(f"{label}: {exc}")
     out.node = exc.node
     return out
