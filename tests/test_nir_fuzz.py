@@ -61,6 +61,8 @@ def folder(tmp_path_factory):
     path = tmp_path_factory.mktemp("nir_fuzz")
     for i, network in enumerate(_networks()):
         save(network, path / f"base{i}.nir")
+        for dtype in (np.float32, np.float64):  # Numba compiles here, not inside a case's time limit
+            _load_and_run(path / f"base{i}.nir", dtype)
     (path / "secret.txt").write_bytes(b"root:x:0:0:root:/root:/bin/bash\n" * 64)
     with h5py.File(path / "other.h5", "w") as f:
         f["x"] = np.arange(12.0)
