@@ -167,7 +167,7 @@ def _mutation(draw, f: h5py.File, folder) -> str:
             f[where][key] = draw(st.sampled_from([b"LIF", 1.0, np.ones(3)]))
         return f"added {where}/{key}"
     if op == "edges" and "node/edges" in f and "node/nodes" in f:
-        old = f["node/edges"]
+        old = f.get("node/edges")  # None when an earlier mutation left a dangling link
         well_formed = isinstance(old, h5py.Dataset) and old.dtype.kind in "OS" and old.ndim == 2 and old.shape[1] == 2
         edges = old[()].tolist() if well_formed else []
         names = [n.encode() for n in f["node/nodes"].keys()] + [b"ghost"]
