@@ -128,7 +128,8 @@ def _values(draw, old):
 
 
 def _replace(f, name, value, **options):
-    del f[name]
+    if f.get(name, getlink=True) is not None:  # a link, dangling or not, or the dataset itself
+        del f[name]
     f.create_dataset(name, data=value, **options)
 
 
@@ -157,7 +158,7 @@ def _mutation(draw, f: h5py.File, folder) -> str:
     if op == "add":
         where = draw(st.sampled_from(groups))
         key = draw(st.sampled_from(["extra", "tau", "delay", "weight", "type", "metadata", "nodes", "loop"]))
-        if key in f[where]:
+        if f[where].get(key, getlink=True) is not None:
             return "nothing added"
         if key == "loop":
             f[where][key] = f[where]  # a hard link to the group itself: a cycle
@@ -166,7 +167,7 @@ def _mutation(draw, f: h5py.File, folder) -> str:
         else:
             f[where][key] = draw(st.sampled_from([b"LIF", 1.0, np.ones(3)]))
         return f"added {where}/{key}"
-    if op == "edges" and "node/edges" in f and "node/nodes" in f:
+    if op == "edges" and isinstance(f.get("node/nodes"), h5py.Group):
         old = f.get("node/edges")  # None when an earlier mutation left a dangling link
         well_formed = isinstance(old, h5py.Dataset) and old.dtype.kind in "OS" and old.ndim == 2 and old.shape[1] == 2
         edges = old[()].tolist() if well_formed else []
