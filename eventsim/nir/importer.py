@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from eventsim.errors import LayerError, NIRError
+from eventsim.errors import LayerError, NIRError, OptionError
 from eventsim.events import FLOAT_DTYPES
 from eventsim.layers import (
     IF,
@@ -35,9 +35,12 @@ from eventsim.layers import (
     SpikingAvgPool,
     SumPool,
 )
+from eventsim.limits import check_size
 from eventsim.network import Network
+from eventsim.nir import fields
 from eventsim.nir.euler import step_parameters
 from eventsim.nir.extra import require_nir
+from eventsim.nir.fields import Field
 from eventsim.nir.options import decode
 from eventsim.nir.structure import Fork, Structure
 
@@ -99,17 +102,25 @@ def from_nir(graph_or_path: Any, *, dt: float = 1.0, dtype: object = np.float32)
 def import_graph(graph_or_path: Any, *, dt: float = 1.0, dtype: object = np.float32) -> Imported:
     """:func:`from_nir` with the layer behind every node (what ``eventsim run`` needs)."""
     nir = require_nir()
-    if isinstance(graph_or_path, (str, os.PathLike)):
-        from eventsim.nir.files import read_graph
-
-        graph_or_path = read_graph(graph_or_path)
     if not (np.isfinite(dt) and dt > 0):
         raise NIRError(f"dt must be a positive finite step length, got {dt!r}")
     dtype = np.dtype(dtype)
     if dtype not in FLOAT_DTYPES:
         raise NIRError(f"dtype must be float32 or float64, got {dtype}")
-    structure = Structure(nir, graph_or_path)
-    reader = _Reader(structure, float(dt), dtype)
+    if not isinstance(graph_or_path, (str, os.PathLike)):
+        return _import(nir, graph_or_path, float(dt), dtype)
+    from eventsim.nir.files import in_file, read_graph
+
+    graph = read_graph(graph_or_path)
+    try:
+        return _import(nir, graph, float(dt), dtype)
+    except NIRError as exc:
+        raise in_file(graph_or_path, exc) from None
+
+
+def _import(nir: Any, graph: Any, dt: float, dtype: np.dtype) -> Imported:
+    structure = Structure(nir, graph)
+    reader = _Reader(structure, dt, dtype)
     input_shape = reader.input_shape()
     layers, _ = reader.layers(structure.sequence(), input_shape)
     try:
@@ -118,7 +129,19 @@ def import_graph(graph_or_path: Any, *, dt: float = 1.0, dtype: object = np.floa
         name = getattr(exc.layer, "name", None)
         raise NIRError(exc.problem, node=name, kind=type(exc.layer).__name__) from None
     reader.check_output(network.output_shape)
+    _check_sizes(network)
     return Imported(network, reader.node_layers, structure)
+
+
+def _check_sizes(network: Network) -> None:
+    """Refuse a graph whose layers' outputs are too large to hold, before a run allocates them.
+
+    A few bytes of shapes, strides and padding declare the layer sizes: one
+    sample of every layer's output, per step, must fit the allocation limit.
+    """
+    for name, (_, out) in network.shapes.items():
+        nbytes = int(np.prod(out, dtype=object)) * network.dtype.itemsize
+        check_size(nbytes, f"NIR node {name!r}: one step of one sample of its output {tuple(out)}", NIRError)
 
 
 def _field(name: str, node: Any, field: str) -> Any:
@@ -127,27 +150,30 @@ def _field(name: str, node: Any, field: str) -> Any:
     return getattr(node, field)
 
 
+def _where(name: str, node: Any, field: str) -> Field:
+    return Field(name, type(node).__name__, field)
+
+
 def _array(name: str, node: Any, field: str, dtype: object = np.float64) -> np.ndarray:
-    value = _field(name, node, field)
-    if hasattr(value, "detach"):  # a torch tensor, as snnTorch's exporter leaves some in memory
-        value = value.detach().cpu().numpy()
-    try:
-        arr = np.array(value, dtype=dtype)
-    except (TypeError, ValueError) as exc:
-        raise NIRError(f"field {field!r} is not numeric ({exc})", node=name, kind=type(node).__name__) from None
-    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)) and field != "v_threshold":
-        raise NIRError(f"field {field!r} is not finite", node=name, kind=type(node).__name__)
-    return arr
+    return fields.numbers(_field(name, node, field), _where(name, node, field), dtype,
+                          allow_inf=field == "v_threshold")  # an infinite threshold: a neuron that never fires
 
 
-def _pair(name: str, node: Any, field: str) -> tuple[int, int]:
-    arr = _array(name, node, field).reshape(-1)
-    if arr.size == 1:
-        arr = np.repeat(arr, 2)
-    if arr.size != 2 or np.any(arr != np.round(arr)) or np.any(arr < 0):
-        raise NIRError(f"field {field!r} must be a non-negative int or a pair of them, got {_field(name, node, field)!r}",
-                       node=name, kind=type(node).__name__)
-    return int(arr[0]), int(arr[1])
+def _pair(name: str, node: Any, field: str, low: int = 0) -> tuple[int, int]:
+    return fields.pair(_field(name, node, field), _where(name, node, field), low=low)
+
+
+def _int(name: str, node: Any, field: str, low: int = -fields.LARGEST_INT) -> int:
+    return fields.integer(_field(name, node, field), _where(name, node, field), low=low)
+
+
+def _declared_shape(name: str, node: Any, key: str) -> tuple[int, ...] | None:
+    """The shape node ``name`` declares as its ``key`` ("input" or "output") type, or None."""
+    types = getattr(node, f"{key}_type", None)
+    declared = types.get(key) if isinstance(types, dict) else None
+    if declared is None:
+        return None
+    return fields.shape(declared, _where(name, node, f"{key}_type"))
 
 
 class _Reader:
@@ -162,13 +188,10 @@ class _Reader:
 
     def input_shape(self) -> tuple[int, ...]:
         name = self.structure.input
-        node = self.structure.nodes[name]
-        types = getattr(node, "input_type", None) or {}
-        shape = types.get("input") if isinstance(types, dict) else None
+        shape = _declared_shape(name, self.structure.nodes[name], "input")
         if shape is None:
             raise self.error(name, "declares no input shape")
-        shape = tuple(int(n) for n in np.asarray(shape).reshape(-1))
-        if len(shape) not in (1, 3) or any(n < 1 for n in shape):
+        if len(shape) not in (1, 3):
             raise self.error(name, f"eventsim takes (C, H, W) or (N,) samples, the graph's input shape is {shape}")
         return shape
 
@@ -177,12 +200,8 @@ class _Reader:
 
     def _declared(self, name: str, key: str, shape: tuple[int, ...]) -> None:
         """Compare a node's declared type (where it has one) with the shape eventsim computes."""
-        types = getattr(self.structure.nodes[name], f"{key}_type", None)
-        declared = types.get(key) if isinstance(types, dict) else None
-        if declared is None:
-            return
-        declared = tuple(int(n) for n in np.asarray(declared).reshape(-1))
-        if declared != tuple(shape):
+        declared = _declared_shape(name, self.structure.nodes[name], key)
+        if declared is not None and declared != tuple(shape):
             raise self.error(name, f"declares {key} shape {declared} but receives {tuple(shape)}")
 
     # ------------------------------------------------------------ sequences
@@ -268,6 +287,8 @@ class _Reader:
             layer = read(name, node, shape, options, before)
         except LayerError as exc:
             raise self.error(name, exc.problem) from None
+        except OptionError as exc:  # an option eventsim's metadata gave the layer
+            raise self.error(name, str(exc)) from None
         layer.name = name  # NIR names may hold '.', e.g. a residual block's "res1.conv1"
         self.node_layers[name] = layer
         if isinstance(layer, SpikingAvgPool):
@@ -280,16 +301,15 @@ class _Reader:
             raise self.error(name, f"weight must be (out, in, kh, kw), got shape {weight.shape}")
         if len(shape) != 3 or shape[0] != weight.shape[1]:
             raise self.error(name, f"expects {weight.shape[1]} input channels (C, H, W), receives shape {shape}")
-        if int(np.asarray(_field(name, node, "groups"))) != 1:
+        if _int(name, node, "groups", low=1) != 1:
             raise self.error(name, "grouped convolutions are not supported (groups must be 1)")
-        if _pair(name, node, "dilation") != (1, 1):
+        if _pair(name, node, "dilation", low=1) != (1, 1):
             raise self.error(name, "dilated convolutions are not supported (dilation must be 1)")
         kh, kw = weight.shape[2:]
-        stride = _pair(name, node, "stride")
+        stride = _pair(name, node, "stride", low=1)
         padding = _field(name, node, "padding")
-        if isinstance(padding, bytes):
-            padding = padding.decode("utf8")
-        if isinstance(padding, str):
+        if isinstance(padding, (bytes, str)):
+            padding = fields.text(padding, _where(name, node, "padding"))
             if padding == "valid":
                 padding = (0, 0)
             elif padding == "same" and stride == (1, 1) and kh % 2 == 1 and kw % 2 == 1:
@@ -322,9 +342,7 @@ class _Reader:
     def pool(self, name, node, shape, options, before) -> Layer:
         if _pair(name, node, "padding") != (0, 0):
             raise self.error(name, "padded pooling is not supported (padding must be 0)")
-        kernel, stride = _pair(name, node, "kernel_size"), _pair(name, node, "stride")
-        if min(kernel) < 1 or min(stride) < 1:
-            raise self.error(name, f"kernel_size {kernel} and stride {stride} must be positive")
+        kernel, stride = _pair(name, node, "kernel_size", low=1), _pair(name, node, "stride", low=1)
         if options.get("layer") == "Identity":
             if kernel != (1, 1) or stride[0] != stride[1]:
                 raise self.error(name, "an Identity skip is a 1 x 1 sum pool with equal strides")
@@ -332,8 +350,7 @@ class _Reader:
         return (AvgPool if type(node).__name__ == "AvgPool2d" else SumPool)(kernel, stride=stride)
 
     def flatten(self, name, node, shape, options, before) -> Flatten:
-        start = int(np.asarray(_field(name, node, "start_dim")))
-        end = int(np.asarray(_field(name, node, "end_dim")))
+        start, end = _int(name, node, "start_dim"), _int(name, node, "end_dim")
         if start % len(shape) != 0 or end % len(shape) != len(shape) - 1:
             raise self.error(name, f"flattens dims {start}..{end} of a {shape} sample; eventsim flattens whole "
                              "samples (start_dim 0, end_dim -1)")
@@ -366,6 +383,7 @@ class _Reader:
             return Readout(leak=leak, input_gain=gain, arithmetic=arithmetic)
         theta = self.thresholds(name, full["v_threshold"], shape, options.get("per_channel"))
         v_reset = self.uniform(name, "v_reset", full["v_reset"]) if "v_reset" in full else 0.0
+        self.fits(name, "v_reset", v_reset)  # the potential after a reset, in the dtype that computes
         flags = {"reset": options.get("reset", "hard"), "strict": bool(options.get("strict", True)),
                  "reset_delayed": bool(options.get("reset_delayed", False))}
         if flags["reset"] == "soft":
@@ -387,7 +405,9 @@ class _Reader:
         source = self.structure.preds[name][0]
         if not isinstance(pool, AvgPool) or pool.name != source:
             raise self.error(name, "metadata names a SpikingAvgPool, but the node is not fed by an AvgPool2d node")
-        layer = SpikingAvgPool(pool.kernel_size, stride=pool.stride, threshold_ratio=float(options["threshold_ratio"]))
+        if "threshold_ratio" not in options:
+            raise self.error(name, "metadata names a SpikingAvgPool but gives no threshold_ratio")
+        layer = SpikingAvgPool(pool.kernel_size, stride=pool.stride, threshold_ratio=options["threshold_ratio"])
         expected = layer.neuron
         if (leak, gain, v_reset) != (1.0, 1.0, 0.0) or flags != {"reset": "hard", "strict": True, "reset_delayed": False} \
                 or not np.all(theta == expected.threshold):
@@ -427,8 +447,14 @@ class _Reader:
         if not 0.0 <= leak <= 1.0:
             raise self.error(name, f"tau={tau} with dt={self.dt} gives the leak 1 - dt/tau = {leak}, outside [0, 1]: "
                              "is dt right? (snnTorch's export_to_nir writes its graphs for dt=1e-4)")
-        if not (np.isfinite(gain) and gain > 0):
-            raise self.error(name, f"r={r} with dt={self.dt} gives the input gain {gain}; it must be positive")
+        with np.errstate(over="ignore"):  # named below
+            computed = self.dtype.type(gain)  # the gain the network multiplies by
+        if not (np.isfinite(gain) and gain > 0 and computed > 0):
+            raise self.error(name, f"r={r} with dt={self.dt} gives the input gain {gain}; it must be positive "
+                             f"(and not below {self.dtype}'s smallest number)")
+        if not np.isfinite(computed):
+            raise self.error(name, f"r={r} with dt={self.dt} gives the input gain {gain}, beyond the range of "
+                             f"{self.dtype} (largest {np.finfo(self.dtype).max:.4g}) that the network computes in")
         return leak, gain
 
     def drive(self, name: str, v_leak: np.ndarray | None, r: float, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -447,13 +473,18 @@ class _Reader:
             raise self.error(name, "v_leak != 0 is a constant input; eventsim takes it only as the bias of a Conv2d, "
                              "Linear or Affine node feeding this node alone")
         bias = np.zeros(synapse.out_size, np.float64) if synapse.bias is None else synapse.bias.astype(np.float64)
-        synapse.bias = (bias + drive).astype(self.dtype)
+        synapse.bias = self.fits(name, "v_leak", bias + drive)  # the bias it becomes
+
+    def fits(self, name: str, field: str, value: Any, allow_inf: bool = False) -> np.ndarray:
+        """``value`` (of node ``name``'s ``field``) in the network's dtype, refused where the cast makes it inf."""
+        return fields.numbers(value, Field(name, self.structure.kind(name), field), self.dtype, allow_inf=allow_inf)
 
     def thresholds(self, name: str, values: np.ndarray, shape: tuple[int, ...], per_channel: bool | None):
         per = values.reshape(shape[0], -1)
         if np.any(per != per[:, :1]):
             raise self.error(name, "v_threshold differs within a channel; eventsim has one threshold per channel")
         theta = per[:, 0].copy()
+        self.fits(name, "v_threshold", theta, allow_inf=True)  # np.inf: never fires; 1e300 in float32: refused
         if per_channel or (per_channel is None and np.any(theta != theta[0])):
             return theta
         return float(theta[0])

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from eventsim.errors import NIRError
+from eventsim.nir.fields import Field, text
 
 
 @dataclass
@@ -39,10 +40,15 @@ class Structure:
         self.nodes = nodes
         self.preds: dict[str, list[str]] = {name: [] for name in nodes}
         self.succs: dict[str, list[str]] = {name: [] for name in nodes}
+        where = Field("graph", "NIRGraph", "edges")
         for edge in edges:
-            if len(edge) != 2:
-                raise NIRError(f"edge {edge!r} is not a (source, target) pair")
-            a, b = (e.decode("utf8") if isinstance(e, bytes) else str(e) for e in edge)
+            try:
+                if isinstance(edge, (str, bytes)):
+                    raise ValueError
+                a, b = edge
+            except (TypeError, ValueError):
+                raise NIRError(f"edge {edge!r} is not a (source, target) pair") from None
+            a, b = text(a, where), text(b, where)
             for end in (a, b):
                 if end not in nodes:
                     raise NIRError(f"edge ({a!r}, {b!r}) refers to a node the graph does not have", node=end)
