@@ -473,7 +473,9 @@ def failure(exc: BaseException, out: str | None = None) -> str | None:
         return None if missing is None else str(missing)
     if isinstance(exc, OSError) and exc.errno is not None:
         return _os_failure(exc, out)
-    if _raised_in_h5py(exc):  # h5py names the file only when opening it, so the rest of its message is kept
+    from eventsim.hdf5 import raised_in_h5py
+
+    if raised_in_h5py(exc):  # h5py names the file only when opening it, so the rest of its message is kept
         return f"an HDF5 file it read is damaged or not one eventsim can read (h5py: {exc})"
     if isinstance(exc, OSError):  # without errno: a library's own I/O failure, its message is all there is
         return str(exc)
@@ -504,14 +506,6 @@ def _os_failure(exc: OSError, out: str | None) -> str:
     if exc.errno in _WRITE_ERRORS and out is not None:
         return f"while writing the output {out}: {advice}"
     return f"{exc}; {advice}" if advice else str(exc)  # h5py puts the file's name into its message
-
-
-def _raised_in_h5py(exc: BaseException) -> bool:
-    """Whether the innermost frame of ``exc``'s traceback is h5py's (it raises builtin types, not its own)."""
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    return tb is not None and str(tb.tb_frame.f_globals.get("__name__", "")).split(".")[0] == "h5py"
 
 
 if __name__ == "__main__":

@@ -79,8 +79,23 @@ def open_hdf5(path: str | os.PathLike, *, error: type[EventsimError], what: str)
         except EventsimError:
             raise
         except _H5_ERRORS as exc:
-            # a damaged file can open and still fail while its contents are read
+            # A damaged file can open and still fail while its contents are
+            # read; the same builtin types raised by the caller's code are bugs.
+            if not raised_in_h5py(exc):
+                raise
             raise error(f"{label}: unreadable contents ({type(exc).__name__}: {exc})") from None
+
+
+def raised_in_h5py(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised inside h5py, which raises builtin types, not its own.
+
+    Judged by the innermost frame of its traceback (h5py's Cython modules
+    add theirs), so the caller's own ValueError is not taken for a damaged file.
+    """
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and str(tb.tb_frame.f_globals.get("__name__", "")).split(".")[0] == "h5py"
 
 
 _SUPERBLOCK = b"\x89HDF\r\n\x1a\n"

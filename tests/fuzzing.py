@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import faulthandler
 import signal
+import sys
 from contextlib import contextmanager
 from typing import Callable, Iterator, TypeVar
 
@@ -49,7 +50,7 @@ def time_limit(seconds: float) -> Iterator[None]:
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, seconds)
-    faulthandler.dump_traceback_later(seconds + C_GRACE, exit=True)
+    faulthandler.dump_traceback_later(seconds + C_GRACE, exit=True, file=sys.__stderr__)  # capsys replaces sys.stderr
     try:
         yield
     finally:

@@ -303,3 +303,18 @@ def test_checkpoint_fields_of_the_wrong_type(tmp_path, edit, match):
         edit(f)
     with pytest.raises(CheckpointError, match=rf"run\.h5.*{match}"):
         load_checkpoint(path)
+
+
+def test_a_defect_of_the_caller_inside_the_block_is_not_called_a_damaged_file(tmp_path):
+    # Only what h5py raises while the contents are read means "damaged file";
+    # a ValueError of the caller's own code must stay a traceback (a bug).
+    path = tmp_path / "ok.h5"
+    with h5py.File(path, "w") as f:
+        f["x"] = np.arange(3.0)
+    with pytest.raises(ValueError, match="the caller's own") as raised:
+        with open_hdf5(path, error=DataError, what="file"):
+            raise ValueError("the caller's own mistake")
+    assert type(raised.value) is ValueError  # DataError is a ValueError too
+    with pytest.raises(DataError, match="unreadable contents"):
+        with open_hdf5(path, error=DataError, what="file") as f:
+            f["no such dataset"]
