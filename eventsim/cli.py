@@ -120,10 +120,11 @@ def _summary(report: dict) -> dict:
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:
-    from eventsim.learning.runs import evaluate_run
+    from eventsim.learning.runs import evaluate_run, report_path
 
     report = evaluate_run(args.run, split=args.split, data=args.data)
     print(json.dumps(_summary(report), indent=2))
+    print(f"report: {report_path(args.run, args.split)}", file=sys.stderr)  # stdout stays one JSON document
 
 
 def _cmd_inspect(args: argparse.Namespace) -> None:
@@ -190,7 +191,7 @@ def _cmd_plot(args: argparse.Namespace) -> None:
 
     from eventsim import plots
     from eventsim.errors import CheckpointError, OptionError
-    from eventsim.learning.runs import METRICS, REPORT, load_run
+    from eventsim.learning.runs import METRICS, REPORT, load_run, run_data
 
     require("matplotlib", "eventsim plot")  # before loading the run and its data, not after
     job, network, folder = load_run(args.run)
@@ -204,7 +205,7 @@ def _cmd_plot(args: argparse.Namespace) -> None:
         if missing:
             raise CheckpointError(f"no training log to compare: {', '.join(missing)}")
         compared = {name: plots.read_metrics(path) for name, path in logs.items()}
-    data = job.data(args.split, args.data, None)
+    data = job.data(args.split, run_data(folder, args.data), None)
     if not 0 <= args.sample < len(data):
         valid = f"; choose 0 to {len(data) - 1}" if len(data) else ""
         raise OptionError(f"--sample {args.sample}: the {args.split} split of {args.run} has {len(data)} samples{valid}")
