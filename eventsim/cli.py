@@ -402,9 +402,10 @@ def parser() -> argparse.ArgumentParser:
         "run", help="run a NIR graph on input spikes, write every node's output (.npz)",
         description="SPIKES.npz holds 'spikes', a float array (T, batch, *input_shape) of per-step input values "
         "(counts allowed). OUT.npz gets one array (T, batch, *shape) per graph node, named by its NIR name, with "
-        "the node's per-step output; '<name>.potential', the pre-threshold potential, for every neuron node; and "
-        "'output', what reaches the Output node. Neuron parameters map to steps by forward Euler of length --dt "
-        "(docs/nir.md).",
+        "the node's per-step output (a readout node, which never fires: its running readout U[t] / t, whose last "
+        "step is the network's prediction); '<name>.potential', the pre-threshold potential U, for every neuron "
+        "node; and 'output', what reaches the Output node (the last node's output). Neuron parameters map to "
+        "steps by forward Euler of length --dt (docs/nir.md).",
     )
     r.add_argument("--graph", required=True, help="NIR file (HDF5)")
     r.add_argument("--input", required=True, help="SPIKES.npz with the array 'spikes'")
