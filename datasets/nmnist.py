@@ -29,6 +29,7 @@ import numpy as np
 from eventsim.errors import DataError, check_choice
 from eventsim.extras import install_command
 from eventsim.datasets.cache import EncodedSamples, cached_encoding
+from eventsim.datasets import folders
 from eventsim.datasets.folders import find, user_folder
 from eventsim.encoders.binning import bin_events
 from eventsim.limits import check_size
@@ -235,7 +236,7 @@ class NMNIST:
     ) -> EncodedSamples:
         """Every recording binned with :func:`eventsim.encoders.binning.bin_events`, cached.
 
-        The cache (``cache_folder``, by default ``<user folder>/cache``) is
+        The cache (``cache_folder``, by default :func:`eventsim.datasets.folders.cache_folder`) is
         keyed by the split, the data folder and its number of files, the
         options of this dataset and every binning parameter.
         """
@@ -244,7 +245,7 @@ class NMNIST:
         encode = partial(bin_events, sensor=SENSOR, **{**binning, "dtype": np.dtype(dtype)})
         key = {"dataset": "nmnist", "split": self.split, "folder": str(self.folder.resolve()),
                "files": len(self), **self.options(), "binning": binning}
-        folder = None if not cache else Path(cache_folder) if cache_folder is not None else user_folder() / "cache"
+        folder = None if not cache else Path(cache_folder) if cache_folder is not None else folders.cache_folder()
         return cached_encoding(key, self, encode, folder=folder, progress=progress)
 
     def __repr__(self) -> str:

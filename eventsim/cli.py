@@ -49,31 +49,41 @@ def _job_arguments(parser: argparse.ArgumentParser) -> None:
         "steps": "time steps T",
         "binning": "N-MNIST bins: binary or count",
         "rate-scale": "MNIST rate coding: spike probability = scale * pixel / 255",
-        "tau": "membrane time constant in steps (default: the model's)",
+        "lr": "learning rate",
+        "weight-decay": "L2 weight decay of the optimizer (decoupled for adamw)",
+        "lr-factor": "learning-rate multiplier at each milestone",
+        "batch-size": "samples per optimizer step",
+        "epochs": "training epochs (with --resume: the total, more than those trained)",
+        "seed": "initialisation, shuffling, rate coding and dropout masks",
+        "train-limit": "train on this many samples, classes interleaved (0: all)",
+        "test-limit": "evaluate on this many samples, classes interleaved (0: all)",
+        "tau": "membrane time constant in steps",
         "loss": "lee_mse, cross_entropy, spike_count_mse (with --on-count)",
         "encoding": "MNIST input: rate (Bernoulli spikes) or direct (pixels as currents at every step)",
-        "leak": "per-step leak factor of every neuron, 1 for IF (default: the model's)",
+        "leak": "per-step leak factor of every neuron, 1 for IF",
         "width": "multiplies the channels of every conv and the size of every hidden fc layer",
-        "dropout": "p of every dropout layer of the model, 0 for none (default: the model's)",
+        "dropout": "p of every dropout layer of the model, 0 for none",
         "slope": "slope of the bptt surrogate: c of fast_sigmoid, alpha of arctan and sigmoid",
         "tune-slope": "bisect the surrogate slope to a gradient-flow ratio of 1 before training",
         "calibrate": "before training: none, unit-currents (weight scales) or max-current (thresholds)",
         "calibration-samples": "training samples used by --calibrate and --tune-slope",
         "on-count": "target spike count of the label's output neuron (loss spike_count_mse)",
-        "eval-each-epoch": "evaluate the whole test split after every epoch",
+        "eval-each-epoch": "evaluate the whole test split after every epoch (always done for test sets up to "
+                           "1,000 samples; job.json records what the run does)",
         "norm": "input-current batch norm on every spiking layer: none, batch_time or batch (statistics axes)",
         "checkpoint-every": "also checkpoint every N training steps, 0 for only at the end of each epoch",
     }
+    unset = {"slope": "the surrogate's own", "on_count": "none"}  # what a field left at None means
     # Every default is None, "not given": a fresh run takes Job's defaults, a resumed one its own job's.
     for f in fields(Job):
         if f.name == "dataset":
             continue
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
-        shown = default
+        shown = unset.get(f.name, "the model's") if default is None else default
         if f.name in per_dataset:
             shown = f"{default} for nmnist, {getattr(Job(dataset='mnist'), f.name)} for mnist"
-        text = f"{helps.get(flag[2:], '')} (default: {shown})".strip()
+        text = f"{helps[flag[2:]]} (default: {shown})"
         if isinstance(default, bool):
             parser.add_argument(flag, action="store_true", default=None, help=text)
             continue
@@ -110,10 +120,11 @@ def _summary(report: dict) -> dict:
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:
-    from eventsim.learning.runs import evaluate_run
+    from eventsim.learning.runs import evaluate_run, report_path
 
     report = evaluate_run(args.run, split=args.split, data=args.data)
     print(json.dumps(_summary(report), indent=2))
+    print(f"report: {report_path(args.run, args.split)}", file=sys.stderr)  # stdout stays one JSON document
 
 
 def _cmd_inspect(args: argparse.Namespace) -> None:
@@ -180,7 +191,7 @@ def _cmd_plot(args: argparse.Namespace) -> None:
 
     from eventsim import plots
     from eventsim.errors import CheckpointError, OptionError
-    from eventsim.learning.runs import METRICS, REPORT, load_run
+    from eventsim.learning.runs import METRICS, REPORT, load_run, run_data
 
     require("matplotlib", "eventsim plot")  # before loading the run and its data, not after
     job, network, folder = load_run(args.run)
@@ -194,7 +205,7 @@ def _cmd_plot(args: argparse.Namespace) -> None:
         if missing:
             raise CheckpointError(f"no training log to compare: {', '.join(missing)}")
         compared = {name: plots.read_metrics(path) for name, path in logs.items()}
-    data = job.data(args.split, args.data, None)
+    data = job.data(args.split, run_data(folder, args.data), None)
     if not 0 <= args.sample < len(data):
         valid = f"; choose 0 to {len(data) - 1}" if len(data) else ""
         raise OptionError(f"--sample {args.sample}: the {args.split} split of {args.run} has {len(data)} samples{valid}")
@@ -270,22 +281,68 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     print(json.dumps(records, indent=1) if args.json else table(records))
 
 
+def _version() -> str:
+    """The installed distribution's version, else (running from a source tree) the source's."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("eventsim")
+    except PackageNotFoundError:
+        from eventsim import __version__
+
+        return __version__
+
+
+def _cmd_data_cache(args: argparse.Namespace) -> None:
+    from eventsim.datasets.folders import cache_folder, clear_cache, folder_size
+
+    folder = cache_folder()
+    if args.clear:
+        files, size = clear_cache()
+        print(f"{folder}: removed {_files(files)}, {_bytes(size)}")
+        return
+    files, size = folder_size(folder)
+    print(f"{folder}: {_files(files)}, {_bytes(size)}")
+
+
+def _files(count: int) -> str:
+    return f"{count} file" if count == 1 else f"{count} files"
+
+
+def _bytes(size: int) -> str:
+    """``size`` in decimal units, e.g. 81.2 MB."""
+    value, unit = float(size), "B"
+    for bigger in ("kB", "MB", "GB"):
+        if value < 1000:
+            break
+        value, unit = value / 1000, bigger
+    return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+
+
+#: Where the encoded-data cache is (eventsim.datasets.folders.cache_folder), in words.
+CACHE_FOLDER = "$XDG_CACHE_HOME/eventsim/cache (by default ~/.cache/eventsim/cache; eventsim data cache shows it)"
+#: Said in the help of every command that encodes data.
+CACHED = f"encoded samples are cached in {CACHE_FOLDER}"
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="eventsim", description="Event-driven spiking neural network simulator.")
+    p.add_argument("--version", action="version", version=f"eventsim {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a model, evaluate it, write a run folder")
     t.add_argument("dataset", choices=("nmnist", "mnist"))
-    t.add_argument("--data", help="data folder (default: EVENTSIM_DATA, then ~/.cache/eventsim)")
+    t.add_argument("--data", help=f"data folder (default: EVENTSIM_DATA, then ~/.cache/eventsim); {CACHED}")
     t.add_argument("--out", help="run folder (default: runs/<dataset>-<model>)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     _job_arguments(t)
     t.set_defaults(handler=_cmd_train)
 
     e = sub.add_parser("eval", help="evaluate a run folder (or its checkpoint) on a split")
-    e.add_argument("run")
-    e.add_argument("--split", default="test", choices=("train", "test"))
-    e.add_argument("--data")
+    e.add_argument("run", help="run folder, or a checkpoint file inside one")
+    e.add_argument("--split", default="test", choices=("train", "test"), help="split to report on (default: test)")
+    e.add_argument("--data", help=f"data folder (default: the run's own, else EVENTSIM_DATA, then ~/.cache/eventsim); "
+                   f"{CACHED}")
     e.set_defaults(handler=_cmd_eval)
 
     i = sub.add_parser("inspect", help="describe a model of the zoo")
@@ -301,34 +358,41 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--data", help="data folder (default: EVENTSIM_DATA, then ~/.cache/eventsim)")
     g.add_argument("--seed", type=int, default=0, help="initialisation and dropout masks (default: 0)")
     g.add_argument("--steps", type=int, help="time steps T of a zoo model (default: 8)")
-    g.add_argument("--encoding", default="rate", help="MNIST input of a zoo model: rate or direct")
-    g.add_argument("--leak", type=float, help="leak of every neuron of a zoo model, 1 for IF")
-    g.add_argument("--width", type=float, default=1.0, help="width multiplier of a zoo model")
-    g.add_argument("--calibrate", default="none", help="none, unit-currents or max-current, before measuring")
+    g.add_argument("--encoding", default="rate", help="MNIST input of a zoo model: rate or direct (default: rate)")
+    g.add_argument("--leak", type=float, help="leak of every neuron of a zoo model, 1 for IF (default: the model's)")
+    g.add_argument("--width", type=float, default=1.0, help="width multiplier of a zoo model (default: 1)")
+    g.add_argument("--calibrate", default="none",
+                   help="none, unit-currents or max-current, before measuring (default: none)")
     i.set_defaults(handler=_cmd_inspect)
 
     c = sub.add_parser("convert", help="train an ANN on MNIST, convert it to an SNN, sweep the latency T")
-    c.add_argument("--model", default="ngu2022-mnist")
-    c.add_argument("--data")
-    c.add_argument("--out", default="runs/convert-ngu2022-mnist")
+    c.add_argument("--model", default="ngu2022-mnist", help="model zoo name of the ANN (default: ngu2022-mnist)")
+    c.add_argument("--data", help="data folder holding mnist/ (default: EVENTSIM_DATA, then ~/.cache/eventsim)")
+    c.add_argument("--out", default="runs/convert-ngu2022-mnist",
+                   help="folder for ann.h5 and conversion.json (default: runs/convert-ngu2022-mnist)")
     c.add_argument("--epochs", type=int, default=8, help="ANN training epochs (default: 8)")
-    c.add_argument("--lr", type=float, default=1e-3)
-    c.add_argument("--batch-size", type=int, default=64)
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--steps", type=int, nargs="+", default=[64, 32, 16, 8, 4], help="latencies T to test")
-    c.add_argument("--alpha", type=float, nargs="+", default=[1.0], help="threshold scales to test")
-    c.add_argument("--method", default="channel", help="channel (Algorithm 2), layer, percentile")
-    c.add_argument("--mode", default="direct", help="test input: direct (analog current) or rate (Bernoulli)")
-    c.add_argument("--calibration-samples", type=int, default=1000)
-    c.add_argument("--train-limit", type=int, default=0, help="train the ANN on this many samples (0: all)")
-    c.add_argument("--test-limit", type=int, default=0, help="test on this many samples (0: all)")
+    c.add_argument("--lr", type=float, default=1e-3, help="ANN learning rate, Adam (default: 0.001)")
+    c.add_argument("--batch-size", type=int, default=64, help="ANN samples per optimizer step (default: 64)")
+    c.add_argument("--seed", type=int, default=0, help="initialisation, shuffling, rate coding (default: 0)")
+    c.add_argument("--steps", type=int, nargs="+", default=[64, 32, 16, 8, 4],
+                   help="latencies T to test (default: 64 32 16 8 4)")
+    c.add_argument("--alpha", type=float, nargs="+", default=[1.0], help="threshold scales to test (default: 1)")
+    c.add_argument("--method", default="channel",
+                   help="threshold normalisation: channel (Algorithm 2), layer, percentile (default: channel)")
+    c.add_argument("--mode", default="direct",
+                   help="test input: direct (analog current) or rate (Bernoulli) (default: direct)")
+    c.add_argument("--calibration-samples", type=int, default=1000,
+                   help="training samples whose activations set the thresholds (default: 1000)")
+    c.add_argument("--train-limit", type=int, default=0, help="train the ANN on this many samples (default: 0, all)")
+    c.add_argument("--test-limit", type=int, default=0, help="test on this many samples (default: 0, all)")
     c.set_defaults(handler=_cmd_convert)
 
     g = sub.add_parser("plot", help="spike raster, firing rates and training curves of a run (PNG)")
-    g.add_argument("run")
-    g.add_argument("--sample", type=int, default=0)
-    g.add_argument("--split", default="test", choices=("train", "test"))
-    g.add_argument("--data")
+    g.add_argument("run", help="run folder, or a checkpoint file inside one")
+    g.add_argument("--sample", type=int, default=0, help="index of the sample drawn in the raster (default: 0)")
+    g.add_argument("--split", default="test", choices=("train", "test"), help="split of that sample (default: test)")
+    g.add_argument("--data", help="data folder (default: the one the run was trained with, else EVENTSIM_DATA, "
+                   f"then ~/.cache/eventsim); {CACHED}")
     g.add_argument("--out", help="folder for the PNG files (default: <run>/plots)")
     g.add_argument("--compare", nargs="*", default=[], metavar="RUN",
                    help="other run folders whose loss and accuracy curves join this run's in curves_compared.png")
@@ -338,9 +402,10 @@ def parser() -> argparse.ArgumentParser:
         "run", help="run a NIR graph on input spikes, write every node's output (.npz)",
         description="SPIKES.npz holds 'spikes', a float array (T, batch, *input_shape) of per-step input values "
         "(counts allowed). OUT.npz gets one array (T, batch, *shape) per graph node, named by its NIR name, with "
-        "the node's per-step output; '<name>.potential', the pre-threshold potential, for every neuron node; and "
-        "'output', what reaches the Output node. Neuron parameters map to steps by forward Euler of length --dt "
-        "(docs/nir.md).",
+        "the node's per-step output (a readout node, which never fires: its running readout U[t] / t, whose last "
+        "step is the network's prediction); '<name>.potential', the pre-threshold potential U, for every neuron "
+        "node; and 'output', what reaches the Output node (the last node's output). Neuron parameters map to "
+        "steps by forward Euler of length --dt (docs/nir.md).",
     )
     r.add_argument("--graph", required=True, help="NIR file (HDF5)")
     r.add_argument("--input", required=True, help="SPIKES.npz with the array 'spikes'")
@@ -366,7 +431,8 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS), metavar="WORKLOAD",
                    help=f"default: all ({', '.join(WORKLOADS)})")
     b.add_argument("--json", action="store_true", help="print the records as a JSON list instead of the table")
-    b.add_argument("--data", help="data folder holding NMNIST/ (default: EVENTSIM_DATA, then ~/.cache/eventsim)")
+    b.add_argument("--data", help=f"data folder holding NMNIST/ (default: EVENTSIM_DATA, then ~/.cache/eventsim); "
+                   f"{CACHED}")
     b.set_defaults(handler=_cmd_bench)
 
     k = sub.add_parser("conform", help="test another implementation against eventsim on generated cases")
@@ -387,6 +453,14 @@ def parser() -> argparse.ArgumentParser:
                         "--set surrogates=arctan,fast_sigmoid(c=25;b=1) (docs/testing.md); applied after "
                         "--with/--without")
     k.set_defaults(handler=_cmd_conform)
+
+    d = sub.add_parser("data", help="the data eventsim keeps for itself")
+    what = d.add_subparsers(dest="what", required=True)
+    cache = what.add_parser("cache", help="print the encoded-data cache folder and its size",
+                            description=f"Encoded samples are cached in {CACHE_FOLDER}; a cache file is "
+                            "rebuilt whenever it cannot be trusted, so clearing it only costs the next encoding.")
+    cache.add_argument("--clear", action="store_true", help="remove the cache folder and everything in it")
+    cache.set_defaults(handler=_cmd_data_cache)
     return p
 
 

@@ -1,7 +1,9 @@
 """Training runs as folders: what ``eventsim train``, ``eval`` and ``plot`` work on.
 
 A run folder holds ``job.json`` (the job: dataset, model, encoding, rule,
-optimizer, ... everything but the data folder), ``checkpoint.h5`` (written
+optimizer, ... everything but the data folder), ``data.json`` (the data
+folder it was trained with, absolute: where ``eval``, ``plot`` and
+``--resume`` look when given none), ``checkpoint.h5`` (written
 atomically after every epoch), ``metrics.jsonl`` (one line per epoch) and,
 when training ends, ``report.json`` (:mod:`eventsim.learning.report` on the
 test split). A job is plain data, so a run can be resumed, evaluated or
@@ -19,13 +21,14 @@ import math
 import os
 import sys
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Iterator, Sequence, TextIO
 
 import numpy as np
 
 from eventsim.datasets import NMNIST, load_mnist
+from eventsim.datasets.folders import find
 from eventsim.datasets.mnist import ENCODINGS, CodedImages
 from eventsim.encoders.binning import VALUES as BINNINGS
 from eventsim.encoders.inputs import is_number
@@ -55,9 +58,13 @@ CALIBRATIONS = ("none", "unit-currents", "max-current")
 NORMS = ("none", "batch_time", "batch")  #: input-current batch norm of every spiking layer (statistics axes)
 JOB, CHECKPOINT, METRICS, REPORT = "job.json", "checkpoint.h5", "metrics.jsonl", "report.json"
 PREPARED = "prepared.json"
+#: The data folder a run was trained with; kept apart from the job, which holds no path of the machine it ran on.
+DATA = "data.json"
+#: What each dataset's reader looks for under a data folder.
+DATA_INSIDE = {"nmnist": "NMNIST/Train", "mnist": "mnist"}
 ANN, CONVERSION = "ann.h5", "conversion.json"  #: what ``convert`` writes into its folder
 #: Every file eventsim writes into a run folder (``report-<split>.json`` by ``eval``).
-RUN_FILES = (JOB, CHECKPOINT, METRICS, REPORT, PREPARED, "report-train.json", "report-test.json", ANN, CONVERSION)
+RUN_FILES = (JOB, CHECKPOINT, METRICS, REPORT, PREPARED, DATA, "report-train.json", "report-test.json", ANN, CONVERSION)
 #: Settings that depend on the dataset when not given (measured: see the README).
 DATASET_DEFAULTS = {
     "nmnist": {"steps": 30, "epochs": 12, "milestones": [10]},
@@ -98,7 +105,9 @@ class Job:
     What the preparation found is kept in the run
     folder (``prepared.json``). ``on_count`` is the target spike count of
     the "spike_count_mse" loss; ``eval_each_epoch`` evaluates the whole test
-    split after every epoch (always done for test sets up to 1,000 samples).
+    split after every epoch (always done for test sets up to 1,000 samples:
+    :func:`train` records True in ``job.json`` for them, so the recorded job
+    says what the run did).
     ``checkpoint_every`` (0: at the end of every epoch only) also writes the
     checkpoint every this many optimizer steps inside an epoch, so a long
     epoch interrupted loses at most that many steps.
@@ -445,6 +454,28 @@ def prepare(job: Job, trainer: Trainer, train_data, progress: TextIO | str | Non
     return found
 
 
+def _data_folder(dataset: str, data: str | os.PathLike | None) -> Path:
+    """The absolute folder ``dataset`` is read from: ``data`` or, when None, the first candidate holding it."""
+    inside = Path(DATA_INSIDE[dataset])
+    return find(str(inside), data).parents[len(inside.parts) - 1].resolve()
+
+
+def run_data(folder: str | os.PathLike, data: str | os.PathLike | None) -> str | os.PathLike | None:
+    """The data folder for a command on the run ``folder``: ``data`` if given, else the run's own (``data.json``).
+
+    None (the usual search) when neither is known, for runs written before
+    ``data.json`` existed. The file may come from anyone: a value that is not
+    a path is a :class:`CheckpointError`.
+    """
+    path = Path(folder) / DATA
+    if data is not None or not path.exists():
+        return data
+    recorded = read_json(path, error=CheckpointError)
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("folder"), str):
+        raise CheckpointError(f"{path}: expected {{\"folder\": \"<data folder>\"}}, got {_shown(recorded)}")
+    return recorded["folder"]
+
+
 def saved_job(folder: str | os.PathLike) -> Job | None:
     """The job of the run folder ``folder``, or None when it holds no run.
 
@@ -475,7 +506,9 @@ def _check_folder(job: Job, out: Path, resume: bool) -> None:
         if not resume:
             raise OptionError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
         saved = saved_job(out)
-        differs = sorted(k for k, v in asdict(job).items() if k not in RESUMABLE and getattr(saved, k) != v)
+        # eval_each_epoch False asks for nothing: the run evaluates every epoch or not by its test set's size.
+        differs = sorted(k for k, v in asdict(job).items() if k not in RESUMABLE and getattr(saved, k) != v
+                         and not (k == "eval_each_epoch" and v is False))
         if differs:
             raise CheckpointError(f"{out}: the run was started with other settings ({', '.join(differs)}); "
                                   f"resume it with the same ones or choose another --out")
@@ -504,18 +537,20 @@ def train(job: Job, out: str | os.PathLike, *, data: str | os.PathLike | None = 
     _check_folder(job, out, resume)  # before the lock creates the folder, so a refused command leaves none
     with _writing(out):
         _check_folder(job, out, resume)  # again: another process may have started a run here meanwhile
+        data = run_data(out, data) if resume else data
         train_data = job.data("train", data, progress)
         test_data = job.data("test", data, progress)
+        # Per-epoch evaluation on small test sets (the N-MNIST subset); a large one is evaluated once, at the end.
+        job = replace(job, eval_each_epoch=job.eval_each_epoch or len(test_data) <= EVAL_EVERY_EPOCH_UP_TO)
         trainer = make_trainer(job, out, progress)
         if resume and (out / CHECKPOINT).exists():
             trainer.resume()
         _write_json(out / JOB, asdict(job))  # only once the data is found and the checkpoint has accepted the job
+        _write_json(out / DATA, {"folder": str(_data_folder(job.dataset, data))})
         if (job.calibrate != "none" or job.tune_slope) and not (out / PREPARED).exists():
             _write_json(out / PREPARED, prepare(job, trainer, train_data, progress))
             trainer.save()  # the calibrated weights, so a resume starts from them
-        # Per-epoch evaluation on small test sets (the N-MNIST subset); a large one is evaluated once, at the end.
-        each_epoch = job.eval_each_epoch or len(test_data) <= EVAL_EVERY_EPOCH_UP_TO
-        trainer.fit(train_data, eval_data=test_data if each_epoch else None)
+        trainer.fit(train_data, eval_data=test_data if job.eval_each_epoch else None)
         report = evaluation_report(trainer.network, test_data, trainer.loss, batch_size=job.batch_size)
         report.update(job=asdict(job), split="test", epochs=trainer.epoch,
                       train_seconds=sum(h["seconds"] for h in trainer.history))
@@ -595,9 +630,16 @@ def load_run(path: str | os.PathLike) -> tuple[Job, Network, Path]:
     return job, network, folder
 
 
+def report_path(path: str | os.PathLike, split: str) -> Path:
+    """Where :func:`evaluate_run` writes its report on ``split`` of the run ``path`` (a folder or its checkpoint)."""
+    return _run_paths(path)[0] / f"report-{split}.json"
+
+
 def evaluate_run(path: str | os.PathLike, *, split: str = "test", data: str | os.PathLike | None = None,
                  progress: TextIO | str | None = "stderr") -> dict:
     """Report of a run's network on ``split``, also written to ``<run>/report-<split>.json``.
+
+    ``data`` None reads the data folder the run was trained with (:func:`run_data`).
 
     The run folder is locked while it is read and the report written, so the
     report belongs to one checkpoint, not to one a training replaced midway.
@@ -606,10 +648,10 @@ def evaluate_run(path: str | os.PathLike, *, split: str = "test", data: str | os
     _run_job(folder)  # not a run: refused before the lock creates anything in the folder
     with _writing(folder):
         job, network, folder = load_run(path)
-        report = evaluation_report(network, job.data(split, data, progress), job.loss_object(),
+        report = evaluation_report(network, job.data(split, run_data(folder, data), progress), job.loss_object(),
                                    batch_size=job.batch_size)
         report.update(job=asdict(job), split=split)
-        _write_json(folder / f"report-{split}.json", report)
+        _write_json(report_path(folder, split), report)
     return report
 
 

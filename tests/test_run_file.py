@@ -11,7 +11,7 @@ from eventsim.cli import main
 from eventsim.dense import avg_pool, run_dense
 from eventsim.errors import DataError
 from eventsim.nir import save
-from eventsim.nir.run_file import run_file
+from eventsim.nir.run_file import run_file, running_readout
 from eventsim.testing import Features, net_cases, reference_records
 
 
@@ -27,8 +27,11 @@ def test_outputs_equal_the_python_api(tmp_path_factory, case):
     with np.load(folder / "out.npz") as out:
         arrays = dict(out)
     reference = reference_records(case.network, spikes)
+    readouts = {layer.name for layer in case.network.walk() if isinstance(layer, es.Readout)}
     for name, record in reference.items():
-        assert arrays[name].tobytes() == record.outputs.tobytes(), name
+        # a readout's output is its running readout (test_a_readout_outputs_its_running_readout), not its spikes
+        outputs = running_readout(record.potentials) if name in readouts else record.outputs
+        assert arrays[name].tobytes() == outputs.tobytes(), name
         if record.potentials is not None:
             assert arrays[name + ".potential"].tobytes() == record.potentials.tobytes(), name
     # Every other node (synapses feeding a neuron, flatten, dropout) against the dense twin, run independently;
@@ -40,8 +43,9 @@ def test_outputs_equal_the_python_api(tmp_path_factory, case):
             assert isinstance(layer, (es.Residual, es.Identity)), layer.name
             continue
         nodes.add(layer.name)
-        np.testing.assert_array_equal(arrays[layer.name], np.swapaxes(dense.outputs[layer.name], 0, 1),
-                                      err_msg=layer.name)
+        if layer.name not in readouts:
+            np.testing.assert_array_equal(arrays[layer.name], np.swapaxes(dense.outputs[layer.name], 0, 1),
+                                          err_msg=layer.name)
     previous = case.events.to_dense()
     for layer in case.network.layers:
         if isinstance(layer, es.SpikingAvgPool):  # its AvgPool2d node: the window averages of its input
@@ -93,3 +97,19 @@ def test_counts_are_inputs_too(files):
     np.testing.assert_array_equal(out["lif1.potential"], [[[3.0, 3.0]]])
     np.testing.assert_array_equal(out["lif1"], [[[1.0, 1.0]]])
     np.testing.assert_array_equal(out["output"], out["lif1"])
+
+
+def test_a_readout_outputs_its_running_readout(tmp_path):
+    """A Readout's per-step output is U[t] / t, the readout of a run ending at t; its last step is the prediction."""
+    rng = np.random.default_rng(0)
+    net = es.Network([es.Linear(4, 3, weight=rng.normal(0, 1, (3, 4)).astype(np.float32)), es.Readout(tau=5.0)], (4,))
+    save(net, tmp_path / "net.nir")
+    spikes = (rng.random((6, 2, 4)) < 0.5).astype(np.float32)
+    np.savez(tmp_path / "in.npz", spikes=spikes)
+    out = run_file(tmp_path / "net.nir", tmp_path / "in.npz", 6, tmp_path / "out.npz")
+    name = net.layers[-1].name
+    u = out[name + ".potential"]
+    assert out[name].dtype == u.dtype == np.float32
+    np.testing.assert_array_equal(out[name], u / np.arange(1, 7, dtype=np.float32)[:, None, None])
+    assert out[name][-1].tobytes() == net.run(es.Events.from_dense(spikes.swapaxes(0, 1))).output.tobytes()
+    np.testing.assert_array_equal(out["output"], out[name])

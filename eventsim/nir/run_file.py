@@ -5,9 +5,12 @@
 ``SPIKES.npz`` holds ``spikes``: a dense float array ``(T, batch, *input_shape)``
 of per-step input values (0/1 spikes, signed spikes, counts or currents).
 ``OUT.npz`` holds, for every node of the graph, its per-step output
-``(T, batch, *node_shape)`` under the node's NIR name; ``<name>.potential``,
-the pre-threshold potential U, for every neuron node; and ``output``, the
-value reaching the graph's Output node. The network runs event by event
+``(T, batch, *node_shape)`` under the node's NIR name (a readout node, which
+never fires, outputs its running readout ``U[t] / t``: :func:`running_readout`);
+``<name>.potential``, the pre-threshold potential U, for every neuron node;
+and ``output``, the value reaching the graph's Output node (the last node's
+output, so the prediction ``U[T] / T`` at the last step for a network ending
+in a readout). The network runs event by event
 (:meth:`eventsim.Network.run`); the outputs of synapses that feed a neuron
 (and so never leave the simulator as events) are those of the same synapse
 run alone on its input node's output. Written atomically.
@@ -30,7 +33,7 @@ import numpy as np
 from eventsim.atomic import atomic_path
 from eventsim.errors import DataError
 from eventsim.events import Events
-from eventsim.layers import LIF, Dropout, Flatten, Layer, SpikingAvgPool
+from eventsim.layers import LIF, Dropout, Flatten, Layer, Readout, SpikingAvgPool
 from eventsim.limits import check_size
 from eventsim.network import Network
 from eventsim.nir.importer import Imported, import_graph
@@ -183,7 +186,20 @@ def run_graph(imported: Imported, spikes: np.ndarray) -> dict[str, np.ndarray]:
             out[name] = _synapse_alone(layer, network, out[sources[0]])
         if isinstance(layer, (LIF, SpikingAvgPool)):
             out[name + POTENTIAL] = result.potentials[layer.name].swapaxes(0, 1)
+        if isinstance(layer, Readout):  # it never fires: its output is its readout, not its (empty) spikes
+            out[name] = running_readout(out[name + POTENTIAL])
     return out
+
+
+def running_readout(potentials: np.ndarray) -> np.ndarray:
+    """``U[t] / t`` at every step t = 1..T of ``potentials`` ``(T, ...)``: the readout of a run ending at t.
+
+    Step t's value depends on the input up to t only, so it is exactly what a
+    run of t steps outputs (:attr:`eventsim.network.RunResult.output`, the
+    same division in the same dtype), and step T's is the network's prediction.
+    """
+    steps = np.arange(1, potentials.shape[0] + 1, dtype=potentials.dtype)
+    return potentials / steps.reshape((-1,) + (1,) * (potentials.ndim - 1))
 
 
 def _synapse_alone(layer: Layer, network: Network, x: np.ndarray) -> np.ndarray:
