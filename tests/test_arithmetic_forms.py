@@ -233,7 +233,8 @@ def form_networks(draw, dtypes=DTYPES):
 
 @given(case=form_networks())
 def test_torch_candidate_computes_each_form_as_the_event_path_does(case):
-    torch_candidate = pytest.importorskip("eventsim.testing.torch_candidate")
+    pytest.importorskip("torch")
+    from eventsim.testing import torch_candidate
     network, events = case
     result = network.run(events, record=("spikes", "potentials"))
     records = torch_candidate.TorchCandidate().build(network).run(events.to_dense().swapaxes(0, 1))
@@ -250,7 +251,8 @@ def test_bptt_differentiates_every_form_as_autograd_differentiates_its_operation
     The two are the same linear map up to the rounding of the constants
     (1 - k against lam), far inside the kit's 1e-9 of each gradient's scale.
     """
-    torch_candidate = pytest.importorskip("eventsim.testing.torch_candidate")
+    pytest.importorskip("torch")
+    from eventsim.testing import torch_candidate
     from eventsim.learning import surrogates
     from eventsim.learning.rules import BPTT
     from eventsim.testing.compare import GRADIENT_RTOL, gradient_errors
@@ -451,7 +453,8 @@ def test_an_unknown_form_in_nir_metadata_names_the_node():
 # ====================================================================== conform
 def test_torch_candidate_conforms_on_networks_drawn_with_every_form():
     """The kit on networks whose LIF layers and readouts draw their form: exact, float bound and gradients."""
-    torch_candidate = pytest.importorskip("eventsim.testing.torch_candidate")
+    pytest.importorskip("torch")
+    from eventsim.testing import torch_candidate
     from eventsim.testing import conform
     from eventsim.testing.strategies import Features
 
