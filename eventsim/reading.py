@@ -15,7 +15,6 @@ import errno
 import json
 import os
 import stat
-from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np

@@ -55,9 +55,15 @@ from eventsim.extras import require
 from eventsim.layers import LIF, Conv2d, Layer, Linear, Readout, Residual
 from eventsim.learning.surrogates import FastSigmoid, Sigmoid, Triangle
 from eventsim.network import Network
-from eventsim.testing.protocol import GradientRequest, LayerRecord, Unsupported
+from eventsim.testing.protocol import GradientRequest, Unsupported
 from eventsim.testing.strategies import Features
-from eventsim.testing.torch_modules import network_output, one_thread, parameter_gradients, synapse_module
+from eventsim.testing.torch_modules import (
+    RecordingModel,
+    network_output,
+    one_thread,
+    parameter_gradients,
+    synapse_module,
+)
 
 #: Leak factors: dyadic ones, Lee's exp(-1/100), and 0.9 and 2/3, whose 1 / (1 - lam) is no power of two.
 LEAKS = (0.5, 0.75, 0.875, 0.9375, float(np.exp(-0.01)), 0.9, 2 / 3)
@@ -89,7 +95,7 @@ class NorseCandidate:
         return NorseModel(network)
 
 
-class NorseModel:
+class NorseModel(RecordingModel):
     """A Norse model of an eventsim network, run step by step.
 
     ``steps`` lists ``(layer name, callable)`` in network order: torch modules
@@ -139,12 +145,6 @@ class NorseModel:
             records[neuron.name] = (neuron.spikes, neuron.potentials)
         return records
 
-    def run(self, spikes: np.ndarray) -> dict[str, LayerRecord]:
-        with self.torch.no_grad(), one_thread():
-            records = self._forward(spikes)
-        return {name: LayerRecord(_stack(outputs), None if potentials is None else _stack(potentials))
-                for name, (outputs, potentials) in records.items()}
-
     def gradients(self, spikes: np.ndarray, request: GradientRequest) -> dict[str, np.ndarray]:
         """Norse's gradients of ``L = sum(out * request.grad_output)`` (eventsim/testing/protocol.py).
 
@@ -164,10 +164,6 @@ class NorseModel:
 
 def _where(layer: Layer) -> str:
     return f"layer {layer.name!r} ({type(layer).__name__})"
-
-
-def _stack(values: list) -> np.ndarray:
-    return np.stack([v.detach().numpy() for v in values])
 
 
 def _norse_method(surrogate: Any) -> tuple[str, float]:

@@ -44,9 +44,15 @@ from eventsim.bench.peer import require
 from eventsim.layers import LIF, Conv2d, Layer, Linear, Readout, Residual, SpikingAvgPool
 from eventsim.learning.surrogates import ArcTan, FastSigmoid, Sigmoid
 from eventsim.network import Network
-from eventsim.testing.protocol import GradientRequest, LayerRecord, Unsupported
+from eventsim.testing.protocol import GradientRequest, Unsupported
 from eventsim.testing.strategies import Features
-from eventsim.testing.torch_modules import network_output, one_thread, parameter_gradients, synapse_module
+from eventsim.testing.torch_modules import (
+    RecordingModel,
+    network_output,
+    one_thread,
+    parameter_gradients,
+    synapse_module,
+)
 
 #: eventsim surrogates with an snnTorch counterpart: ``atan(alpha)``,
 #: ``fast_sigmoid(slope)`` (height 1: eventsim's ``b = 1``),
@@ -76,7 +82,7 @@ class SnnTorchCandidate:
         return SnnTorchModel(network)
 
 
-class SnnTorchModel:
+class SnnTorchModel(RecordingModel):
     """An snnTorch model of an eventsim network, run step by step.
 
     ``steps`` lists ``(layer name, module)`` in network order (residual
@@ -155,12 +161,6 @@ class SnnTorchModel:
                 self._record(name, module, x, records)
         return records
 
-    def run(self, spikes: np.ndarray) -> dict[str, LayerRecord]:
-        with self.torch.no_grad(), one_thread():
-            records = self._forward(spikes)
-        return {name: LayerRecord(_stack(outputs), None if potentials is None else _stack(potentials))
-                for name, (outputs, potentials) in records.items()}
-
     def gradients(self, spikes: np.ndarray, request: GradientRequest) -> dict[str, np.ndarray]:
         """snnTorch's gradients of ``L = sum(out * request.grad_output)`` (eventsim/testing/protocol.py).
 
@@ -197,10 +197,6 @@ def _append(records: dict, name: str, out: Any, mem: Any) -> None:
     outputs.append(out)
     if mem is not None:
         potentials.append(mem)
-
-
-def _stack(values: list) -> np.ndarray:
-    return np.stack([v.detach().numpy() for v in values])
 
 
 def _snntorch_surrogate(snn: Any, surrogate: Any) -> Any:

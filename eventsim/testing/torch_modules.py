@@ -21,7 +21,7 @@ from eventsim.layers import (
     AvgPool, Conv2d, Dropout, Flatten, Identity, Layer, Linear, MaxPool, Readout, Residual, SumPool,
 )
 from eventsim.network import Network
-from eventsim.testing.protocol import GradientRequest
+from eventsim.testing.protocol import GradientRequest, LayerRecord
 
 
 def synapse_module(layer: Layer, dtype: Any) -> Any | None:
@@ -117,3 +117,28 @@ def one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+class RecordingModel:
+    """The ``run`` of a framework model whose ``_forward`` collects per-step tensors.
+
+    ``_forward(spikes)`` returns ``{layer name: (outputs, potentials or None)}``,
+    lists of one tensor per step; ``run`` calls it without autograd on one
+    thread and stacks each list into the ``(T, batch, *shape)`` arrays of a
+    :class:`~eventsim.testing.protocol.LayerRecord`.
+    """
+
+    def _forward(self, spikes: np.ndarray) -> dict[str, tuple[list, list | None]]:
+        raise NotImplementedError
+
+    def run(self, spikes: np.ndarray) -> dict[str, LayerRecord]:
+        import torch
+
+        with torch.no_grad(), one_thread():
+            records = self._forward(spikes)
+        return {name: LayerRecord(_stack(outputs), None if potentials is None else _stack(potentials))
+                for name, (outputs, potentials) in records.items()}
+
+
+def _stack(values: list) -> np.ndarray:
+    return np.stack([v.detach().numpy() for v in values])
