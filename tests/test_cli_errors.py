@@ -12,7 +12,6 @@ was installed), SIGTERM during training (one line, status 143, and
 from __future__ import annotations
 
 import errno
-import json
 import os
 import signal
 import subprocess

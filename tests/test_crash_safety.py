@@ -13,7 +13,6 @@ still there after the kill; the tests count those.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
