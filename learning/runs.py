@@ -463,9 +463,12 @@ def _data_folder(dataset: str, data: str | os.PathLike | None) -> Path:
 def run_data(folder: str | os.PathLike, data: str | os.PathLike | None) -> str | os.PathLike | None:
     """The data folder for a command on the run ``folder``: ``data`` if given, else the run's own (``data.json``).
 
-    None (the usual search) when neither is known, for runs written before
-    ``data.json`` existed. The file may come from anyone: a value that is not
-    a path is a :class:`CheckpointError`.
+    None (the usual search: ``EVENTSIM_DATA``, then the user folder) when
+    neither is known (runs written before ``data.json`` existed) or when the
+    recorded folder does not exist here (a run folder copied from another
+    machine). The file may come from anyone: a value that is not a path is a
+    :class:`CheckpointError`; a path only chooses where the usual, validated
+    readers look for the dataset's own files.
     """
     path = Path(folder) / DATA
     if data is not None or not path.exists():
@@ -473,7 +476,7 @@ def run_data(folder: str | os.PathLike, data: str | os.PathLike | None) -> str |
     recorded = read_json(path, error=CheckpointError)
     if not isinstance(recorded, dict) or not isinstance(recorded.get("folder"), str):
         raise CheckpointError(f"{path}: expected {{\"folder\": \"<data folder>\"}}, got {_shown(recorded)}")
-    return recorded["folder"]
+    return recorded["folder"] if Path(recorded["folder"]).is_dir() else None
 
 
 def saved_job(folder: str | os.PathLike) -> Job | None:

@@ -46,3 +46,11 @@ def test_eval_and_plot_use_the_runs_data_folder_and_say_where_they_wrote(run, ca
     pytest.importorskip("matplotlib")
     assert main(["plot", str(run)]) == 0
     assert (run / "plots" / "raster.png").exists()
+
+
+def test_a_run_folder_from_another_machine_falls_back_to_the_usual_data_search(run, monkeypatch, capsys):
+    # data.json names a folder of the machine the run was trained on; copied
+    # elsewhere it does not exist there, and EVENTSIM_DATA finds the data.
+    (run / "data.json").write_text(json.dumps({"folder": str(run.parent / "gone")}))
+    monkeypatch.setenv("EVENTSIM_DATA", str(data_root()))
+    assert main(["eval", str(run)]) == 0
