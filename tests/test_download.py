@@ -168,3 +168,20 @@ def test_train_without_data_names_download(capsys):
     assert main(["train", "nmnist", "--epochs", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--download" in err[0]
+
+
+def test_train_download_fetches_what_is_missing_then_trains(server, tmp_path, monkeypatch):
+    """Training itself is tested elsewhere: here it only records the data it would read."""
+    import eventsim.learning.runs as runs
+
+    root, url = server
+    arrays = _mnist_remote(monkeypatch, root, url)
+    seen = {}
+
+    def train(job, out, *, data, resume):
+        seen["images"] = load_mnist(data, "train")[0]
+        raise DataError("stop after reading the data")
+
+    monkeypatch.setattr(runs, "train", train)
+    assert main(["train", "mnist", "--download", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "run")]) == 2
+    np.testing.assert_array_equal(seen["images"], arrays["train"][0])
