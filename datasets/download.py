@@ -155,11 +155,11 @@ def _replace_folder(staging: Path, target: Path) -> None:
 def download_nmnist(folder: Path, split: str, progress: TextIO | str | None = "stderr") -> None:
     """Download one split of N-MNIST (the release tonic names) into ``folder/NMNIST/<Train|Test>``."""
     try:
-        from tonic.datasets import NMNIST  # optional extra: it states the release's addresses and checksums
+        import tonic  # optional extra: its dataset class states the release's addresses and checksums
     except ImportError:
         raise DataError(f"downloading N-MNIST needs the tonic extra: {install_command('tonic')}; "
                         f"or put the original Train/ and Test/ folders under {folder / 'NMNIST'}") from None
-    url, filename, md5, top = (getattr(NMNIST, f"{split}_{what}") for what in ("url", "filename", "md5", "folder"))
+    url, filename, md5, top = (getattr(tonic.datasets.NMNIST, f"{split}_{what}") for what in ("url", "filename", "md5", "folder"))
     archive = folder / "NMNIST" / filename
     fetch(url, archive, algorithm="md5", checksum=md5, progress=progress)
     try:

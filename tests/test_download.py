@@ -185,3 +185,12 @@ def test_train_download_fetches_what_is_missing_then_trains(server, tmp_path, mo
     monkeypatch.setattr(runs, "train", train)
     assert main(["train", "mnist", "--download", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "run")]) == 2
     np.testing.assert_array_equal(seen["images"], arrays["train"][0])
+
+
+def test_nmnist_download_argument_fetches_a_missing_split(server, tmp_path, monkeypatch):
+    pytest.importorskip("tonic", reason="the tonic extra")
+    root, url = server
+    _nmnist_remote(monkeypatch, root, url)
+    data = NMNIST(tmp_path / "d", "test", download=True)
+    assert len(data) == 10 and data[3][1] == 3
+    assert not (tmp_path / "d" / "NMNIST" / "Train").exists()  # only the split asked for
