@@ -23,6 +23,7 @@ import numpy as np
 from eventsim.errors import DataError, check_choice
 from eventsim.limits import check_size
 from eventsim.reading import fill, open_regular
+from eventsim.datasets.download import DOWNLOAD_HINT
 from eventsim.datasets.folders import find
 from eventsim.encoders.direct import direct
 from eventsim.encoders.rate import rate
@@ -151,7 +152,8 @@ def load_mnist(root: str | os.PathLike | None = None, split: str = "train") -> t
     more images than labels (or the reverse) costs nothing to refuse.
     """
     check_choice("split", split, tuple(FILES))
-    folder = find("mnist", root, hint="Put the four MNIST idx files (gzip or raw) in a folder named mnist/ there.")
+    folder = find("mnist", root, hint="Put the four MNIST idx files (gzip or raw) in a folder named mnist/ there, "
+                  f"or download them: {DOWNLOAD_HINT.format(dataset='mnist')}.")
     image_file, label_file = (_file(folder, name) for name in FILES[split])
     images = read_idx_header(image_file, magic=IMAGES_MAGIC).shape
     labels = read_idx_header(label_file, magic=LABELS_MAGIC).shape

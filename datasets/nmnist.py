@@ -27,8 +27,8 @@ from typing import TextIO
 import numpy as np
 
 from eventsim.errors import DataError, check_choice
-from eventsim.extras import install_command
 from eventsim.datasets.cache import EncodedSamples, cached_encoding
+from eventsim.datasets.download import DOWNLOAD_HINT, download_nmnist
 from eventsim.datasets import folders
 from eventsim.datasets.folders import find, user_folder
 from eventsim.encoders.binning import bin_events
@@ -129,22 +129,6 @@ def stabilize(recording: np.ndarray) -> np.ndarray:
     return out
 
 
-def download_nmnist(folder: Path, split: str) -> None:
-    """Download one split of N-MNIST through tonic into ``folder/NMNIST/<Train|Test>``."""
-    try:
-        import tonic  # optional extra, imported only to download
-    except ImportError:
-        raise DataError(
-            f"N-MNIST is not under {folder / 'NMNIST'} and downloading it needs the tonic extra: "
-            f"{install_command('tonic')}, or put the original Train/ and Test/ folders there"
-        ) from None
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        tonic.datasets.NMNIST(save_to=str(folder), train=split == "train")
-    except Exception as exc:  # network errors, checksum failures: say what happened and where
-        raise DataError(f"downloading N-MNIST ({split}) into {folder} failed: {exc}") from exc
-
-
 class NMNIST:
     """The N-MNIST recordings of one split, in a fixed order, with their labels.
 
@@ -185,7 +169,7 @@ class NMNIST:
         self.stabilize = bool(stabilize)
         relative = f"NMNIST/{SPLITS[split]}"
         hint = ('Put the original N-MNIST folders there (NMNIST/Train/<digit>/*.bin, NMNIST/Test/...), '
-                'or pass download=True with the tonic extra installed.')
+                f'or download them: {DOWNLOAD_HINT.format(dataset="nmnist")} (Python: download=True).')
         try:
             self.folder = find(relative, root, hint=hint)
         except DataError:

@@ -105,6 +105,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
             raise OptionError(f"{out} holds a {saved.dataset} run, not {args.dataset}")
         given = {**asdict(saved), **given}
     job = Job(**{**given, "dataset": args.dataset})
+    if args.download:
+        _download_missing(args.dataset, args.data)
     report = train(job, out, data=args.data, resume=args.resume)
     print(json.dumps(_summary(report), indent=2))
     print(f"run folder: {out} (job.json, metrics.jsonl, checkpoint.h5, report.json)")
@@ -293,6 +295,26 @@ def _version() -> str:
         return __version__
 
 
+def _download_missing(dataset: str, data: str | None) -> None:
+    """Download ``dataset`` into ``data`` (else the user folder) unless the readers already find it there."""
+    from eventsim.datasets import load_mnist
+    from eventsim.datasets.download import download
+    from eventsim.datasets.nmnist import NMNIST
+    from eventsim.errors import DataError
+
+    try:  # both splits must be there; reading MNIST's headers and listing N-MNIST's files is cheap
+        for split in ("train", "test"):
+            NMNIST(data, split) if dataset == "nmnist" else load_mnist(data, split)
+    except DataError:
+        print(f"{dataset}: downloading into {download(dataset, data)}", file=sys.stderr)
+
+
+def _cmd_data_download(args: argparse.Namespace) -> None:
+    from eventsim.datasets.download import download
+
+    print(f"{args.dataset}: downloaded into {download(args.dataset, args.data)}")
+
+
 def _cmd_data_cache(args: argparse.Namespace) -> None:
     from eventsim.datasets.folders import cache_folder, clear_cache, folder_size
 
@@ -321,6 +343,9 @@ def _bytes(size: int) -> str:
 
 #: Where the encoded-data cache is (eventsim.datasets.folders.cache_folder), in words.
 CACHE_FOLDER = "$XDG_CACHE_HOME/eventsim/cache (by default ~/.cache/eventsim/cache; eventsim data cache shows it)"
+#: What the downloads fetch and where they put it, in words.
+DOWNLOADS = ("N-MNIST (about 1 GB, the tonic extra) or MNIST (about 12 MB) into --data, else "
+             "~/.cache/eventsim, verified against the release's checksums")
 #: Said in the help of every command that encodes data.
 CACHED = f"encoded samples are cached in {CACHE_FOLDER}"
 
@@ -335,6 +360,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--data", help=f"data folder (default: EVENTSIM_DATA, then ~/.cache/eventsim); {CACHED}")
     t.add_argument("--out", help="run folder (default: runs/<dataset>-<model>)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
+    t.add_argument("--download", action="store_true", help=f"download the dataset first if it is not found ({DOWNLOADS})")
     _job_arguments(t)
     t.set_defaults(handler=_cmd_train)
 
@@ -461,6 +487,12 @@ def parser() -> argparse.ArgumentParser:
                             "rebuilt whenever it cannot be trusted, so clearing it only costs the next encoding.")
     cache.add_argument("--clear", action="store_true", help="remove the cache folder and everything in it")
     cache.set_defaults(handler=_cmd_data_cache)
+    load = what.add_parser("download", help="download a dataset's original release, checksums verified",
+                           description=f"Downloads {DOWNLOADS}.")
+    load.add_argument("dataset", choices=("nmnist", "mnist"))
+    load.add_argument("--data", help="folder to lay the data out in (default: ~/.cache/eventsim, where every "
+                      "command looks after --data and EVENTSIM_DATA)")
+    load.set_defaults(handler=_cmd_data_download)
     return p
 
 

@@ -27,27 +27,31 @@ class ProgressBar:
         still apply) or None (silent).
     every : float
         Seconds between lines when the stream is not a terminal.
+    unit : str
+        What is counted, for the rate (``samples/s``, ``MiB/s``).
     """
 
     WIDTH = 24
 
-    def __init__(self, total: int, label: str = "", stream: TextIO | str | None = "stderr", every: float = 10.0) -> None:
+    def __init__(self, total: int, label: str = "", stream: TextIO | str | None = "stderr", every: float = 10.0,
+                 unit: str = "samples") -> None:
         self.total = max(1, int(total))
         self.label = label
         self.stream = sys.stderr if stream == "stderr" else stream
         self.every = every
+        self.unit = unit
         self.done = 0
         self.start = time.perf_counter()
         self._last = self.start
         self._tty = bool(stream is not None and getattr(stream, "isatty", lambda: False)())
 
     def rate(self) -> float:
-        """Samples per second so far."""
+        """Units counted per second so far."""
         elapsed = time.perf_counter() - self.start
         return self.done / elapsed if elapsed > 0 else 0.0
 
     def update(self, n: int, **metrics: float) -> None:
-        """Count ``n`` more samples and show the metrics given."""
+        """Count ``n`` more units and show the metrics given."""
         self.done += n
         if self.stream is None:
             return
@@ -65,7 +69,7 @@ class ProgressBar:
         filled = int(self.WIDTH * min(self.done, self.total) / self.total)
         bar = "=" * filled + (">" if filled < self.WIDTH else "") + " " * max(0, self.WIDTH - filled - 1)
         shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
-        return f"{self.label}  {self.done}/{self.total} [{bar}] {self.rate():.1f} samples/s  {shown}".rstrip()
+        return f"{self.label}  {self.done}/{self.total} [{bar}] {self.rate():.1f} {self.unit}/s  {shown}".rstrip()
 
     def _write(self, line: str, final: bool) -> None:
         if self._tty:

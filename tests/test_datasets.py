@@ -282,27 +282,6 @@ def test_binned_dataset_uses_the_cache(root, tmp_path):
     assert events.batch == 1 and events.shape == (2, 34, 34) and label == int(data.labels[7])
 
 
-def test_download_goes_through_tonic_into_the_same_layout(tmp_path, monkeypatch, all_files):
-    """With tonic available, a missing split is fetched into <root>/NMNIST/<Split> and then read."""
-    import sys
-    import types
-
-    calls = []
-
-    def fake_nmnist(save_to, train):  # stands in for tonic.datasets.NMNIST (no internet here)
-        calls.append((save_to, train))
-        digit = Path(save_to) / "NMNIST" / ("Train" if train else "Test") / "3"
-        digit.mkdir(parents=True)
-        (digit / "00001.bin").write_bytes(all_files[0].read_bytes())
-
-    fake = types.ModuleType("tonic")
-    fake.datasets = types.SimpleNamespace(NMNIST=fake_nmnist)
-    monkeypatch.setitem(sys.modules, "tonic", fake)
-    data = NMNIST(tmp_path, "test", download=True)
-    assert calls == [(str(tmp_path), False)]
-    assert len(data) == 1 and data[0][1] == 3
-
-
 def test_download_without_tonic_says_how(tmp_path, monkeypatch):
     import sys
 
