@@ -31,7 +31,7 @@ from eventsim.atomic import atomic_path
 from eventsim.errors import DataError, EventsimError
 from eventsim.events import Events
 from eventsim.hdf5 import open_hdf5, read_attr, read_dataset, read_json_attr
-from eventsim.progress import ProgressBar
+from eventsim.progress import progress_bar
 
 FORMAT = "eventsim-encoded-samples"
 VERSION = 1
@@ -139,8 +139,8 @@ def cached_encoding(
         Raw sample -> Events of batch 1.
     folder : path or None
         Where cache files live; None encodes without a cache.
-    progress : text stream or None
-        Progress of a (re)build.
+    progress : text stream, "stderr" or None
+        Where the progress of a (re)build goes (:func:`eventsim.progress.progress_bar`; None: silent).
     """
     path = None if folder is None else key_path(Path(folder), key)
     if path is not None and path.exists():
@@ -148,7 +148,7 @@ def cached_encoding(
             return _read(path, key, items)
         except EventsimError as exc:
             warnings.warn(f"cache {path} cannot be trusted ({exc}); rebuilding it", stacklevel=2)
-    bar = ProgressBar(len(items), f"encoding {key.get('dataset', '')} {key.get('split', '')}".strip(), progress)
+    bar = progress_bar(len(items), f"encoding {key.get('dataset', '')} {key.get('split', '')}".strip(), progress)
     parts, labels = [], []
     for i in range(len(items)):
         raw, label = items[i]
