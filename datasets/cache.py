@@ -148,14 +148,14 @@ def cached_encoding(
             return _read(path, key, items)
         except EventsimError as exc:
             warnings.warn(f"cache {path} cannot be trusted ({exc}); rebuilding it", stacklevel=2)
-    bar = progress_bar(len(items), f"encoding {key.get('dataset', '')} {key.get('split', '')}".strip(), progress)
-    parts, labels = [], []
-    for i in range(len(items)):
-        raw, label = items[i]
-        parts.append(encode(raw))
-        labels.append(int(label))
-        bar.update(1)
-    bar.close()
+    # in a with block: an interrupted run ends the bar's line before its error message is printed
+    with progress_bar(len(items), f"encoding {key.get('dataset', '')} {key.get('split', '')}".strip(), progress) as bar:
+        parts, labels = [], []
+        for i in range(len(items)):
+            raw, label = items[i]
+            parts.append(encode(raw))
+            labels.append(int(label))
+            bar.update(1)
     samples = EncodedSamples(Events.concat(parts), np.array(labels, np.int64), source=str(path or ""))
     if path is not None:
         _write(path, key, samples)

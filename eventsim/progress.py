@@ -35,8 +35,10 @@ def progress_bar(total: int, label: str, progress: TextIO | str | None, *, initi
 
     Notes
     -----
-    Callers show their figures with ``bar.set_postfix({...}, refresh=False)``
-    before ``bar.update(n)``, and the final ones before ``bar.close()``.
+    Callers use the bar as a context manager, so that an interrupted run ends
+    the bar's line before its error message, and show their figures with
+    ``bar.set_postfix({...}, refresh=False)`` before ``bar.update(n)`` (the
+    final ones before the block ends).
     tqdm redraws at most every 0.1 s; ``TQDM_MININTERVAL=10`` in the
     environment makes a log file get a line every 10 s instead.
     """

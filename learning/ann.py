@@ -395,23 +395,24 @@ def train_ann(
     for epoch in range(1, epochs + 1):
         started = time.perf_counter()
         order = rng.permutation(n)
-        bar = progress_bar(n, f"ann epoch {epoch}/{epochs}", progress)
-        total, correct = 0.0, 0
-        for start in range(0, n, batch_size):
-            idx = order[start : start + batch_size]
-            logits, cache = ann_forward(network, images[idx], train=True, rng=rng)
-            out = logits.reshape(len(idx), -1)
-            value, grad = loss_fn.value_and_grad(out.astype(np.float64), labels[idx])
-            grads = ann_backward(network, cache, grad.reshape(logits.shape))
-            optimizer.step(params, grads)
-            total += float(value) * len(idx)
-            correct += int(np.sum(np.argmax(out, axis=1) == labels[idx]))
-            bar.set_postfix({"loss": total / (start + len(idx)), "acc": 100 * correct / (start + len(idx))},
-                            refresh=False)
-            bar.update(len(idx))
-        record = {"epoch": epoch, "loss": total / n, "accuracy": correct / n, "seconds": time.perf_counter() - started}
-        bar.set_postfix({"loss": record["loss"], "acc": 100 * record["accuracy"]}, refresh=False)
-        bar.close()
+        # in a with block: an interrupted run ends the bar's line before its error message is printed
+        with progress_bar(n, f"ann epoch {epoch}/{epochs}", progress) as bar:
+            total, correct = 0.0, 0
+            for start in range(0, n, batch_size):
+                idx = order[start : start + batch_size]
+                logits, cache = ann_forward(network, images[idx], train=True, rng=rng)
+                out = logits.reshape(len(idx), -1)
+                value, grad = loss_fn.value_and_grad(out.astype(np.float64), labels[idx])
+                grads = ann_backward(network, cache, grad.reshape(logits.shape))
+                optimizer.step(params, grads)
+                total += float(value) * len(idx)
+                correct += int(np.sum(np.argmax(out, axis=1) == labels[idx]))
+                bar.set_postfix({"loss": total / (start + len(idx)), "acc": 100 * correct / (start + len(idx))},
+                                refresh=False)
+                bar.update(len(idx))
+            record = {"epoch": epoch, "loss": total / n, "accuracy": correct / n,
+                      "seconds": time.perf_counter() - started}
+            bar.set_postfix({"loss": record["loss"], "acc": 100 * record["accuracy"]}, refresh=False)
         history.append(record)
     return history
 

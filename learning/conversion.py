@@ -123,16 +123,16 @@ def snn_accuracy(network: Network, images: np.ndarray, labels: np.ndarray, *, st
                  batch_size: int = 100, seed: int = 0, progress: TextIO | str | None = None) -> dict[str, float]:
     """Test accuracy (argmax of the readout) and SynOps per sample of the converted network."""
     rng = np.random.default_rng(seed) if mode == "rate" else None
-    bar = progress_bar(len(images), f"SNN T={steps}", progress)
-    correct, synops = 0, 0
-    for first in range(0, len(images), batch_size):
-        x = encode_images(images[first : first + batch_size], steps, mode, rng, network.dtype)
-        result = network.run(x)
-        correct += int(np.sum(np.argmax(result.output, axis=1) == labels[first : first + batch_size]))
-        synops += int(result.total_synops().sum())
-        bar.set_postfix({"acc": 100 * correct / min(len(images), first + batch_size)}, refresh=False)
-        bar.update(x.batch)
-    bar.close()  # the last update's accuracy is the final one: every image has been counted
+    # in a with block: an interrupted run ends the bar's line before its error message is printed
+    with progress_bar(len(images), f"SNN T={steps}", progress) as bar:
+        correct, synops = 0, 0
+        for first in range(0, len(images), batch_size):
+            x = encode_images(images[first : first + batch_size], steps, mode, rng, network.dtype)
+            result = network.run(x)
+            correct += int(np.sum(np.argmax(result.output, axis=1) == labels[first : first + batch_size]))
+            synops += int(result.total_synops().sum())
+            bar.set_postfix({"acc": 100 * correct / min(len(images), first + batch_size)}, refresh=False)
+            bar.update(x.batch)
     return {"accuracy": correct / len(images), "synops_per_sample": synops / len(images)}
 
 
