@@ -31,7 +31,7 @@ from eventsim.atomic import atomic_path
 from eventsim.errors import DataError, EventsimError
 from eventsim.events import Events
 from eventsim.hdf5 import open_hdf5, read_attr, read_dataset, read_json_attr
-from eventsim.progress import ProgressBar
+from eventsim.progress import progress_bar
 
 FORMAT = "eventsim-encoded-samples"
 VERSION = 1
@@ -139,8 +139,8 @@ def cached_encoding(
         Raw sample -> Events of batch 1.
     folder : path or None
         Where cache files live; None encodes without a cache.
-    progress : text stream or None
-        Progress of a (re)build.
+    progress : text stream, "stderr" or None
+        Where the progress of a (re)build goes (:func:`eventsim.progress.progress_bar`; None: silent).
     """
     path = None if folder is None else key_path(Path(folder), key)
     if path is not None and path.exists():
@@ -148,14 +148,14 @@ def cached_encoding(
             return _read(path, key, items)
         except EventsimError as exc:
             warnings.warn(f"cache {path} cannot be trusted ({exc}); rebuilding it", stacklevel=2)
-    bar = ProgressBar(len(items), f"encoding {key.get('dataset', '')} {key.get('split', '')}".strip(), progress)
-    parts, labels = [], []
-    for i in range(len(items)):
-        raw, label = items[i]
-        parts.append(encode(raw))
-        labels.append(int(label))
-        bar.update(1)
-    bar.close()
+    # in a with block: an interrupted run ends the bar's line before its error message is printed
+    with progress_bar(len(items), f"encoding {key.get('dataset', '')} {key.get('split', '')}".strip(), progress) as bar:
+        parts, labels = [], []
+        for i in range(len(items)):
+            raw, label = items[i]
+            parts.append(encode(raw))
+            labels.append(int(label))
+            bar.update(1)
     samples = EncodedSamples(Events.concat(parts), np.array(labels, np.int64), source=str(path or ""))
     if path is not None:
         _write(path, key, samples)

@@ -36,7 +36,7 @@ from eventsim.datasets.folders import user_folder
 from eventsim.errors import DataError, check_choice
 from eventsim.extras import install_command
 from eventsim.limits import check_size
-from eventsim.progress import ProgressBar
+from eventsim.progress import progress_bar
 from eventsim.reading import CHUNK
 
 DATASETS = ("nmnist", "mnist")
@@ -72,15 +72,14 @@ def fetch(url: str, path: Path, *, algorithm: str, checksum: str,
                 open(tmp, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0)
             check_size(total, f"{url}: the download", DataError)
-            bar = ProgressBar(max(1, total >> 20), f"{name} (MiB)", progress, unit="MiB")
             received = 0
-            while chunk := response.read(CHUNK):
-                received += len(chunk)
-                check_size(received, f"{url}: the download", DataError)
-                digest.update(chunk)
-                out.write(chunk)
-                bar.update((received >> 20) - bar.done)
-            bar.close()
+            with progress_bar(max(1, total >> 20), name, progress, unit="MiB") as bar:
+                while chunk := response.read(CHUNK):
+                    received += len(chunk)
+                    check_size(received, f"{url}: the download", DataError)
+                    digest.update(chunk)
+                    out.write(chunk)
+                    bar.update((received >> 20) - bar.n)
             out.flush()
             if digest.hexdigest() != checksum.lower():
                 raise DataError(f"{name} from {url}: {algorithm.upper().replace('SHA256', 'SHA-256')} "

@@ -1,79 +1,51 @@
-"""A dependency-free progress bar for long runs.
+"""Progress bars for long runs: tqdm's, counting samples.
 
-On a terminal the bar redraws one line in place; elsewhere (CI logs, files) it
-writes a plain line at most every ``every`` seconds and at the end, so logs
-stay readable.
+:func:`progress_bar` turns the ``progress=`` option every long-running
+function takes (a text stream, ``"stderr"`` or None) into a tqdm bar; through
+``tqdm.auto`` a notebook gets tqdm's widget instead of text.
 """
 
 from __future__ import annotations
 
 import sys
-import time
 from typing import TextIO
 
+from tqdm.auto import tqdm
 
-class ProgressBar:
-    """``label  done/total [=====>    ] 12.3 samples/s  key value ...``.
+# tqdm's own layout with the rate always in samples per second (its default turns
+# into seconds per sample below one sample a second, which hides the figure runs compare).
+BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]"
+
+
+def progress_bar(total: int, label: str, progress: TextIO | str | None, *, initial: int = 0,
+                 unit: str = "samples") -> tqdm:
+    """A tqdm bar over ``total`` samples (or other ``unit``s), ``initial`` of them already done.
 
     Parameters
     ----------
     total : int
         Samples to process.
     label : str
-        Printed first (e.g. "epoch 3/10").
-    stream : text stream, "stderr" or None
-        Where to write: a stream, ``"stderr"`` (the default: whatever
-        ``sys.stderr`` is when the bar starts, so redirections made later
-        still apply) or None (silent).
-    every : float
-        Seconds between lines when the stream is not a terminal.
+        Shown first (e.g. "epoch 3/10").
+    progress : text stream, "stderr" or None
+        Where the bar goes: a stream, ``"stderr"`` (whatever ``sys.stderr``
+        is when the bar starts, so redirections made later still apply; in a
+        notebook, the widget) or None (silent: a disabled bar).
+    initial : int
+        Samples already done (a resumed epoch); the rate counts only the new ones.
     unit : str
-        What is counted, for the rate (``samples/s``, ``MiB/s``).
+        What is counted ("samples"; a download counts "MiB").
+
+    Notes
+    -----
+    Callers use the bar as a context manager, so that an interrupted run ends
+    the bar's line before its error message, and show their figures with
+    ``bar.set_postfix({...}, refresh=False)`` before ``bar.update(n)`` (the
+    final ones before the block ends).
+    tqdm redraws at most every 0.1 s; ``TQDM_MININTERVAL=10`` in the
+    environment makes a log file get a line every 10 s instead.
     """
-
-    WIDTH = 24
-
-    def __init__(self, total: int, label: str = "", stream: TextIO | str | None = "stderr", every: float = 10.0,
-                 unit: str = "samples") -> None:
-        self.total = max(1, int(total))
-        self.label = label
-        self.stream = sys.stderr if stream == "stderr" else stream
-        self.every = every
-        self.unit = unit
-        self.done = 0
-        self.start = time.perf_counter()
-        self._last = self.start
-        self._tty = bool(stream is not None and getattr(stream, "isatty", lambda: False)())
-
-    def rate(self) -> float:
-        """Units counted per second so far."""
-        elapsed = time.perf_counter() - self.start
-        return self.done / elapsed if elapsed > 0 else 0.0
-
-    def update(self, n: int, **metrics: float) -> None:
-        """Count ``n`` more units and show the metrics given."""
-        self.done += n
-        if self.stream is None:
-            return
-        now = time.perf_counter()
-        if self._tty or now - self._last >= self.every:
-            self._last = now
-            self._write(self._line(metrics), final=False)
-
-    def close(self, **metrics: float) -> None:
-        """Write the final line."""
-        if self.stream is not None:
-            self._write(self._line(metrics), final=True)
-
-    def _line(self, metrics: dict) -> str:
-        filled = int(self.WIDTH * min(self.done, self.total) / self.total)
-        bar = "=" * filled + (">" if filled < self.WIDTH else "") + " " * max(0, self.WIDTH - filled - 1)
-        shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
-        return f"{self.label}  {self.done}/{self.total} [{bar}] {self.rate():.1f} {self.unit}/s  {shown}".rstrip()
-
-    def _write(self, line: str, final: bool) -> None:
-        if self._tty:
-            self.stream.write("\r\033[K" + line + ("\n" if final else ""))
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
+    stream = sys.stderr if progress == "stderr" else progress
+    # tqdm takes file=None for stderr: silence has to be asked for with disable
+    return tqdm(total=total, initial=initial, desc=label, file=stream, disable=stream is None, unit=f" {unit}",
+                bar_format=BAR_FORMAT, dynamic_ncols=True)

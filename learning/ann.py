@@ -58,7 +58,7 @@ from eventsim.learning.losses import Loss, check_labels, loss_from_config
 from eventsim.learning.optimizers import Optimizer
 from eventsim.learning.parameters import parameters
 from eventsim.network import Network
-from eventsim.progress import ProgressBar
+from eventsim.progress import progress_bar
 from eventsim.norm import refuse_norms
 
 __all__ = ["AnnCache", "ann_accuracy", "ann_backward", "ann_forward", "train_ann"]
@@ -373,7 +373,7 @@ def train_ann(
     loss : str or Loss
         A loss on the logits (``"cross_entropy"``: ``mean_b logsumexp(z_b) - z_b[y_b]``).
     progress : text stream, "stderr" or None
-        Where the progress bar goes.
+        Where the progress bar goes (:func:`eventsim.progress.progress_bar`; None: silent).
 
     Returns
     -------
@@ -395,20 +395,24 @@ def train_ann(
     for epoch in range(1, epochs + 1):
         started = time.perf_counter()
         order = rng.permutation(n)
-        bar = ProgressBar(n, f"ann epoch {epoch}/{epochs}", progress)
-        total, correct = 0.0, 0
-        for start in range(0, n, batch_size):
-            idx = order[start : start + batch_size]
-            logits, cache = ann_forward(network, images[idx], train=True, rng=rng)
-            out = logits.reshape(len(idx), -1)
-            value, grad = loss_fn.value_and_grad(out.astype(np.float64), labels[idx])
-            grads = ann_backward(network, cache, grad.reshape(logits.shape))
-            optimizer.step(params, grads)
-            total += float(value) * len(idx)
-            correct += int(np.sum(np.argmax(out, axis=1) == labels[idx]))
-            bar.update(len(idx), loss=total / (start + len(idx)), acc=100 * correct / (start + len(idx)))
-        record = {"epoch": epoch, "loss": total / n, "accuracy": correct / n, "seconds": time.perf_counter() - started}
-        bar.close(loss=record["loss"], acc=100 * record["accuracy"])
+        # in a with block: an interrupted run ends the bar's line before its error message is printed
+        with progress_bar(n, f"ann epoch {epoch}/{epochs}", progress) as bar:
+            total, correct = 0.0, 0
+            for start in range(0, n, batch_size):
+                idx = order[start : start + batch_size]
+                logits, cache = ann_forward(network, images[idx], train=True, rng=rng)
+                out = logits.reshape(len(idx), -1)
+                value, grad = loss_fn.value_and_grad(out.astype(np.float64), labels[idx])
+                grads = ann_backward(network, cache, grad.reshape(logits.shape))
+                optimizer.step(params, grads)
+                total += float(value) * len(idx)
+                correct += int(np.sum(np.argmax(out, axis=1) == labels[idx]))
+                bar.set_postfix({"loss": total / (start + len(idx)), "acc": 100 * correct / (start + len(idx))},
+                                refresh=False)
+                bar.update(len(idx))
+            record = {"epoch": epoch, "loss": total / n, "accuracy": correct / n,
+                      "seconds": time.perf_counter() - started}
+            bar.set_postfix({"loss": record["loss"], "acc": 100 * record["accuracy"]}, refresh=False)
         history.append(record)
     return history
 

@@ -39,7 +39,7 @@ from eventsim.events import Events
 from eventsim.layers import LIF
 from eventsim.learning.calibration import layer_by_layer
 from eventsim.network import Network
-from eventsim.progress import ProgressBar
+from eventsim.progress import progress_bar
 
 METHODS = ("channel", "layer", "percentile")
 INPUT_MODES = ("direct", "rate")
@@ -123,15 +123,16 @@ def snn_accuracy(network: Network, images: np.ndarray, labels: np.ndarray, *, st
                  batch_size: int = 100, seed: int = 0, progress: TextIO | str | None = None) -> dict[str, float]:
     """Test accuracy (argmax of the readout) and SynOps per sample of the converted network."""
     rng = np.random.default_rng(seed) if mode == "rate" else None
-    bar = ProgressBar(len(images), f"SNN T={steps}", progress)
-    correct, synops = 0, 0
-    for first in range(0, len(images), batch_size):
-        x = encode_images(images[first : first + batch_size], steps, mode, rng, network.dtype)
-        result = network.run(x)
-        correct += int(np.sum(np.argmax(result.output, axis=1) == labels[first : first + batch_size]))
-        synops += int(result.total_synops().sum())
-        bar.update(x.batch, acc=100 * correct / min(len(images), first + batch_size))
-    bar.close(acc=100 * correct / len(images))
+    # in a with block: an interrupted run ends the bar's line before its error message is printed
+    with progress_bar(len(images), f"SNN T={steps}", progress) as bar:
+        correct, synops = 0, 0
+        for first in range(0, len(images), batch_size):
+            x = encode_images(images[first : first + batch_size], steps, mode, rng, network.dtype)
+            result = network.run(x)
+            correct += int(np.sum(np.argmax(result.output, axis=1) == labels[first : first + batch_size]))
+            synops += int(result.total_synops().sum())
+            bar.set_postfix({"acc": 100 * correct / min(len(images), first + batch_size)}, refresh=False)
+            bar.update(x.batch)
     return {"accuracy": correct / len(images), "synops_per_sample": synops / len(images)}
 
 

@@ -36,7 +36,7 @@ from eventsim.learning.losses import Loss
 from eventsim.learning.optimizers import Optimizer
 from eventsim.learning.parameters import load_parameters, load_statistics, parameters, statistics
 from eventsim.norm import update_running_statistics
-from eventsim.progress import ProgressBar
+from eventsim.progress import progress_bar
 from eventsim.learning.gradient_flow import SlopeTuning, tune_slope
 from eventsim.learning.rules import BPTT, Rule
 from eventsim.learning.schedules import Constant, Schedule, schedule_from_config
@@ -146,8 +146,9 @@ class Trainer:
         Also checkpoint every this many steps inside an epoch.
     log : path, optional
         Metrics log, one JSON object per finished epoch.
-    progress : text stream or None
-        Where the progress bar goes (stderr by default; None: silent).
+    progress : text stream, "stderr" or None
+        Where the progress bar goes (:func:`eventsim.progress.progress_bar`;
+        stderr by default; None: silent).
     """
 
     def __init__(
@@ -236,38 +237,42 @@ class Trainer:
             order = generator_from_state(self._epoch_start_state).permutation(n)
         sums = self._partial or {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
         self._partial = None
-        bar = ProgressBar(n, f"epoch {self.epoch + 1}/{self.epochs}", self.progress)
-        bar.done = sums["seen"]
-        started = time.perf_counter() - sums["seconds"]
-        for b in range(first, steps_per_epoch):
-            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
-            events, labels = batch_of(train, idx)
-            lr = self.schedule.lr(self.step, steps_per_epoch)
-            out = train_step(self.network, self.rule, self.loss, self.optimizer, events, labels, lr=lr, rng=self.rng)
-            self.step += 1
-            sums["loss"] += out.loss * out.samples
-            sums["correct"] += out.correct
-            sums["seen"] += out.samples
-            bar.update(out.samples, loss=sums["loss"] / sums["seen"], acc=100 * sums["correct"] / sums["seen"])
-            if self.checkpoint_every and self.step % self.checkpoint_every == 0 and b + 1 < steps_per_epoch:
-                self._partial = dict(sums, seconds=time.perf_counter() - started)
-                self.save()
-                self._partial = None
-        seconds = time.perf_counter() - started
-        record = {
-            "epoch": self.epoch + 1,
-            "step": self.step,
-            "lr": self.schedule.lr(self.step - 1, steps_per_epoch),
-            "train_loss": sums["loss"] / sums["seen"],
-            "train_accuracy": sums["correct"] / sums["seen"],
-            "samples_per_s": sums["seen"] / seconds if seconds > 0 else 0.0,
-            "seconds": seconds,
-        }
-        if eval_data is not None and len(eval_data):
-            ev = evaluate(self.network, eval_data, self.loss, batch_size=self.batch_size)
-            record.update(eval_loss=ev["loss"], eval_accuracy=ev["accuracy"])
-        bar.close(loss=record["train_loss"], acc=100 * record["train_accuracy"],
-                  **({"eval_acc": 100 * record["eval_accuracy"]} if "eval_accuracy" in record else {}))
+        # in a with block: an interrupted run ends the bar's line before its error message is printed
+        with progress_bar(n, f"epoch {self.epoch + 1}/{self.epochs}", self.progress, initial=sums["seen"]) as bar:
+            started = time.perf_counter() - sums["seconds"]
+            for b in range(first, steps_per_epoch):
+                idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+                events, labels = batch_of(train, idx)
+                lr = self.schedule.lr(self.step, steps_per_epoch)
+                out = train_step(self.network, self.rule, self.loss, self.optimizer, events, labels, lr=lr,
+                                 rng=self.rng)
+                self.step += 1
+                sums["loss"] += out.loss * out.samples
+                sums["correct"] += out.correct
+                sums["seen"] += out.samples
+                bar.set_postfix({"loss": sums["loss"] / sums["seen"], "acc": 100 * sums["correct"] / sums["seen"]},
+                                refresh=False)
+                bar.update(out.samples)
+                if self.checkpoint_every and self.step % self.checkpoint_every == 0 and b + 1 < steps_per_epoch:
+                    self._partial = dict(sums, seconds=time.perf_counter() - started)
+                    self.save()
+                    self._partial = None
+            seconds = time.perf_counter() - started
+            record = {
+                "epoch": self.epoch + 1,
+                "step": self.step,
+                "lr": self.schedule.lr(self.step - 1, steps_per_epoch),
+                "train_loss": sums["loss"] / sums["seen"],
+                "train_accuracy": sums["correct"] / sums["seen"],
+                "samples_per_s": sums["seen"] / seconds if seconds > 0 else 0.0,
+                "seconds": seconds,
+            }
+            if eval_data is not None and len(eval_data):
+                ev = evaluate(self.network, eval_data, self.loss, batch_size=self.batch_size)
+                record.update(eval_loss=ev["loss"], eval_accuracy=ev["accuracy"])
+            bar.set_postfix({"loss": record["train_loss"], "acc": 100 * record["train_accuracy"],
+                             **({"eval_acc": 100 * record["eval_accuracy"]} if "eval_accuracy" in record else {})},
+                            refresh=False)
         self.history.append(record)
         self.epoch += 1
         self._epoch_start_state = rng_state(self.rng)

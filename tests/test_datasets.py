@@ -214,6 +214,15 @@ def few(root):
     return [data[i] for i in range(0, 100, 10)]
 
 
+def test_encoding_progress_is_shown_while_encoding_and_not_on_a_cache_hit(tmp_path, few, capsys):
+    key = {"dataset": "nmnist", "split": "test", "steps": 30}
+    cached_encoding(key, few, CountingEncoder(steps=30), folder=tmp_path)  # the default: the stderr of the moment
+    err = capsys.readouterr().err
+    assert "encoding nmnist test" in err and "10/10" in err and "samples/s" in err
+    cached_encoding(key, few, CountingEncoder(steps=30), folder=tmp_path)
+    assert capsys.readouterr() == ("", "")  # nothing is encoded: no bar
+
+
 def test_second_load_comes_from_the_cache_and_is_identical(tmp_path, few):
     key = {"dataset": "nmnist", "split": "test", "steps": 30}
     first_encoder, second_encoder = CountingEncoder(steps=30), CountingEncoder(steps=30)

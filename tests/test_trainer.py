@@ -118,6 +118,32 @@ def test_metrics_log_and_checkpoint_contents(tmp_path):
         np.testing.assert_array_equal(ckpt.params[key], value)
 
 
+class Terminal(io.StringIO):
+    """A stream that says it is a terminal, as an interactive session's stderr does."""
+
+    def isatty(self):
+        return True
+
+
+def test_progress_redraws_one_line_on_a_terminal_stderr_with_the_epochs_figures(tmp_path, monkeypatch):
+    # The default ("stderr") must be the stderr of the moment, and a terminal one gets a bar redrawn in place.
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    make_trainer(tmp_path, Lee2020(), epochs=1, progress="stderr").fit(dataset(), eval_data=dataset(4))
+    out = terminal.getvalue()
+    assert out.count("\r") > 1  # redrawn in place, not one new line per update
+    last = out.split("\r")[-1]
+    assert last.endswith("\n") and last.count("\n") == 1  # the epoch's final state stays, on its own line
+    assert "epoch 1/1" in last and "12/12" in last and "samples/s" in last
+    for figure in ("loss=", "acc=", "eval_acc="):
+        assert figure in last
+
+
+def test_no_progress_writes_nothing(tmp_path, capfd):
+    make_trainer(tmp_path, Lee2020(), epochs=1, progress=None).fit(dataset(), eval_data=dataset(4))
+    assert capfd.readouterr() == ("", "")
+
+
 def test_resume_refuses_a_different_configuration(tmp_path):
     data = dataset()
     make_trainer(tmp_path, Lee2020(), epochs=1).fit(data)
