@@ -69,4 +69,6 @@ def test_the_unmutated_cache_reads():
 def test_mutated_caches(edits, damage):
     path = FOLDER / "mutated.h5"
     mutated_file(VALID, path, edits, damage)
-    untrusted("cache", lambda: cache._read(path, KEY, ITEMS), _is_the_encoding)
+    # DataError names the damaged file; EventsError, the events it would have held
+    assert untrusted("cache", lambda: cache._read(path, KEY, ITEMS), _is_the_encoding) in {"ok", "DataError",
+                                                                                         "EventsError"}

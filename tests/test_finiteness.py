@@ -38,7 +38,7 @@ def ones(batch: int, steps: int, shape: tuple[int, ...], value: float = 1.0, at:
     return x
 
 
-def refused_by_both(net: Network, x: np.ndarray, match: str, **run) -> tuple[str, str]:
+def assert_refused_by_both(net: Network, x: np.ndarray, match: str, **run) -> tuple[str, str]:
     """Both the event path and the dense twin raise LayerError matching ``match``; their messages."""
     with pytest.raises(LayerError, match=match) as event:
         net.run(Events.from_dense(x), **run)
@@ -52,7 +52,7 @@ def refused_by_both(net: Network, x: np.ndarray, match: str, **run) -> tuple[str
 def test_input_gain_that_is_inf_in_float32():
     """g = 1e300 is finite in float64 and inf in float32: the run computed inf potentials, silently."""
     net = Network([Linear(2, 2, weight=np.ones((2, 2), np.float32)), LIF(1.0, leak=1.0, input_gain=1e300)], (2,))
-    for message in refused_by_both(net, ones(1, 3, (2,)), "input_gain"):
+    for message in assert_refused_by_both(net, ones(1, 3, (2,)), "input_gain"):
         assert "layer 'lif1' (LIF): input_gain is inf in float32 (1e+300 in float64)" in message
     # The same layer computes in float64, where the gain is finite.
     net64 = Network([Linear(2, 2, weight=np.ones((2, 2))), LIF(1.0, leak=1.0, input_gain=1e300)], (2,), np.float64)
@@ -91,7 +91,7 @@ def test_nir_lif_with_a_huge_r():
 ])
 def test_neuron_options_that_break_in_float32(make, what):
     net = Network([Linear(2, 2, weight=np.ones((2, 2), np.float32)), make()], (2,))
-    refused_by_both(net, ones(1, 2, (2,)), what)
+    assert_refused_by_both(net, ones(1, 2, (2,)), what)
 
 
 def test_an_infinite_threshold_stays_allowed():
@@ -106,7 +106,7 @@ def test_an_infinite_threshold_stays_allowed():
 
 def test_spiking_pool_threshold_that_is_inf_in_float32_names_the_pool():
     net = Network([SpikingAvgPool(2, threshold_ratio=1e300)], (1, 2, 2))
-    for message in refused_by_both(net, ones(1, 2, (1, 2, 2)), "threshold is inf in float32"):
+    for message in assert_refused_by_both(net, ones(1, 2, (1, 2, 2)), "threshold is inf in float32"):
         assert message.startswith("layer 'pool1' (SpikingAvgPool)")
 
 
@@ -135,7 +135,7 @@ def test_norm_factor_that_is_inf_in_float32():
     net = Network([Linear(2, 2, weight=np.ones((2, 2), np.float32)), LIF(1.0, leak=1.0, norm=norm), ], (2,))
     norm.scale = np.full(2, 3e38, np.float32)
     norm.running_var = np.zeros(2, np.float32)
-    refused_by_both(net, ones(1, 2, (2,)), r"factor k.* is inf in float32")
+    assert_refused_by_both(net, ones(1, 2, (2,)), r"factor k.* is inf in float32")
 
 
 # ------------------------------------------------------------ overflow in a run
@@ -144,7 +144,7 @@ def test_two_weights_near_float32_max_sum_to_inf():
     net = Network([Linear(2, 1, weight=np.full((1, 2), 3e38, np.float32)), Readout()], (2,))
     x = ones(2, 5, (2,), at=3)
     x[0] = 0  # sample 0 stays finite; sample 1 overflows at step 3
-    event, twin = refused_by_both(net, x, "step 3 of sample 1")
+    event, twin = assert_refused_by_both(net, x, "step 3 of sample 1")
     assert event.startswith("layer 'readout1' (Readout): a potential is not finite")
     assert twin.startswith("layer 'fc1' (Linear): an output value is not finite")  # the twin sees the current first
     # The step is found whatever the window the event path cuts the run into.
@@ -157,27 +157,27 @@ def test_potential_that_overflows_over_steps():
     """Each step's current is finite; their running sum in U is not: the step where it turns inf is named."""
     net = Network([Linear(1, 1, weight=np.full((1, 1), 1.5e38, np.float32)), Readout()], (1,))
     # U = 1.5e38, 3.0e38, inf: overflow at step 2, found by both paths in the neuron.
-    refused_by_both(net, ones(1, 4, (1,)), r"layer 'readout1' \(Readout\): a potential is not finite .* at step 2 ")
+    assert_refused_by_both(net, ones(1, 4, (1,)), r"layer 'readout1' \(Readout\): a potential is not finite .* at step 2 ")
 
 
 def test_bias_near_float32_max_overflows_the_current():
     fc = Linear(1, 1, weight=np.full((1, 1), 2e38, np.float32), bias=np.full(1, 2e38, np.float32))
     net = Network([fc, LIF(np.inf, leak=0.0)], (1,))
-    refused_by_both(net, ones(1, 3, (1,), at=1), "not finite .* at step 1 of sample 0")
+    assert_refused_by_both(net, ones(1, 3, (1,), at=1), "not finite .* at step 1 of sample 0")
 
 
 def test_pooled_values_that_overflow_are_refused_where_they_are_passed_on():
     """A sum pool with no neuron after it passes its currents on as event values."""
     net = Network([SumPool(2), Flatten(), Linear(1, 1, weight=np.full((1, 1), 1e-30, np.float32)), Readout()],
                   (1, 2, 2))
-    for message in refused_by_both(net, ones(1, 3, (1, 2, 2), value=1e38, at=2), "at step 2 of sample 0"):
+    for message in assert_refused_by_both(net, ones(1, 3, (1, 2, 2), value=1e38, at=2), "at step 2 of sample 0"):
         assert message.startswith("layer 'pool1' (SumPool): an output value is not finite")
 
 
 def test_dropout_scaled_values_that_overflow():
     net = Network([Dropout(0.5), Linear(1, 1, weight=np.full((1, 1), 1e-30, np.float32)), Readout()], (1,))
     masks = {"drop1": np.ones((1, 1), bool)}
-    refused_by_both(net, ones(1, 2, (1,), value=3e38, at=1), r"layer 'drop1' \(Dropout\).* at step 1",
+    assert_refused_by_both(net, ones(1, 2, (1,), value=3e38, at=1), r"layer 'drop1' \(Dropout\).* at step 1",
                     train=True, masks=masks)
 
 
@@ -322,4 +322,4 @@ def test_overflow_is_found_at_its_step_for_every_reset(neuron, sign):
     for window in (None, 2, 6):
         with pytest.raises(LayerError, match=r"layer 'lif1' \(LIF\): a potential is not finite .* at step 3 "):
             net.run(Events.from_dense(x), window=window)
-    refused_by_both(net, x, "at step 3 of sample 0")
+    assert_refused_by_both(net, x, "at step 3 of sample 0")
