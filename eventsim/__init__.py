@@ -11,16 +11,18 @@ from eventsim.counting import ENERGY_MODELS, EnergyEstimate, EnergyModel, estima
 from eventsim.errors import CheckpointError, DataError, EventsError, EventsimError, LayerError, OptionError
 from eventsim.events import Events
 from eventsim.layers import (
-    IF,
-    LIF,
     AvgPool,
     Conv2d,
+    Delay,
     Dropout,
     Flatten,
+    IF,
     Identity,
+    LIF,
     Linear,
     MaxPool,
     Readout,
+    Recurrent,
     Residual,
     SpikingAvgPool,
     SumPool,
@@ -32,6 +34,8 @@ from eventsim.threads import get_threads, set_threads
 __version__ = "0.1.0"
 
 __all__ = [
+    "Delay",
+    "Recurrent",
     "ENERGY_MODELS",
     "IF",
     "LIF",

@@ -54,6 +54,10 @@ def _map_shape(layer: "Layer", input_shape: tuple[int, ...]) -> tuple[int, int, 
     return input_shape  # type: ignore[return-value]
 
 
+def _is_number(x: object) -> bool:
+    return not isinstance(x, (bool, np.bool_)) and isinstance(x, (int, float, np.integer, np.floating))
+
+
 def _check_weight(layer: "Layer", what: str, w: object, shape: tuple[int, ...]) -> np.ndarray:
     if not isinstance(w, np.ndarray):
         raise LayerError(layer, f"{what} must be a numpy array of shape {shape}, got {type(w).__name__}")
@@ -367,6 +371,13 @@ class NeuronConstants(NamedTuple):
     arithmetic: str = "product"
     #: d of the divide forms, ``1 / (1 - leak)`` in float64 then rounded; 1 for the others
     divisor: np.floating | float = 1.0
+    #: alpha, the synaptic current's factor; None: no synaptic current
+    synapse_leak: np.floating | None = None
+    synapse_gain: np.floating | float = 1.0  #: h
+    v_rest: np.floating | float = 0.0
+    v_init: np.floating | float = 0.0  #: R[0]
+    v_min: np.floating | float = -np.inf  #: the lower clamp of R; -inf: none
+    max_spikes: np.floating | float = 1.0  #: M as a float of the dtype; inf: no bound
 
 
 class LIF(Layer):
@@ -425,6 +436,25 @@ class LIF(Layer):
         Batch normalisation of the input current: the neurons integrate
         ``I' = k * I + c`` instead of I (:mod:`eventsim.norm`; Ledinauskas
         et al. 2020, Sec. 2.6). None (default): no norm.
+    synapse_leak, synapse_tau : float, optional
+        A synaptic current (current-based LIF, NIR ``CubaLIF``):
+        ``J[t] = alpha * J[t-1] + h * I[t]`` and the potential integrates J
+        instead of I (docs/semantics.md, "State beyond the potential").
+        alpha in [0, 1], or a time constant in steps, alpha = exp(-1/tau).
+        Neither (default): no synaptic current.
+    synapse_gain : float
+        h > 0, the factor of the input in J (default 1); needs a synaptic current.
+    v_rest : float
+        The rest potential the neuron leaks towards (default 0; NIR's
+        ``v_leak``, SpikingJelly's ``v_reset``).
+    v_init : float, optional
+        The potential before the first step, R[0] (default ``v_rest``).
+    v_min : float
+        Lower clamp of the potential after the reset (default -inf: none;
+        sinabs's ``min_v_mem``).
+    max_spikes : int or None
+        Spikes a neuron may emit in one step (default 1); None: no bound.
+        Above 1 the neuron emits one event valued with its count.
     """
 
     kind = "lif"
@@ -442,6 +472,13 @@ class LIF(Layer):
         reset_delayed: bool = False,
         arithmetic: str = "product",
         norm: CurrentNorm | None = None,
+        synapse_leak: float | None = None,
+        synapse_tau: float | None = None,
+        synapse_gain: float | None = None,
+        v_rest: float = 0.0,
+        v_init: float | None = None,
+        v_min: float = -np.inf,
+        max_spikes: int | None = 1,
         name: str | None = None,
     ) -> None:
         super().__init__(name)
@@ -470,8 +507,58 @@ class LIF(Layer):
         self.threshold = threshold
         implied = form_gain(arithmetic, self.leak)
         self.input_gain = input_gain if input_gain is not None else 1.0 if implied is None else implied
+        self._set_state_options(synapse_leak, synapse_tau, synapse_gain, v_rest, v_init, v_min, max_spikes)
         self.reset_delayed = reset_delayed
         self.norm = norm
+
+    def _set_state_options(self, synapse_leak, synapse_tau, synapse_gain, v_rest, v_init, v_min,
+                           max_spikes) -> None:
+        """Check and set the options of docs/semantics.md, "State beyond the potential"."""
+        if synapse_leak is not None and synapse_tau is not None:
+            raise LayerError(self, "give at most one of synapse_leak= (per-step factor) or synapse_tau= "
+                                   "(time constant in steps)")
+        if synapse_tau is not None:
+            if not _is_number(synapse_tau) or not np.isfinite(synapse_tau) or synapse_tau <= 0:
+                raise LayerError(self, f"synapse_tau must be a positive finite number of steps, got {synapse_tau!r}")
+            synapse_leak = exp(-1.0 / synapse_tau)
+        if synapse_leak is not None and (not _is_number(synapse_leak) or not 0.0 <= synapse_leak <= 1.0):
+            raise LayerError(self, f"synapse_leak must be in [0, 1], got {synapse_leak!r}")
+        self.synapse_leak = None if synapse_leak is None else float(synapse_leak)
+        if synapse_gain is not None and synapse_leak is None:
+            raise LayerError(self, "synapse_gain needs a synaptic current: give synapse_leak= or synapse_tau= too")
+        gain = 1.0 if synapse_gain is None else synapse_gain
+        if not _is_number(gain) or not (np.isfinite(gain) and gain > 0):
+            raise LayerError(self, f"synapse_gain must be positive and finite, got {synapse_gain!r}")
+        self.synapse_gain = float(gain)
+        for what, value in (("v_rest", v_rest), ("v_init", v_init)):
+            if value is not None and (not _is_number(value) or not np.isfinite(value)):
+                raise LayerError(self, f"{what} must be a finite number, got {value!r}")
+        if not _is_number(v_min) or np.isnan(v_min) or v_min == np.inf:
+            raise LayerError(self, f"v_min must be a number or -inf, got {v_min!r}")
+        self.v_rest, self.v_min = float(v_rest), float(v_min)
+        self.v_init = self.v_rest if v_init is None else float(v_init)
+        if self.v_init < self.v_min:
+            raise LayerError(self, f"v_init {self.v_init!r} is below v_min {self.v_min!r}")
+        if max_spikes is not None and (isinstance(max_spikes, (bool, np.bool_))
+                                       or not isinstance(max_spikes, (int, np.integer)) or max_spikes < 1):
+            raise LayerError(self, f"max_spikes must be an int >= 1 or None (no bound), got {max_spikes!r}")
+        self.max_spikes = None if max_spikes is None else int(max_spikes)
+
+    @property
+    def extended(self) -> list[str]:
+        """The options of "State beyond the potential" this layer sets away from their defaults."""
+        out = []
+        if self.synapse_leak is not None:
+            out.append("a synaptic current")
+        if self.v_rest != 0.0:
+            out.append("a rest potential")
+        if self.v_init != self.v_rest:
+            out.append("an initial potential")
+        if self.v_min != -np.inf:
+            out.append("a lower clamp v_min")
+        if self.max_spikes != 1:
+            out.append("several spikes per step")
+        return out
 
     @property
     def arithmetic(self) -> str:
@@ -546,6 +633,11 @@ class LIF(Layer):
         if delayed and self.arithmetic != "product":
             raise LayerError(self, f"reset_delayed=True is the convention of the product form; "
                                    f"arithmetic={self.arithmetic!r} resets at once")
+        if delayed:
+            clash = [what for what in self.extended if what != "a synaptic current"]
+            if clash:
+                raise LayerError(self, f"reset_delayed=True does not combine with {', '.join(clash)} "
+                                       "(docs/semantics.md, 'State beyond the potential')")
         self._reset_delayed = bool(delayed)
 
     @property
@@ -580,7 +672,14 @@ class LIF(Layer):
         """
         owner = self if owner is None else owner
         divide = self.arithmetic.endswith("-divide")
+        alpha = self.synapse_leak
         return NeuronConstants(
+            synapse_leak=None if alpha is None else in_dtype(owner, "synapse_leak", alpha, dtype)[()],
+            synapse_gain=in_dtype(owner, "synapse_gain", self.synapse_gain, dtype, positive=True)[()],
+            v_rest=in_dtype(owner, "v_rest", self.v_rest, dtype)[()],
+            v_init=in_dtype(owner, "v_init", self.v_init, dtype)[()],
+            v_min=in_dtype(owner, "v_min", self.v_min, dtype)[()],
+            max_spikes=np.asarray(np.inf if self.max_spikes is None else self.max_spikes, dtype)[()],
             theta=in_dtype(owner, "threshold", self.thresholds(shape), dtype, positive=True),
             leak=in_dtype(owner, "leak", self.leak, dtype)[()],
             v_reset=in_dtype(owner, "v_reset", self.v_reset, dtype)[()],
@@ -606,6 +705,18 @@ class LIF(Layer):
             options["arithmetic"] = self.arithmetic
         if self.norm is not None:
             options["norm"] = self.norm
+        return {**options, **self._state_options()}
+
+    def _state_options(self) -> dict:
+        """The options of "State beyond the potential" that differ from their defaults."""
+        options = {}
+        if self.synapse_leak is not None:
+            options["synapse_leak"] = self.synapse_leak
+            if self.synapse_gain != 1.0:
+                options["synapse_gain"] = self.synapse_gain
+        for what, default in (("v_rest", 0.0), ("v_init", self.v_rest), ("v_min", -np.inf), ("max_spikes", 1)):
+            if getattr(self, what) != default:
+                options[what] = getattr(self, what)
         return options
 
 
@@ -624,10 +735,19 @@ class IF(LIF):
         input_gain: float = 1.0,
         reset_delayed: bool = False,
         norm: CurrentNorm | None = None,
+        synapse_leak: float | None = None,
+        synapse_tau: float | None = None,
+        synapse_gain: float | None = None,
+        v_init: float | None = None,
+        v_min: float = -np.inf,
+        max_spikes: int | None = 1,
         name: str | None = None,
     ) -> None:
+        # No v_rest: with no leak there is nothing to leak towards.
         super().__init__(threshold, leak=1.0, reset=reset, v_reset=v_reset, strict=strict,
-                         input_gain=input_gain, reset_delayed=reset_delayed, norm=norm, name=name)
+                         input_gain=input_gain, reset_delayed=reset_delayed, norm=norm,
+                         synapse_leak=synapse_leak, synapse_tau=synapse_tau, synapse_gain=synapse_gain,
+                         v_init=v_init, v_min=v_min, max_spikes=max_spikes, name=name)
 
 
 class Readout(LIF):
@@ -642,11 +762,15 @@ class Readout(LIF):
 
     def __init__(
         self, *, leak: float | None = None, tau: float | None = None, input_gain: float | None = None,
-        arithmetic: str = "product", name: str | None = None
+        arithmetic: str = "product", synapse_leak: float | None = None, synapse_tau: float | None = None,
+        synapse_gain: float | None = None, v_rest: float = 0.0, v_init: float | None = None,
+        name: str | None = None
     ) -> None:
         if leak is None and tau is None:
             leak = 1.0
-        super().__init__(np.inf, leak=leak, tau=tau, input_gain=input_gain, arithmetic=arithmetic, name=name)
+        super().__init__(np.inf, leak=leak, tau=tau, input_gain=input_gain, arithmetic=arithmetic,
+                         synapse_leak=synapse_leak, synapse_tau=synapse_tau, synapse_gain=synapse_gain,
+                         v_rest=v_rest, v_init=v_init, name=name)
 
     @LIF.reset_delayed.setter
     def reset_delayed(self, delayed: bool) -> None:
@@ -664,7 +788,7 @@ class Readout(LIF):
         options = {"leak": self.leak, "input_gain": self.input_gain, "name": self.name}
         if self.arithmetic != "product":
             options["arithmetic"] = self.arithmetic
-        return options
+        return {**options, **self._state_options()}
 
 
 class SpikingAvgPool(Layer):
@@ -799,3 +923,92 @@ class Residual(Layer):
 
     def _options(self) -> dict:
         return {"main": self.main, "skip": self.skip, "neuron": self.neuron, "name": self.name}
+
+
+class Recurrent(Layer):
+    """A neuron layer whose spikes of the step before feed back into its input.
+
+    docs/semantics.md, "Recurrent connections"::
+
+        I[t] = I_in[t] + W_rec s[t-1] (+ b_rec)        s[0] = 0
+
+    ``I_in`` is the current of the synapse before the block in the network
+    (or the incoming event values when no synapse precedes it), and
+    ``connection`` computes ``W_rec s`` from the layer's own spikes: a
+    :class:`Linear` (flat layers) or a :class:`Conv2d` whose output shape is
+    its input shape. NIR's cycle ``lif -> w_rec -> lif``; snnTorch's
+    ``RLeaky`` / ``RSynaptic``.
+
+    The block is named like a layer (``rec1``); its connection and neuron
+    get names inside it (``rec1.fc1``, ``rec1.lif1``), and the block's
+    spikes are recorded under the neuron's name.
+    """
+
+    kind = "rec"
+
+    def __init__(self, neuron: LIF, connection: Linear | Conv2d, *, name: str | None = None) -> None:
+        super().__init__(name)
+        if not isinstance(neuron, LIF) or isinstance(neuron, Readout):
+            raise LayerError(self, f"neuron must be a spiking LIF/IF layer, got {type(neuron).__name__}")
+        if not isinstance(connection, (Linear, Conv2d)):
+            raise LayerError(self, f"connection must be a Linear or Conv2d, got {type(connection).__name__}")
+        if neuron.norm is not None:
+            raise LayerError(self, "a recurrent neuron layer takes no input-current norm: the batch statistics "
+                                   "of all steps cannot be formed before the steps that feed them are run")
+        self.neuron = neuron
+        self.connection = connection
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        out = self.neuron.output_shape(input_shape)
+        back = self.connection.output_shape(out)
+        if tuple(back) != tuple(out):
+            raise LayerError(self, f"the connection maps the neurons' shape {out} to {tuple(back)}; "
+                                   "it must give the same shape back")
+        return out
+
+    def _options(self) -> dict:
+        return {"neuron": self.neuron, "connection": self.connection, "name": self.name}
+
+
+class Delay(Layer):
+    """Events arrive a whole number of steps later: ``out[t, i] = in[t - d_i, i]``.
+
+    docs/semantics.md, "Delays". ``steps`` is one delay d >= 0 for the layer,
+    one per channel (an array of C), or one per neuron (an array of the
+    input's shape). Events moved to a step >= T are dropped. NIR's ``Delay``.
+    """
+
+    kind = "delay"
+
+    def __init__(self, steps: int | np.ndarray, *, name: str | None = None) -> None:
+        super().__init__(name)
+        arr = np.asarray(steps)
+        if arr.dtype == np.bool_ or not (np.issubdtype(arr.dtype, np.integer) or
+                                         (np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr))
+                                          and np.all(arr == np.round(arr)))):
+            raise LayerError(self, f"steps must be whole numbers of steps, got {steps!r}")
+        if arr.size == 0 or np.any(arr < 0):
+            raise LayerError(self, f"steps must be >= 0 (one value, per channel or per neuron), got {steps!r}")
+        if np.any(arr > np.iinfo(np.int32).max):
+            raise LayerError(self, f"steps must be below 2**31, got a maximum of {arr.max()!r}")
+        self.steps = int(arr) if arr.ndim == 0 else arr.astype(np.int64)
+
+    def per_neuron(self, shape: tuple[int, ...]) -> np.ndarray:
+        """The delay of every neuron of ``shape``, int64 in C order."""
+        arr = np.asarray(self.steps, np.int64)
+        if arr.ndim == 0:
+            return np.full(prod(shape), int(arr), np.int64)
+        if arr.shape == tuple(shape):
+            return arr.reshape(-1).copy()
+        if arr.ndim == 1 and arr.shape[0] == shape[0]:
+            return np.repeat(arr, prod(shape[1:]))
+        raise LayerError(self, f"has delays of shape {arr.shape}; its input of shape {tuple(shape)} takes one "
+                               f"value, one per channel ({shape[0]},) or one per neuron {tuple(shape)}")
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        self.per_neuron(input_shape)
+        return tuple(input_shape)
+
+    def _options(self) -> dict:
+        steps = self.steps if isinstance(self.steps, int) else self.steps.tolist()
+        return {"steps": steps, "name": self.name}

@@ -53,6 +53,7 @@ from eventsim.layers import (
     Linear,
     MaxPool,
     Readout,
+    Recurrent,
     Residual,
     SpikingAvgPool,
     SumPool,
@@ -566,17 +567,22 @@ class Network:
                         layer.skip.name = f"{layer.name}.skip"
                         taken.add(layer.skip.name)
                     assign(inner, f"{layer.name}.")
+                elif isinstance(layer, Recurrent):
+                    assign([layer.connection, layer.neuron], f"{layer.name}.")
 
         assign(self.layers, "")
 
     def walk(self) -> Iterable[Layer]:
-        """Every layer, depth first (a residual block, then its main path, skip, neuron)."""
+        """Every layer, depth first (a residual block, then its main path, skip, neuron; a
+        recurrent block, then its connection and neuron)."""
 
         def rec(layers):
             for layer in layers:
                 yield layer
                 if isinstance(layer, Residual):
                     yield from rec(layer.main + [layer.skip, layer.neuron])
+                elif isinstance(layer, Recurrent):
+                    yield from rec([layer.connection, layer.neuron])
 
         return rec(self.layers)
 
@@ -592,6 +598,10 @@ class Network:
                         layer, f"main path gives shape {main_out} but the skip gives {skip_out}; they must match"
                     )
                 out = self._infer([layer.neuron], main_out, top=False)
+            elif isinstance(layer, Recurrent):
+                out = layer.output_shape(shape)
+                self.shapes[layer.neuron.name] = (shape, tuple(out))
+                self.shapes[layer.connection.name] = (tuple(out), tuple(out))
             else:
                 out = layer.output_shape(shape)
             if getattr(layer, "norm", None) is not None:
