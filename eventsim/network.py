@@ -29,411 +29,52 @@ meets the others at every normalised layer to sum the batch statistics
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from math import prod
 from typing import Generator, Iterable, Sequence
 
 import numpy as np
 
-from eventsim import kernels
 from eventsim.errors import EventsError, LayerError, OptionError, check_choice
 from eventsim.events import FLOAT_DTYPES, Events
-from eventsim.layout import as3, to_c_order
-from eventsim.norm import NormStatistics, affine, batch_statistics, in_lockstep
 from eventsim.layers import (
-    ARITHMETIC,
-    LIF,
-    AvgPool,
     Conv2d,
+    Delay,
     Dropout,
     Flatten,
     Identity,
     Layer,
-    Linear,
     MaxPool,
     Readout,
     Recurrent,
     Residual,
     SpikingAvgPool,
-    SumPool,
     Synapse,
     Weighted,
 )
-from eventsim.finite import check_finite
+from eventsim.layout import as3
+from eventsim.norm import NormStatistics, in_lockstep
+from eventsim.stages import (
+    WINDOW_ELEMENTS,
+    DelayStage,
+    DropoutStage,
+    MaxPoolStage,
+    NeuronStage,
+    PassStage,
+    RecurrentStage,
+    ResidualStage,
+    Sample,
+    Stage,
+    SynapseOp,
+    Window,
+    in_c_order,
+    is_neuron,
+    leaves,
+)
 
-RECORDS = ("counts", "traces", "spikes", "potentials", "currents")
+RECORDS = ("counts", "traces", "spikes", "potentials", "currents", "synaptic")
 #: The records that keep a value per neuron and step, O(T x neurons).
-PER_STEP_RECORDS = ("potentials", "currents")
-#: Default bound on a window's current buffer, in elements (4 MiB in float32).
-WINDOW_ELEMENTS = 1 << 20
-
-Window = tuple  # (indptr, index, value) of K steps, see eventsim.kernels
-#: A stage's run over one window: a generator that yields partial sums of a
-#: batch statistic, receives their batch totals, and returns the output window.
-StageRun = Generator[np.ndarray, np.ndarray, Window]
-
-
-def _is_neuron(layer: Layer) -> bool:
-    return isinstance(layer, LIF)
-
-
-_scratch = threading.local()
-
-
-def _zeroed(shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
-    """A zeroed window buffer, reused by the calling thread from one window to the next.
-
-    One stage's buffer is done with before the next stage starts (what
-    leaves a stage is copied out: events, records, the readout), so one
-    buffer per thread serves them all. Reusing it spares a fresh allocation
-    of up to ``WINDOW_ELEMENTS`` per stage and window, whose page faults
-    would also serialise the threads.
-
-    The buffer is all zero whenever no stage holds it: a stage leaves it as
-    it found it (:func:`_released`), mostly for free, since the neuron kernel
-    writes zeros where it read the currents (``lif_window(clear=True)``).
-    That spares a pass over up to ``WINDOW_ELEMENTS`` of memory per stage
-    and window.
-    """
-    size = shape[0] * shape[1]
-    buf = getattr(_scratch, dtype.name, None)
-    if buf is None or buf.shape[0] < size:
-        buf = np.zeros(max(size, WINDOW_ELEMENTS), dtype)
-    # Taken out of the pool until released: a stage that fails midway leaves
-    # the buffer dirty, and the next stage then gets a fresh one.
-    setattr(_scratch, dtype.name, None)
-    return buf[:size].reshape(shape)
-
-
-def _overflow(owner: Layer, what: str, step: int, sample: "_Sample", dtype: np.dtype) -> LayerError:
-    """The error of a run that computed inf or NaN: which layer, which step, and what to do."""
-    return LayerError(owner, f"{what} is not finite (inf or NaN) at step {step} of sample {sample.number}: "
-                             f"the sum overflows {dtype}; make the weights or inputs smaller, "
-                             "or run the network in float64")
-
-
-def _check_values(owner: Layer, sample: "_Sample", out: Window, dtype: np.dtype) -> None:
-    """Raise :func:`_overflow` at the first step of a window whose emitted values are not finite.
-
-    One vectorised pass over the events a stage emitted: for the stages
-    whose values are not spikes (currents passed on, dropout-scaled values).
-    """
-    indptr, _, value = out
-    finite = np.isfinite(value)
-    if not finite.all():
-        first = int(np.argmin(finite))
-        step = sample.window_start + int(np.searchsorted(indptr, first, side="right")) - 1
-        raise _overflow(owner, "an output value", step, sample, dtype)
-
-
-def _released(cur: np.ndarray, cleared: bool) -> None:
-    """Hand a window buffer from :func:`_zeroed` back; zero it first unless the kernel ``cleared`` it."""
-    if not cleared:
-        cur.fill(0)
-    setattr(_scratch, cur.dtype.name, cur.base)  # NumPy keeps the owner of the memory as a view's base
-
-
-# ============================================================ per-sample state
-@dataclass
-class _Sample:
-    """What one sample's run accumulates; stages read and write their own entries."""
-
-    window_start: int = 0
-    batch: int = 1
-    number: int = 0  # the sample's index in the batch
-    v: dict = field(default_factory=dict)
-    fired: dict = field(default_factory=dict)  # previous step's spikes of neurons with a delayed reset
-    totals: dict = field(default_factory=dict)
-    traces: dict = field(default_factory=dict)
-    ops: dict = field(default_factory=dict)
-    n_events: dict = field(default_factory=dict)
-    spikes: dict = field(default_factory=dict)
-    potentials: dict = field(default_factory=dict)
-    currents: dict = field(default_factory=dict)
-    last_u: dict = field(default_factory=dict)
-    keep: dict = field(default_factory=dict)  # dropout keep-masks of this sample, (N,) bool
-    norm_stats: dict = field(default_factory=dict)  # batch (mean, var, count) of normalised layers
-
-
-# ==================================================================== stages
-class _Op:
-    """A synapse resolved for the kernels: scatter layout, dtype, geometry."""
-
-    def __init__(self, layer: Synapse | None, in_shape, out_shape, dtype: np.dtype, name: str | None = None) -> None:
-        self.layer = layer
-        self.name = name or (None if layer is None else layer.name)
-        self.in3 = as3(in_shape)
-        self.out3 = as3(out_shape)
-        self.bias = layer.bias if isinstance(layer, Weighted) else None
-        self.counter = "pool_ops"
-        if isinstance(layer, Weighted):
-            self.counter = "synops"
-            if layer.weight is None:
-                raise LayerError(layer, "has no weight; set layer.weight (or initialise the network) before running")
-            for what, arr in (("weight", layer.weight), ("bias", layer.bias)):
-                if arr is None:
-                    continue
-                if arr.dtype != dtype:
-                    raise LayerError(layer, f"holds a {arr.dtype} {what} but the network runs in {dtype}")
-                if not np.isfinite(arr).all():  # the quick test; check_finite then names the entry
-                    check_finite(layer, what, arr)
-        if isinstance(layer, Conv2d):
-            self.weight = np.ascontiguousarray(layer.weight.transpose(1, 2, 3, 0))
-        elif isinstance(layer, Linear):
-            self.weight = np.ascontiguousarray(layer.weight.T)
-        elif isinstance(layer, (AvgPool, SumPool)):
-            self.weight = dtype.type(layer.window_weight)
-            self.window = layer.kernel_size
-        else:  # Identity, or the identity currents of a neuron layer after no synapse
-            self.weight = dtype.type(1)
-            self.window = (1, 1)
-
-    def scatter(self, cur: np.ndarray, x: Window) -> int:
-        """Add this synapse's currents for a window of events into ``cur``."""
-        indptr, index, value = x
-        layer = self.layer
-        if self.bias is not None:
-            kernels.add_bias(cur, self.bias)
-        in_hw, out_hw = self.in3[1:], self.out3[1:]
-        if isinstance(layer, Conv2d):
-            return kernels.conv_scatter(cur, indptr, index, value, self.weight, in_hw, out_hw, layer.stride, layer.padding)
-        if isinstance(layer, Linear):
-            return kernels.linear_scatter(cur, indptr, index, value, self.weight)
-        stride = (1, 1) if layer is None else layer.stride
-        return kernels.pool_scatter(cur, indptr, index, value, self.weight, self.in3[0], in_hw, out_hw, self.window, stride)
-
-
-class _Stage:
-    """Turns input event windows into an output event window for one sample."""
-
-    name: str  # the layer whose output this stage produces
-    owner: Layer  # the layer an error of this stage names
-    shape: tuple[int, ...]  # output shape
-    channel_last = False  # layout of the per-neuron arrays the stage keeps
-
-    def counted_ops(self) -> list[tuple[str, str]]:
-        """(layer name, "synops" or "pool_ops") of the operations this stage counts."""
-        return []
-
-    def start(self, sample: _Sample, record: frozenset) -> None:
-        sample.totals[self.name] = np.zeros(prod(self.shape), self.dtype)
-        sample.n_events[self.name] = 0
-        if "spikes" in record:
-            sample.spikes[self.name] = []
-
-    def run(self, sample: _Sample, *xs: Window) -> StageRun:
-        """The output window for the input windows ``xs`` (a generator: see :data:`StageRun`)."""
-        yield from ()  # no batch statistic to meet on
-        return self.apply(sample, *xs)
-
-    def apply(self, sample: _Sample, *xs: Window) -> Window:
-        raise NotImplementedError
-
-    def _emitted(self, sample: _Sample, out: Window) -> Window:
-        sample.n_events[self.name] += out[1].shape[0]
-        if self.name in sample.spikes:
-            sample.spikes[self.name].append(out)
-        return out
-
-    @staticmethod
-    def _count(sample: _Sample, name: str | None, n: int) -> None:
-        if name is not None:
-            sample.ops[name] = sample.ops.get(name, 0) + int(n)
-
-
-class _NeuronStage(_Stage):
-    """Synapses (one, or two merging in a residual block) feeding a neuron layer, through its norm if any."""
-
-    channel_last = True
-
-    def __init__(self, ops: list[_Op], neuron: LIF, name: str, shape, dtype: np.dtype, train: bool = False,
-                 owner: Layer | None = None) -> None:
-        self.ops, self.name, self.shape, self.dtype = ops, name, tuple(shape), dtype
-        self.norm = neuron.norm
-        self.batch_norm = self.norm is not None and train  # statistics of the batch, else the running ones
-        if self.norm is not None:
-            for what in ("scale", "shift", "running_mean", "running_var"):
-                arr = getattr(self.norm, what)
-                if not np.isfinite(arr).all():  # an optimizer step may have diverged since the setter checked
-                    check_finite(self.norm, what, arr)
-            if not self.batch_norm:
-                self.affine = affine(self.norm.scale, self.norm.shift, self.norm.running_mean,
-                                     self.norm.running_var, self.norm.eps, dtype, self.norm)
-        self.owner = owner or neuron
-        constants = neuron.constants(as3(shape), dtype, self.owner)
-        self.theta, self.leak, self.v_reset = constants.theta, constants.leak, constants.v_reset
-        self.gain = constants.gain
-        self.form, self.divisor = ARITHMETIC.index(constants.arithmetic), constants.divisor
-        self.soft = neuron.reset == "soft"
-        self.strict = neuron.strict
-        self.delayed = neuron.reset_delayed
-        self.readout = isinstance(neuron, Readout)
-
-    def counted_ops(self) -> list[tuple[str, str]]:
-        return [(op.name, op.counter) for op in self.ops if op.name is not None]
-
-    def start(self, sample: _Sample, record: frozenset) -> None:
-        super().start(sample, record)
-        n = prod(self.shape)
-        sample.v[self.name] = np.zeros(n, self.dtype)
-        sample.traces[self.name] = np.zeros(n, self.dtype)
-        if self.delayed:
-            sample.fired[self.name] = np.zeros(n, np.bool_)
-
-    def run(self, sample: _Sample, *xs: Window) -> StageRun:
-        steps = xs[0][0].shape[0] - 1
-        cur = _zeroed((steps, prod(self.shape)), self.dtype)
-        for op, x in zip(self.ops, xs):
-            self._count(sample, op.name, op.scatter(cur, x))
-        t0 = sample.window_start
-        if self.name in sample.currents:  # the raw I, before the norm and before lif_window turns it into U
-            sample.currents[self.name][t0 : t0 + steps] = to_c_order(cur, self.shape).reshape(steps, -1)
-        if self.norm is not None:
-            yield from self._normalise(sample, cur)
-        # The potentials are read back only when recorded or read out.
-        keep = self.readout or self.name in sample.potentials
-        v, fired = sample.v[self.name], sample.fired.get(self.name)
-        before = (v.copy(), None if fired is None else fired.copy())  # where an overflow's step is looked for
-        indptr, index, overflow = kernels.lif_window(
-            v, cur, self.theta, self.leak, self.soft, self.v_reset, self.strict,
-            sample.totals[self.name], sample.traces[self.name], self.gain, fired, not keep, self.form, self.divisor,
-        )
-        if overflow:  # the buffer stays out of the pool, dirty (see _zeroed)
-            step = t0 + self._first_overflow(sample, xs, *before)
-            raise _overflow(self.owner, "a potential", step, sample, self.dtype)
-        if self.name in sample.potentials:
-            sample.potentials[self.name][t0 : t0 + steps] = to_c_order(cur, self.shape).reshape(steps, -1)
-        if self.readout:
-            sample.last_u[self.name] = cur[-1].copy()
-        _released(cur, cleared=not keep)
-        return self._emitted(sample, (indptr, index, np.ones(index.shape[0], self.dtype)))
-
-    def _normalise(self, sample: _Sample, cur: np.ndarray) -> Generator[np.ndarray, np.ndarray, None]:
-        """``I' = k * I + c`` in place (eventsim.norm), with the batch's statistics in a training run.
-
-        A training run has one window of all T steps, so ``cur`` holds every
-        step of the sample.
-        """
-        steps, channels = cur.shape[0], self.norm.channels
-        if self.batch_norm:
-            count = sample.batch * cur.shape[1] // channels * (1 if self.norm.stats == "batch" else steps)
-            mean, var = yield from batch_statistics(cur, self.norm, count)
-            sample.norm_stats[self.name] = (mean, var, count)
-        self._apply_norm(sample, cur)
-
-    def _apply_norm(self, sample: _Sample, cur: np.ndarray) -> None:
-        """``I' = k * I + c`` in place, with the batch's statistics once :meth:`_normalise` has met the batch."""
-        if self.batch_norm:
-            mean, var, _ = sample.norm_stats[self.name]
-            k, c = affine(self.norm.scale, self.norm.shift, mean, var, self.norm.eps, self.dtype, self.norm)
-        else:
-            k, c = self.affine
-        per_position = cur.reshape(cur.shape[0], -1, self.norm.channels)
-        if k.ndim == 2:  # one (k, c) per step
-            k, c = k[:, None, :], c[:, None, :]
-        np.multiply(per_position, k, out=per_position)
-        np.add(per_position, c, out=per_position)
-
-    def _first_overflow(self, sample: _Sample, xs: tuple[Window, ...], v: np.ndarray, fired: np.ndarray | None) -> int:
-        """The first step of a window at which lif_window found a potential inf or NaN.
-
-        The kernel tells only that the window overflowed; the window runs
-        again from the state ``(v, fired)`` before it, in a buffer of its own
-        that keeps every step's potentials, and the first step with one that
-        is not finite is the answer. Only a run about to fail pays for this.
-        """
-        cur = np.zeros((xs[0][0].shape[0] - 1, prod(self.shape)), self.dtype)
-        for op, x in zip(self.ops, xs):
-            op.scatter(cur, x)
-        if self.norm is not None:
-            self._apply_norm(sample, cur)
-        counts, traces = np.zeros_like(v), np.zeros_like(v)  # not the sample's: the run fails anyway
-        kernels.lif_window(v, cur, self.theta, self.leak, self.soft, self.v_reset, self.strict,
-                           counts, traces, self.gain, fired, False, self.form, self.divisor)
-        return int(np.argmin(np.isfinite(cur).all(axis=1)))
-
-
-class _PassStage(_Stage):
-    """A synapse with no neuron after it: its currents leave as events."""
-
-    channel_last = True
-
-    def __init__(self, op: _Op, shape, dtype: np.dtype) -> None:
-        self.op, self.name, self.shape, self.dtype = op, op.name, tuple(shape), dtype
-        self.owner = op.layer
-
-    def counted_ops(self) -> list[tuple[str, str]]:
-        return [(self.op.name, self.op.counter)]
-
-    def apply(self, sample: _Sample, x: Window) -> Window:
-        cur = _zeroed((x[0].shape[0] - 1, prod(self.shape)), self.dtype)
-        self._count(sample, self.op.name, self.op.scatter(cur, x))
-        out = kernels.currents_to_events(cur, self.op.out3[0], sample.totals[self.name])
-        _released(cur, cleared=False)
-        _check_values(self.owner, sample, out, self.dtype)
-        return self._emitted(sample, out)
-
-
-class _MaxPoolStage(_Stage):
-    """Max pooling on events: window maxima per step, passed on as events."""
-
-    def __init__(self, layer: MaxPool, in_shape, shape, dtype: np.dtype) -> None:
-        self.layer, self.name, self.shape, self.dtype = layer, layer.name, tuple(shape), dtype
-        self.owner = layer
-        self.in3, self.out3 = as3(in_shape), as3(shape)
-
-    def counted_ops(self) -> list[tuple[str, str]]:
-        return [(self.name, "pool_ops")]
-
-    def apply(self, sample: _Sample, x: Window) -> Window:
-        indptr, index, value, ops = kernels.maxpool_events(
-            *x, self.in3[0], self.in3[1:], self.out3[1:], self.layer.kernel_size, self.layer.stride
-        )
-        self._count(sample, self.name, ops)
-        np.add.at(sample.totals[self.name], index, value)
-        return self._emitted(sample, (indptr, index, value))
-
-
-class _DropoutStage(_Stage):
-    """Dropout with the sample's keep-mask; the identity when the run has no mask."""
-
-    def __init__(self, layer: Dropout, shape, dtype: np.dtype) -> None:
-        self.layer, self.name, self.shape, self.dtype = layer, layer.name, tuple(shape), dtype
-        self.owner = layer
-        self.scale = dtype.type(layer.scale)
-
-    def apply(self, sample: _Sample, x: Window) -> Window:
-        keep = sample.keep.get(self.name)
-        if keep is None:
-            indptr, index, value = x
-            out = (indptr - indptr[0], index[indptr[0] : indptr[-1]], value[indptr[0] : indptr[-1]])
-        else:
-            out = kernels.dropout_events(*x, keep, self.scale)
-            _check_values(self.owner, sample, out, self.dtype)
-        np.add.at(sample.totals[self.name], out[1], out[2])
-        return self._emitted(sample, out)
-
-
-class _ResidualStage(_Stage):
-    """A residual block: the main path's stages, then the merge into one neuron layer."""
-
-    def __init__(self, main: list[_Stage], merge: _NeuronStage) -> None:
-        self.main, self.merge = main, merge
-        self.name, self.shape, self.dtype = merge.name, merge.shape, merge.dtype
-
-    def start(self, sample: _Sample, record: frozenset) -> None:
-        for stage in self.main:
-            stage.start(sample, record)
-        self.merge.start(sample, record)
-
-    def run(self, sample: _Sample, x: Window) -> StageRun:
-        main = x
-        for stage in self.main:
-            main = yield from stage.run(sample, main)
-        return (yield from self.merge.run(sample, main, x))
-
-
+PER_STEP_RECORDS = ("potentials", "currents", "synaptic")
 # =================================================================== results
 @dataclass
 class RunResult:
@@ -464,6 +105,10 @@ class RunResult:
     potentials : dict of (batch, T, *shape)
         The pre-threshold potential U at every step; neuron layers only.
         Recorded with "potentials".
+    synaptic : dict of (batch, T, *shape)
+        The synaptic current J at every step, of the neuron layers that have
+        one (docs/semantics.md, "State beyond the potential"). Recorded with
+        "synaptic".
     currents : dict of (batch, T, *shape)
         The input current I at every step (bias included), before the
         layer's norm and ``input_gain`` apply; neuron layers only. Recorded
@@ -489,6 +134,7 @@ class RunResult:
     spikes: dict[str, Events] = field(default_factory=dict)
     potentials: dict[str, np.ndarray] = field(default_factory=dict)
     currents: dict[str, np.ndarray] = field(default_factory=dict)
+    synaptic: dict[str, np.ndarray] = field(default_factory=dict)
     masks: dict[str, np.ndarray] = field(default_factory=dict)
     norm_stats: dict[str, NormStatistics] = field(default_factory=dict)
     recorded: frozenset = frozenset()
@@ -632,9 +278,9 @@ class Network:
         }
 
     # ------------------------------------------------------------------ plan
-    def _plan(self, layers: list[Layer], train: bool) -> list[_Stage]:
+    def _plan(self, layers: list[Layer], train: bool) -> list[Stage]:
         dtype = self.dtype
-        stages: list[_Stage] = []
+        stages: list[Stage] = []
         i = 0
         while i < len(layers):
             layer = layers[i]
@@ -643,31 +289,39 @@ class Network:
             if isinstance(layer, Flatten):
                 pass  # flat indices are C order already: nothing to do on events
             elif isinstance(layer, MaxPool):
-                stages.append(_MaxPoolStage(layer, in_shape, out_shape, dtype))
-            elif isinstance(layer, Synapse) and nxt is not None and _is_neuron(nxt):
-                op = _Op(layer, in_shape, out_shape, dtype)
-                stages.append(_NeuronStage([op], nxt, nxt.name, out_shape, dtype, train))
+                stages.append(MaxPoolStage(layer, in_shape, out_shape, dtype))
+            elif isinstance(layer, Synapse) and nxt is not None and is_neuron(nxt):
+                op = SynapseOp(layer, in_shape, out_shape, dtype)
+                stages.append(self._neuron_stage([op], nxt, out_shape, train))
                 i += 1
             elif isinstance(layer, Synapse):
-                stages.append(_PassStage(_Op(layer, in_shape, out_shape, dtype), out_shape, dtype))
-            elif _is_neuron(layer):
-                op = _Op(None, in_shape, out_shape, dtype)
-                stages.append(_NeuronStage([op], layer, layer.name, out_shape, dtype, train))
+                stages.append(PassStage(SynapseOp(layer, in_shape, out_shape, dtype), out_shape, dtype))
+            elif is_neuron(layer):
+                op = SynapseOp(None, in_shape, out_shape, dtype)
+                stages.append(self._neuron_stage([op], layer, out_shape, train))
+            elif isinstance(layer, Delay):
+                stages.append(DelayStage(layer, out_shape, dtype))
             elif isinstance(layer, SpikingAvgPool):
-                op = _Op(layer.pool, in_shape, out_shape, dtype, name=layer.name)
-                stages.append(_NeuronStage([op], layer.neuron, layer.name, out_shape, dtype, owner=layer))
+                op = SynapseOp(layer.pool, in_shape, out_shape, dtype, name=layer.name)
+                stages.append(NeuronStage([op], layer.neuron, layer.name, out_shape, dtype, owner=layer))
             elif isinstance(layer, Dropout):
-                stages.append(_DropoutStage(layer, out_shape, dtype))
+                stages.append(DropoutStage(layer, out_shape, dtype))
             elif isinstance(layer, Residual):
                 last = layer.main[-1]
                 last_in, last_out = self.shapes[last.name]
-                ops = [_Op(last, last_in, last_out, dtype), _Op(layer.skip, *self.shapes[layer.skip.name], dtype)]
-                merge = _NeuronStage(ops, layer.neuron, layer.neuron.name, last_out, dtype, train)
-                stages.append(_ResidualStage(self._plan(layer.main[:-1], train), merge))
+                ops = [SynapseOp(last, last_in, last_out, dtype), SynapseOp(layer.skip, *self.shapes[layer.skip.name], dtype)]
+                merge = NeuronStage(ops, layer.neuron, layer.neuron.name, last_out, dtype, train)
+                stages.append(ResidualStage(self._plan(layer.main[:-1], train), merge))
             else:
                 raise LayerError(layer, "is not a layer type the network can run")
             i += 1
         return stages
+
+    def _neuron_stage(self, ops: list[SynapseOp], layer: Layer, shape: tuple[int, ...], train: bool) -> NeuronStage:
+        """The stage of a neuron layer (or a recurrent block) fed by ``ops``."""
+        if isinstance(layer, Recurrent):
+            return RecurrentStage(ops, layer, shape, self.dtype, train)
+        return NeuronStage(ops, layer, layer.name, shape, self.dtype, train)
 
     # ------------------------------------------------------------------- run
     def run(
@@ -711,7 +365,7 @@ class Network:
         steps, batch = events.steps, events.batch
         stages = self._plan(self.layers, train)
         keep = self._dropout_masks(stages, batch, train, rng, masks)
-        batch_norms = [s.name for s in _leaves(stages) if isinstance(s, _NeuronStage) and s.batch_norm]
+        batch_norms = [s.name for s in leaves(stages) if isinstance(s, NeuronStage) and s.batch_norm]
         if batch_norms:
             window = steps  # the batch statistics need every step of the currents at once
         elif window is None:
@@ -725,7 +379,7 @@ class Network:
         per_step = {
             what: {
                 s.name: np.empty((batch, steps) + s.shape, self.dtype)
-                for s in _leaves(stages) if isinstance(s, _NeuronStage)
+                for s in leaves(stages) if isinstance(s, NeuronStage) and (what != "synaptic" or s.synaptic)
             }
             for what in PER_STEP_RECORDS if what in record
         }
@@ -739,7 +393,7 @@ class Network:
         per_neuron = {
             key: {
                 s.name: np.empty((batch,) + s.shape, self.dtype)
-                for s in _leaves(stages) if key == "totals" or isinstance(s, _NeuronStage)
+                for s in leaves(stages) if key == "totals" or isinstance(s, NeuronStage)
             }
             for key, what in (("totals", "counts"), ("traces", "traces")) if what in record
         }
@@ -753,7 +407,7 @@ class Network:
         result = self._collect(stages, samples, record, keep, steps)
         for name, currents in norm_currents.items():
             mean, var, count = samples[0].norm_stats[name]
-            stats = next(s.norm.stats for s in _leaves(stages) if s.name == name)
+            stats = next(s.norm.stats for s in leaves(stages) if s.name == name)
             result.norm_stats[name] = NormStatistics(stats, mean, var, count, currents)
         for what, arrays in per_step.items():
             setattr(result, what, arrays)
@@ -777,7 +431,7 @@ class Network:
         if masks and not train:
             raise OptionError("dropout masks apply to training runs only (train=True); dropout is off at inference")
         masks = masks or {}
-        dropouts = [s for s in _leaves(stages) if isinstance(s, _DropoutStage)]
+        dropouts = [s for s in leaves(stages) if isinstance(s, DropoutStage)]
         unknown = sorted(set(masks) - {s.name for s in dropouts})
         if unknown:
             raise OptionError(f"masks given for layers that are not Dropout layers of this network: {unknown}")
@@ -799,9 +453,9 @@ class Network:
         return used
 
     def _run_sample(self, stages, events: Events, b: int, record, window: int, per_step, per_neuron, keep,
-                    norm_currents) -> Generator[np.ndarray, np.ndarray, _Sample]:
+                    norm_currents) -> Generator[np.ndarray, np.ndarray, Sample]:
         steps = events.steps
-        sample = _Sample(batch=events.batch, number=b)
+        sample = Sample(batch=events.batch, number=b, steps=steps)
         for what, arrays in per_step.items():
             setattr(sample, what, {name: arr[b].reshape(steps, -1) for name, arr in arrays.items()})
         sample.currents.update({name: arr[b].reshape(steps, -1) for name, arr in norm_currents.items()})
@@ -816,7 +470,7 @@ class Network:
             for stage in stages:
                 x = yield from stage.run(sample, x)
         for key, arrays in per_neuron.items():
-            for stage in _leaves(stages):
+            for stage in leaves(stages):
                 if stage.name in arrays:
                     values = getattr(sample, key)[stage.name]
                     # Spike counts and traces are at most T; summed values passed on may overflow.
@@ -825,44 +479,24 @@ class Network:
                                                       f"finite: their sum over the {steps} steps overflows "
                                                       f"{self.dtype}; make the weights or inputs smaller, "
                                                       "or run the network in float64")
-                    arrays[stage.name][b] = _in_c_order(values, stage)
+                    arrays[stage.name][b] = in_c_order(values, stage)
         return sample
 
-    def _collect(self, stages, samples: list[_Sample], record, keep, steps) -> RunResult:
+    def _collect(self, stages, samples: list[Sample], record, keep, steps) -> RunResult:
         result = RunResult(
             batch=len(samples), steps=steps, output=None, synops={}, pool_ops={}, events={}, masks=keep, recorded=record
         )
-        for stage in _leaves(stages):
+        for stage in leaves(stages):
             name = stage.name
             for op_name, counter in stage.counted_ops():
                 getattr(result, counter)[op_name] = np.array([smp.ops.get(op_name, 0) for smp in samples], np.int64)
             result.events[name] = np.array([smp.n_events[name] for smp in samples], np.int64)
             if "spikes" in record:
                 result.spikes[name] = _join_windows([smp.spikes[name] for smp in samples], steps, stage.shape, stage.dtype)
-            if isinstance(stage, _NeuronStage) and stage.readout:
-                last_u = _in_c_order(np.stack([smp.last_u[name] for smp in samples]), stage)
+            if isinstance(stage, NeuronStage) and stage.readout:
+                last_u = in_c_order(np.stack([smp.last_u[name] for smp in samples]), stage)
                 result.output = last_u / stage.dtype.type(steps)
         return result
-
-
-def _leaves(stages: list[_Stage]) -> list[_Stage]:
-    """Stages in run order with residual blocks opened up."""
-    out: list[_Stage] = []
-    for stage in stages:
-        if isinstance(stage, _ResidualStage):
-            out.extend(_leaves(stage.main))
-            out.append(stage.merge)
-        else:
-            out.append(stage)
-    return out
-
-
-def _in_c_order(arr: np.ndarray, stage: _Stage) -> np.ndarray:
-    """A stage's per-neuron array (leading axes kept) with the neurons in C order of its shape."""
-    if stage.channel_last:
-        return to_c_order(arr, stage.shape)
-    return arr.reshape(arr.shape[:-1] + stage.shape)
-
 
 def _join_windows(per_sample: list[list[Window]], steps: int, shape, dtype) -> Events:
     """Concatenate the windows of every sample into one Events container."""

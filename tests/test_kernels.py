@@ -126,9 +126,10 @@ def test_lif_window_equals_stepwise_lif(seed, dtype, steps, c, hw, leak, soft, s
     for lo, hi in ((0, cut), (cut, steps)):
         if lo == hi:
             continue
-        indptr, index, overflow = kernels.lif_window(v, cl[lo:hi], theta.astype(dtype), dtype(leak), soft,
-                                                     dtype(v_reset), strict, counts, traces)
+        indptr, index, value, overflow = kernels.lif_window(v, cl[lo:hi], theta.astype(dtype), dtype(leak), soft,
+                                                            dtype(v_reset), strict, counts, traces)
         assert not overflow
+        assert np.all(value == 1)  # one spike per step: every event is a unit spike
         for k in range(hi - lo):
             spikes[lo + k, index[indptr[k]:indptr[k + 1]]] = 1
     # twin: the literal recursion, one step at a time

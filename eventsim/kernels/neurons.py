@@ -17,41 +17,57 @@ PRODUCT, EULER, EULER_DIVIDE, SUBTRACT_DIVIDE = range(4)
 
 
 @njit(cache=True, nogil=True)
+def spike_count(uu, th, strict, max_spikes):
+    """The spikes n of a neuron whose potential ``uu`` reached ``th`` (docs/semantics.md, step 3).
+
+    With ``q = uu / th`` in the dtype: ``min(M, floor(q))`` (``>=``) or
+    ``min(M, max(1, ceil(q) - 1))`` (strict); ``max_spikes`` M may be inf.
+    """
+    q = uu / th
+    one = th / th  # 1 in the dtype: th is finite and positive where a neuron fires
+    n = np.ceil(q) - one if strict else np.floor(q)
+    n = one if n < one else n
+    return max_spikes if max_spikes < n else n
+
+
+@njit(cache=True, nogil=True)
 def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.0, fired=None, clear=False,
-               form=PRODUCT, divisor=1.0):
+               form=PRODUCT, divisor=1.0, syn=None, syn_leak=0.0, syn_gain=1.0, syn_out=None,
+               v_rest=None, v_min=None, max_spikes=None):
     """Integrate, fire, reset and leak for K steps; emit the spikes.
 
-    docs/semantics.md, "Neurons" (Lee et al. 2020, Algorithm 1 and published code)::
+    docs/semantics.md, "Neurons" (Lee et al. 2020, Algorithm 1 and published
+    code) and "State beyond the potential". Per neuron and step, from the
+    state R (the potential after the reset, R[0] = v_init) and J (the
+    synaptic current, J[0] = 0), in this order::
 
-        U[t] = V[t-1] + g * I[t]               V[0] = 0
-        s[t] = 1[U[t] > theta]                 (>= when strict is False)
-        V[t] = lam * (U[t] - theta * s[t])     soft reset
-             = lam * (U[t] * (1 - s[t]) + v_reset * s[t])   hard reset
+        J    = alpha * J + h * I[t]                 (syn given; else X = I[t])
+        U[t] = lam * R + g * X                      PRODUCT
+             = R + k * (X - R)                      EULER (k = gain)
+             = R + (X - R) / d                      EULER_DIVIDE
+             = (R - R / d) + X                      SUBTRACT_DIVIDE
+        n[t] = 1[U[t] > theta] (>= unless strict), or the count of
+               thresholds crossed, at most M (max_spikes given)
+        R    = U - n * theta (soft) / v_reset (hard) where n > 0, else U
+        R    = max(R, v_min)                        (v_min given)
 
-    which is ``U[t] = lam * R(U[t-1], s[t-1]) + g * I[t]`` with the state ``V``
-    (Lee's residual potential) carried between windows. With the delayed
-    reset (``fired`` given) the state is ``V[t] = lam * U[t]`` and the spikes
-    ``s[t]`` in ``fired``, and the reset acts at the next step::
+    with the rest potential (v_rest given) in each form as the table of
+    "State beyond the potential" writes it. With the delayed reset
+    (``fired`` given; PRODUCT, no rest, clamp or several spikes) the state is
+    ``V[t] = lam * U[t]`` and the spikes ``s[t]`` in ``fired``, and the reset
+    acts at the next step::
 
-        U[t] = V[t-1] + g * I[t] - theta * s[t-1]                  soft reset
-             = V[t-1] + g * I[t]          if not s[t-1]            hard reset
-               v_reset + g * I[t]         if s[t-1]
+        U[t] = V[t-1] + g * X[t] - theta * s[t-1]                  soft reset
+             = V[t-1] + g * X[t]          if not s[t-1]            hard reset
+               v_reset + g * X[t]         if s[t-1]
 
-    evaluated left to right. The other arithmetic forms (``form``; reset
-    at once) carry ``V[t] = R(U[t], s[t])`` itself and compute, in this
-    order (docs/semantics.md, "Arithmetic forms")::
-
-        EULER:            U[t] = V[t-1] + k * (I[t] - V[t-1])      k = gain
-        EULER_DIVIDE:     U[t] = V[t-1] + (I[t] - V[t-1]) / d      d = divisor
-        SUBTRACT_DIVIDE:  U[t] = (V[t-1] - V[t-1] / d) + I[t]
-
-    Also accumulates the spike count gamma and the
-    leak-weighted trace ``f[t] = lam * f[t-1] + s[t]``, so that at the end
-    ``f = sum_k lam^(T - t_k)`` (Lee et al. 2020, eq. 17-22).
+    evaluated left to right. Also accumulates the spike count gamma and the
+    leak-weighted trace ``f[t] = lam * f[t-1] + n[t]``, so that at the end
+    ``f = sum_k n_k lam^(T - t_k)`` (Lee et al. 2020, eq. 17-22).
 
     Parameters
     ----------
-    v : (N,) float array, channel-last; the state V, updated in place.
+    v : (N,) float array, channel-last; the state R (V with ``fired``), updated in place.
     u : (K, N) float array, channel-last; the input currents I on entry, the
         potentials U on exit (zeros with ``clear``).
     theta : (C,) float array, one threshold per channel (inf: never fires).
@@ -62,8 +78,7 @@ def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.
         The input gain g (k of EULER), rounded once to the buffer's dtype.
     fired : (N,) bool array, optional
         Delayed reset: the spikes of the step before the window on entry,
-        those of its last step on exit. None: reset before the leak.
-        PRODUCT only.
+        those of its last step on exit. None: reset at once.
     clear : bool
         Leave ``u`` all zero instead of holding the potentials, so that the
         caller can scatter the next window into it without zeroing it first.
@@ -71,28 +86,40 @@ def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.
         PRODUCT (default), EULER, EULER_DIVIDE or SUBTRACT_DIVIDE.
     divisor : float
         d of the divide forms, rounded once to the buffer's dtype.
+    syn : (N,) float array, optional
+        The synaptic current J, updated in place; None: no synaptic current.
+    syn_leak, syn_gain : float
+        alpha and h of the synaptic current.
+    syn_out : (K, N) float array, optional
+        Receives J at every step (the "synaptic" record).
+    v_rest, v_min, max_spikes : float, optional
+        The rest potential, the lower clamp and the most spikes per step
+        (inf: no bound); None leaves each out (0, none, one spike), so that
+        a neuron without them compiles to the loop it had before them.
 
     Returns
     -------
-    (indptr, index, overflow)
-        The spikes of the window: row pointers from 0 and C-order indices (all
-        spikes carry value 1); and whether some potential U of the window was
-        inf or NaN (an input current or a sum that overflowed the dtype). The
-        caller then refuses the run and finds the step by running the window
-        again with ``clear=False``.
+    (indptr, index, value, overflow)
+        The events of the window: row pointers from 0, C-order indices and
+        the spike counts n (1 with one spike per step); and whether some
+        potential U of the window was inf or NaN (an input current or a sum
+        that overflowed the dtype). The caller then refuses the run and
+        finds the step by running the window again with ``clear=False``.
 
     Overflow is found without a test per neuron and step, which would cost
     about a tenth of the kernel: a U that is inf or NaN either fires (only
     +inf can) and is tested as its spike is emitted, or it does not fire and
-    leaves a state V that is inf or NaN for the rest of the window (the leak
+    leaves a state that is inf or NaN for the rest of the window (the leak
     and every later step keep it so, in every form: ``inf - inf`` is NaN),
-    tested once at the window's end.
+    tested once at the window's end. A clamp can turn -inf into v_min, so
+    with a clamp every U is tested.
     """
     steps, size = u.shape
     channels = theta.shape[0]
     plane = size // channels
     g = u.dtype.type(gain)
     d = u.dtype.type(divisor)
+    alpha, h = u.dtype.type(syn_leak), u.dtype.type(syn_gain)
     one, zero = u.dtype.type(1), u.dtype.type(0)
     # Spike flags, padded to whole 8-byte words so that the emitting scan
     # can skip 8 silent neurons at a time.
@@ -106,6 +133,7 @@ def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.
         th_of[p * channels : (p + 1) * channels] = theta
     out_ptr = np.zeros(steps + 1, np.int64)
     out_idx = np.empty(64, np.int64)
+    out_val = np.empty(64, u.dtype)
     n = 0
     overflow = False
     for k in range(steps):
@@ -114,36 +142,58 @@ def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.
         n_fired = 0
         for j in range(size):
             th = th_of[j]
+            x = u[k, j]
+            if syn is not None:
+                x = alpha * syn[j] + h * x
+                syn[j] = x
+                if syn_out is not None:
+                    syn_out[k, j] = x
             # The form is the same for every neuron and step: LLVM hoists the
             # test out of the loop, and the product form's loop is unchanged.
-            gi = g * u[k, j]
-            if form == PRODUCT:
-                uu = v[j] + gi
-            elif form == EULER:
-                uu = v[j] + g * (u[k, j] - v[j])
-            elif form == EULER_DIVIDE:
-                uu = v[j] + (u[k, j] - v[j]) / d
-            else:
-                uu = (v[j] - v[j] / d) + u[k, j]
-            if fired is not None:  # the previous step's spike, reset after the leak
+            gi = g * x
+            r = v[j]
+            if fired is not None:  # V = lam * U[t-1]; the previous step's spike resets after the leak
+                uu = r + gi
                 reset = uu - th if soft else v_reset + gi
                 uu = reset if fired[j] else uu
+            elif form == PRODUCT:
+                if v_rest is None:
+                    uu = leak * r + gi
+                else:
+                    uu = (v_rest + leak * (r - v_rest)) + gi
+            elif form == EULER:
+                uu = r + g * ((x - r) if v_rest is None else ((v_rest - r) + x))
+            elif form == EULER_DIVIDE:
+                uu = r + ((x - r) if v_rest is None else (x - (r - v_rest))) / d
+            else:
+                uu = (r - (r if v_rest is None else (r - v_rest)) / d) + x
             fire = uu > th if strict else uu >= th
             # With clear, U stays only where the neuron fired, for the emitting scan to test.
             u[k, j] = (uu if fire else zero) if clear else uu
             spiked[j] = fire
             n_fired += fire
-            counts[j] += one if fire else zero
-            traces[j] = leak * traces[j] + (one if fire else zero)
+            if max_spikes is None:
+                spikes = one if fire else zero
+            else:
+                spikes = spike_count(uu, th, strict, max_spikes) if fire else zero
+            counts[j] += spikes
+            traces[j] = leak * traces[j] + spikes
             if fired is not None:
                 fired[j] = fire
                 v[j] = leak * uu
             else:
-                reset = uu - th if soft else v_reset
+                if max_spikes is None:
+                    reset = uu - th if soft else v_reset
+                else:
+                    reset = uu - spikes * th if soft else v_reset
                 kept = reset if fire else uu
-                v[j] = leak * kept if form == PRODUCT else kept
+                if v_min is not None:
+                    overflow |= not abs(uu) < np.inf  # the clamp would hide a -inf
+                    kept = v_min if kept < v_min else kept  # NaN stays NaN
+                v[j] = kept
         if n + n_fired > out_idx.shape[0]:
             out_idx = grown_to(out_idx, n + n_fired)
+            out_val = grown_to(out_val, n + n_fired)
         end = n + n_fired
         word = 0
         while n < end:
@@ -153,6 +203,7 @@ def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.
                 j = 8 * word + (byte if LITTLE_ENDIAN else 7 - byte)
                 p = j // channels
                 out_idx[n] = (j - p * channels) * plane + p
+                out_val[n] = one if max_spikes is None else spike_count(u[k, j], th_of[j], strict, max_spikes)
                 overflow |= not abs(u[k, j]) < np.inf  # +inf, the one non-finite U that fires
                 if clear:
                     u[k, j] = zero
@@ -162,7 +213,9 @@ def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.
         out_ptr[k + 1] = n
     for j in range(size):  # inf and NaN alike
         overflow |= not abs(v[j]) < np.inf
-    return out_ptr, out_idx[:n], overflow
+        if syn is not None:
+            overflow |= not abs(syn[j]) < np.inf
+    return out_ptr, out_idx[:n], out_val[:n], overflow
 
 
 @njit(cache=True, nogil=True)
