@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Generator, Hashable, Protocol
+from typing import Callable, Generator, Hashable, Protocol
 
 import numpy as np
 
@@ -35,6 +35,7 @@ from eventsim.layers import (
     LIF,
     AvgPool,
     Conv2d,
+    Delay,
     Dropout,
     Flatten,
     Identity,
@@ -42,6 +43,7 @@ from eventsim.layers import (
     Linear,
     MaxPool,
     Readout,
+    Recurrent,
     Residual,
     SpikingAvgPool,
     SumPool,
@@ -108,11 +110,14 @@ class NeuronBackward(Protocol):
     ``kind`` is "readout", "spiking" or "pool" (the IF neuron of a
     SpikingAvgPool); ``name`` is the name the forward recorded the layer
     under; arrays are channel-last ``(K, N)``; ``frames`` says which sample
-    the chunk is.
+    the chunk is. ``feedback``, given for a recurrent layer, maps one step's
+    ``D[t]`` (a ``(1, N)`` row) to the gradient it sends back to the
+    layer's spikes of step t-1 (docs/semantics.md, "bptt").
     """
 
     def __call__(
-        self, kind: str, name: str, neuron: LIF, shape: tuple[int, ...], grad: np.ndarray, frames: "Frames"
+        self, kind: str, name: str, neuron: LIF, shape: tuple[int, ...], grad: np.ndarray, frames: "Frames",
+        feedback: "Callable[[np.ndarray], np.ndarray] | None" = None,
     ) -> np.ndarray: ...
 
 
@@ -210,9 +215,9 @@ class Backprop:
             nxt = layers[i + 1] if i + 1 < len(layers) else None
             if isinstance(layer, Flatten):
                 out.append(source)
-            elif isinstance(layer, Synapse) and not isinstance(layer, MaxPool) and isinstance(nxt, LIF):
+            elif isinstance(layer, Synapse) and not isinstance(layer, MaxPool) and isinstance(nxt, (LIF, Recurrent)):
                 out.append(None)  # its currents go straight into the neuron layer
-            elif isinstance(layer, Residual):
+            elif isinstance(layer, (Residual, Recurrent)):
                 out.append(layer.neuron.name)
             else:
                 out.append(layer.name)
@@ -240,6 +245,10 @@ class Backprop:
             skip = self._synapse(layer.skip, source, delta, need_input)
             main = yield from self._sequence(layer.main, source, delta, need_input)
             return None if not need_input else main + skip
+        if isinstance(layer, Recurrent):
+            return self._recurrent(layer, out_shape, grad)
+        if isinstance(layer, Delay):
+            return self._delay(layer, out_shape, grad)
         if isinstance(layer, LIF):
             kind = "readout" if isinstance(layer, Readout) else "spiking"
             delta = self.neuron(kind, layer.name, layer, out_shape, grad, self._frames)
@@ -309,42 +318,72 @@ class Backprop:
         grad = (norm.scale.astype(np.float64) / sigma) * (d - mean_d - xhat * mean_dx)
         return grad.astype(self.dtype).reshape(delta.shape)
 
+    def _recurrent(self, block: Recurrent, shape: tuple[int, ...], grad: np.ndarray) -> np.ndarray:
+        """``dL/dI_in`` of a recurrent block, and the gradients of its connection.
+
+        docs/semantics.md, "bptt": the rule runs the neuron backward step by
+        step, adding to the gradient of the spikes of step t what ``D[t+1]``
+        sends back through the connection. The connection's input at step t
+        is the spikes of step t-1, so its weights meet ``D[t+1]`` with the
+        spikes of step t; its bias, added at every step, meets every ``D[t]``.
+        """
+        connection, name = block.connection, block.neuron.name
+        shapes = (shape, shape)
+        delta = self.neuron("spiking", name, block.neuron, shape, grad, self._frames,
+                            lambda row: self._adjoint(connection, row, shapes, key="feedback"))
+        self._bias_grad(connection, delta, shape)
+        following = self._buffer((id(block), "next step"), delta.shape, zeroed=True)
+        following[:-1] = delta[1:]
+        self._weight_grad(connection, name, following, shapes)
+        return delta
+
+    def _delay(self, layer: Delay, shape: tuple[int, ...], grad: np.ndarray) -> np.ndarray:
+        """``dL/din[t] = dL/dout[t + d]``, 0 where ``t + d >= T`` (docs/semantics.md, "Delays")."""
+        steps = grad.shape[0]
+        d = to_channel_last(layer.per_neuron(shape).reshape(shape), shape)
+        source = np.arange(steps)[:, None] + d[None, :]
+        out = np.take_along_axis(grad, np.minimum(source, steps - 1), axis=0)
+        out[source >= steps] = 0
+        return out
+
     def _synapse(self, layer: Synapse, source: str | None, delta: np.ndarray, need_input: bool,
                  shapes: tuple | None = None) -> np.ndarray | None:
         """Weight gradients from the input events; the input gradient (the adjoint) if needed."""
-        in_shape, out_shape = shapes or self.network.shapes[layer.name]
-        ci, h, w = as3(in_shape)
-        co, ho, wo = as3(out_shape)
-        k = delta.shape[0]
-        dt = self.dtype.type
+        shapes = shapes or self.network.shapes[layer.name]
+        self._bias_grad(layer, delta, shapes[1])
+        self._weight_grad(layer, source, delta, shapes)
+        return self._adjoint(layer, delta, shapes) if need_input else None
+
+    def _bias_grad(self, layer: Synapse, delta: np.ndarray, out_shape: tuple[int, ...]) -> None:
         if isinstance(layer, Weighted) and layer.bias is not None:
-            self._acc[f"{layer.name}.bias"] += delta.reshape(k * ho * wo, co).sum(axis=0)
+            self._acc[f"{layer.name}.bias"] += delta.reshape(-1, as3(out_shape)[0]).sum(axis=0)
+
+    def _weight_grad(self, layer: Synapse, source: str | None, delta: np.ndarray, shapes: tuple) -> None:
+        """``dL/dW`` from the events of ``source``, one frame per row of ``delta``."""
+        (_, h, w), (_, ho, wo) = as3(shapes[0]), as3(shapes[1])
         if isinstance(layer, Conv2d):
             kernels.conv_weight_grad(
                 self._acc[f"{layer.name}.weight"], *self._frames.events(source), delta,
                 (h, w), (ho, wo), layer.stride, layer.padding,
             )
-            if not need_input:
-                return None
-            out = self._buffer((id(layer), "input grad"), (k, h * w * ci), zeroed=True)
+        elif isinstance(layer, Linear):
+            kernels.linear_weight_grad(self._acc[f"{layer.name}.weight"], *self._frames.events(source), delta)
+
+    def _adjoint(self, layer: Synapse, delta: np.ndarray, shapes: tuple, key: str = "input grad") -> np.ndarray:
+        """The gradient with respect to the synapse's input: its transpose applied to ``delta``."""
+        (ci, h, w), (_, ho, wo) = as3(shapes[0]), as3(shapes[1])
+        out = self._buffer((id(layer), key), (delta.shape[0], h * w * ci), zeroed=True)
+        if isinstance(layer, Conv2d):
             kernels.conv_transpose(out, delta, np.ascontiguousarray(layer.weight), (h, w), (ho, wo),
                                    layer.stride, layer.padding)
-            return out
-        if isinstance(layer, Linear):
-            kernels.linear_weight_grad(self._acc[f"{layer.name}.weight"], *self._frames.events(source), delta)
-            if not need_input:
-                return None
-            out = self._buffer((id(layer), "input grad"), (k, h * w * ci), zeroed=True)
+        elif isinstance(layer, Linear):
             kernels.linear_transpose(out, delta, layer.weight)
-            return out
-        if not need_input:
-            return None
-        if isinstance(layer, (AvgPool, SumPool)):
-            weight, kernel = dt(layer.window_weight), layer.kernel_size
-        elif isinstance(layer, Identity):
-            weight, kernel = dt(1), (1, 1)
         else:
-            raise TypeError(f"no backward pass for {type(layer).__name__}")
-        out = self._buffer((id(layer), "input grad"), (k, h * w * ci), zeroed=True)
-        kernels.pool_transpose(out, delta, weight, ci, (h, w), (ho, wo), kernel, layer.stride)
+            if isinstance(layer, (AvgPool, SumPool)):
+                weight, kernel = self.dtype.type(layer.window_weight), layer.kernel_size
+            elif isinstance(layer, Identity):
+                weight, kernel = self.dtype.type(1), (1, 1)
+            else:
+                raise TypeError(f"no backward pass for {type(layer).__name__}")
+            kernels.pool_transpose(out, delta, weight, ci, (h, w), (ho, wo), kernel, layer.stride)
         return out

@@ -23,7 +23,7 @@ import numpy as np
 from eventsim.errors import LayerError, OptionError
 from eventsim.learning.configs import from_config
 from eventsim.events import Events
-from eventsim.layers import LIF, Readout
+from eventsim.layers import LIF, Delay, Readout, Recurrent
 from eventsim.network import Network, RunResult
 from eventsim.kernels import reverse_recursion
 from eventsim.layout import to_channel_last
@@ -45,11 +45,16 @@ class Rule:
     normalises : bool
         Whether the rule differentiates through input-current norms
         (:mod:`eventsim.norm`); the others refuse a network that has one.
+    covers_state : bool
+        Whether the rule differentiates synaptic currents, recurrent
+        connections, delays and the other options of docs/semantics.md,
+        "State beyond the potential"; the others refuse them, naming the layer.
     """
 
     name: ClassVar[str] = ""
     records: ClassVar[tuple[str, ...]] = ()
     normalises: ClassVar[bool] = False
+    covers_state: ClassVar[bool] = False
 
     def gradients(
         self, network: Network, events: Events, result: RunResult, grad_output: np.ndarray
@@ -115,6 +120,8 @@ class Rule:
     def _check(self, network, events, result, grad_output) -> np.ndarray:
         if not self.normalises:
             refuse_norms(network, f"rule {self.name!r}")
+        if not self.covers_state:
+            refuse_state(network, self.name)
         missing = [r for r in self.records if r not in result.recorded]
         if missing:
             raise OptionError(
@@ -133,6 +140,21 @@ class Rule:
         if not np.all(np.isfinite(grad_output)):
             raise OptionError("grad_output is not finite")
         return grad_output.astype(network.dtype, copy=False)
+
+
+def refuse_state(network: Network, rule: str) -> None:
+    """:class:`LayerError` naming the first layer a rule derived from spike counts and traces does not cover.
+
+    docs/semantics.md, "bptt": ``lee2020`` and ``lee2020-code`` differentiate
+    single-spike LIF/IF neurons fed forward, whose state is the potential
+    alone.
+    """
+    for layer in network.walk():
+        if isinstance(layer, (Recurrent, Delay)):
+            what = "recurrent connections" if isinstance(layer, Recurrent) else "delays"
+            raise LayerError(layer, f"rule {rule!r} does not cover {what}; use rule 'bptt'")
+        if isinstance(layer, LIF) and layer.extended:
+            raise LayerError(layer, f"rule {rule!r} does not cover {', '.join(layer.extended)}; use rule 'bptt'")
 
 
 def _finite(network: Network, grads: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -326,6 +348,7 @@ class BPTT(Rule):
     name: ClassVar[str] = "bptt"
     records: ClassVar[tuple[str, ...]] = ("spikes", "potentials")
     normalises: ClassVar[bool] = True
+    covers_state: ClassVar[bool] = True
 
     def __post_init__(self):
         if not isinstance(self.surrogate, Surrogate):
@@ -340,17 +363,20 @@ class BPTT(Rule):
         dtype = network.dtype
         steps = result.steps
 
-        def backward(kind, name, neuron, shape, grad, frames):
+        def backward(kind, name, neuron, shape, grad, frames, feedback=None):
             lam = dtype.type(neuron.leak)
             gain = dtype.type(neuron.input_gain)
             if kind == "readout":
                 powers = (np.float64(neuron.leak) ** np.arange(steps - 1, -1, -1)).astype(dtype)
-                return grad * (gain * powers / dtype.type(steps))[:, None]
+                if neuron.synapse_leak is None:
+                    return grad * (gain * powers / dtype.type(steps))[:, None]
+                return _synaptic_backward(neuron, grad * (powers / dtype.type(steps))[:, None], gain, dtype)
             u = channel_last_into(scratch(network, f"{name}/potentials", grad.shape, dtype),
                                   result.potentials[name][frames.sample], shape)
             theta = neuron_thresholds(neuron, shape, dtype)
             s = scratch(network, f"{name}/spikes", grad.shape, np.dtype(bool))
             (np.greater if neuron.strict else np.greater_equal)(u, theta, out=s)
+            held = _clamped(neuron, u, s, theta, dtype)
             # V = outer * R(inner * U, s): the leak is outside the reset by
             # default and inside it when the reset is delayed.
             outer, inner = (dtype.type(1), lam) if neuron.reset_delayed else (lam, dtype.type(1))
@@ -375,12 +401,78 @@ class BPTT(Rule):
                 # sigma = 0 where theta is infinite: keep -inf * 0 out of the sum.
                 carry += np.multiply(d_r_ds, sigma, out=np.zeros_like(u), where=sigma != 0)
                 carry *= outer
-            e = reverse_recursion(sigma, np.ascontiguousarray(grad), carry)
-            if gain != 1:
-                e *= gain
-            return e
+            if held is not None:  # the clamp holds R at v_min: nothing flows back through it
+                carry[held] = 0
+            if feedback is None:
+                e = reverse_recursion(sigma, np.ascontiguousarray(grad), carry)
+                return _synaptic_backward(neuron, e, gain, dtype)
+            return _recurrent_backward(neuron, sigma, grad, carry, gain, dtype, feedback)
 
         return backward
+
+
+def _clamped(neuron: LIF, u: np.ndarray, s: np.ndarray, theta: np.ndarray, dtype: np.dtype) -> np.ndarray | None:
+    """Where the clamp set R to v_min (``R < v_min`` after the reset), from the recorded U; None without a clamp.
+
+    The reset is recomputed with the forward's operations (docs/semantics.md,
+    "State beyond the potential", steps 3-5), so the mask is the forward's.
+    """
+    if neuron.v_min == -np.inf:
+        return None
+    if neuron.reset == "hard":
+        after = np.where(s, dtype.type(neuron.v_reset), u)
+    else:
+        n = np.ones_like(u)
+        if neuron.max_spikes != 1:
+            with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+                q = u / theta
+                count = np.maximum(np.ceil(q) - 1, 1) if neuron.strict else np.floor(q)
+            limit = np.inf if neuron.max_spikes is None else neuron.max_spikes
+            n = np.minimum(count, dtype.type(limit))
+        after = np.where(s, u - n * theta, u)
+    return after < dtype.type(neuron.v_min)
+
+
+def _synaptic_backward(neuron: LIF, e: np.ndarray, gain, dtype: np.dtype) -> np.ndarray:
+    """``D = dL/dI`` from ``E_U = dL/dU`` (docs/semantics.md, "bptt").
+
+    ``D = g * E_U`` without a synaptic current; with one, ``E_J[t] = g *
+    E_U[t] + alpha * E_J[t+1]`` and ``D = h * E_J``.
+    """
+    if neuron.synapse_leak is None:
+        if gain != 1:
+            e *= gain
+        return e
+    alpha, h = dtype.type(neuron.synapse_leak), dtype.type(neuron.synapse_gain)
+    e_j = reverse_recursion(np.full_like(e, gain), np.ascontiguousarray(e), np.full_like(e, alpha))
+    if h != 1:
+        e_j *= h
+    return e_j
+
+
+def _recurrent_backward(neuron: LIF, sigma: np.ndarray, grad: np.ndarray, carry: np.ndarray, gain, dtype: np.dtype,
+                        feedback) -> np.ndarray:
+    """The neuron backward of a recurrent layer, one step at a time from the last.
+
+    As :func:`~eventsim.kernels.reverse_recursion` followed by
+    :func:`_synaptic_backward`, with ``feedback(D[t+1])`` added to the
+    gradient of the spikes of step t (docs/semantics.md, "bptt").
+    """
+    steps, n = grad.shape
+    delta = np.empty_like(grad)
+    e_u, e_j = np.zeros(n, dtype), np.zeros(n, dtype)
+    synaptic = neuron.synapse_leak is not None
+    alpha = dtype.type(neuron.synapse_leak or 0.0)
+    h = dtype.type(neuron.synapse_gain)
+    for t in range(steps - 1, -1, -1):
+        g_s = grad[t] if t == steps - 1 else grad[t] + feedback(delta[t + 1 : t + 2])[0]
+        e_u = sigma[t] * g_s + carry[t] * e_u
+        if synaptic:
+            e_j = gain * e_u + alpha * e_j
+            delta[t] = h * e_j
+        else:
+            delta[t] = gain * e_u
+    return delta
 
 
 RULES: dict[str, type[Rule]] = {cls.name: cls for cls in (Lee2020, Lee2020Code, BPTT)}
