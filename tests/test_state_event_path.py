@@ -1,0 +1,214 @@
+"""The event path of synaptic currents, rest potentials, clamps, several spikes, recurrence and delays.
+
+docs/semantics.md, "State beyond the potential", "Recurrent connections",
+"Delays". Properties of the event path on its own: results do not depend
+on the window a run takes (recurrent stages step inside windows, delays
+hold events across them), a delay equals a shifted input, a recurrent layer
+with zero weights is the plain layer, and the closed forms of the issue.
+The dense twin and PyTorch are compared elsewhere (tests/test_state_twin.py,
+tests/test_torch_state.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import eventsim as es
+from eventsim.learning.rules import BPTT, Lee2020, Lee2020Code
+from eventsim.testing.strategies import dyadic, random_events
+
+DTYPES = st.sampled_from([np.float32, np.float64])
+
+
+def _neuron(draw, spiking: bool = True):
+    options = {}
+    if draw(st.booleans()):
+        options["synapse_leak"] = draw(st.sampled_from([0.0, 0.5, 0.75, 1.0]))
+        if draw(st.booleans()):
+            options["synapse_gain"] = draw(st.sampled_from([0.25, 0.5, 2.0]))
+    if draw(st.booleans()):
+        options["v_rest"] = draw(st.sampled_from([-0.25, 0.125, 0.5]))
+    if not spiking:
+        return es.Readout(leak=draw(st.sampled_from([0.5, 1.0])), **options)
+    if draw(st.booleans()):
+        options["v_min"] = draw(st.sampled_from([-1.0, -0.25, 0.0]))
+        options["v_init"] = max(options["v_min"], options.get("v_rest", 0.0))
+    if draw(st.booleans()):
+        options["max_spikes"] = draw(st.sampled_from([2, 3, None]))
+    soft = draw(st.booleans())
+    return es.LIF(draw(st.sampled_from([0.5, 1.0, 1.5])), leak=draw(st.sampled_from([0.5, 0.75, 1.0])),
+                  reset="soft" if soft else "hard", strict=draw(st.booleans()), **options)
+
+
+@st.composite
+def state_cases(draw):
+    """A flat network mixing the features, dyadic weights and input, and the run's dtype."""
+    dtype = draw(DTYPES)
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    n_in, n_hidden, n_out = draw(st.integers(1, 5)), draw(st.integers(1, 6)), draw(st.integers(1, 3))
+    layers = [es.Linear(n_in, n_hidden, weight=dyadic(rng, (n_hidden, n_in), dtype, scale=4))]
+    neuron = _neuron(draw)
+    if draw(st.booleans()):
+        connection = es.Linear(n_hidden, n_hidden, weight=dyadic(rng, (n_hidden, n_hidden), dtype, scale=4),
+                               bias=dyadic(rng, (n_hidden,), dtype, scale=8) if draw(st.booleans()) else None)
+        layers.append(es.Recurrent(neuron, connection))
+    else:
+        layers.append(neuron)
+    if draw(st.booleans()):
+        kind = draw(st.sampled_from(["layer", "neuron"]))
+        layers.append(es.Delay(draw(st.integers(0, 4)) if kind == "layer" else rng.integers(0, 5, n_hidden)))
+    layers += [es.Linear(n_hidden, n_out, weight=dyadic(rng, (n_out, n_hidden), dtype, scale=4)),
+               _neuron(draw, spiking=draw(st.booleans()))]
+    steps = draw(st.integers(1, 12))
+    events = random_events(rng, draw(st.integers(1, 2)), steps, (n_in,), draw(st.sampled_from([0.2, 0.6])), dtype,
+                           values=(1.0,))
+    return es.Network(layers, (n_in,), dtype=dtype), events
+
+
+RECORDS = ("spikes", "potentials", "synaptic", "counts", "traces", "currents")
+
+
+@given(case=state_cases(), window=st.integers(1, 5))
+def test_results_do_not_depend_on_the_window(case, window):
+    net, events = case
+    whole = net.run(events, record=RECORDS)
+    split = net.run(events, record=RECORDS, window=window)
+    for what in ("potentials", "synaptic", "counts", "traces", "currents"):
+        got, ref = getattr(split, what), getattr(whole, what)
+        assert got.keys() == ref.keys()
+        for name in ref:
+            np.testing.assert_array_equal(got[name], ref[name], err_msg=f"{what} of {name}")
+    for name, spikes in whole.spikes.items():
+        np.testing.assert_array_equal(split.spikes[name].to_dense(), spikes.to_dense(), err_msg=name)
+    assert {k: v.tolist() for k, v in split.synops.items()} == {k: v.tolist() for k, v in whole.synops.items()}
+    if whole.output is not None:
+        np.testing.assert_array_equal(split.output, whole.output)
+
+
+@given(case=state_cases(), d=st.integers(0, 5))
+def test_a_delay_before_the_network_equals_the_input_shifted(case, d):
+    net, events = case
+    delayed = es.Network([es.Delay(d)] + net.layers, net.input_shape, dtype=net.dtype)
+    x = events.to_dense()
+    shifted = np.zeros_like(x)
+    shifted[:, d:] = x[:, : x.shape[1] - d]
+    got = delayed.run(events, record=("potentials", "spikes"))
+    ref = net.run(es.Events.from_dense(shifted), record=("potentials", "spikes"))
+    for name, u in ref.potentials.items():
+        np.testing.assert_array_equal(got.potentials[name], u, err_msg=name)
+
+
+@given(dtype=DTYPES, seed=st.integers(0, 2**32 - 1), soft=st.booleans(), steps=st.integers(1, 10))
+def test_a_recurrent_layer_with_zero_weights_is_the_plain_layer(dtype, seed, soft, steps):
+    rng = np.random.default_rng(seed)
+    w = dyadic(rng, (4, 3), dtype, scale=4)
+
+    def net(recurrent: bool):
+        neuron = es.LIF(0.75, leak=0.5, reset="soft" if soft else "hard", synapse_leak=0.5)
+        block = es.Recurrent(neuron, es.Linear(4, 4, weight=np.zeros((4, 4), dtype))) if recurrent else neuron
+        return es.Network([es.Linear(3, 4, weight=w.copy()), block], (3,), dtype=dtype)
+
+    events = random_events(rng, 2, steps, (3,), 0.5, dtype, values=(1.0,))
+    got, ref = (n.run(events, record=("potentials", "synaptic")) for n in (net(True), net(False)))
+    np.testing.assert_array_equal(got.potentials["rec1.lif1"], ref.potentials["lif1"])
+    np.testing.assert_array_equal(got.synaptic["rec1.lif1"], ref.synaptic["lif1"])
+
+
+def test_a_seeded_spike_runs_round_a_ring_one_neuron_per_step():
+    """Three IF neurons in a ring, weight 2 > theta = 1: neuron i fires at steps i, i + 3, i + 6, ..."""
+    ring = np.zeros((3, 3))
+    ring[1, 0] = ring[2, 1] = ring[0, 2] = 2.0
+    net = es.Network([es.Linear(1, 3, weight=np.array([[2.0], [0.0], [0.0]])),
+                      es.Recurrent(es.IF(1.0), es.Linear(3, 3, weight=ring))], (1,), dtype=np.float64)
+    x = np.zeros((1, 9, 1))
+    x[0, 0, 0] = 1
+    result = net.run(es.Events.from_dense(x), record=("spikes",), window=2)
+    expected = np.zeros((9, 3))
+    for t in range(9):
+        expected[t, t % 3] = 1
+    np.testing.assert_array_equal(result.spikes["rec1.if1"].to_dense()[0], expected)
+    # The connection scatters every spike but the last step's to its 3 outputs.
+    assert result.synops["rec1.fc1"].tolist() == [8 * 3]
+
+
+@pytest.mark.parametrize("strict", [True, False])
+@given(current=st.integers(1, 24), theta=st.sampled_from([0.25, 0.5, 1.0]), steps=st.integers(1, 20))
+def test_several_spikes_per_step_emit_floor_of_t_i_over_theta_in_total(strict, current, theta, steps):
+    """A soft-reset IF neuron under a constant current I emits floor(T I / theta) spikes for M >= I / theta."""
+    i = current / 8
+    m = int(np.ceil(i / theta)) + 1
+    net = es.Network([es.IF(theta, reset="soft", strict=strict, max_spikes=m)], (1,), dtype=np.float64)
+    result = net.run(es.Events.from_dense(np.full((1, steps, 1), i)), record=("counts",))
+    total = np.floor(steps * i / theta)
+    if strict and (steps * i / theta) == total:
+        total -= 1  # strict: a potential exactly at k theta has crossed k - 1 thresholds
+    assert result.counts["if1"][0, 0] == total
+
+
+@pytest.mark.parametrize("arithmetic", ["product", "euler", "euler-divide", "subtract-divide"])
+def test_a_neuron_at_rest_with_no_input_stays_at_rest(arithmetic):
+    net = es.Network([es.LIF(1.0, leak=0.75, v_rest=-0.375, arithmetic=arithmetic)], (2,), dtype=np.float32)
+    result = net.run(es.Events.from_dense(np.zeros((1, 6, 2), np.float32)), record=("potentials",))
+    assert np.all(result.potentials["lif1"] == np.float32(-0.375))
+
+
+def test_the_clamp_does_not_hide_an_overflow():
+    """-inf clamped to v_min would leave a finite state: the kernel tests every U when there is a clamp."""
+    big = np.full((1, 2), -3e38, np.float32)  # two of them sum to -inf in float32
+    net = es.Network([es.Linear(2, 1, weight=big), es.LIF(1.0, leak=0.5, v_min=-1.0)], (2,), dtype=np.float32)
+    x = np.zeros((1, 5, 2), np.float32)
+    x[0, 3] = 1
+    with pytest.raises(es.LayerError, match="step 3"):
+        net.run(es.Events.from_dense(x))
+
+
+@pytest.mark.parametrize("rule", [Lee2020(), Lee2020Code()])
+@pytest.mark.parametrize("layer, named", [
+    (lambda: es.Recurrent(es.LIF(1.0, leak=0.5), es.Linear(2, 2, weight=np.eye(2))), "rec1"),
+    (lambda: es.Delay(1), "delay1"),
+    (lambda: es.LIF(1.0, leak=0.5, synapse_leak=0.5), "lif1"),
+    (lambda: es.LIF(1.0, leak=0.5, max_spikes=2), "lif1"),
+    (lambda: es.LIF(1.0, leak=0.5, v_rest=0.25), "lif1"),
+    (lambda: es.LIF(1.0, leak=0.5, v_min=-0.5), "lif1"),
+])
+def test_the_count_rules_refuse_what_their_derivation_does_not_cover(rule, layer, named):
+    net = es.Network([es.Linear(2, 2, weight=np.eye(2)), layer(), es.Linear(2, 1, weight=np.ones((1, 2))),
+                      es.Readout()], (2,), dtype=np.float64)
+    events = es.Events.from_dense(np.ones((1, 3, 2)))
+    result = net.run(events, record=("spikes", "counts", "traces", "potentials"))
+    with pytest.raises(es.LayerError, match=named):
+        rule.gradients(net, events, result, np.ones((1, 1)))
+    BPTT().gradients(net, events, net.run(events, record=BPTT.records), np.ones((1, 1)))  # bptt covers it
+
+
+@pytest.mark.parametrize("options, complaint", [
+    (dict(synapse_leak=1.5), "synapse_leak must be in"),
+    (dict(synapse_leak=0.5, synapse_tau=2.0), "at most one of synapse_leak"),
+    (dict(synapse_gain=2.0), "synapse_gain needs a synaptic current"),
+    (dict(v_rest=np.nan), "v_rest must be a finite number"),
+    (dict(v_min=np.inf), "v_min must be a number or -inf"),
+    (dict(v_min=0.0, v_init=-1.0), "v_init -1.0 is below v_min"),
+    (dict(max_spikes=0), "max_spikes must be an int >= 1"),
+    (dict(max_spikes=2.5), "max_spikes must be an int >= 1"),
+    (dict(reset_delayed=True, max_spikes=2), "reset_delayed=True does not combine with several spikes"),
+    (dict(reset_delayed=True, v_rest=0.5), "reset_delayed=True does not combine with a rest potential"),
+])
+def test_bad_state_options_are_refused_naming_the_option(options, complaint):
+    with pytest.raises(es.LayerError, match=complaint):
+        es.LIF(1.0, leak=0.5, **options)
+
+
+@pytest.mark.parametrize("build, complaint", [
+    (lambda: es.Delay(-1), "steps must be >= 0"),
+    (lambda: es.Delay(1.5), "whole numbers of steps"),
+    (lambda: es.Network([es.Delay(np.array([1, 2, 3]))], (2,)), "one value, one per channel"),
+    (lambda: es.Recurrent(es.Readout(), es.Linear(2, 2)), "spiking LIF/IF"),
+    (lambda: es.Network([es.Recurrent(es.LIF(1.0, leak=0.5), es.Linear(3, 2))], (3,)), "must give the same shape back"),
+    (lambda: es.Recurrent(es.LIF(1.0, leak=0.5, norm=es.CurrentNorm()), es.Linear(2, 2)), "takes no input-current norm"),
+])
+def test_bad_recurrent_blocks_and_delays_are_refused(build, complaint):
+    with pytest.raises(es.LayerError, match=complaint):
+        build()
