@@ -28,7 +28,8 @@ from eventsim.layers import (
     SumPool,
 )
 from eventsim.network import Network, RunResult
-from eventsim.norm import CurrentNorm, fold_norms
+from eventsim.folding import fold_norms
+from eventsim.norm import CurrentNorm
 from eventsim.threads import get_threads, set_threads
 
 __version__ = "0.1.0"

@@ -4,21 +4,24 @@
 that their shapes fit, names every layer, and runs a batch of input
 :class:`~eventsim.events.Events` through them.
 
-How a run proceeds. Layers are grouped into *stages*, each turning one event
-stream into another: a synapse and the neuron layer after it form one stage
-(the synapse scatters events into currents, the neurons integrate and fire);
-a synapse with no neuron after it passes its currents on as events; max
-pooling and dropout map events to events; a residual block runs its main path
-and then merges the last synapse of that path and the skip into its neuron.
-Because no layer feeds back into an earlier one, each stage can process a
-*window* of K steps before the next stage starts; the result is the same as
-stepping all layers together, and the memory held for the streams is bounded
-by the window, not by T. State is reset for every sample.
+How a run proceeds. Layers are grouped into *stages* (:mod:`eventsim.stages`),
+each turning one event stream into another: a synapse and the neuron layer
+after it form one stage (the synapse scatters events into currents, the
+neurons integrate and fire); a synapse with no neuron after it passes its
+currents on as events; max pooling, dropout and delays map events to events;
+a residual block runs its main path and then merges the last synapse of that
+path and the skip into its neuron; a recurrent block feeds its neurons' spikes
+back into their input one step later. Because no layer feeds back into an
+earlier one, each stage can process a *window* of K steps before the next
+stage starts (a recurrent stage steps through its window, a delay holds
+events for later windows); the result is the same as stepping all layers
+together, and the memory held for the streams is bounded by the window, not
+by T. State is reset for every sample.
 
 What a run records (:class:`RunResult`): always the readout, SynOps and
 pooling ops per layer and events emitted per layer; on request (``record=``)
-summed outputs (spike counts), leak-weighted traces, full spike rasters and
-potentials. Counts and traces take memory independent of T.
+summed outputs (spike counts), leak-weighted traces, full spike rasters,
+potentials, input currents and synaptic currents. Counts and traces take memory independent of T.
 
 Input-current batch norms (:mod:`eventsim.norm`) in a training run need the
 currents of the whole batch over all T steps before their neurons update: such
@@ -38,7 +41,6 @@ import numpy as np
 from eventsim.errors import EventsError, LayerError, OptionError, check_choice
 from eventsim.events import FLOAT_DTYPES, Events
 from eventsim.layers import (
-    Conv2d,
     Delay,
     Dropout,
     Flatten,

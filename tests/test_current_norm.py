@@ -33,7 +33,8 @@ from eventsim.learning.optimizers import SGD
 from eventsim.learning.parameters import load_parameters, load_statistics, parameters, statistics
 from eventsim.learning.rules import BPTT, Lee2020, Lee2020Code
 from eventsim.learning.trainer import Trainer
-from eventsim.norm import CurrentNorm, fold_norms, update_running_statistics
+from eventsim.folding import fold_norms
+from eventsim.norm import CurrentNorm, update_running_statistics
 from eventsim.testing.compare import GRADIENT_RTOL, gradient_errors
 
 FLOAT_TOL = 1e-9

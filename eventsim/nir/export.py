@@ -19,7 +19,7 @@ per-layer records:
   node.
 
 Input-current norms have no NIR node: the network is exported with its norms
-folded into the synapses before them (:func:`eventsim.norm.fold_norms`), so
+folded into the synapses before them (:func:`eventsim.folding.fold_norms`), so
 the graph computes what an inference run computes.
 
 ``MaxPool`` has no NIR node and raises :class:`~eventsim.errors.LayerError`.
@@ -50,7 +50,7 @@ from eventsim.layers import (
     SumPool,
 )
 from eventsim.network import Network
-from eventsim.norm import fold_norms
+from eventsim.folding import fold_norms
 from eventsim.nir.euler import continuous_parameters
 from eventsim.nir.extra import require_nir
 from eventsim.nir.options import encode

@@ -379,7 +379,7 @@ def forward_bounds(network: Network, spikes: np.ndarray, reference: dict[str, La
     normed = next((layer for layer in network.walk() if getattr(layer, "norm", None) is not None), None)
     if normed is not None:
         raise LayerError(normed, "has an input-current norm, which the float rounding bound does not cover: fold it "
-                                 "(eventsim.norm.fold_norms) or compare a dyadic case exactly")
+                                 "(eventsim.folding.fold_norms) or compare a dyadic case exactly")
     depths = rounding_depths(network)
     layers = recorded_layers(network)
     bounds = {}
