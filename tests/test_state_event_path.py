@@ -212,3 +212,22 @@ def test_bad_state_options_are_refused_naming_the_option(options, complaint):
 def test_bad_recurrent_blocks_and_delays_are_refused(build, complaint):
     with pytest.raises(es.LayerError, match=complaint):
         build()
+
+
+@given(case=state_cases())
+def test_synops_count_each_event_once_per_synapse(case):
+    """docs/semantics.md, "Counting": an event of n spikes is one event; the recurrent connection
+    scatters the spikes of every step but the last."""
+    from eventsim.dense.counting import linear_synops
+
+    net, events = case
+    result = net.run(events, record=("spikes",))
+    for layer in net.walk():
+        if isinstance(layer, es.Recurrent):
+            spikes = result.spikes[layer.neuron.name].to_dense()
+            expected = [linear_synops(spikes[b, :-1], layer.connection.out_features) for b in range(events.batch)]
+            assert result.synops[layer.connection.name].tolist() == expected
+    last_hidden = [n for n in result.spikes if n != net.layers[-1].name][-1]  # what feeds the output synapse
+    fed = result.spikes[last_hidden].to_dense()
+    out = net.layers[-2]
+    assert result.synops[out.name].tolist() == [linear_synops(fed[b], out.out_features) for b in range(events.batch)]
