@@ -128,7 +128,8 @@ def test_the_recurrent_connection_scales_by_the_spike_count():
     np.testing.assert_array_equal(r.potentials["rec1.if1"][0], [[3.5, 0], [0.5, 0.75], [0.5, 0.75]])
 
 
-@given(bias=st.sampled_from([0.125, 0.25, 0.375, 0.75]), theta=st.sampled_from([0.5, 1.0, 1.5]), steps=st.integers(1, 30))
+@given(bias=st.sampled_from([0.125, 0.25, 0.375, 0.75]), theta=st.sampled_from([0.5, 1.0, 1.5]),
+       steps=st.integers(1, 30))
 def test_the_recurrent_bias_enters_every_step_from_the_first(bias, theta, steps):
     # No input, W_rec = 0, bias b: U[t] = (t+1) b (IF, steps counted from 0) until it exceeds theta;
     # the first spike is at the first t with (t+1) b > theta, then the hard reset starts the count again.
@@ -181,7 +182,8 @@ def test_a_delay_before_a_network_equals_the_input_shifted(case, d, train):
         np.testing.assert_array_equal(delayed.readout, plain.readout)
 
 
-@given(seed=st.integers(0, 2**32 - 1), per=st.sampled_from(["channel", "neuron"]), steps=st.integers(1, 9), dtype=DTYPES)
+@given(seed=st.integers(0, 2**32 - 1), per=st.sampled_from(["channel", "neuron"]), steps=st.integers(1, 9),
+       dtype=DTYPES)
 def test_per_channel_and_per_neuron_delays_shift_each_neuron_by_its_own_d(seed, per, steps, dtype):
     rng = np.random.default_rng(seed)
     shape = (3, 2, 2)

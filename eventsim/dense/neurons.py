@@ -413,8 +413,8 @@ def _check_state(state: NeuronState, current: np.ndarray, synaptic: bool) -> Non
             got = f"{value.dtype} {value.shape}" if isinstance(value, np.ndarray) else type(value).__name__
             raise ValueError(f"neuron step: the state's {what} is {got}, the current {current.dtype} {current.shape}")
     if synaptic != (state.synaptic is not None):
-        raise ValueError("neuron step: synapse_leak is " + ("given but the state has no synaptic current"
-                                                           if synaptic else "None but the state has a synaptic current"))
+        problem = "given but the state has no" if synaptic else "None but the state has a"
+        raise ValueError(f"neuron step: synapse_leak is {problem} synaptic current")
 
 
 def _is_number(x: object) -> bool:
