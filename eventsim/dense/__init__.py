@@ -14,7 +14,8 @@ of its input (float32 or float64).
 
 Modules: :mod:`~eventsim.dense.conv`, :mod:`~eventsim.dense.linear`,
 :mod:`~eventsim.dense.pooling`, :mod:`~eventsim.dense.neurons` (the neuron
-step in each arithmetic form of docs/semantics.md),
+step in each arithmetic form of docs/semantics.md, on the state record of
+"State beyond the potential"),
 :mod:`~eventsim.dense.dropout`, :mod:`~eventsim.dense.network` (a whole
 network, step by step) and :mod:`~eventsim.dense.counting` (brute-force
 operation counts).
@@ -27,21 +28,24 @@ from eventsim.dense.counting import ann_macs_conv2d, conv2d_synops, linear_synop
 from eventsim.dense.dropout import apply_dropout, draw_dropout_mask
 from eventsim.dense.linear import linear
 from eventsim.dense.network import DenseRun, run_dense
-from eventsim.dense.neurons import lif_step
+from eventsim.dense.neurons import NeuronState, initial_state, lif_step, neuron_step
 from eventsim.dense.pooling import avg_pool, max_pool, subsample, sum_pool
 
 __all__ = [
     "DenseRun",
+    "NeuronState",
     "ann_macs_conv2d",
     "apply_dropout",
     "avg_pool",
     "conv2d",
     "conv2d_synops",
     "draw_dropout_mask",
+    "initial_state",
     "linear",
     "linear_synops",
     "lif_step",
     "max_pool",
+    "neuron_step",
     "pool_ops",
     "run_dense",
     "subsample",

@@ -1,9 +1,12 @@
 """Dense, time-stepped reference run of a whole network.
 
 Every layer is a function of its input array at the step, with the batch axis
-first; neuron layers carry their state ``(U, s)`` from step to step. This is
-the straightforward reading of docs/semantics.md ("Neurons") and of the layer
-docstrings in :mod:`eventsim.layers`, written without events so that the
+first; neuron layers carry their state (:class:`~eventsim.dense.neurons.NeuronState`:
+the potential after the reset, the synaptic current, the spikes) from step to
+step, a recurrent block reads its neuron's spikes of the step before, and a
+delay keeps the inputs it has seen. This is the straightforward reading of
+docs/semantics.md ("Neurons", "Recurrent connections", "Delays") and of the
+layer docstrings in :mod:`eventsim.layers`, written without events so that the
 event-driven :class:`eventsim.network.Network` can be tested against it.
 
 Input-current batch norms (docs/semantics.md, "Input-current batch norm") in
@@ -26,13 +29,13 @@ import numpy as np
 from eventsim.dense.conv import conv2d
 from eventsim.dense.dropout import apply_dropout, draw_dropout_mask
 from eventsim.dense.linear import linear
-from eventsim.dense.neurons import lif_step
+from eventsim.dense.neurons import NeuronState, initial_state, neuron_step
 from eventsim.dense.pooling import avg_pool, max_pool, subsample, sum_pool
 from eventsim.errors import LayerError
 from eventsim.finite import in_dtype
 from eventsim.layers import (
-    LIF, AvgPool, Conv2d, Dropout, Flatten, Identity, Layer, Linear, MaxPool, NeuronConstants, Readout, Residual,
-    SpikingAvgPool, SumPool,
+    LIF, AvgPool, Conv2d, Delay, Dropout, Flatten, Identity, Layer, Linear, MaxPool, NeuronConstants, Readout,
+    Recurrent, Residual, SpikingAvgPool, SumPool,
 )
 
 
@@ -52,13 +55,21 @@ class DenseRun:
     ----------
     outputs : dict
         Per layer name (nested layers too): the layer's output at every step,
-        spikes as 0/1 floats for neurons, currents for synapses, masked
-        values for dropout. A :class:`~eventsim.layers.Residual` block's output
-        is its neuron's spikes.
+        spikes for neurons as their count n (0/1 unless ``max_spikes`` allows
+        more) in the dtype, currents for synapses, masked values for dropout,
+        the delayed values of a :class:`~eventsim.layers.Delay`. A
+        :class:`~eventsim.layers.Residual` or
+        :class:`~eventsim.layers.Recurrent` block's output is its neuron's
+        spikes; a recurrent connection's output at step t is the current it
+        adds then, ``W_rec n[t-1] + b_rec`` (just ``b_rec`` at the first step).
     potentials : dict
         Per neuron layer: ``U`` at every step. The neuron of a
         :class:`~eventsim.layers.SpikingAvgPool` is stored under the pooling
-        layer's name, that of a Residual block under the neuron's own name.
+        layer's name, that of a Residual or Recurrent block under the neuron's
+        own name.
+    synaptic : dict
+        Per neuron layer with a synaptic current: ``J`` at every step
+        (docs/semantics.md, "State beyond the potential").
     readout : array of shape ``(B, *shape)`` or None
         ``U[T] / T`` of the last layer when it is a
         :class:`~eventsim.layers.Readout` (docs/semantics.md, "Neurons"; Lee et
@@ -75,6 +86,7 @@ class DenseRun:
     readout: np.ndarray | None
     masks: dict[str, np.ndarray] = field(default_factory=dict)
     norm_stats: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    synaptic: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def run_dense(
@@ -91,10 +103,14 @@ def run_dense(
     step t: synapses (:class:`~eventsim.layers.Conv2d`,
     :class:`~eventsim.layers.Linear`, the pools, :class:`~eventsim.layers.Identity`)
     compute currents with the dense twins; neuron layers apply
-    :func:`~eventsim.dense.neurons.lif_step` to their input as ``I[t]``, in
-    the layer's arithmetic form (docs/semantics.md, "Arithmetic forms"); a
-    Residual block feeds ``main_last(main(x)) + skip(x)`` to its neuron
-    (Lee et al. 2020, Sec. 2.2.2).
+    :func:`~eventsim.dense.neurons.neuron_step` to their input as ``I[t]``,
+    in the layer's arithmetic form and with its state options
+    (docs/semantics.md, "Arithmetic forms", "State beyond the potential"),
+    from ``R[0] = v_init`` and ``J[0] = 0``; a Residual block feeds
+    ``main_last(main(x)) + skip(x)`` to its neuron (Lee et al. 2020,
+    Sec. 2.2.2); a Recurrent block feeds ``x + connection(n[t-1])`` with
+    ``n[0] = 0`` ("Recurrent connections"); a Delay gives
+    ``out[t, i] = in[t - d_i, i]`` for ``t >= d_i`` and 0 before ("Delays").
 
     A neuron layer with a norm integrates ``k * I + c`` per channel,
     ``k = a / sqrt(var + eps)``, ``c = b - mean * k`` (float64, rounded to the
@@ -144,10 +160,11 @@ def run_dense(
 
     outputs = {name: np.stack(seq, axis=1) for name, seq in walk.outputs.items()}
     potentials = {name: np.stack(seq, axis=1) for name, seq in walk.potentials.items()}
+    synaptic = {name: np.stack(seq, axis=1) for name, seq in walk.synaptic.items()}
     last = network.layers[-1] if network.layers else None
     readout = potentials[last.name][:, -1] / dtype.type(steps) if isinstance(last, Readout) else None
     return DenseRun(outputs=outputs, potentials=potentials, readout=readout, masks=keep,
-                    norm_stats=stats if train else {})
+                    norm_stats=stats if train else {}, synaptic=synaptic)
 
 
 def _walk(network: NetworkLike, plan: "DensePlan", keep: dict, x: np.ndarray, affines: dict) -> "DenseWalk":
@@ -207,6 +224,7 @@ class DensePlan:
         self.params: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}  # synapse -> (weight, bias)
         self.neurons: dict[str, tuple[LIF, NeuronConstants]] = {}  # neuron name -> (options, constants)
         self.dropouts: list[tuple[Dropout, tuple[int, ...]]] = []  # network order
+        self.delays: dict[str, np.ndarray] = {}  # delay name -> steps per neuron, C order
         self._names: set[str] = set()
 
     def add(self, layers: Sequence[Layer], shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -215,6 +233,10 @@ class DensePlan:
             self._name(layer)
             if isinstance(layer, Residual):
                 shape = self._residual(layer, shape)
+            elif isinstance(layer, Recurrent):
+                shape = self._recurrent(layer, shape)
+            elif isinstance(layer, Delay):
+                self.delays[layer.name] = layer.per_neuron(shape)
             elif isinstance(layer, SpikingAvgPool):
                 shape = layer.output_shape(shape)
                 self._neuron(layer.name, layer.neuron, shape, owner=layer)
@@ -241,6 +263,11 @@ class DensePlan:
         if main != skip:
             raise LayerError(block, f"main path gives currents of shape {main} but the skip path {skip}")
         return self.add([block.neuron], main)
+
+    def _recurrent(self, block: Recurrent, shape: tuple[int, ...]) -> tuple[int, ...]:
+        out = block.output_shape(shape)  # the connection must map the neurons' shape to itself
+        self.add([block.connection], out)
+        return self.add([block.neuron], shape)
 
     def _neuron(self, name: str, neuron: LIF, shape: tuple[int, ...], owner: Layer | None = None) -> None:
         # The options are float64; round once to the run's dtype.
@@ -294,9 +321,11 @@ class DenseWalk:
         self.affines = affines or {}  # neuron name -> (k, c) of its norm, per channel (and step)
         self.step = 0
         self.currents: dict[str, list[np.ndarray]] = defaultdict(list)  # raw currents of normalised layers
-        self.state: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # neuron name -> (U, s)
+        self.state: dict[str, NeuronState] = {}  # neuron name -> state after the last step
         self.outputs: dict[str, list[np.ndarray]] = defaultdict(list)
         self.potentials: dict[str, list[np.ndarray]] = defaultdict(list)
+        self.synaptic: dict[str, list[np.ndarray]] = defaultdict(list)
+        self.seen: dict[str, list[np.ndarray]] = defaultdict(list)  # delay name -> its inputs so far
 
     def sequence(self, layers: Sequence[Layer], x: np.ndarray) -> np.ndarray:
         for layer in layers:
@@ -309,6 +338,10 @@ class DenseWalk:
             main = self.sequence(layer.main[:-1], x)
             current = self.layer(layer.main[-1], main) + self.layer(layer.skip, x)
             out = self.layer(layer.neuron, current)
+        elif isinstance(layer, Recurrent):
+            out = self.layer(layer.neuron, x + self.layer(layer.connection, self.previous_spikes(layer.neuron, x)))
+        elif isinstance(layer, Delay):
+            out = self.delay(layer, x)
         elif isinstance(layer, SpikingAvgPool):
             out = self.neuron(layer.name, avg_pool(x, layer.kernel_size, layer.stride))
         elif isinstance(layer, LIF):
@@ -330,6 +363,22 @@ class DenseWalk:
         self.outputs[layer.name].append(out)
         return out
 
+    def previous_spikes(self, neuron: LIF, like: np.ndarray) -> np.ndarray:
+        """``n[t-1]`` of ``neuron``, as recorded at the step before; zeros like ``like`` at the first step."""
+        recorded = self.outputs[neuron.name]
+        return recorded[self.step - 1] if self.step > 0 else np.zeros_like(like)
+
+    def delay(self, layer: Delay, x: np.ndarray) -> np.ndarray:
+        """``out[t, i] = in[t - d_i, i]`` where ``t >= d_i``, else 0 (docs/semantics.md, "Delays")."""
+        seen = self.seen[layer.name]
+        seen.append(x.reshape(self.batch, -1))
+        steps = self.plan.delays[layer.name]
+        out = np.zeros_like(seen[-1])
+        for d in np.unique(steps[steps <= self.step]):
+            those = steps == d
+            out[:, those] = seen[self.step - d][:, those]
+        return out.reshape(x.shape)
+
     def synapse(self, layer: Layer, x: np.ndarray) -> np.ndarray:
         if isinstance(layer, Conv2d):
             weight, bias = self.plan.params[layer.name]
@@ -348,7 +397,7 @@ class DenseWalk:
         raise LayerError(layer, "the dense reference does not know this layer type")
 
     def neuron(self, name: str, current: np.ndarray) -> np.ndarray:
-        """``I[t] -> s[t]`` for the neuron layer ``name``; U[0] = 0, s[0] = no spike."""
+        """``I[t] -> n[t]`` for the neuron layer ``name``, from R[0] = v_init, J[0] = 0, n[0] = 0."""
         neuron, constants = self.plan.neurons[name]
         if neuron.norm is not None:
             self.currents[name].append(current)
@@ -358,22 +407,26 @@ class DenseWalk:
                     k, c = k[self.step], c[self.step]
                 channel = (-1,) + (1,) * (current.ndim - 2)
                 current = k.reshape(channel) * current + c.reshape(channel)
-        if name in self.state:
-            u_prev, s_prev = self.state[name]
-        else:
-            u_prev, s_prev = np.zeros_like(current), np.zeros(current.shape, dtype=bool)
-        # The layer's float64 leak and gain, not the rounded constants: the
-        # forms other than "product" derive k and d from the leak in float64
-        # before rounding (docs/semantics.md, "Arithmetic forms"); lif_step
-        # rounds each constant once, as the plan's constants are rounded.
-        u, s = lif_step(
-            u_prev, s_prev, current, threshold=constants.theta, leak=neuron.leak,
+        state = self.state.get(name)
+        if state is None:
+            state = initial_state(current.shape, self.plan.dtype, v_init=neuron.v_init,
+                                  synaptic=neuron.synapse_leak is not None)
+        # The layer's float64 options, not the rounded constants: the forms
+        # other than "product" derive k and d from the leak in float64 before
+        # rounding (docs/semantics.md, "Arithmetic forms"); neuron_step rounds
+        # each constant once, as the plan's constants are rounded.
+        state, u = neuron_step(
+            state, current, threshold=constants.theta, leak=neuron.leak,
             reset=neuron.reset, v_reset=constants.v_reset, strict=neuron.strict,
             input_gain=neuron.input_gain, reset_delayed=neuron.reset_delayed, arithmetic=neuron.arithmetic,
+            synapse_leak=neuron.synapse_leak, synapse_gain=neuron.synapse_gain, v_rest=neuron.v_rest,
+            v_min=neuron.v_min, max_spikes=neuron.max_spikes,
         )
-        self.state[name] = (u, s)
+        self.state[name] = state
         self.potentials[name].append(u)
-        return s.astype(self.plan.dtype)
+        if state.synaptic is not None:
+            self.synaptic[name].append(state.synaptic)
+        return state.spikes
 
 
 def _overflow(layer: Layer, what: str, step: int, values: np.ndarray) -> LayerError:
