@@ -29,6 +29,7 @@ NEEDS = {
     "conversion": ((), True),
     "deep_networks": ((), False),
     "testing_your_implementation": (("torch",), False),
+    "recurrent_synaptic": ((), True),
 }
 
 
