@@ -58,6 +58,20 @@ def _is_number(x: object) -> bool:
     return not isinstance(x, (bool, np.bool_)) and isinstance(x, (int, float, np.integer, np.floating))
 
 
+def whole_steps(layer: "Layer", what: str, steps: object) -> np.ndarray:
+    """``steps`` as an int64 array of delays: whole numbers of steps, >= 0, below 2**31, at least one."""
+    arr = np.asarray(steps)
+    whole = np.issubdtype(arr.dtype, np.integer) or (
+        np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)))
+    if arr.dtype == np.bool_ or not whole:
+        raise LayerError(layer, f"{what} must be whole numbers of steps, got {steps!r}")
+    if arr.size == 0 or np.any(arr < 0):
+        raise LayerError(layer, f"{what} must be >= 0 (one value, or an array of them), got {steps!r}")
+    if np.any(arr > np.iinfo(np.int32).max):
+        raise LayerError(layer, f"{what} must be below 2**31, got a maximum of {arr.max()!r}")
+    return arr.astype(np.int64)
+
+
 def _check_weight(layer: "Layer", what: str, w: object, shape: tuple[int, ...]) -> np.ndarray:
     if not isinstance(w, np.ndarray):
         raise LayerError(layer, f"{what} must be a numpy array of shape {shape}, got {type(w).__name__}")
@@ -203,7 +217,14 @@ class Conv2d(Weighted):
 
 
 class Linear(Weighted):
-    """Fully connected layer: ``I[o] = sum_i W[o, i] * s[i] (+ b[o])``."""
+    """Fully connected layer: ``I[o] = sum_i W[o, i] * s[i] (+ b[o])``.
+
+    With synaptic delays (docs/semantics.md, "Delays"),
+    ``I[t, o] = sum_i W[o, i] * s[t - d[o, i], i] (+ b[o])``: ``delay`` is one
+    whole number of steps for the layer, one per output ``(out,)`` or one
+    per synapse ``(out, in)``. Currents that would land at or after T are
+    dropped.
+    """
 
     kind = "fc"
 
@@ -214,6 +235,7 @@ class Linear(Weighted):
         *,
         weight: np.ndarray | None = None,
         bias: np.ndarray | None = None,
+        delay: int | np.ndarray | None = None,
         name: str | None = None,
     ) -> None:
         super().__init__(name)
@@ -222,6 +244,27 @@ class Linear(Weighted):
         self.in_features = int(in_features)
         self.out_features = int(out_features)
         self._set_parameters(weight, bias)
+        self.delay = delay
+
+    @property
+    def delay(self) -> np.ndarray | None:
+        """The synaptic delays in steps, ``(out, in)`` int64; None when every delay is 0."""
+        return self._delay
+
+    @delay.setter
+    def delay(self, delay: int | np.ndarray | None) -> None:
+        if delay is None:
+            self._delay = None
+            return
+        arr = whole_steps(self, "delay", delay)
+        shape = (self.out_features, self.in_features)
+        if arr.ndim == 1 and arr.shape[0] == self.out_features:
+            arr = arr[:, None]
+        elif arr.ndim not in (0, 2) or (arr.ndim == 2 and arr.shape != shape):
+            raise LayerError(self, f"delay must be one value, one per output ({self.out_features},) or one per "
+                                   f"synapse {shape}, got shape {arr.shape}")
+        full = np.ascontiguousarray(np.broadcast_to(arr, shape))
+        self._delay = full if full.any() else None
 
     @property
     def weight_shape(self) -> tuple[int, int]:
@@ -248,8 +291,11 @@ class Linear(Weighted):
         return self.in_features * self.out_features
 
     def _options(self) -> dict:
-        return {"in_features": self.in_features, "out_features": self.out_features,
-                "bias": self._bias is not None, "name": self.name}
+        options = {"in_features": self.in_features, "out_features": self.out_features,
+                   "bias": self._bias is not None, "name": self.name}
+        if self._delay is not None:  # only when set: a checkpoint's configuration holds this repr
+            options["delay"] = self._delay.tolist()
+        return options
 
 
 class _Pool(Synapse):
@@ -955,6 +1001,9 @@ class Recurrent(Layer):
         if neuron.norm is not None:
             raise LayerError(self, "a recurrent neuron layer takes no input-current norm: the batch statistics "
                                    "of all steps cannot be formed before the steps that feed them are run")
+        if isinstance(connection, Linear) and connection.delay is not None:
+            raise LayerError(self, "the recurrent connection takes no synaptic delays: its spikes return one "
+                                   "step later, as in NIR's cycle")
         self.neuron = neuron
         self.connection = connection
 
@@ -982,16 +1031,8 @@ class Delay(Layer):
 
     def __init__(self, steps: int | np.ndarray, *, name: str | None = None) -> None:
         super().__init__(name)
-        arr = np.asarray(steps)
-        if arr.dtype == np.bool_ or not (np.issubdtype(arr.dtype, np.integer) or
-                                         (np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr))
-                                          and np.all(arr == np.round(arr)))):
-            raise LayerError(self, f"steps must be whole numbers of steps, got {steps!r}")
-        if arr.size == 0 or np.any(arr < 0):
-            raise LayerError(self, f"steps must be >= 0 (one value, per channel or per neuron), got {steps!r}")
-        if np.any(arr > np.iinfo(np.int32).max):
-            raise LayerError(self, f"steps must be below 2**31, got a maximum of {arr.max()!r}")
-        self.steps = int(arr) if arr.ndim == 0 else arr.astype(np.int64)
+        arr = whole_steps(self, "steps", steps)
+        self.steps = int(arr) if arr.ndim == 0 else arr
 
     def per_neuron(self, shape: tuple[int, ...]) -> np.ndarray:
         """The delay of every neuron of ``shape``, int64 in C order."""

@@ -169,6 +169,8 @@ class SynapseOp:
         self.in3 = as3(in_shape)
         self.out3 = as3(out_shape)
         self.bias = layer.bias if isinstance(layer, Weighted) else None
+        self.delay = None  # synaptic delays (Linear), transposed
+        self.reach = 0  # the longest delay: how many steps past a window its currents may land
         self.counter = "pool_ops"
         if isinstance(layer, Weighted):
             self.counter = "synops"
@@ -185,6 +187,9 @@ class SynapseOp:
             self.weight = np.ascontiguousarray(layer.weight.transpose(1, 2, 3, 0))
         elif isinstance(layer, Linear):
             self.weight = np.ascontiguousarray(layer.weight.T)
+            if layer.delay is not None:  # transposed like the weights
+                self.delay = np.ascontiguousarray(layer.delay.T)
+                self.reach = int(self.delay.max())
         elif isinstance(layer, (AvgPool, SumPool)):
             self.weight = dtype.type(layer.window_weight)
             self.window = layer.kernel_size
@@ -192,17 +197,23 @@ class SynapseOp:
             self.weight = dtype.type(1)
             self.window = (1, 1)
 
-    def scatter(self, cur: np.ndarray, x: Window) -> int:
-        """Add this synapse's currents for a window of events into ``cur``."""
+    def scatter(self, cur: np.ndarray, x: Window, steps: int | None = None, limit: int = 0) -> int:
+        """Add this synapse's currents for a window of ``steps`` steps of events into ``cur``.
+
+        ``cur`` has a row per step of the window and, for a synapse with
+        delays, ``reach`` more rows for the currents that land in later
+        windows; ``limit`` is the number of steps left before T (rows from
+        there on are dropped). The bias goes into the window's own rows.
+        """
         indptr, index, value = x
         layer = self.layer
         if self.bias is not None:
-            kernels.add_bias(cur, self.bias)
+            kernels.add_bias(cur[: cur.shape[0] if steps is None else steps], self.bias)
         in_hw, out_hw = self.in3[1:], self.out3[1:]
         if isinstance(layer, Conv2d):
             return kernels.conv_scatter(cur, indptr, index, value, self.weight, in_hw, out_hw, layer.stride, layer.padding)
         if isinstance(layer, Linear):
-            return kernels.linear_scatter(cur, indptr, index, value, self.weight)
+            return kernels.linear_scatter(cur, indptr, index, value, self.weight, self.delay, limit)
         stride = (1, 1) if layer is None else layer.stride
         return kernels.pool_scatter(cur, indptr, index, value, self.weight, self.in3[0], in_hw, out_hw, self.window, stride)
 
@@ -224,6 +235,29 @@ class Stage:
         sample.n_events[self.name] = 0
         if "spikes" in record:
             sample.spikes[self.name] = []
+
+    def currents(self, sample: Sample, ops: list[SynapseOp], xs: tuple[Window, ...], steps: int,
+                 buffer: np.ndarray | None = None, held: np.ndarray | None = None) -> np.ndarray:
+        """The currents ``ops`` scatter for a window, with those that earlier windows' delays ``held`` for it.
+
+        Returns a ``(steps + reach, N)`` buffer (from :func:`_zeroed` unless
+        ``buffer`` is given): the window's rows, then the currents that
+        synaptic delays carry into later windows (:meth:`hold` keeps them).
+        """
+        reach = max(op.reach for op in ops)
+        buf = _zeroed((steps + reach, prod(self.shape)), self.dtype) if buffer is None else buffer
+        if held is not None:
+            buf[:reach] += held
+        limit = sample.steps - sample.window_start
+        for op, x in zip(ops, xs):
+            self._count(sample, op.name, op.scatter(buf, x, steps, limit))
+        return buf
+
+    def hold(self, sample: Sample, buf: np.ndarray, steps: int) -> None:
+        """Keep the rows of ``buf`` past the window for the next window, and zero them (see :func:`_zeroed`)."""
+        if buf.shape[0] > steps:
+            sample.pending[(self.name, "currents")] = buf[steps:].copy()
+            buf[steps:] = 0
 
     def run(self, sample: Sample, *xs: Window) -> StageRun:
         """The output window for the input windows ``xs`` (a generator: see :data:`StageRun`)."""
@@ -314,9 +348,10 @@ class NeuronStage(Stage):
 
     def run(self, sample: Sample, *xs: Window) -> StageRun:
         steps = xs[0][0].shape[0] - 1
-        cur = _zeroed((steps, prod(self.shape)), self.dtype)
-        for op, x in zip(self.ops, xs):
-            self._count(sample, op.name, op.scatter(cur, x))
+        held = sample.pending.get((self.name, "currents"))
+        buf = self.currents(sample, self.ops, xs, steps, held=held)
+        self.hold(sample, buf, steps)
+        cur = buf[:steps]
         t0 = sample.window_start
         if self.name in sample.currents:  # the raw I, before the norm and before lif_window turns it into U
             self._record(sample.currents, t0, cur)
@@ -330,7 +365,7 @@ class NeuronStage(Stage):
         indptr, index, value, overflow = self.integrate(
             state, cur, sample.totals[self.name], sample.traces[self.name], not keep, synaptic)
         if overflow:  # the buffer stays out of the pool, dirty (see _zeroed)
-            step = t0 + self._first_overflow(sample, xs, before)
+            step = t0 + self._first_overflow(sample, xs, before, held)
             raise _overflow(self.owner, "a potential", step, sample, self.dtype)
         if self.name in sample.potentials:
             self._record(sample.potentials, t0, cur)
@@ -367,7 +402,8 @@ class NeuronStage(Stage):
         np.multiply(per_position, k, out=per_position)
         np.add(per_position, c, out=per_position)
 
-    def _first_overflow(self, sample: Sample, xs: tuple[Window, ...], state: NeuronState) -> int:
+    def _first_overflow(self, sample: Sample, xs: tuple[Window, ...], state: NeuronState,
+                        held: np.ndarray | None) -> int:
         """The first step of a window at which lif_window found a potential inf or NaN.
 
         The kernel tells only that the window overflowed; the window runs
@@ -376,9 +412,10 @@ class NeuronStage(Stage):
         current) that is not finite is the answer. Only a run about to fail
         pays for this.
         """
-        cur = np.zeros((xs[0][0].shape[0] - 1, prod(self.shape)), self.dtype)
-        for op, x in zip(self.ops, xs):
-            op.scatter(cur, x)
+        steps = xs[0][0].shape[0] - 1
+        reach = max(op.reach for op in self.ops)
+        cur = self.currents(sample, self.ops, xs, steps, np.zeros((steps + reach, prod(self.shape)), self.dtype),
+                            held)[:steps]
         if self.norm is not None:
             self._apply_norm(sample, cur)
         counts = np.zeros_like(state.potential)  # not the sample's: the run fails anyway
@@ -400,8 +437,10 @@ class PassStage(Stage):
         return [(self.op.name, self.op.counter)]
 
     def apply(self, sample: Sample, x: Window) -> Window:
-        cur = _zeroed((x[0].shape[0] - 1, prod(self.shape)), self.dtype)
-        self._count(sample, self.op.name, self.op.scatter(cur, x))
+        steps = x[0].shape[0] - 1
+        buf = self.currents(sample, [self.op], (x,), steps, held=sample.pending.get((self.name, "currents")))
+        self.hold(sample, buf, steps)
+        cur = buf[:steps]
         out = kernels.currents_to_events(cur, self.op.out3[0], sample.totals[self.name])
         _released(cur, cleared=False)
         _check_values(self.owner, sample, out, self.dtype)
@@ -491,9 +530,9 @@ class RecurrentStage(NeuronStage):
     def run(self, sample: Sample, *xs: Window) -> StageRun:
         yield from ()  # a recurrent layer has no norm, so no batch statistic to meet on
         steps = xs[0][0].shape[0] - 1
-        cur = _zeroed((steps, prod(self.shape)), self.dtype)
-        for op, x in zip(self.ops, xs):
-            self._count(sample, op.name, op.scatter(cur, x))
+        buf = self.currents(sample, self.ops, xs, steps, held=sample.pending.get((self.name, "currents")))
+        self.hold(sample, buf, steps)
+        cur = buf[:steps]
         t0 = sample.window_start
         keep = self.name in sample.potentials
         state = sample.state[self.name]

@@ -367,7 +367,8 @@ class Backprop:
                 (h, w), (ho, wo), layer.stride, layer.padding,
             )
         elif isinstance(layer, Linear):
-            kernels.linear_weight_grad(self._acc[f"{layer.name}.weight"], *self._frames.events(source), delta)
+            delay_t = None if layer.delay is None else np.ascontiguousarray(layer.delay.T)
+            kernels.linear_weight_grad(self._acc[f"{layer.name}.weight"], *self._frames.events(source), delta, delay_t)
 
     def _adjoint(self, layer: Synapse, delta: np.ndarray, shapes: tuple, key: str = "input grad") -> np.ndarray:
         """The gradient with respect to the synapse's input: its transpose applied to ``delta``."""
@@ -377,7 +378,7 @@ class Backprop:
             kernels.conv_transpose(out, delta, np.ascontiguousarray(layer.weight), (h, w), (ho, wo),
                                    layer.stride, layer.padding)
         elif isinstance(layer, Linear):
-            kernels.linear_transpose(out, delta, layer.weight)
+            kernels.linear_transpose(out, delta, layer.weight, layer.delay)
         else:
             if isinstance(layer, (AvgPool, SumPool)):
                 weight, kernel = self.dtype.type(layer.window_weight), layer.kernel_size

@@ -23,7 +23,7 @@ import numpy as np
 from eventsim.errors import LayerError, OptionError
 from eventsim.learning.configs import from_config
 from eventsim.events import Events
-from eventsim.layers import LIF, Delay, Readout, Recurrent
+from eventsim.layers import LIF, Delay, Linear, Readout, Recurrent
 from eventsim.network import Network, RunResult
 from eventsim.kernels import reverse_recursion
 from eventsim.layout import to_channel_last
@@ -153,6 +153,8 @@ def refuse_state(network: Network, rule: str) -> None:
         if isinstance(layer, (Recurrent, Delay)):
             what = "recurrent connections" if isinstance(layer, Recurrent) else "delays"
             raise LayerError(layer, f"rule {rule!r} does not cover {what}; use rule 'bptt'")
+        if isinstance(layer, Linear) and layer.delay is not None:
+            raise LayerError(layer, f"rule {rule!r} does not cover synaptic delays; use rule 'bptt'")
         if isinstance(layer, LIF) and layer.extended:
             raise LayerError(layer, f"rule {rule!r} does not cover {', '.join(layer.extended)}; use rule 'bptt'")
 
