@@ -268,3 +268,20 @@ def test_synops_count_each_event_once_per_synapse(case):
     fed = result.spikes[last_hidden].to_dense()
     out = net.layers[-2]
     assert result.synops[out.name].tolist() == [linear_synops(fed[b], out.out_features) for b in range(events.batch)]
+
+
+@given(dtype=DTYPES, seed=st.integers(0, 2**32 - 1), d=st.integers(0, 4), steps=st.integers(1, 10),
+       window=st.integers(1, 4))
+def test_one_synaptic_delay_for_the_layer_equals_a_delay_before_it(dtype, seed, d, steps, window):
+    rng = np.random.default_rng(seed)
+    w = dyadic(rng, (3, 2), dtype, scale=4)
+
+    def net(synaptic: bool):
+        layers = [es.Linear(2, 3, weight=w.copy(), delay=d if synaptic else None), es.LIF(0.5, leak=0.75)]
+        return es.Network(layers if synaptic else [es.Delay(d)] + layers, (2,), dtype=dtype)
+
+    events = random_events(rng, 2, steps, (2,), 0.5, dtype, values=(1.0,))
+    got = net(True).run(events, record=("potentials", "spikes"), window=window)
+    ref = net(False).run(events, record=("potentials", "spikes"))
+    np.testing.assert_array_equal(got.potentials["lif1"], ref.potentials["lif1"])
+    assert got.synops["fc1"].tolist() == ref.synops["fc1"].tolist()  # what lands past T is not counted either way
