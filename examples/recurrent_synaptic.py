@@ -409,12 +409,12 @@ ax_stream.grid(alpha=0.3)
 # the first 3 steps and then equal those of lesson 3, U_delayed[t] =
 # U[t - 3] (the last 3 steps of the input never arrive).
 #
-# Delays also tell two framework conventions apart. eventsim's synaptic
-# current sees the input of the same step (lesson 1). Norse's `LIF`
-# updates the potential with the current of the step before and only then
-# lets the current take the input, `v = lam v + g i; i = alpha i + h I` in
-# product form.
-# That is eventsim's CubaLIF with a Delay of one step in front.
+# Delays also tell two conventions apart. eventsim's synaptic current sees
+# the input of the same step (lesson 1), as NIR's Euler step, snnTorch's
+# `Synaptic` and Norse 1.1's `LIF` do. A simulator that updates the
+# potential with the current of the step before and only then lets the
+# current take the input, `v = lam v + g i; i = alpha i + h I` in product
+# form, computes eventsim's CubaLIF with a Delay of one step in front.
 
 # %%
 def shifted(dense: np.ndarray, delays: np.ndarray) -> np.ndarray:
@@ -448,16 +448,17 @@ u_late = late_net.run(stream, record=("potentials",)).potentials[late_block.neur
 assert np.all(u_late[:D] == 0) and np.array_equal(u_late[D:], u_rec[:T - D])
 print(f"lesson 4: a Delay of {D} before the network: U_delayed[t] = U[t - {D}] bit for bit")
 
-norse_like = es.LIF(np.inf, leak=LAM, synapse_leak=ALPHA)
-norse_net = es.Network([es.Delay(1), norse_like], input_shape=(1,), dtype=F64)
-u_norse = norse_net.run(es.Events.from_dense(burst[None]), record=("potentials",)).potentials[norse_like.name][0, :, 0]
+current_late = es.LIF(np.inf, leak=LAM, synapse_leak=ALPHA)
+late_current_net = es.Network([es.Delay(1), current_late], input_shape=(1,), dtype=F64)
+u_late_current = late_current_net.run(es.Events.from_dense(burst[None]),
+                                      record=("potentials",)).potentials[current_late.name][0, :, 0]
 v, i_syn, by_hand = 0.0, 0.0, []
 for current in burst[:, 0]:
     v = LAM * v + i_syn  # the potential takes the current of the step before (g = 1) ...
     i_syn = ALPHA * i_syn + current  # ... then the current takes this step's input (h = 1)
     by_hand.append(v)
-assert np.array_equal(u_norse, np.array(by_hand))
-print("lesson 4: Norse's order (potential first, then current) = CubaLIF after a Delay of 1, bit for bit")
+assert np.array_equal(u_late_current, np.array(by_hand))
+print("lesson 4: potential first, then current = CubaLIF after a Delay of 1, bit for bit")
 
 # The raster: the 12 busiest pixels of each polarity, input and delayed.
 busiest = np.concatenate([np.argsort(-x[:, :SENSOR_SIZE // 2].sum(0), kind="stable")[:12],
