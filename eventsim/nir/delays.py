@@ -45,15 +45,16 @@ def delay_steps(name: str, seconds: np.ndarray, dt: float, form: str | None) -> 
 
     if np.any(seconds < 0):
         at = tuple(int(i) for i in np.argwhere(seconds < 0)[0])
-        raise error(f"field 'delay' is negative at index {at} ({seconds[at]}); a delay cannot reach back in time")
+        raise error(f"field 'delay' is negative at index {at} ({float(seconds[at])!r}); a delay cannot reach back "
+                    "in time")
     with np.errstate(over="ignore"):  # a huge delay is refused by the layer, naming its bound
         steps = seconds / dt
     whole = np.round(steps)
     off = np.abs(steps - whole) > TOLERANCE * np.maximum(whole, 1.0)
     if off.any():
         at = tuple(int(i) for i in np.argwhere(off)[0])
-        raise error(f"delay {seconds[at]!r} at index {at} is {steps[at]!r} steps of dt={dt}, not a whole number "
-                    f"(within {TOLERANCE} relative); eventsim delays by whole steps")
+        raise error(f"delay {float(seconds[at])!r} at index {at} is {float(steps[at])!r} steps of dt={dt}, not a "
+                    f"whole number (within {TOLERANCE} relative); eventsim delays by whole steps")
     if form is not None and form not in FORMS:
         raise error(f"metadata 'eventsim': delay_form must be one of {', '.join(FORMS)}, got {form!r}")
     per_channel = whole.reshape(whole.shape[0], -1)

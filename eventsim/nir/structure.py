@@ -126,7 +126,7 @@ class Structure:
                 if waiting[nxt] == 0:
                     ready.append(nxt)
         if len(order) < len(self.nodes):
-            stuck = sorted(name for name, n in waiting.items() if n > 0)
+            stuck = self._on_cycles({name for name, n in waiting.items() if n > 0})
             raise NIRError(f"the graph has a cycle through {stuck}; eventsim runs feed-forward graphs and "
                            "recurrent loops neuron -> w_rec -> neuron (one Linear, Affine or Conv2d node whose "
                            "only input and only output is one neuron node)", node=stuck[0])
@@ -142,6 +142,21 @@ class Structure:
         for name in order:
             if name not in leads:
                 raise NIRError("is dangling: no path leads from it to the Output node", node=name, kind=self.kind(name))
+
+    def _on_cycles(self, stuck: set[str]) -> list[str]:
+        """The nodes of ``stuck`` (those a topological sort could not order) that lie on or between cycles:
+        ``stuck`` less the nodes that only lead away from them (e.g. the Output node after a cycle)."""
+        onward = {name: sum(nxt in stuck for nxt in self.succs[name]) for name in stuck}
+        ends = [name for name, n in onward.items() if n == 0]
+        while ends:
+            name = ends.pop()
+            stuck.discard(name)
+            for before in self.preds[name]:
+                if before in stuck:
+                    onward[before] -= 1
+                    if onward[before] == 0:
+                        ends.append(before)
+        return sorted(stuck)
 
     @staticmethod
     def _reach(start: str, step: dict[str, list[str]]) -> set[str]:
