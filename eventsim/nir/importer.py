@@ -2,12 +2,16 @@
 
 Each node becomes the eventsim layer that computes the same values under
 NIR's semantics and forward Euler of step ``dt`` (:mod:`eventsim.nir.euler`),
-named after the node. The options eventsim writes into a node's metadata
-(:mod:`eventsim.nir.options`) are honoured, so that a network eventsim wrote
-comes back the same; without them a node means what NIR says it means (hard
-reset to ``v_reset``, firing on ``v > v_threshold``, the reset at once).
-Whatever eventsim cannot compute exactly raises
-:class:`~eventsim.errors.NIRError` naming the node.
+named after the node (:mod:`eventsim.nir.neurons` reads the neuron nodes,
+:mod:`eventsim.nir.delays` the Delay nodes). A recurrent loop ``neuron ->
+w_rec -> neuron`` becomes a :class:`~eventsim.layers.Recurrent` block
+(:mod:`eventsim.nir.structure`), a nested subgraph its inner nodes
+(:mod:`eventsim.nir.subgraphs`). The options eventsim writes into a node's
+metadata (:mod:`eventsim.nir.options`) are honoured, so that a network
+eventsim wrote comes back the same; without them a node means what NIR says
+it means (hard reset to ``v_reset``, firing on ``v > v_threshold``, the
+reset at once, starting at rest). Whatever eventsim cannot compute exactly
+raises :class:`~eventsim.errors.NIRError` naming the node.
 """
 
 from __future__ import annotations
@@ -77,8 +81,10 @@ def from_nir(graph_or_path: Any, *, dt: float = 1.0, dtype: object = np.float32)
     graph_or_path : nir.NIRGraph, str or path-like
     dt : float
         Step length: LIF and LI nodes get lam = 1 - dt/tau and input gain
-        g = dt r / tau, IF and I nodes lam = 1 and g = dt r (forward Euler,
-        docs/nir.md). snnTorch's ``export_to_nir`` writes its graphs for
+        g = dt r / tau, IF and I nodes lam = 1 and g = dt r; CubaLIF and
+        CubaLI nodes also the synaptic leak 1 - dt/tau_syn and gain
+        dt w_in / tau_syn (forward Euler, docs/nir.md); a Delay node
+        delay / dt steps. snnTorch's ``export_to_nir`` writes its graphs for
         ``dt = 1e-4``.
     dtype : float32 (default) or float64
         The network's dtype; weights are converted to it.
