@@ -120,7 +120,8 @@ def test_nir_eventsim_nir_round_trip_is_exact_for_the_new_nodes(network, dt):
 def test_new_nodes_are_written_as_nir_nodes():
     net = es.Network([
         es.Linear(2, 3, weight=np.ones((3, 2), np.float32)),
-        es.Recurrent(es.LIF(1.0, leak=0.75, synapse_leak=0.5, v_rest=0.25), es.Linear(3, 3, weight=np.eye(3, dtype=np.float32))),
+        es.Recurrent(es.LIF(1.0, leak=0.75, synapse_leak=0.5, v_rest=0.25),
+                     es.Linear(3, 3, weight=np.eye(3, dtype=np.float32))),
         es.Delay(np.array([1, 2, 3])),
         es.Linear(3, 2, weight=np.ones((2, 3), np.float32)),
         es.Readout(leak=0.5, synapse_leak=0.25),
