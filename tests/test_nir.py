@@ -126,28 +126,27 @@ def test_euler_mapping_of_a_foreign_lif():
     np.testing.assert_array_equal(lif.threshold, [1.0, 0.5, 1.0])
 
 
-def test_v_leak_folds_into_the_bias_before():
-    """tau dv/dt = v_leak - v + r I: the constant drive dt/tau v_leak = g (v_leak / r) becomes bias v_leak / r."""
+def test_v_leak_is_the_rest_potential():
+    """tau dv/dt = (v_leak - v) + r I: one Euler step is v_leak + lam (v - v_leak) + g I, the rest potential
+    v_rest = v_leak exactly; the synapse before keeps its bias."""
     w = np.eye(2, dtype=np.float32)
     graph = nir.NIRGraph.from_list(
         nir.Input(input_type=np.array([2])), nir.Affine(weight=w, bias=np.array([0.5, 0.0], np.float32)),
-        nir.LIF(tau=np.full(2, 2.0), r=np.full(2, 4.0), v_leak=np.array([1.0, 2.0]), v_threshold=np.ones(2)),
+        nir.LIF(tau=np.full(2, 2.0), r=np.full(2, 4.0), v_leak=np.full(2, 0.1), v_threshold=np.ones(2)),
         nir.Output(output_type=np.array([2])),
     )
     net = from_nir(graph)
-    np.testing.assert_array_equal(net.layers[0].bias, [0.5 + 1.0 / 4.0, 2.0 / 4.0])
-    # Euler by hand with no input: v[1] = (1 - 1/2) * 0 + 1/2 * (1 + 4 * 0.5) = 1.5 for neuron 0
-    result = net.run(es.Events.empty(batch=1, steps=1, shape=(2,)), record=("potentials",))
-    np.testing.assert_allclose(result.potentials["lif"][0, 0], [1.5, 1.0])
+    np.testing.assert_array_equal(net.layers[0].bias, [0.5, 0.0])
+    assert (net.layers[1].v_rest, net.layers[1].v_init) == (0.1, 0.1)
 
 
-def test_v_leak_without_a_synapse_before_is_refused():
+def test_v_leak_that_differs_between_neurons_is_refused():
     graph = nir.NIRGraph.from_list(
         nir.Input(input_type=np.array([2])),
-        nir.LIF(tau=np.full(2, 2.0), r=np.ones(2), v_leak=np.ones(2), v_threshold=np.ones(2)),
+        nir.LIF(tau=np.full(2, 2.0), r=np.ones(2), v_leak=np.array([1.0, 2.0]), v_threshold=np.ones(2)),
         nir.Output(output_type=np.array([2])),
     )
-    with pytest.raises(NIRError, match=r"NIR node 'lif' \(LIF\): v_leak"):
+    with pytest.raises(NIRError, match=r"NIR node 'lif' \(LIF\): field 'v_leak' differs between neurons"):
         from_nir(graph)
 
 
@@ -156,9 +155,10 @@ def _chain(*nodes):
 
 
 @pytest.mark.parametrize("node, problem", [
-    (nir.CubaLIF(tau_syn=np.ones(2) * 2, tau_mem=np.ones(2) * 2, r=np.ones(2), v_leak=np.zeros(2),
-                 v_threshold=np.ones(2)), "synaptic current"),
-    (nir.Delay(delay=np.ones(2)), "delays"),
+    (nir.CubaLIF(tau_syn=np.array([2.0, 4.0]), tau_mem=np.ones(2) * 2, r=np.ones(2), v_leak=np.zeros(2),
+                 v_threshold=np.ones(2)), "'tau_syn' differs between neurons"),
+    (nir.Delay(delay=np.array([1.0, 1.5])), "not a whole number"),
+    (nir.Threshold(threshold=np.ones(2)), "stateless threshold"),
     (nir.LIF(tau=np.array([2.0, 3.0]), r=np.ones(2), v_leak=np.zeros(2), v_threshold=np.ones(2)),
      "'tau' differs between neurons"),
     (nir.LIF(tau=np.full(2, 0.5), r=np.ones(2), v_leak=np.zeros(2), v_threshold=np.ones(2)), "is dt right"),

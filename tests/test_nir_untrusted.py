@@ -144,11 +144,12 @@ def test_an_input_gain_that_underflows_to_zero_is_refused():
         from_nir(_lif_graph(r=np.full(2, 1e-49)), dtype=np.float32)
 
 
-def test_v_leak_whose_bias_overflows_is_refused():
-    """v_leak becomes the bias v_leak / r of the Linear before; 1e38 / 1e-10 is beyond float32."""
-    with pytest.raises(NIRError, match=r"NIR node 'lif' \(LIF\): field 'v_leak' holds .*e\+47 .*beyond the range of "
+def test_v_leak_beyond_the_dtype_is_refused():
+    """v_leak is the rest potential: 1e39 is finite in float64 and beyond float32."""
+    assert from_nir(_lif_graph(v_leak=np.full(2, 1e39)), dtype=np.float64).layers[1].v_rest == 1e39
+    with pytest.raises(NIRError, match=r"NIR node 'lif' \(LIF\): field 'v_leak' holds 1e\+39 .*beyond the range of "
                                        r"float32"):
-        from_nir(_lif_graph(r=np.full(2, 1e-10), v_leak=np.full(2, 1e38)))
+        from_nir(_lif_graph(v_leak=np.full(2, 1e39)))
 
 
 @pytest.mark.parametrize("node, problem", [

@@ -10,7 +10,9 @@ itself, by the table :data:`NODE_FIELDS` of what every node type holds, and
 checks every value (:mod:`eventsim.nir.fields`) before the ``nir`` package's
 node constructors see it, because those fail with raw AttributeError,
 OverflowError or AssertionError on malformed values, or accept values
-(complex, NaN) that would become wrong numbers.
+(complex, NaN) that would become wrong numbers. A node may itself be a graph
+(a group of type "NIRGraph", as NIR writes a subgraph), read the same way
+to at most :data:`eventsim.nir.subgraphs.MAX_DEPTH` levels.
 """
 
 from __future__ import annotations
@@ -181,21 +183,38 @@ class _Reader:
         kind = self.text(top, "type", Field("graph", "NIRGraph", "type"))
         if kind != "NIRGraph":
             raise NIRError(f"the top node is {kind!r}, not a NIRGraph")
-        for key in ("nodes", "edges"):
-            if key not in top:
-                raise NIRError(f"the graph has no {key!r}")
-        if not self.is_group(top["nodes"]):
-            raise NIRError("'nodes' is not a group of nodes")
-        nodes = {name: self.node(name, group) for name, group in top["nodes"].items()}
-        return self.nir.NIRGraph(nodes=nodes, edges=self.edges(top), metadata=self.metadata(top, "graph", "NIRGraph"),
-                                 type_check=False)
+        return self.subgraph(top, None, 0)
 
-    def node(self, name: str, group: Any) -> Any:
+    def subgraph(self, group: Any, name: str | None, depth: int) -> Any:
+        """The graph in ``group``: the file's top graph (``name`` None) or the subgraph node ``name``."""
+        from eventsim.nir.subgraphs import MAX_DEPTH
+
+        def error(problem: str) -> NIRError:
+            return NIRError(problem, node=name, kind="NIRGraph" if name else None)
+
+        if depth >= MAX_DEPTH:
+            raise error(f"subgraphs nest deeper than {MAX_DEPTH} levels")
+        for key in ("nodes", "edges"):
+            if key not in group:
+                raise error(f"the graph has no {key!r}")
+        if not self.is_group(group["nodes"]):
+            raise error("'nodes' is not a group of nodes")
+        prefix = f"{name}." if name else ""
+        nodes = {inner: self.node(inner, node, prefix, depth) for inner, node in group["nodes"].items()}
+        where = Field(name or "graph", "NIRGraph", "edges")
+        return self.nir.NIRGraph(nodes=nodes, edges=self.edges(group, where),
+                                 metadata=self.metadata(group, name or "graph", "NIRGraph"), type_check=False)
+
+    def node(self, inner: str, group: Any, prefix: str, depth: int) -> Any:
+        """The node ``inner`` of a graph whose nodes' full names start with ``prefix``."""
+        name = prefix + inner
         if not self.is_group(group):
             raise NIRError("is not a group of fields", node=name)
         if "type" not in group:
             raise NIRError("has no 'type' field", node=name)
         kind = self.text(group, "type", Field(name, None, "type"))
+        if kind == "NIRGraph":
+            return self.subgraph(group, name, depth + 1)
         table = NODE_FIELDS.get(kind)
         if table is None:
             from eventsim.nir.importer import UNSUPPORTED
@@ -220,8 +239,7 @@ class _Reader:
         except (AssertionError, ValueError, TypeError) as exc:  # the nir package's own checks
             raise self.unreadable(name, kind, f"{type(exc).__name__}: {exc}") from None
 
-    def edges(self, top: Any) -> list[tuple[str, str]]:
-        where = Field("graph", "NIRGraph", "edges")
+    def edges(self, top: Any, where: Field) -> list[tuple[str, str]]:
         raw = np.asarray(self.value(top, "edges", where, kinds="S"))
         if raw.size == 0:
             return []

@@ -2,12 +2,16 @@
 
 Each node becomes the eventsim layer that computes the same values under
 NIR's semantics and forward Euler of step ``dt`` (:mod:`eventsim.nir.euler`),
-named after the node. The options eventsim writes into a node's metadata
-(:mod:`eventsim.nir.options`) are honoured, so that a network eventsim wrote
-comes back the same; without them a node means what NIR says it means (hard
-reset to ``v_reset``, firing on ``v > v_threshold``, the reset at once).
-Whatever eventsim cannot compute exactly raises
-:class:`~eventsim.errors.NIRError` naming the node.
+named after the node (:mod:`eventsim.nir.neurons` reads the neuron nodes,
+:mod:`eventsim.nir.delays` the Delay nodes). A recurrent loop ``neuron ->
+w_rec -> neuron`` becomes a :class:`~eventsim.layers.Recurrent` block
+(:mod:`eventsim.nir.structure`), a nested subgraph its inner nodes
+(:mod:`eventsim.nir.subgraphs`). The options eventsim writes into a node's
+metadata (:mod:`eventsim.nir.options`) are honoured, so that a network
+eventsim wrote comes back the same; without them a node means what NIR says
+it means (hard reset to ``v_reset``, firing on ``v > v_threshold``, the
+reset at once, starting at rest). Whatever eventsim cannot compute exactly
+raises :class:`~eventsim.errors.NIRError` naming the node.
 """
 
 from __future__ import annotations
@@ -25,12 +29,14 @@ from eventsim.layers import (
     LIF,
     AvgPool,
     Conv2d,
+    Delay,
     Dropout,
     Flatten,
     Identity,
     Layer,
     Linear,
     Readout,
+    Recurrent,
     Residual,
     SpikingAvgPool,
     SumPool,
@@ -38,27 +44,18 @@ from eventsim.layers import (
 from eventsim.limits import check_size
 from eventsim.network import Network
 from eventsim.nir import fields
-from eventsim.nir.euler import step_parameters
+from eventsim.nir.delays import delay_steps
 from eventsim.nir.extra import require_nir
 from eventsim.nir.fields import Field
+from eventsim.nir.neurons import LAYERS, NeuronOptions, NeuronReader
 from eventsim.nir.options import decode
 from eventsim.nir.structure import Fork, Structure
-
-#: Relative disagreement allowed between the leak / input gain stored in
-#: eventsim's metadata and the ones ``tau``, ``r`` and ``dt`` give: enough for
-#: the last bits export could not reproduce, far too little for a wrong dt.
-METADATA_TOLERANCE = 1e-9
+from eventsim.nir.subgraphs import flatten
 
 #: NIR node types with no eventsim counterpart, and why.
 UNSUPPORTED = {
-    "CubaLIF": "its synaptic current is a second state variable (tau_syn); eventsim's neurons integrate their "
-               "input current directly (docs/nir.md, 'CubaLIF')",
-    "CubaLI": "its synaptic current is a second state variable (tau_syn); eventsim's neurons integrate their "
-              "input current directly (docs/nir.md, 'CubaLIF')",
-    "Delay": "eventsim has no synaptic delays",
     "Threshold": "eventsim has no stateless threshold layer",
     "Conv1d": "eventsim convolves 2-D maps only",
-    "NIRGraph": "nested graphs are not supported; flatten the graph first",
 }
 
 
@@ -84,8 +81,10 @@ def from_nir(graph_or_path: Any, *, dt: float = 1.0, dtype: object = np.float32)
     graph_or_path : nir.NIRGraph, str or path-like
     dt : float
         Step length: LIF and LI nodes get lam = 1 - dt/tau and input gain
-        g = dt r / tau, IF and I nodes lam = 1 and g = dt r (forward Euler,
-        docs/nir.md). snnTorch's ``export_to_nir`` writes its graphs for
+        g = dt r / tau, IF and I nodes lam = 1 and g = dt r; CubaLIF and
+        CubaLI nodes also the synaptic leak 1 - dt/tau_syn and gain
+        dt w_in / tau_syn (forward Euler, docs/nir.md); a Delay node
+        delay / dt steps. snnTorch's ``export_to_nir`` writes its graphs for
         ``dt = 1e-4``.
     dtype : float32 (default) or float64
         The network's dtype; weights are converted to it.
@@ -119,7 +118,7 @@ def import_graph(graph_or_path: Any, *, dt: float = 1.0, dtype: object = np.floa
 
 
 def _import(nir: Any, graph: Any, dt: float, dtype: np.dtype) -> Imported:
-    structure = Structure(nir, graph)
+    structure = Structure(nir, flatten(nir, graph))
     reader = _Reader(structure, dt, dtype)
     input_shape = reader.input_shape()
     layers, _ = reader.layers(structure.sequence(), input_shape)
@@ -215,12 +214,15 @@ class _Reader:
                 layer, out = self.residual(items[i], items[i + 1], shape)
                 i += 2
             else:
-                layer = self.node(items[i], shape, layers)
+                name = items[i]
+                layer = self.node(name, shape, layers)
                 i += 1
                 if isinstance(layer, SpikingAvgPool):  # it takes in the AvgPool2d node before it
                     layers.pop()
                     shape = in_shapes.pop()
                 out = self.shape_after(layer, shape)
+                if name in self.structure.loops:
+                    layer = self.recurrent(name, layer, out)
             layers.append(layer)
             in_shapes.append(shape)
             shape = out
@@ -234,7 +236,39 @@ class _Reader:
         self._declared(layer.name, "output", out)
         return out
 
+    def recurrent(self, name: str, neuron: Layer, shape: tuple[int, ...]) -> Recurrent:
+        """The recurrent block of neuron node ``name`` (output ``shape``) and its loop's connection node.
+
+        NIR sums the connection's output into the neuron's input; eventsim's
+        block adds it one step later (docs/semantics.md, "Recurrent
+        connections"), the discrete form of the loop. The block is named by
+        eventsim's metadata, else by the prefix the two node names share
+        (snnTorch's ``lif1.lif`` and ``lif1.w_rec`` make ``lif1``).
+        """
+        loop = self.structure.loops[name]
+        connection = self.node(loop, shape, [])
+        back = self.shape_after(connection, shape)
+        if back != tuple(shape):
+            raise self.error(loop, f"carries the spikes of {name!r} (shape {tuple(shape)}) back as shape {back}; a "
+                             "recurrent connection must give the neurons' shape back")
+        try:
+            block = Recurrent(neuron, connection)
+        except LayerError as exc:
+            raise self.error(name, f"closes a recurrent loop through {loop!r}: {exc.problem}") from None
+        block.name = decode(name, self.structure.nodes[name]).get("block", self.block_name(name, loop))
+        return block
+
+    def block_name(self, neuron: str, connection: str) -> str | None:
+        """The dotted prefix both node names share, unless a node has that name; None lets the network name it."""
+        prefix = neuron.rpartition(".")[0]
+        if prefix and prefix == connection.rpartition(".")[0] and prefix not in self.structure.nodes:
+            return prefix
+        return None
+
     def residual(self, fork: Fork, merge: str, shape: tuple[int, ...]) -> tuple[Residual, tuple[int, ...]]:
+        if merge in self.structure.loops:
+            raise self.error(merge, f"closes a residual block and a recurrent loop (through "
+                             f"{self.structure.loops[merge]!r}); eventsim's recurrent block has one input")
         options = decode(merge, self.structure.nodes[merge])
         first, second = fork.branches
         if "skip" in options:
@@ -278,8 +312,8 @@ class _Reader:
         options = decode(name, node)
         read = {
             "Conv2d": self.conv, "Linear": self.linear, "Affine": self.linear, "SumPool2d": self.pool,
-            "AvgPool2d": self.pool, "Flatten": self.flatten, "Scale": self.scale,
-            "LIF": self.neuron, "IF": self.neuron, "LI": self.neuron, "I": self.neuron,
+            "AvgPool2d": self.pool, "Flatten": self.flatten, "Scale": self.scale, "Delay": self.delay,
+            **{neuron: self.neuron for neuron in LAYERS},
         }.get(kind)
         if read is None:
             raise self.error(name, f"node type {kind} has no eventsim layer")
@@ -364,43 +398,19 @@ class _Reader:
         return Dropout(float(options.get("p", 0.0)))
 
     def neuron(self, name, node, shape, options, before) -> Layer:
-        kind = type(node).__name__
-        full = {f: self.per_neuron(name, node, f, shape) for f in ("tau", "r", "v_leak", "v_threshold", "v_reset")
-                if hasattr(node, f) and getattr(node, f) is not None}
-        tau = self.uniform(name, "tau", full["tau"]) if "tau" in full else None
-        r = self.uniform(name, "r", full["r"])
-        leak, gain = self.step(name, tau, r, options)
-        drive = self.drive(name, full.get("v_leak"), r, shape)
-        if drive is not None:
-            self.fold(name, drive, before)
-        layer_kind = options.get("layer") or {"LIF": "LIF", "IF": "IF", "LI": "Readout", "I": "Readout"}[kind]
-        # NIR does not fix the floating-point operations of a step: eventsim's
-        # default form, unless eventsim's metadata names another.
-        arithmetic = options.get("arithmetic", "product")
-        if kind in ("LI", "I"):
-            if layer_kind != "Readout":
-                raise self.error(name, f"a {kind} node never fires; its metadata names the layer {layer_kind!r}")
-            return Readout(leak=leak, input_gain=gain, arithmetic=arithmetic)
-        theta = self.thresholds(name, full["v_threshold"], shape, options.get("per_channel"))
-        v_reset = self.uniform(name, "v_reset", full["v_reset"]) if "v_reset" in full else 0.0
-        self.fits(name, "v_reset", v_reset)  # the potential after a reset, in the dtype that computes
-        flags = {"reset": options.get("reset", "hard"), "strict": bool(options.get("strict", True)),
-                 "reset_delayed": bool(options.get("reset_delayed", False))}
-        if flags["reset"] == "soft":
-            if v_reset != 0.0:
-                raise self.error(name, f"soft reset (eventsim metadata) with v_reset {v_reset}; soft reset subtracts theta")
-            v_reset = 0.0
-        if layer_kind == "SpikingAvgPool":
-            return self.spiking_pool(name, theta, leak, gain, v_reset, flags, options, before)
-        if layer_kind == "IF":
-            if leak != 1.0:
-                raise self.error(name, f"metadata names an IF layer but the leak is {leak}")
-            return IF(theta, v_reset=v_reset, input_gain=gain, **flags)
-        if layer_kind != "LIF":
-            raise self.error(name, f"metadata names the layer {layer_kind!r}, which a {kind} node cannot be")
-        return LIF(theta, leak=leak, v_reset=v_reset, input_gain=gain, arithmetic=arithmetic, **flags)
+        read = NeuronReader(name, node, shape, options, self.dt, self.dtype).options()
+        if read.layer == "Readout":
+            return Readout(leak=read.leak, input_gain=read.input_gain, arithmetic=read.arithmetic, **read.state)
+        if read.layer == "SpikingAvgPool":
+            return self.spiking_pool(name, read, options, before)
+        if read.layer == "IF":
+            if "v_rest" in read.state:
+                raise self.error(name, "metadata names an IF layer, which has no rest potential, but gives one")
+            return IF(read.threshold, v_reset=read.v_reset, input_gain=read.input_gain, **read.flags, **read.state)
+        return LIF(read.threshold, leak=read.leak, v_reset=read.v_reset, input_gain=read.input_gain,
+                   arithmetic=read.arithmetic, **read.flags, **read.state)
 
-    def spiking_pool(self, name, theta, leak, gain, v_reset, flags, options, before) -> SpikingAvgPool:
+    def spiking_pool(self, name: str, read: NeuronOptions, options: dict, before: list[Layer]) -> SpikingAvgPool:
         pool = before[-1] if before else None
         source = self.structure.preds[name][0]
         if not isinstance(pool, AvgPool) or pool.name != source:
@@ -409,82 +419,18 @@ class _Reader:
             raise self.error(name, "metadata names a SpikingAvgPool but gives no threshold_ratio")
         layer = SpikingAvgPool(pool.kernel_size, stride=pool.stride, threshold_ratio=options["threshold_ratio"])
         expected = layer.neuron
-        if (leak, gain, v_reset) != (1.0, 1.0, 0.0) or flags != {"reset": "hard", "strict": True, "reset_delayed": False} \
-                or not np.all(theta == expected.threshold):
+        if (read.leak, read.input_gain, read.v_reset) != (1.0, 1.0, 0.0) or read.state \
+                or read.flags != {"reset": "hard", "strict": True, "reset_delayed": False} \
+                or not np.all(read.threshold == expected.threshold):
             raise self.error(name, "metadata names a SpikingAvgPool, but the neuron is not its IF neuron "
                              f"(threshold {expected.threshold}, strict, hard reset to 0)")
         return layer
 
-    # ------------------------------------------------------------ parameters
-    def per_neuron(self, name: str, node: Any, field: str, shape: tuple[int, ...]) -> np.ndarray:
-        arr = _array(name, node, field)
+    def delay(self, name, node, shape, options, before) -> Delay:
+        seconds = _array(name, node, "delay")
         try:
-            return np.broadcast_to(arr, shape)
+            seconds = np.broadcast_to(seconds, shape)
         except ValueError:
-            raise self.error(name, f"field {field!r} has shape {arr.shape}, which does not fit the node's input "
+            raise self.error(name, f"field 'delay' has shape {seconds.shape}, which does not fit the node's input "
                              f"shape {shape}") from None
-
-    def uniform(self, name: str, field: str, values: np.ndarray) -> float:
-        first = values.reshape(-1)[0]
-        if np.any(values != first):
-            raise self.error(name, f"field {field!r} differs between neurons (from {values.min()} to {values.max()}); "
-                             "eventsim has one value per layer")
-        return float(first)
-
-    def step(self, name: str, tau: float | None, r: float, options: dict) -> tuple[float, float]:
-        """lam and g of the node, checked against eventsim's metadata where it has some."""
-        if tau is not None and tau <= 0:
-            raise self.error(name, f"tau must be positive, got {tau}")
-        leak, gain = step_parameters(tau, r, self.dt)
-        for what, value in (("leak", leak), ("input_gain", gain)):
-            stored = options.get(what)
-            if stored is None:
-                continue
-            if abs(float(stored) - value) > METADATA_TOLERANCE * max(1.0, abs(value)):
-                raise self.error(name, f"tau and r give {what} {value!r} with dt={self.dt}, but eventsim's metadata "
-                                 f"says {stored!r}: was the graph written with another dt?")
-        leak, gain = float(options.get("leak", leak)), float(options.get("input_gain", gain))
-        if not 0.0 <= leak <= 1.0:
-            raise self.error(name, f"tau={tau} with dt={self.dt} gives the leak 1 - dt/tau = {leak}, outside [0, 1]: "
-                             "is dt right? (snnTorch's export_to_nir writes its graphs for dt=1e-4)")
-        with np.errstate(over="ignore"):  # named below
-            computed = self.dtype.type(gain)  # the gain the network multiplies by
-        if not (np.isfinite(gain) and gain > 0 and computed > 0):
-            raise self.error(name, f"r={r} with dt={self.dt} gives the input gain {gain}; it must be positive "
-                             f"(and not below {self.dtype}'s smallest number)")
-        if not np.isfinite(computed):
-            raise self.error(name, f"r={r} with dt={self.dt} gives the input gain {gain}, beyond the range of "
-                             f"{self.dtype} (largest {np.finfo(self.dtype).max:.4g}) that the network computes in")
-        return leak, gain
-
-    def drive(self, name: str, v_leak: np.ndarray | None, r: float, shape: tuple[int, ...]) -> np.ndarray | None:
-        """v_leak as a bias of the synapse before (per channel): g * b = dt/tau * v_leak, so b = v_leak / r."""
-        if v_leak is None or not np.any(v_leak):
-            return None
-        per_channel = v_leak.reshape(shape[0], -1)
-        if np.any(per_channel != per_channel[:, :1]):
-            raise self.error(name, "v_leak differs within a channel; it can only become a per-channel bias")
-        return per_channel[:, 0] / r
-
-    def fold(self, name: str, drive: np.ndarray, before: list[Layer]) -> None:
-        synapse = before[-1] if before else None
-        source = self.structure.preds[name]
-        if len(source) != 1 or not isinstance(synapse, (Conv2d, Linear)) or synapse.name != source[0]:
-            raise self.error(name, "v_leak != 0 is a constant input; eventsim takes it only as the bias of a Conv2d, "
-                             "Linear or Affine node feeding this node alone")
-        bias = np.zeros(synapse.out_size, np.float64) if synapse.bias is None else synapse.bias.astype(np.float64)
-        synapse.bias = self.fits(name, "v_leak", bias + drive)  # the bias it becomes
-
-    def fits(self, name: str, field: str, value: Any, allow_inf: bool = False) -> np.ndarray:
-        """``value`` (of node ``name``'s ``field``) in the network's dtype, refused where the cast makes it inf."""
-        return fields.numbers(value, Field(name, self.structure.kind(name), field), self.dtype, allow_inf=allow_inf)
-
-    def thresholds(self, name: str, values: np.ndarray, shape: tuple[int, ...], per_channel: bool | None):
-        per = values.reshape(shape[0], -1)
-        if np.any(per != per[:, :1]):
-            raise self.error(name, "v_threshold differs within a channel; eventsim has one threshold per channel")
-        theta = per[:, 0].copy()
-        self.fits(name, "v_threshold", theta, allow_inf=True)  # np.inf: never fires; 1e300 in float32: refused
-        if per_channel or (per_channel is None and np.any(theta != theta[0])):
-            return theta
-        return float(theta[0])
+        return Delay(delay_steps(name, seconds, self.dt, options.get("delay_form")))

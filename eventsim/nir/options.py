@@ -1,11 +1,12 @@
 """eventsim's own options in a NIR node's metadata.
 
 A NIR node says what NIR can express; what it cannot (soft reset, ``>=``
-thresholds, a delayed reset, the exact float64 leak and input gain, the
-eventsim layer a node came from) travels in the node's metadata under one
-key, :data:`KEY`, as a JSON object, so that eventsim -> NIR -> eventsim gives
-back the same network (docs/nir.md, "Round trips"). NIR readers that do not
-know the key ignore it and see NIR's own semantics.
+thresholds, a delayed reset, the exact float64 leak, input gain and synaptic
+factors, an initial potential, a clamp, several spikes per step, the form of
+a layer's delays, the eventsim layer a node came from) travels in the node's
+metadata under one key, :data:`KEY`, as a JSON object, so that eventsim ->
+NIR -> eventsim gives back the same network (docs/nir.md, "Round trips").
+NIR readers that do not know the key ignore it and see NIR's own semantics.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ TYPES: dict[str, tuple[type, ...]] = {
     "layer": (str,), "reset": (str,), "block": (str, type(None)), "skip": (str, type(None)),
     "strict": (bool,), "reset_delayed": (bool,), "per_channel": (bool,), "bias": (bool,),
     "leak": (float,), "input_gain": (float,), "threshold_ratio": (float,), "p": (float,), "dt": (float,),
+    "synapse_leak": (float,), "synapse_gain": (float,), "v_rest": (float,), "v_init": (float,), "v_min": (float,),
+    "max_spikes": (int, type(None)), "delay_form": (str,),
 }
 
 

@@ -8,12 +8,15 @@ of per-step input values (0/1 spikes, signed spikes, counts or currents).
 ``(T, batch, *node_shape)`` under the node's NIR name (a readout node, which
 never fires, outputs its running readout ``U[t] / t``: :func:`running_readout`);
 ``<name>.potential``, the pre-threshold potential U, for every neuron node;
-and ``output``, the value reaching the graph's Output node (the last node's
-output, so the prediction ``U[T] / T`` at the last step for a network ending
-in a readout). The network runs event by event
+``<name>.synaptic``, the synaptic current J, for every neuron node that has
+one (CubaLIF, CubaLI); and ``output``, the value reaching the graph's Output
+node (the last node's output, so the prediction ``U[T] / T`` at the last
+step for a network ending in a readout). The network runs event by event
 (:meth:`eventsim.Network.run`); the outputs of synapses that feed a neuron
 (and so never leave the simulator as events) are those of the same synapse
-run alone on its input node's output. Written atomically.
+run alone on its input node's output; a recurrent loop's connection node
+outputs ``W_rec s[t] (+ b)``, what its neuron receives at step t + 1.
+Written atomically.
 """
 
 from __future__ import annotations
@@ -39,8 +42,9 @@ from eventsim.network import Network
 from eventsim.nir.importer import Imported, import_graph
 from eventsim.reading import fill, open_regular
 
-#: Suffix of the potential arrays in OUT.npz.
+#: Suffixes of the potential and synaptic-current arrays in OUT.npz.
 POTENTIAL = ".potential"
+SYNAPTIC = ".synaptic"
 #: The zip entry np.savez writes for the array ``spikes``.
 SPIKES = "spikes.npy"
 NPY_MAGIC = b"\x93NUMPY"
@@ -161,11 +165,15 @@ def _npy_header(member: BinaryIO, what: str) -> tuple[tuple[int, ...], bool, np.
 
 
 def run_graph(imported: Imported, spikes: np.ndarray) -> dict[str, np.ndarray]:
-    """Every node's per-step output (and neurons' potentials), ``(T, batch, *shape)``, by NIR name."""
+    """Every node's per-step output (and neurons' potentials and synaptic currents), ``(T, batch, *shape)``,
+    by NIR name."""
     network = imported.network
     structure = imported.structure
     events = Events.from_dense(np.ascontiguousarray(spikes.swapaxes(0, 1)))
-    result = network.run(events, record=("spikes", "potentials"))
+    record = ("spikes", "potentials")
+    if any(isinstance(layer, LIF) and layer.synapse_leak is not None for layer in network.walk()):
+        record += ("synaptic",)
+    result = network.run(events, record=record)
     out: dict[str, np.ndarray] = {structure.input: spikes}
     for name in structure.order:
         if name == structure.input:
@@ -186,6 +194,8 @@ def run_graph(imported: Imported, spikes: np.ndarray) -> dict[str, np.ndarray]:
             out[name] = _synapse_alone(layer, network, out[sources[0]])
         if isinstance(layer, (LIF, SpikingAvgPool)):
             out[name + POTENTIAL] = result.potentials[layer.name].swapaxes(0, 1)
+        if isinstance(layer, LIF) and layer.synapse_leak is not None:
+            out[name + SYNAPTIC] = result.synaptic[layer.name].swapaxes(0, 1)
         if isinstance(layer, Readout):  # it never fires: its output is its readout, not its (empty) spikes
             out[name] = running_readout(out[name + POTENTIAL])
     return out

@@ -1,13 +1,22 @@
 """The shape of a NIR graph: checked, ordered, and cut into eventsim's sequence.
 
 eventsim runs a sequence of layers in which a residual block is the only
-place where two paths meet (docs/semantics.md, "Synapses and pooling"). A NIR
-graph fits when, from its one Input node to its one Output node, every node
-has one input and one output, except a *fork*: a node feeding two branches
-that are simple chains and meet again in one node (the block's neuron), which
-then has exactly those two inputs. Everything else (dangling edges, cycles,
-nodes off the Input -> Output path, other joins) is refused with an error
-naming the node.
+place where two paths meet (docs/semantics.md, "Synapses and pooling"), and a
+recurrent block the only cycle ("Recurrent connections"). A NIR graph fits
+when, from its one Input node to its one Output node, every node has one
+input and one output, except
+
+- a *fork*: a node feeding two branches that are simple chains and meet
+  again in one node (the block's neuron), which then has exactly those two
+  inputs;
+- a *loop*: a neuron node ``n`` and a ``Linear``, ``Affine`` or ``Conv2d``
+  node ``w`` with the edges ``n -> w`` and ``w -> n`` and no others at ``w``
+  (NIR's recurrent cycle; NIR sums ``w``'s output into ``n``'s input). The
+  back edge ``w -> n`` is set aside (:attr:`Structure.loops`), so that the
+  rest of the graph is checked and ordered as a feed-forward one.
+
+Everything else (dangling edges, other cycles, nodes off the Input -> Output
+path, other joins) is refused with an error naming the node.
 """
 
 from __future__ import annotations
@@ -28,8 +37,19 @@ class Fork:
     branches: tuple[list[str], list[str]]
 
 
+#: Node types that may close a recurrent loop, and the ones that may carry it back.
+LOOP_NEURONS = ("LIF", "IF", "CubaLIF", "LI", "I", "CubaLI")
+LOOP_CONNECTIONS = ("Linear", "Affine", "Conv2d")
+
+
 class Structure:
-    """Predecessors and successors of every node of a checked graph."""
+    """Predecessors and successors of every node of a checked graph.
+
+    ``loops[n]`` is the connection node of neuron node ``n``'s recurrent loop;
+    the back edge from it to ``n`` is in neither ``preds`` nor ``succs``.
+    ``order`` lists every node, each after its inputs (a loop's connection
+    after its neuron).
+    """
 
     def __init__(self, nir: Any, graph: Any) -> None:
         nodes, edges = getattr(graph, "nodes", None), getattr(graph, "edges", None)
@@ -56,12 +76,32 @@ class Structure:
                 raise NIRError(f"edge ({a!r}, {b!r}) appears twice", node=b)
             self.succs[a].append(b)
             self.preds[b].append(a)
+        self.loops = self._loops()
         self.input = self._single(nir.Input, "Input")
         self.output = self._single(nir.Output, "Output")
         self._check_order()
 
     def kind(self, name: str) -> str:
         return type(self.nodes[name]).__name__
+
+    def _loops(self) -> dict[str, str]:
+        """The recurrent loops ``neuron -> connection -> neuron``, their back edges removed."""
+        loops: dict[str, str] = {}
+        for name in self.nodes:
+            if self.kind(name) not in LOOP_CONNECTIONS or len(self.preds[name]) != 1 or self.preds[name] != \
+                    self.succs[name]:
+                continue
+            neuron = self.preds[name][0]
+            if neuron == name or self.kind(neuron) not in LOOP_NEURONS:
+                continue
+            if neuron in loops:
+                raise NIRError(f"closes two recurrent loops, through {loops[neuron]!r} and {name!r}; eventsim's "
+                               "recurrent block has one connection", node=neuron, kind=self.kind(neuron))
+            loops[neuron] = name
+        for neuron, connection in loops.items():
+            self.succs[connection].remove(neuron)
+            self.preds[neuron].remove(connection)
+        return loops
 
     def _single(self, cls: type, what: str) -> str:
         found = [name for name, node in self.nodes.items() if isinstance(node, cls)]
@@ -86,17 +126,37 @@ class Structure:
                 if waiting[nxt] == 0:
                     ready.append(nxt)
         if len(order) < len(self.nodes):
-            stuck = sorted(name for name, n in waiting.items() if n > 0)
-            raise NIRError(f"the graph has a cycle through {stuck}; eventsim runs feed-forward graphs", node=stuck[0])
+            stuck = self._on_cycles({name for name, n in waiting.items() if n > 0})
+            raise NIRError(f"the graph has a cycle through {stuck}; eventsim runs feed-forward graphs and "
+                           "recurrent loops neuron -> w_rec -> neuron (one Linear, Affine or Conv2d node whose "
+                           "only input and only output is one neuron node)", node=stuck[0])
         self.order = order
         reached = self._reach(self.input, self.succs)
         for name in order:
             if name not in reached:
                 raise NIRError("is not reachable from the Input node", node=name, kind=self.kind(name))
-        leads = self._reach(self.output, self.preds)
+        back = {name: list(p) for name, p in self.preds.items()}
+        for neuron, connection in self.loops.items():
+            back[neuron].append(connection)
+        leads = self._reach(self.output, back)
         for name in order:
             if name not in leads:
                 raise NIRError("is dangling: no path leads from it to the Output node", node=name, kind=self.kind(name))
+
+    def _on_cycles(self, stuck: set[str]) -> list[str]:
+        """The nodes of ``stuck`` (those a topological sort could not order) that lie on or between cycles:
+        ``stuck`` less the nodes that only lead away from them (e.g. the Output node after a cycle)."""
+        onward = {name: sum(nxt in stuck for nxt in self.succs[name]) for name in stuck}
+        ends = [name for name, n in onward.items() if n == 0]
+        while ends:
+            name = ends.pop()
+            stuck.discard(name)
+            for before in self.preds[name]:
+                if before in stuck:
+                    onward[before] -= 1
+                    if onward[before] == 0:
+                        ends.append(before)
+        return sorted(stuck)
 
     @staticmethod
     def _reach(start: str, step: dict[str, list[str]]) -> set[str]:
@@ -113,7 +173,7 @@ class Structure:
         items: list[str | Fork] = []
         current = self.input
         while True:
-            nexts = self.succs[current]
+            nexts = self.forward(current)
             if len(nexts) == 2:
                 fork = self._fork(current)
                 items += [fork, fork.merge]
@@ -129,6 +189,10 @@ class Structure:
             items.append(nxt)
             current = nxt
 
+    def forward(self, name: str) -> list[str]:
+        """The successors of ``name`` along the Input -> Output path: all but its loop's connection."""
+        return [nxt for nxt in self.succs[name] if nxt != self.loops.get(name)]
+
     def _one_input(self, name: str) -> None:
         if len(self.preds[name]) != 1:
             raise NIRError(f"has {len(self.preds[name])} inputs {self.preds[name]}; only the neuron closing a "
@@ -137,11 +201,11 @@ class Structure:
     def _fork(self, source: str) -> Fork:
         """The two branches leaving ``source`` and the node where they meet."""
         chains, ends = [], []
-        for first in self.succs[source]:
+        for first in self.forward(source):
             chain, current = [], first
             while len(self.preds[current]) == 1 and current != self.output:
                 chain.append(current)
-                nexts = self.succs[current]
+                nexts = self.forward(current)
                 if len(nexts) != 1:
                     raise NIRError(f"branches again inside the branch that starts at {source!r}; eventsim supports "
                                    "residual blocks whose paths are simple chains", node=current, kind=self.kind(current))
