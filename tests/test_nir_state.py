@@ -481,3 +481,9 @@ def test_eventsim_run_delays_by_whole_steps(tmp_path):
         shifted = np.concatenate([np.zeros_like(x[:2]), x[:-2]])
         np.testing.assert_array_equal(f["d"], shifted)
         np.testing.assert_array_equal(f["fc"], shifted @ W_OUT[:, :2].T)
+
+
+def test_a_linear_with_synaptic_delays_is_refused_at_export_naming_it():
+    net = es.Network([es.Linear(2, 2, weight=np.eye(2), delay=[1, 0], name="fc"), es.LIF(1.0, leak=0.5)], (2,))
+    with pytest.raises(es.LayerError, match="fc.*no per-synapse delay"):
+        to_nir(net)

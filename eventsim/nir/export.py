@@ -171,6 +171,9 @@ class _Builder:
                 padding=layer.padding, dilation=(1, 1), groups=1, bias=bias.copy(),
                 metadata=encode(layer="Conv2d", bias=layer.bias is not None),
             )
+        if layer.delay is not None:
+            raise LayerError(layer, "NIR has no per-synapse delay; a Delay layer before the Linear (one delay per "
+                                    "input) exports as NIR's Delay node")
         if layer.bias is None:
             return nir.Linear(weight=layer.weight.copy())
         return nir.Affine(weight=layer.weight.copy(), bias=layer.bias.copy())
