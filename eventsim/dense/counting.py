@@ -62,6 +62,34 @@ def linear_synops(x: np.ndarray, out_features: int) -> int:
     return int(np.count_nonzero(x)) * int(out_features)
 
 
+def delayed_linear_synops(x: np.ndarray, delay: np.ndarray, step: int, steps: int) -> int:
+    """Synaptic operations of a fully connected layer with synaptic delays, for step ``t`` of ``T``.
+
+    ::
+
+        SynOps = #{(o, i) : s[t, i] != 0, t + d[o, i] < T}
+
+    A nonzero input reaches every synapse of its column, but only those
+    whose current lands before T count: one landing at or after T is dropped
+    and costs nothing (docs/semantics.md, "Delays" and "Counting").
+
+    Parameters
+    ----------
+    x : array, shape ``(N_in,)``
+        The layer's input at step ``step``.
+    delay : int array, shape ``(N_out, N_in)``
+        Whole steps per synapse.
+    """
+    out_features, in_features = delay.shape
+    ops = 0
+    for i in range(in_features):
+        if x[i] != 0:
+            for o in range(out_features):
+                if step + delay[o, i] < steps:
+                    ops += 1
+    return ops
+
+
 def pool_ops(x: np.ndarray, kernel: int | Sequence[int], stride: int | Sequence[int]) -> int:
     """Pooling operations: the number of (nonzero input, window containing it) pairs.
 

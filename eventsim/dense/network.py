@@ -3,8 +3,9 @@
 Every layer is a function of its input array at the step, with the batch axis
 first; neuron layers carry their state (:class:`~eventsim.dense.neurons.NeuronState`:
 the potential after the reset, the synaptic current, the spikes) from step to
-step, a recurrent block reads its neuron's spikes of the step before, and a
-delay keeps the inputs it has seen. This is the straightforward reading of
+step, a recurrent block reads its neuron's spikes of the step before, a
+delay keeps the inputs it has seen and a Linear with synaptic delays those of
+its last max(d) + 1 steps. This is the straightforward reading of
 docs/semantics.md ("Neurons", "Recurrent connections", "Delays") and of the
 layer docstrings in :mod:`eventsim.layers`, written without events so that the
 event-driven :class:`eventsim.network.Network` can be tested against it.
@@ -28,7 +29,7 @@ import numpy as np
 
 from eventsim.dense.conv import conv2d
 from eventsim.dense.dropout import apply_dropout, draw_dropout_mask
-from eventsim.dense.linear import linear
+from eventsim.dense.linear import delayed_linear, linear
 from eventsim.dense.neurons import NeuronState, initial_state, neuron_step
 from eventsim.dense.pooling import avg_pool, max_pool, subsample, sum_pool
 from eventsim.errors import LayerError
@@ -110,7 +111,9 @@ def run_dense(
     ``main_last(main(x)) + skip(x)`` to its neuron (Lee et al. 2020,
     Sec. 2.2.2); a Recurrent block feeds ``x + connection(n[t-1])`` with
     ``n[0] = 0`` ("Recurrent connections"); a Delay gives
-    ``out[t, i] = in[t - d_i, i]`` for ``t >= d_i`` and 0 before ("Delays").
+    ``out[t, i] = in[t - d_i, i]`` for ``t >= d_i`` and 0 before, a Linear
+    with synaptic delays ``I[t, o] = sum_i W[o, i] s[t - d[o, i], i] (+ b[o])``
+    with ``s = 0`` before step 0 and the bias not delayed ("Delays").
 
     A neuron layer with a norm integrates ``k * I + c`` per channel,
     ``k = a / sqrt(var + eps)``, ``c = b - mean * k`` (float64, rounded to the
@@ -225,6 +228,7 @@ class DensePlan:
         self.neurons: dict[str, tuple[LIF, NeuronConstants]] = {}  # neuron name -> (options, constants)
         self.dropouts: list[tuple[Dropout, tuple[int, ...]]] = []  # network order
         self.delays: dict[str, np.ndarray] = {}  # delay name -> steps per neuron, C order
+        self.synapse_delays: dict[str, np.ndarray] = {}  # delayed Linear name -> steps per synapse (out, in)
         self._names: set[str] = set()
 
     def add(self, layers: Sequence[Layer], shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -250,6 +254,8 @@ class DensePlan:
                     raise LayerError(layer, "has no weight")
                 bias = None if layer.bias is None else in_dtype(layer, "bias", layer.bias, self.dtype)
                 self.params[layer.name] = (in_dtype(layer, "weight", layer.weight, self.dtype), bias)
+                if isinstance(layer, Linear) and layer.delay is not None:
+                    self.synapse_delays[layer.name] = layer.delay
                 shape = layer.output_shape(shape)
             elif isinstance(layer, (AvgPool, SumPool, MaxPool, Identity, Flatten)):
                 shape = layer.output_shape(shape)
@@ -326,6 +332,7 @@ class DenseWalk:
         self.potentials: dict[str, list[np.ndarray]] = defaultdict(list)
         self.synaptic: dict[str, list[np.ndarray]] = defaultdict(list)
         self.seen: dict[str, list[np.ndarray]] = defaultdict(list)  # delay name -> its inputs so far
+        self.held: dict[str, list[np.ndarray]] = defaultdict(list)  # delayed Linear -> its last max(d) + 1 inputs
 
     def sequence(self, layers: Sequence[Layer], x: np.ndarray) -> np.ndarray:
         for layer in layers:
@@ -379,13 +386,27 @@ class DenseWalk:
             out[:, those] = seen[self.step - d][:, those]
         return out.reshape(x.shape)
 
+    def recent_inputs(self, name: str, x: np.ndarray, reach: int) -> np.ndarray:
+        """The inputs of layer ``name`` over its last ``reach + 1`` steps (from step 0 before that), ``(B, h, N)``.
+
+        ``x`` is its input at this step. What is older than ``reach`` steps
+        can no longer arrive anywhere, so it is let go.
+        """
+        held = self.held[name]
+        held.append(x)
+        del held[:-(reach + 1)]
+        return np.stack(held, axis=1)
+
     def synapse(self, layer: Layer, x: np.ndarray) -> np.ndarray:
         if isinstance(layer, Conv2d):
             weight, bias = self.plan.params[layer.name]
             return conv2d(x, weight, bias, stride=layer.stride, padding=layer.padding)
         if isinstance(layer, Linear):
             weight, bias = self.plan.params[layer.name]
-            return linear(x, weight, bias)
+            delay = self.plan.synapse_delays.get(layer.name)
+            if delay is None:
+                return linear(x, weight, bias)
+            return delayed_linear(self.recent_inputs(layer.name, x, int(delay.max())), weight, delay, bias)
         if isinstance(layer, AvgPool):
             return avg_pool(x, layer.kernel_size, layer.stride)
         if isinstance(layer, SumPool):
