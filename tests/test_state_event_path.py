@@ -45,13 +45,22 @@ def _neuron(draw, spiking: bool = True):
                   reset="soft" if soft else "hard", strict=draw(st.booleans()), **options)
 
 
+def _synaptic_delay(draw, rng, shape):
+    """None, or delays of a Linear: one for the layer, one per output or one per synapse."""
+    form = draw(st.sampled_from([None, None, "layer", "output", "synapse"]))
+    if form is None:
+        return None
+    return rng.integers(0, 4, {"layer": (), "output": shape[:1], "synapse": shape}[form])
+
+
 @st.composite
 def state_cases(draw):
     """A flat network mixing the features, dyadic weights and input, and the run's dtype."""
     dtype = draw(DTYPES)
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     n_in, n_hidden, n_out = draw(st.integers(1, 5)), draw(st.integers(1, 6)), draw(st.integers(1, 3))
-    layers = [es.Linear(n_in, n_hidden, weight=dyadic(rng, (n_hidden, n_in), dtype, scale=4))]
+    layers = [es.Linear(n_in, n_hidden, weight=dyadic(rng, (n_hidden, n_in), dtype, scale=4),
+                        delay=_synaptic_delay(draw, rng, (n_hidden, n_in)))]
     neuron = _neuron(draw)
     if draw(st.booleans()):
         connection = es.Linear(n_hidden, n_hidden, weight=dyadic(rng, (n_hidden, n_hidden), dtype, scale=4),
@@ -62,7 +71,8 @@ def state_cases(draw):
     if draw(st.booleans()):
         kind = draw(st.sampled_from(["layer", "neuron"]))
         layers.append(es.Delay(draw(st.integers(0, 4)) if kind == "layer" else rng.integers(0, 5, n_hidden)))
-    layers += [es.Linear(n_hidden, n_out, weight=dyadic(rng, (n_out, n_hidden), dtype, scale=4)),
+    layers += [es.Linear(n_hidden, n_out, weight=dyadic(rng, (n_out, n_hidden), dtype, scale=4),
+                         delay=_synaptic_delay(draw, rng, (n_out, n_hidden))),
                _neuron(draw, spiking=draw(st.booleans()))]
     steps = draw(st.integers(1, 12))
     events = random_events(rng, draw(st.integers(1, 2)), steps, (n_in,), draw(st.sampled_from([0.2, 0.6])), dtype,
@@ -255,7 +265,12 @@ def test_bad_recurrent_blocks_and_delays_are_refused(build, complaint):
 def test_synops_count_each_event_once_per_synapse(case):
     """docs/semantics.md, "Counting": an event of n spikes is one event; the recurrent connection
     scatters the spikes of every step but the last."""
-    from eventsim.dense.counting import linear_synops
+    from eventsim.dense.counting import delayed_linear_synops, linear_synops
+
+    def synops(layer: es.Linear, x: np.ndarray) -> int:  # x: (T, in) of one sample
+        if layer.delay is None:
+            return linear_synops(x, layer.out_features)
+        return sum(delayed_linear_synops(x[t], layer.delay, t, x.shape[0]) for t in range(x.shape[0]))
 
     net, events = case
     result = net.run(events, record=("spikes",))
@@ -267,7 +282,10 @@ def test_synops_count_each_event_once_per_synapse(case):
     last_hidden = [n for n in result.spikes if n != net.layers[-1].name][-1]  # what feeds the output synapse
     fed = result.spikes[last_hidden].to_dense()
     out = net.layers[-2]
-    assert result.synops[out.name].tolist() == [linear_synops(fed[b], out.out_features) for b in range(events.batch)]
+    assert result.synops[out.name].tolist() == [synops(out, fed[b]) for b in range(events.batch)]
+    first = net.layers[0]
+    x = events.to_dense()
+    assert result.synops[first.name].tolist() == [synops(first, x[b]) for b in range(events.batch)]
 
 
 @given(dtype=DTYPES, seed=st.integers(0, 2**32 - 1), d=st.integers(0, 4), steps=st.integers(1, 10),

@@ -24,9 +24,9 @@ operation counts).
 from __future__ import annotations
 
 from eventsim.dense.conv import conv2d
-from eventsim.dense.counting import ann_macs_conv2d, conv2d_synops, linear_synops, pool_ops
+from eventsim.dense.counting import ann_macs_conv2d, conv2d_synops, delayed_linear_synops, linear_synops, pool_ops
 from eventsim.dense.dropout import apply_dropout, draw_dropout_mask
-from eventsim.dense.linear import linear
+from eventsim.dense.linear import delayed_linear, linear
 from eventsim.dense.network import DenseRun, run_dense
 from eventsim.dense.neurons import NeuronState, initial_state, lif_step, neuron_step
 from eventsim.dense.pooling import avg_pool, max_pool, subsample, sum_pool
@@ -39,6 +39,8 @@ __all__ = [
     "avg_pool",
     "conv2d",
     "conv2d_synops",
+    "delayed_linear",
+    "delayed_linear_synops",
     "draw_dropout_mask",
     "initial_state",
     "linear",
