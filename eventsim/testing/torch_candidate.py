@@ -28,12 +28,16 @@ eventsim layer                torch, per step
 ``LIF``, ``IF``, ``Readout``  :meth:`TorchCandidate.neuron_step` on the current
 ``SpikingAvgPool``            the average pool feeding the layer's IF neuron
 ``Residual``                  main path, then ``neuron_step(last(main) + skip(x))``
+``Recurrent``                 at each step, ``I[t] + connection(s[t-1])`` into its neuron
+``Delay``                     ``x[t - d_i]`` per neuron, 0 before ``d_i``
 a neuron layer's ``norm``     ``k * I + c`` on its current, before ``neuron_step``
+a synaptic current            ``J = alpha * J + h * I``, integrated instead of I
 ============================  ==================================================
 
 A weighted sum (any synapse but ``MaxPool``) directly followed by a neuron
-layer becomes that layer's input current, as eventsim fuses the two into one
-stage; a neuron layer after no synapse takes its input values as current.
+layer (or a recurrent block) becomes that layer's input current, as eventsim
+fuses the two into one stage; a neuron layer after no synapse takes its
+input values as current.
 Any other layer type is refused with a :class:`~eventsim.errors.LayerError` naming it.
 Weights and biases, and the scale and shift of input-current norms, become
 leaf tensors on the device, under the keys of
@@ -47,7 +51,9 @@ them, and each neuron layer becomes a :class:`TorchNeuron`.
 ``model.run(spikes)`` takes ``(T, batch, *input_shape)`` and passes it
 through the blocks one layer at a time: a synapse maps all T steps at once
 (steps folded into the batch), a neuron layer steps ``t = 0 .. T-1`` from
-``U[0] = 0, s[0] = 0``. Layer by layer rather than step by step because an
+``R[0] = v_init`` (0 by default), ``s[0] = 0`` and ``J[0] = 0``, a recurrent
+block adding its connection's current of the step before's spikes at each
+step, and a delay shifts all T steps at once. Layer by layer rather than step by step because an
 input-current norm in training (``train=True``) needs its layer's currents at
 every step before the neurons integrate them: its mean and biased variance
 per channel are taken over steps, batch and positions (``"batch_time"``) or
@@ -58,8 +64,10 @@ norm"); autograd differentiates through the statistics. Without ``train``
 the running statistics stand in. It reports what eventsim's event path passes from
 layer to layer: each neuron layer's spikes and potentials U (under the pool's
 name for a ``SpikingAvgPool``, under the neuron's own name for a residual
-block), and the values of every layer that passes values on without a neuron
-(a synapse not followed by neurons, ``MaxPool``, ``Dropout``). Each record
+block, under the neuron's own name for a recurrent block), the synaptic
+current J of a layer that has one, and the values of every layer that
+passes values on without a neuron (a synapse not followed by neurons,
+``MaxPool``, ``Dropout``, ``Delay``). Each record
 stacks the steps along axis 0: ``(T, batch, *shape)`` NumPy arrays, the
 layout of ``Network.run(record=("spikes", "potentials"))`` with batch and
 time swapped. Dropout is off unless ``masks=`` gives keep-masks (those of an
@@ -73,7 +81,12 @@ readout ``U_L[T] / T`` of a network ending in a ``Readout``, else the last
 layer's output summed over the steps. The spike is ``1[U > theta]`` in the
 forward pass and has derivative ``sigma(U - theta)``, the request's
 surrogate, in the backward pass (:meth:`TorchCandidate.spike`); the reset
-uses the detached spike when ``request.detach_reset``. The gradient of each
+uses the detached spike when ``request.detach_reset``. The conventions of
+the state beyond the potential (docs/semantics.md, "bptt") follow from the
+forward by autograd: a spike count has the spike's derivative, the clamp
+passes no gradient where it held R at ``v_min``, the recurrent current
+carries the gradient of the spikes of the step before (never detached) and
+a delay shifts gradients back. The gradient of each
 parameter comes back under its key, as a NumPy array in the model's dtype.
 ``rule="lee2020-code"`` differentiates the same forward the way Lee et
 al.'s published code does (docs/semantics.md, "lee2020-code").
@@ -105,8 +118,8 @@ from the state, the current and the :class:`TorchNeuron`) and
 
 ``eventsim.testing.conform(LeakOnInput())`` then reports the first
 divergence on a shrunk network. The candidate's ``features`` tell
-``conform`` what to generate: everything, ``input_gain`` and
-``reset_delayed`` included.
+``conform`` what to generate: everything, ``input_gain``,
+``reset_delayed`` and the state features included.
 
 5. Exactness
 ------------
@@ -114,7 +127,10 @@ With dyadic weights every sum is exact in any order, so ``conv2d`` may sum
 as it likes. What must match eventsim operation by operation is the rest:
 the leak is ``lam * R`` with ``lam`` rounded to the dtype, then ``+ g * I``
 (a delayed soft reset subtracts theta last, after ``g * I`` is added);
-average pooling multiplies every input by ``1/(kh*kw)`` and sums
+the synaptic current, the rest potential, the clamp and the spike count
+follow the operations of docs/semantics.md, "State beyond the potential"
+(:meth:`TorchNeuron.synaptic`, :meth:`TorchNeuron.charge`,
+:meth:`TorchNeuron.clamp`, :meth:`TorchNeuron.count`); average pooling multiplies every input by ``1/(kh*kw)`` and sums
 (``divisor_override=1``) instead of dividing the sum; the readout divides
 ``U[T]`` by T. While a model computes, float32 matrix products and cuDNN
 convolutions are held to full float32 precision (no TF32), a setting of
