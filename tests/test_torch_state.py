@@ -25,7 +25,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 
 import eventsim as es  # noqa: E402
 from eventsim.errors import LayerError  # noqa: E402
@@ -332,6 +332,18 @@ def test_lee2020_code_refuses_what_its_derivation_does_not_cover_naming_the_laye
 def test_the_candidate_declares_every_state_feature_but_not_under_lee2020_code():
     assert all(getattr(TorchCandidate().features, name) for name in STATE_FEATURES)
     assert not any(getattr(TorchCandidate(rule="lee2020-code").features, name) for name in STATE_FEATURES)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@settings(max_examples=10)
+@given(case=net_cases(features=STATE))
+def test_cuda_gives_the_cpu_records_bit_for_bit(case):
+    cpu = TorchCandidate().build(case.network).run(case.spikes)
+    cuda = TorchCandidate(device="cuda").build(case.network).run(case.spikes)
+    assert list(cuda) == list(cpu)
+    for name, record in cpu.items():
+        for what in ("outputs", "potentials", "synaptic"):
+            np.testing.assert_array_equal(getattr(cuda[name], what), getattr(record, what), err_msg=f"{what} of {name}")
 
 
 # ======================================================== against the event path

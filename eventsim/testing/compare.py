@@ -115,7 +115,8 @@ def events_of(spikes: np.ndarray) -> Events:
 
 
 def has_synaptic_current(network: Network) -> bool:
-    """Whether a neuron layer of ``network`` has a synaptic current (docs/semantics.md, "State beyond the potential")."""
+    """Whether a neuron layer of ``network`` has a synaptic current (docs/semantics.md, "State beyond the
+    potential")."""
     return any(getattr(layer, "synapse_leak", None) is not None for layer in network.walk())
 
 

@@ -657,7 +657,8 @@ class _Builder:
             return neuron
         if len(shape) == 1:
             n = shape[0]
-            connection = es.Linear(n, n, weight=self.array(rec.weight_seed, (n, n), n), bias=self.bias(rec.bias_seed, n))
+            connection = es.Linear(n, n, weight=self.array(rec.weight_seed, (n, n), n),
+                                   bias=self.bias(rec.bias_seed, n))
         else:
             c, k = shape[0], 1 if rec.kernel == 1 else 3
             connection = es.Conv2d(c, c, k, padding=k // 2, weight=self.array(rec.weight_seed, (c, c, k, k), c * k * k),

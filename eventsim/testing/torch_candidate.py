@@ -51,10 +51,10 @@ them, and each neuron layer becomes a :class:`TorchNeuron`.
 ``model.run(spikes)`` takes ``(T, batch, *input_shape)`` and passes it
 through the blocks one layer at a time: a synapse maps all T steps at once
 (steps folded into the batch), a neuron layer steps ``t = 0 .. T-1`` from
-``R[0] = v_init`` (0 by default), ``s[0] = 0`` and ``J[0] = 0``, a recurrent
-block adding its connection's current of the step before's spikes at each
-step, and a delay shifts all T steps at once. Layer by layer rather than step by step because an
-input-current norm in training (``train=True``) needs its layer's currents at
+``R[0] = v_init`` (0 by default), ``s[0] = 0`` and ``J[0] = 0`` (a recurrent
+block adding at each step its connection's current from the spikes of the
+step before), and a delay shifts all T steps at once. Layer by layer rather
+than step by step because an input-current norm in training (``train=True``) needs its layer's currents at
 every step before the neurons integrate them: its mean and biased variance
 per channel are taken over steps, batch and positions (``"batch_time"``) or
 over batch and positions per step (``"batch"``), in float64, and
@@ -130,8 +130,9 @@ the leak is ``lam * R`` with ``lam`` rounded to the dtype, then ``+ g * I``
 the synaptic current, the rest potential, the clamp and the spike count
 follow the operations of docs/semantics.md, "State beyond the potential"
 (:meth:`TorchNeuron.synaptic`, :meth:`TorchNeuron.charge`,
-:meth:`TorchNeuron.clamp`, :meth:`TorchNeuron.count`); average pooling multiplies every input by ``1/(kh*kw)`` and sums
-(``divisor_override=1``) instead of dividing the sum; the readout divides
+:meth:`TorchNeuron.clamp`, :meth:`TorchNeuron.count`); average pooling
+multiplies every input by ``1/(kh*kw)`` and sums (``divisor_override=1``)
+instead of dividing the sum; the readout divides
 ``U[T]`` by T. While a model computes, float32 matrix products and cuDNN
 convolutions are held to full float32 precision (no TF32), a setting of
 the process that is restored afterwards.
@@ -441,7 +442,7 @@ class TorchCandidate:
         return u, spikes, (u, spikes)
 
     def spike(self, u: torch.Tensor, fired: torch.Tensor, neuron: TorchNeuron, backward: Backward) -> torch.Tensor:
-        """``fired`` (bool, or the spike counts n) as values whose derivative with respect to ``u`` is the rule's slope.
+        """``fired`` (bool, or the counts n) as values whose derivative with respect to ``u`` is the rule's slope.
 
         A count is differentiated as one spike (docs/semantics.md, "bptt":
         ``dn/dU := sigma(U - theta)``).
@@ -598,7 +599,7 @@ class _Run:
         return x
 
     def neurons(self, neuron: TorchNeuron, current: torch.Tensor, connection: Callable | None = None) -> torch.Tensor:
-        """The spikes ``(T, batch, ...)`` of a neuron layer from its currents, stepping from R[0] = v_init, s[0] = 0.
+        """The spikes ``(T, batch, ...)`` of a neuron layer from its currents, from R[0] = v_init, s[0] = 0.
 
         Per step (docs/semantics.md, "State beyond the potential" and
         "Recurrent connections"): the current ``I[t]`` (after the norm), plus
@@ -681,10 +682,8 @@ class TorchModel:
         while i < len(layers):
             layer = layers[i]
             after = layers[i + 1] if i + 1 < len(layers) else None
-            if isinstance(layer, LIF):
-                blocks.append(_Neurons(self._neuron(layer, layer.name), None))
-            elif isinstance(layer, Recurrent):
-                blocks.append(self._recurrent(layer, None))
+            if isinstance(layer, (LIF, Recurrent)):
+                blocks.append(self._neurons(layer, None))
             elif isinstance(layer, Delay):
                 blocks.append(self._delay(layer))
             elif isinstance(layer, SpikingAvgPool):
@@ -700,22 +699,20 @@ class TorchModel:
                 blocks.append(_Map(None, _flatten))
             elif isinstance(after, (LIF, Recurrent)) and not isinstance(layer, MaxPool):
                 # A weighted sum and its neurons are one block, as in eventsim (max pooling is not a sum).
-                if isinstance(after, Recurrent):
-                    blocks.append(self._recurrent(after, self._synapse(layer)))
-                else:
-                    blocks.append(_Neurons(self._neuron(after, after.name), self._synapse(layer)))
+                blocks.append(self._neurons(after, self._synapse(layer)))
                 i += 1
             else:
                 blocks.append(_Map(layer.name, self._synapse(layer)))
             i += 1
         return blocks
 
-    def _recurrent(self, block: Recurrent, synapse: Callable | None) -> _Neurons:
-        """The block's neurons fed by ``synapse`` (or by their input values) and by their own spikes of the
-        step before through the block's connection (docs/semantics.md, "Recurrent connections")."""
-        self._refuse_under_lee(block, "a recurrent connection")
-        neuron = self._neuron(block.neuron, block.neuron.name)
-        return _Neurons(neuron, synapse, self._synapse(block.connection))
+    def _neurons(self, layer: LIF | Recurrent, synapse: Callable | None) -> _Neurons:
+        """A neuron layer fed by ``synapse`` (or by its input values); a recurrent block's neurons also by
+        their own spikes of the step before, through its connection (docs/semantics.md, "Recurrent connections")."""
+        if isinstance(layer, LIF):
+            return _Neurons(self._neuron(layer, layer.name), synapse)
+        self._refuse_under_lee(layer, "a recurrent connection")
+        return _Neurons(self._neuron(layer.neuron, layer.neuron.name), synapse, self._synapse(layer.connection))
 
     def _delay(self, layer: Delay) -> _Delay:
         """``out[t, i] = in[t - d_i, i]``, 0 before d_i (docs/semantics.md, "Delays")."""
