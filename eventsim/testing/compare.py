@@ -49,8 +49,8 @@ from eventsim.dense.network import DensePlan, DenseWalk
 from eventsim.errors import LayerError, OptionError
 from eventsim.events import Events
 from eventsim.layers import (
-    LIF, AvgPool, Conv2d, Dropout, Identity, Layer, Linear, MaxPool, NeuronConstants, Residual, SpikingAvgPool,
-    SumPool,
+    LIF, AvgPool, Conv2d, Delay, Dropout, Identity, Layer, Linear, MaxPool, NeuronConstants, Recurrent, Residual,
+    SpikingAvgPool, SumPool,
 )
 from eventsim.network import Network
 from eventsim.testing.protocol import GradientRequest, LayerRecord
@@ -77,22 +77,25 @@ def recorded_layers(network: Network) -> dict[str, Layer]:
     """The layers eventsim records, by name, in network order (causal order within a step).
 
     Every layer that emits its own stream: neuron layers (LIF, IF, Readout,
-    SpikingAvgPool, the neuron of a residual block), synapses not followed by
-    a neuron layer, max pooling and dropout. A synapse that feeds a neuron
-    layer and the skip path of a residual block are parts of that neuron's
-    stage; Flatten is a reshape.
+    SpikingAvgPool, the neuron of a residual or a recurrent block), synapses
+    not followed by a neuron layer, max pooling, dropout and delays. A synapse
+    that feeds a neuron layer (or a recurrent block), the skip path of a
+    residual block and the connection of a recurrent block are parts of that
+    neuron's stage; Flatten is a reshape.
     """
     out: dict[str, Layer] = {}
 
     def visit(layers: list[Layer]) -> None:
         for i, layer in enumerate(layers):
             nxt = layers[i + 1] if i + 1 < len(layers) else None
-            if isinstance(layer, Residual):
-                visit(layer.main[:-1])
+            if isinstance(layer, (Residual, Recurrent)):
+                if isinstance(layer, Residual):
+                    visit(layer.main[:-1])
                 out[layer.neuron.name] = layer.neuron
-            elif isinstance(layer, (LIF, SpikingAvgPool, MaxPool, Dropout)):
+            elif isinstance(layer, (LIF, SpikingAvgPool, MaxPool, Dropout, Delay)):
                 out[layer.name] = layer
-            elif isinstance(layer, (Conv2d, Linear, AvgPool, SumPool, Identity)) and not isinstance(nxt, LIF):
+            elif isinstance(layer, (Conv2d, Linear, AvgPool, SumPool, Identity)) and not isinstance(
+                    nxt, (LIF, Recurrent)):
                 out[layer.name] = layer
 
     visit(network.layers)
@@ -111,15 +114,28 @@ def events_of(spikes: np.ndarray) -> Events:
     return Events.from_dense(np.ascontiguousarray(np.swapaxes(spikes, 0, 1)))
 
 
+def has_synaptic_current(network: Network) -> bool:
+    """Whether a neuron layer of ``network`` has a synaptic current (docs/semantics.md, "State beyond the
+    potential")."""
+    return any(getattr(layer, "synapse_leak", None) is not None for layer in network.walk())
+
+
 def reference_records(network: Network, spikes: np.ndarray) -> dict[str, LayerRecord]:
-    """eventsim's records of a run on ``spikes`` ``(T, batch, *input_shape)``, in the protocol's layout."""
-    result = network.run(events_of(spikes), record=("spikes", "potentials"))
+    """eventsim's records of a run on ``spikes`` ``(T, batch, *input_shape)``, in the protocol's layout.
+
+    Layers with a synaptic current also carry it (the run's ``synaptic``
+    record), which is asked for only when the network has such a layer.
+    """
+    synaptic = has_synaptic_current(network)
+    result = network.run(events_of(spikes), record=("spikes", "potentials") + (("synaptic",) if synaptic else ()))
+    currents = result.synaptic if synaptic else {}
     out = {}
     for name in recorded_layers(network):
-        u = result.potentials.get(name)
+        u, j = result.potentials.get(name), currents.get(name)
         out[name] = LayerRecord(
             outputs=np.swapaxes(result.spikes[name].to_dense(), 0, 1),
             potentials=None if u is None else np.swapaxes(u, 0, 1),
+            synaptic=None if j is None else np.swapaxes(j, 0, 1),
         )
     return out
 
@@ -368,6 +384,16 @@ def _thresholds(neuron: LIF, shape: tuple[int, ...], dtype) -> np.ndarray:
     return theta.reshape((-1,) + (1,) * (len(shape) - 1))
 
 
+def _beyond_the_bound(layer: Layer) -> str:
+    """What of ``layer`` :func:`potential_errors` does not model ("" if nothing): its state options,
+    a recurrent connection (its current depends on its own spikes), a delay."""
+    if isinstance(layer, Recurrent):
+        return "a recurrent connection"
+    if isinstance(layer, Delay):
+        return "a delay"
+    return ", ".join(layer.extended) if isinstance(layer, LIF) else ""
+
+
 def forward_bounds(network: Network, spikes: np.ndarray, reference: dict[str, LayerRecord]) -> dict[str, np.ndarray]:
     """Per recorded layer, the largest permitted difference of its potential (neuron layers) or of its output
     (other layers), ``(T, batch, *shape)``: twice one side's error bound, as both sides err.
@@ -380,6 +406,11 @@ def forward_bounds(network: Network, spikes: np.ndarray, reference: dict[str, La
     if normed is not None:
         raise LayerError(normed, "has an input-current norm, which the float rounding bound does not cover: fold it "
                                  "(eventsim.folding.fold_norms) or compare a dyadic case exactly")
+    for layer in network.walk():
+        uncovered = _beyond_the_bound(layer)
+        if uncovered:
+            raise LayerError(layer, f"has {uncovered}, which the float rounding bound does not cover "
+                                    "(docs/semantics.md, 'State beyond the potential'): compare a dyadic case exactly")
     depths = rounding_depths(network)
     layers = recorded_layers(network)
     bounds = {}
@@ -412,12 +443,14 @@ def _rounding_note(reference: float, candidate: float) -> str:
 class Divergence:
     """Where a candidate first departs from eventsim (or, for ``kind="flip"``, may).
 
-    ``kind``: ``"potential"`` (U beyond the bound), ``"output"`` (an output
+    ``kind``: ``"synaptic"`` (the synaptic current J differs), ``"potential"``
+    (U beyond the bound), ``"output"`` (an output
     beyond the bound, or a spike that differs where U is not near theta) or
     ``"flip"`` (a spike that differs where eventsim's ``|U - theta|`` is within
     the bound: permitted; the sample is not comparable from there on).
     ``step`` counts from 1 as in docs/semantics.md; ``neuron`` indexes the
-    layer's shape. Potential fields are None for layers without a potential.
+    layer's shape. Potential fields are None for layers without a potential,
+    synaptic ones where the candidate reported no synaptic current.
     """
 
     kind: str
@@ -433,6 +466,8 @@ class Divergence:
     candidate_potential: float | None = None
     threshold: float | None = None
     bound: float = 0.0
+    reference_synaptic: float | None = None
+    candidate_synaptic: float | None = None
 
     @property
     def distance(self) -> float | None:
@@ -442,10 +477,14 @@ class Divergence:
         return self.reference_potential - self.threshold
 
     def __str__(self) -> str:
-        what = {"potential": "potential differs", "output": "output differs",
+        what = {"synaptic": "synaptic current differs", "potential": "potential differs", "output": "output differs",
                 "flip": "spike flip within the tolerance (not comparable from here)"}[self.kind]
         lines = [f"{what}: layer {self.layer!r} ({self.layer_type}), step {self.step} of {self.steps}, "
                  f"sample {self.sample}, neuron {self.neuron}"]
+        if self.reference_synaptic is not None:
+            lines.append(f"  synaptic current J: eventsim {self.reference_synaptic!r}, candidate "
+                         f"{self.candidate_synaptic!r}" + _rounding_note(self.reference_synaptic,
+                                                                          self.candidate_synaptic))
         if self.reference_potential is not None:
             diff = self.candidate_potential - self.reference_potential
             lines.append(f"  potential U: eventsim {self.reference_potential!r}, candidate {self.candidate_potential!r} "
@@ -570,8 +609,9 @@ def _check_array(layer: Layer, what: str, arr, shape: tuple, dtypes: tuple) -> n
 def check_records(network: Network, reference: dict[str, LayerRecord], records: dict) -> list[str]:
     """Validate a candidate's records; return the names to compare, in causal order.
 
-    Every neuron layer must be reported with outputs and potentials; other
-    layers eventsim records are compared when reported. Raises
+    Every neuron layer must be reported with outputs and potentials, and
+    may be with its synaptic current; other layers eventsim records are
+    compared when reported. Raises
     :class:`~eventsim.errors.LayerError` naming the layer for a missing
     record, a wrong shape or dtype, or a value that is not finite.
     """
@@ -597,6 +637,10 @@ def check_records(network: Network, reference: dict[str, LayerRecord], records: 
             if rec.potentials is None:
                 raise LayerError(layer, "is a neuron layer but the candidate reported no potentials for it")
             _check_array(layer, "potentials", rec.potentials, ref.potentials.shape, (dtype,))
+        if rec.synaptic is not None:
+            if ref.synaptic is None:
+                raise LayerError(layer, "has no synaptic current, but the candidate reported one for it")
+            _check_array(layer, "synaptic currents", rec.synaptic, ref.synaptic.shape, (dtype,))
         names.append(name)
     return names
 
@@ -668,7 +712,13 @@ def _verdicts(layer, ref: LayerRecord, rec: LayerRecord, bound, exact: bool, dty
     with np.errstate(invalid="ignore"):
         near = np.abs(u_ref - theta) <= bound
     flip = spike_off & ~potential_off & near & (not exact)
-    return potential_off | (spike_off & ~flip), flip
+    return potential_off | _synaptic_off(ref, rec) | (spike_off & ~flip), flip
+
+
+def _synaptic_off(ref: LayerRecord, rec: LayerRecord) -> np.ndarray | bool:
+    """Where a reported synaptic current differs from eventsim's: compared exactly (dyadic cases only, as the
+    float bound refuses layers with one)."""
+    return False if rec.synaptic is None else rec.synaptic != ref.synaptic
 
 
 def _divergence(kind, name, layer, pos, ref: LayerRecord, rec: LayerRecord, bound, dtype) -> Divergence:
@@ -682,7 +732,11 @@ def _divergence(kind, name, layer, pos, ref: LayerRecord, rec: LayerRecord, boun
         u_ref, u_rec = float(ref.potentials[at]), float(rec.potentials[at])
         theta = float(_thresholds(neuron, ref.outputs.shape[2:], dtype)[(where[0],) + (0,) * (len(where) - 1)])
         fields.update(reference_potential=u_ref, candidate_potential=u_rec, threshold=theta)
-        if kind is None:
+        if rec.synaptic is not None:
+            fields.update(reference_synaptic=float(ref.synaptic[at]), candidate_synaptic=float(rec.synaptic[at]))
+        if kind is None and rec.synaptic is not None and rec.synaptic[at] != ref.synaptic[at]:
+            kind = "synaptic"  # J comes before U in the step
+        elif kind is None:
             kind = "potential" if abs(u_rec - u_ref) > bound[at] else "output"
     kind = kind or "output"
     return Divergence(kind=kind, **fields)

@@ -194,6 +194,9 @@ class _NorseNeurons:
     """One neuron layer as a Norse cell with its state; keeps the spikes and the potentials U of each step."""
 
     def __init__(self, model: NorseModel, neuron: LIF) -> None:
+        if neuron.extended:
+            raise Unsupported(f"{_where(neuron)}: this adapter builds Norse's box neurons (LIFBoxCell, LIBoxCell), "
+                              f"which have no {', '.join(neuron.extended)}")
         if neuron.arithmetic != "euler":  # also every IF neuron: with leak 1 the Euler form takes no input
             raise Unsupported(f"{_where(neuron)}: Norse computes v + dt/tau (I - v), eventsim's arithmetic='euler'; "
                               f"arithmetic={neuron.arithmetic!r} (leak {neuron.leak}) rounds differently")

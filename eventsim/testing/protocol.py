@@ -15,10 +15,12 @@ kernel library) becomes a *candidate* by offering two things:
     Run the model on ``spikes``, a dense array ``(T, batch, *input_shape)`` of
     per-step input values (time-major, as the ``eventsim run`` file interface
     and most GPU code), in inference mode (dropout off), from the reset state
-    U[0] = 0. Report, for every neuron layer (LIF, IF, SpikingAvgPool,
-    Readout, and the final neuron of each residual block), its output values
-    and its pre-threshold potential U at every step, each ``(T, batch,
-    *shape)``. Other layers may be reported too; they are compared when present.
+    U[0] = 0 (or the layer's ``v_init``). Report, for every neuron layer (LIF,
+    IF, SpikingAvgPool, Readout, the final neuron of each residual block and
+    the neuron of each recurrent block), its output values and its
+    pre-threshold potential U at every step, each ``(T, batch, *shape)``, and
+    optionally its synaptic current. Other layers (a Delay, a synapse that
+    feeds no neuron) may be reported too; they are compared when present.
 
 A candidate that cannot express a case (an option its framework lacks, a
 layer kind it has no module for) raises :class:`Unsupported` from ``build``
@@ -73,15 +75,19 @@ class Unsupported(Exception):
 
 @dataclass
 class LayerRecord:
-    """What a model reports for one layer, both arrays ``(T, batch, *shape)``.
+    """What a model reports for one layer, every array ``(T, batch, *shape)``.
 
     ``outputs``: the values the layer passes on at each step (0/1 spikes for
-    spiking layers). ``potentials``: the pre-threshold potential U at each step
-    (neuron layers; ``None`` for layers without a potential).
+    spiking layers; the spike count n with several spikes per step).
+    ``potentials``: the pre-threshold potential U at each step (neuron layers;
+    ``None`` for layers without a potential). ``synaptic``: the synaptic
+    current J at each step, optional, for a neuron layer that has one
+    (docs/semantics.md, "State beyond the potential"); compared when given.
     """
 
     outputs: np.ndarray
     potentials: np.ndarray | None = None
+    synaptic: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

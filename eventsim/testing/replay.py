@@ -30,7 +30,7 @@ from eventsim.testing.strategies import NetCase
 
 PREFIX = "es1."
 _LAYER_TYPES = ("Conv2d", "Linear", "AvgPool", "SumPool", "MaxPool", "Identity", "LIF", "IF", "Readout",
-                "SpikingAvgPool", "Dropout", "Flatten", "Residual")
+                "SpikingAvgPool", "Dropout", "Flatten", "Residual", "Recurrent", "Delay")
 
 
 def _array(a: np.ndarray) -> dict:

@@ -124,6 +124,9 @@ class SnnTorchModel(RecordingModel):
         """``snn.Leaky`` with per-neuron beta and threshold tensors (what ``export_to_nir`` needs)."""
         torch = self.torch
         where = f"layer {layer.name!r} ({type(layer).__name__})"
+        if neuron.extended:
+            raise Unsupported(f"{where}: this adapter builds snnTorch's Leaky, which has no "
+                              f"{', '.join(neuron.extended)}")
         if neuron.input_gain != 1.0:
             raise Unsupported(f"{where}: snnTorch's Leaky adds its input unscaled; input_gain {neuron.input_gain} "
                               "is not 1")

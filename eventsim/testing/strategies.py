@@ -10,7 +10,9 @@ instead.
 A :class:`Features` value says what may be generated, so that an
 implementation supporting less (no residual blocks, no ``v_reset``, ...) is
 tested on what it supports, and what a framework's conventions are (the
-Euler form's input gain, its reset in the gradient, its surrogates).
+Euler form's input gain, its reset in the gradient, its surrogates). The
+state beyond the potential, recurrent connections and delays
+(:data:`STATE_FEATURES`) are generated only when asked for.
 
 Networks are drawn as a list of self-contained blocks, each with its own
 options and its own weight seed, so that hypothesis can delete any block of
@@ -53,11 +55,24 @@ WEIGHT_KINDS = ("dyadic", "float")
 SURROGATE_KINDS = ("straight_through", "fast_sigmoid", "arctan", "sigmoid", "triangle")
 #: ``detach_reset`` of gradient cases: always, never, or drawn.
 DETACH_RESETS = ("on", "off", "either")
+#: The options of docs/semantics.md, "State beyond the potential", "Recurrent connections" and
+#: "Delays", each a switch of :class:`Features` (off by default).
+STATE_FEATURES = ("synaptic", "rest", "v_init", "clamp", "multispike", "recurrent", "delay")
 #: Every name :meth:`Features.without` and :meth:`Features.including` understand.
 FEATURE_NAMES = LAYER_KINDS + (
     "lif", "if", "hard", "soft", "v_reset", ">", ">=", "per_channel", "leak", "bias", "readout",
     "input_gain", "euler_gain", "reset_delayed", "binary_input", "dyadic", "float", "float32", "float64",
-) + SURROGATE_KINDS + ARITHMETIC
+) + SURROGATE_KINDS + ARITHMETIC + STATE_FEATURES
+#: The numbers of the state options, dyadic so that every implementation of a form computes the same
+#: bits (docs/semantics.md, "Numerics"); the first of each is where shrinking goes.
+SYNAPSE_LEAKS = (0.5, 0.75, 0.875, 1.0, 0.0)  #: alpha
+SYNAPSE_GAINS = (1.0, 0.5, 2.0)  #: h
+REST_VALUES = (0.0, 0.25, -0.5, 0.5)
+INIT_VALUES = (None, 0.5, -0.25, 1.0)  #: None: v_init = v_rest
+V_MIN_VALUES = (None, 0.0, -0.25, -1.0)  #: None: no clamp; else at most v_rest and v_init
+MAX_SPIKES = (1, 2, 3, None)  #: None: no bound
+#: Delays in steps are drawn from 0 to this; generated runs have up to 12 steps, so some events are dropped.
+MAX_DELAY = 4
 
 
 @dataclass(frozen=True)
@@ -119,6 +134,24 @@ class Features:
     surrogates : tuple of eventsim.learning.surrogates objects, or None
         The surrogates gradient cases draw from; None: every kind with
         default and other parameters (:meth:`surrogate_set`).
+    synaptic, rest, v_init, clamp, multispike : bool
+        The neuron options of docs/semantics.md, "State beyond the
+        potential" (off by default, as ``input_gain``): a synaptic current
+        (``synapse_leak`` from :data:`SYNAPSE_LEAKS`, ``synapse_gain`` from
+        :data:`SYNAPSE_GAINS`; LIF, IF and readouts), a rest potential
+        ``v_rest`` (LIF layers and readouts), an initial potential
+        ``v_init`` (LIF, IF, readouts), a lower clamp ``v_min`` and several
+        spikes per step ``max_spikes`` (spiking layers). A layer drawn with
+        ``reset_delayed`` takes the synaptic current only, as the layer
+        requires.
+    recurrent : bool
+        Spiking layers may be :class:`~eventsim.Recurrent` blocks: a
+        ``Linear`` n -> n on flat layers, a stride-1 ``Conv2d`` C -> C with
+        "same" padding (1x1 or 3x3) on maps.
+    delay : bool
+        :class:`~eventsim.Delay` layers of 0 to :data:`MAX_DELAY` steps, one
+        for the layer, one per channel or one per neuron: a block of their
+        own on maps, and between the layers of a linear stack.
     """
 
     layers: frozenset = frozenset(LAYER_KINDS)
@@ -140,6 +173,13 @@ class Features:
     binary_input: bool = False
     detach_reset: str = "either"
     surrogates: tuple | None = None
+    synaptic: bool = False
+    rest: bool = False
+    v_init: bool = False
+    clamp: bool = False
+    multispike: bool = False
+    recurrent: bool = False
+    delay: bool = False
 
     def __post_init__(self) -> None:
         for name, allowed in (("layers", LAYER_KINDS), ("neurons", ("lif", "if")), ("resets", ("hard", "soft")),
@@ -423,61 +463,6 @@ class NetCase:
 # map); deleting one leaves the others' options and weights as they were,
 # which is what lets hypothesis delete every block a failure does not need.
 @dataclass(frozen=True)
-class _NeuronSpec:
-    """A spiking neuron layer's options; per-channel thresholds cycle through ``thresholds``."""
-
-    kind: str
-    thresholds: tuple
-    per_channel: bool
-    reset: str
-    v_reset: float
-    strict: bool
-    leak: float
-    gain: float | None  # None: the Euler gain 1 - leak
-    delayed: bool | None  # None: the option is not generated
-    arithmetic: str = "product"
-
-    def build(self, channels: int) -> es.LIF:
-        theta = np.resize(np.array(self.thresholds), channels) if self.per_channel else self.thresholds[0]
-        options = dict(reset=self.reset, v_reset=self.v_reset, strict=self.strict)
-        if self.delayed is not None:
-            options["reset_delayed"] = self.delayed
-        if self.kind == "if":  # euler_gain excludes IF neurons, so gain is a number here
-            return es.IF(theta, input_gain=self.gain, **options)
-        if self.arithmetic != "product":  # the form fixes the gain and resets at once
-            return es.LIF(theta, leak=self.leak, arithmetic=self.arithmetic, **{**options, "reset_delayed": False})
-        gain = 1.0 - self.leak if self.gain is None else self.gain
-        return es.LIF(theta, leak=self.leak, input_gain=gain, **options)
-
-
-@st.composite
-def _neuron_spec(draw, features: Features) -> _NeuronSpec:
-    per_channel = features.per_channel and draw(st.booleans())
-    thresholds = tuple(draw(st.lists(st.sampled_from(features.thresholds), min_size=1,
-                                     max_size=4 if per_channel else 1)))
-    reset = draw(st.sampled_from(sorted(features.resets)))
-    v_reset = draw(st.sampled_from([0.0, -0.5, 0.25])) if reset == "hard" and features.v_reset else 0.0
-    strict = draw(st.sampled_from(sorted(features.comparisons))) == ">"
-    kind = draw(st.sampled_from(sorted(features.neurons)))
-    leak = 1.0 if kind == "if" else draw(st.sampled_from(features.leaks))
-    if features.euler_gain:
-        gain = None
-    elif features.input_gain:
-        gain = draw(st.sampled_from([1.0, 0.5, 0.25] + ([1.0 - leak] if leak < 1 else [])))
-    else:
-        gain = 1.0
-    delayed = draw(st.booleans()) if features.reset_delayed else None
-    return _NeuronSpec(kind, thresholds, per_channel, reset, v_reset, strict, leak, gain, delayed,
-                       _form(draw, features, leak))
-
-
-def _form(draw, features: Features, leak: float) -> str:
-    """An arithmetic form within ``features`` for a layer with ``leak``: "product" when the leak is 1."""
-    forms = sorted(features.arithmetic) if leak < 1 else []
-    return draw(st.sampled_from(forms)) if forms else "product"
-
-
-@dataclass(frozen=True)
 class _SynapseSpec:
     """A Conv2d (or the size of a Linear layer) and the seeds of its weights and bias (None: no bias)."""
 
@@ -495,6 +480,142 @@ def _synapse_spec(draw, features: Features, sizes=st.integers(1, 4), kernel=st.i
     size, k, s, pad = draw(sizes), draw(kernel), draw(stride), draw(padding)
     bias = draw(st.one_of(st.none(), SEEDS)) if features.bias else None
     return _SynapseSpec(size, k, s, pad, draw(SEEDS), bias)
+
+
+@dataclass(frozen=True)
+class _StateSpec:
+    """The options of docs/semantics.md, "State beyond the potential"; the defaults leave them out."""
+
+    synapse_leak: float | None = None
+    synapse_gain: float = 1.0
+    v_rest: float = 0.0
+    v_init: float | None = None
+    v_min: float | None = None
+    max_spikes: int | None = 1
+
+    def options(self) -> dict:
+        """The keyword arguments of LIF, IF or Readout that differ from their defaults."""
+        options: dict = {}
+        if self.synapse_leak is not None:
+            options["synapse_leak"] = self.synapse_leak
+            if self.synapse_gain != 1.0:
+                options["synapse_gain"] = self.synapse_gain
+        if self.v_rest != 0.0:
+            options["v_rest"] = self.v_rest
+        if self.v_init is not None:
+            options["v_init"] = self.v_init
+        if self.v_min is not None:
+            options["v_min"] = self.v_min
+        if self.max_spikes != 1:
+            options["max_spikes"] = self.max_spikes
+        return options
+
+
+def _state(draw, features: Features, *, rest: bool, spiking: bool, delayed: bool) -> _StateSpec:
+    """State options within ``features``; draws nothing for a switch that is off.
+
+    ``rest``: the layer takes a rest potential (LIF, Readout; not IF).
+    ``spiking``: it takes the clamp and several spikes (not a Readout).
+    ``delayed``: it resets one step late, which combines with the synaptic
+    current only (docs/semantics.md, "State beyond the potential").
+    """
+    synapse = draw(st.one_of(st.none(), st.tuples(st.sampled_from(SYNAPSE_LEAKS), st.sampled_from(SYNAPSE_GAINS)))
+                   ) if features.synaptic else None
+    synapse_leak, synapse_gain = synapse if synapse is not None else (None, 1.0)
+    if delayed:
+        return _StateSpec(synapse_leak, synapse_gain)
+    v_rest = draw(st.sampled_from(REST_VALUES)) if features.rest and rest else 0.0
+    v_init = draw(st.sampled_from(INIT_VALUES)) if features.v_init else None
+    v_min = draw(st.sampled_from(V_MIN_VALUES)) if features.clamp and spiking else None
+    if v_min is not None:  # v_min <= v_init, whose default is v_rest
+        v_min = min(v_min, v_rest if v_init is None else v_init)
+    max_spikes = draw(st.sampled_from(MAX_SPIKES)) if features.multispike and spiking else 1
+    return _StateSpec(synapse_leak, synapse_gain, v_rest, v_init, v_min, max_spikes)
+
+
+@dataclass(frozen=True)
+class _DelaySpec:
+    """A Delay: ``steps`` for the layer (``per`` "layer"), or drawn from 0 to ``steps`` per channel or per
+    neuron from ``seed``."""
+
+    per: str = "layer"
+    steps: int = 0
+    seed: int = 0
+
+    def build(self, shape: tuple) -> es.Delay:
+        if self.per == "layer":
+            return es.Delay(self.steps)
+        size = shape[:1] if self.per == "channel" else shape
+        return es.Delay(np.random.default_rng(self.seed).integers(0, self.steps + 1, size=size))
+
+
+def _delay_spec() -> Any:
+    return st.builds(_DelaySpec, st.sampled_from(["layer", "channel", "neuron"]), st.integers(0, MAX_DELAY), SEEDS)
+
+
+@dataclass(frozen=True)
+class _NeuronSpec:
+    """A spiking neuron layer's options; per-channel thresholds cycle through ``thresholds``.
+
+    ``recurrent``: the weights of the connection of a :class:`~eventsim.Recurrent`
+    block around the layer, or None (:meth:`_Builder.neurons` builds both).
+    """
+
+    kind: str
+    thresholds: tuple
+    per_channel: bool
+    reset: str
+    v_reset: float
+    strict: bool
+    leak: float
+    gain: float | None  # None: the Euler gain 1 - leak
+    delayed: bool | None  # None: the option is not generated
+    arithmetic: str = "product"
+    state: _StateSpec = _StateSpec()
+    recurrent: _SynapseSpec | None = None
+
+    def build(self, channels: int) -> es.LIF:
+        theta = np.resize(np.array(self.thresholds), channels) if self.per_channel else self.thresholds[0]
+        options = dict(reset=self.reset, v_reset=self.v_reset, strict=self.strict, **self.state.options())
+        if self.delayed is not None:
+            options["reset_delayed"] = self.delayed
+        if self.kind == "if":  # euler_gain excludes IF neurons, so gain is a number here
+            return es.IF(theta, input_gain=self.gain, **options)
+        if self.arithmetic != "product":  # the form fixes the gain and resets at once
+            return es.LIF(theta, leak=self.leak, arithmetic=self.arithmetic, **{**options, "reset_delayed": False})
+        gain = 1.0 - self.leak if self.gain is None else self.gain
+        return es.LIF(theta, leak=self.leak, input_gain=gain, **options)
+
+
+@st.composite
+def _neuron_spec(draw, features: Features, recurrent: bool = False) -> _NeuronSpec:
+    """A spiking layer within ``features``; ``recurrent``: it may be drawn as a recurrent block."""
+    per_channel = features.per_channel and draw(st.booleans())
+    thresholds = tuple(draw(st.lists(st.sampled_from(features.thresholds), min_size=1,
+                                     max_size=4 if per_channel else 1)))
+    reset = draw(st.sampled_from(sorted(features.resets)))
+    v_reset = draw(st.sampled_from([0.0, -0.5, 0.25])) if reset == "hard" and features.v_reset else 0.0
+    strict = draw(st.sampled_from(sorted(features.comparisons))) == ">"
+    kind = draw(st.sampled_from(sorted(features.neurons)))
+    leak = 1.0 if kind == "if" else draw(st.sampled_from(features.leaks))
+    if features.euler_gain:
+        gain = None
+    elif features.input_gain:
+        gain = draw(st.sampled_from([1.0, 0.5, 0.25] + ([1.0 - leak] if leak < 1 else [])))
+    else:
+        gain = 1.0
+    delayed = draw(st.booleans()) if features.reset_delayed else None
+    form = _form(draw, features, leak)
+    state = _state(draw, features, rest=kind == "lif", spiking=True, delayed=bool(delayed) and form == "product")
+    connection = draw(st.one_of(st.none(), _synapse_spec(features))) if recurrent and features.recurrent else None
+    return _NeuronSpec(kind, thresholds, per_channel, reset, v_reset, strict, leak, gain, delayed, form, state,
+                       connection)
+
+
+def _form(draw, features: Features, leak: float) -> str:
+    """An arithmetic form within ``features`` for a layer with ``leak``: "product" when the leak is 1."""
+    forms = sorted(features.arithmetic) if leak < 1 else []
+    return draw(st.sampled_from(forms)) if forms else "product"
 
 
 class _Builder:
@@ -527,23 +648,43 @@ class _Builder:
         return es.Linear(n_in, spec.size, weight=self.array(spec.weight_seed, (spec.size, n_in), n_in),
                          bias=self.bias(spec.bias_seed, spec.size))
 
+    def neurons(self, spec: _NeuronSpec, shape: tuple) -> es.LIF | es.Recurrent:
+        """The layer of ``spec`` on ``shape``, inside a Recurrent block when it has a connection: a
+        Linear n -> n on flat layers, a stride-1 Conv2d C -> C with "same" padding on maps."""
+        neuron = spec.build(shape[0])
+        rec = spec.recurrent
+        if rec is None:
+            return neuron
+        if len(shape) == 1:
+            n = shape[0]
+            connection = es.Linear(n, n, weight=self.array(rec.weight_seed, (n, n), n),
+                                   bias=self.bias(rec.bias_seed, n))
+        else:
+            c, k = shape[0], 1 if rec.kernel == 1 else 3
+            connection = es.Conv2d(c, c, k, padding=k // 2, weight=self.array(rec.weight_seed, (c, c, k, k), c * k * k),
+                                   bias=self.bias(rec.bias_seed, c))
+        return es.Recurrent(neuron, connection)
+
     def readout(self, spec: tuple) -> es.Readout:
-        leak, form = spec
+        leak, form, state = spec
         if form != "product":
-            return es.Readout(leak=leak, arithmetic=form)
-        return es.Readout(leak=leak, input_gain=1.0 - leak if self.features.euler_gain else 1.0)
+            return es.Readout(leak=leak, arithmetic=form, **state.options())
+        return es.Readout(leak=leak, input_gain=1.0 - leak if self.features.euler_gain else 1.0, **state.options())
 
     def head(self, n_in: int, head: tuple, readout: tuple | None) -> list:
-        """Linear layers, each followed by neurons (and maybe dropout), or by the readout at the end."""
+        """Linear layers, each followed by neurons (and maybe dropout and a delay), or by the readout at
+        the end."""
         layers: list = []
-        for i, (synapse, neuron, p) in enumerate(head):
+        for i, (synapse, neuron, p, delay) in enumerate(head):
             layers.append(self.linear(synapse, n_in))
             if i == len(head) - 1 and readout is not None:
                 layers.append(self.readout(readout))
             else:
-                layers.append(neuron.build(synapse.size))
+                layers.append(self.neurons(neuron, (synapse.size,)))
                 if p is not None and i < len(head) - 1:
                     layers.append(es.Dropout(p))
+                if delay is not None and i < len(head) - 1:
+                    layers.append(delay.build((synapse.size,)))
             n_in = synapse.size
         return layers
 
@@ -555,14 +696,16 @@ class _Builder:
             if kind == "conv":
                 synapse, neuron = spec
                 layer, shape = self.conv(synapse, c, h, w)
-                layers += [layer, neuron.build(shape[0])]
+                layers += [layer, self.neurons(neuron, shape)]
             elif kind == "pass":
                 layer, shape = self.conv(spec, c, h, w)
                 layers.append(layer)
             elif kind == "neuron":
-                layers.append(spec.build(c))
+                layers.append(self.neurons(spec, shape))
             elif kind == "dropout":
                 layers.append(es.Dropout(spec))
+            elif kind == "delay":
+                layers.append(spec.build(shape))
             elif kind == "pool" and min(h, w) >= 2:
                 pool, k, stride = spec
                 layer = POOL_KINDS[pool](k, stride=stride)
@@ -593,17 +736,21 @@ def _dropout_p(features: Features, ps) -> Any:
 
 
 def _head(features: Features) -> Any:
-    """One or two (linear, neurons, dropout) items; the second is a ``one_of`` whose first branch is
-    None, so that hypothesis deletes it by trying that branch."""
-    item = st.tuples(_synapse_spec(features, sizes=st.integers(1, 6)), _neuron_spec(features),
-                     _dropout_p(features, [0.2, 0.5]))
+    """One or two (linear, neurons, dropout, delay) items; the second is a ``one_of`` whose first branch
+    is None, so that hypothesis deletes it by trying that branch."""
+    delay = st.one_of(st.none(), _delay_spec()) if features.delay else st.none()
+    item = st.tuples(_synapse_spec(features, sizes=st.integers(1, 6)), _neuron_spec(features, recurrent=True),
+                     _dropout_p(features, [0.2, 0.5]), delay)
     return st.tuples(item, st.one_of(st.none(), item)).map(lambda pair: tuple(x for x in pair if x is not None))
 
 
 @st.composite
 def _readout_spec(draw, features: Features) -> tuple:
+    """The readout's leak, arithmetic form and state options (docs/semantics.md: a Readout takes the
+    synaptic current, the rest potential and the initial potential)."""
     leak = draw(st.sampled_from(features.leaks))
-    return leak, _form(draw, features, leak)
+    form = _form(draw, features, leak)
+    return leak, form, _state(draw, features, rest=True, spiking=False, delayed=False)
 
 
 def _readout(features: Features) -> Any:
@@ -614,8 +761,8 @@ def _readout(features: Features) -> Any:
 
 @st.composite
 def _map_block(draw, features: Features) -> tuple:
-    """One block on (C, H, W) maps: nothing, neurons, conv + neurons, conv alone, a pool, dropout or a
-    residual block.
+    """One block on (C, H, W) maps: nothing, neurons, conv + neurons, conv alone, a pool, dropout, a
+    residual block or a delay; the neurons may be a recurrent block.
 
     "none" comes first: hypothesis shrinks a block by replacing it with its simplest form (the
     first kind), so an unneeded block becomes no layer at all rather than a neuron layer.
@@ -623,13 +770,16 @@ def _map_block(draw, features: Features) -> tuple:
     pools = sorted(k for k in POOL_KINDS if k in features.layers)
     kinds = ["none", "neuron"] + ["conv", "pass"] * ("conv" in features.layers) + ["pool"] * bool(pools)
     kinds += ["dropout"] * ("dropout" in features.layers) + ["residual"] * ("residual" in features.layers)
+    kinds += ["delay"] * features.delay
     kind = draw(st.sampled_from(kinds))
     if kind == "none":
         return kind, None
     if kind == "neuron":
-        return kind, draw(_neuron_spec(features))
+        return kind, draw(_neuron_spec(features, recurrent=True))
     if kind == "conv":
-        return kind, (draw(_synapse_spec(features)), draw(_neuron_spec(features)))
+        return kind, (draw(_synapse_spec(features)), draw(_neuron_spec(features, recurrent=True)))
+    if kind == "delay":
+        return kind, draw(_delay_spec())
     if kind == "pass":
         return kind, draw(_synapse_spec(features))
     if kind == "dropout":
@@ -695,11 +845,11 @@ def net_cases(draw, max_blocks: int = 4, dtypes=None, hard_zero: bool = False, *
     flat = "linear" in features.layers and ("conv" not in features.layers or draw(st.integers(0, 4)) == 0)
     if flat:
         n = draw(st.integers(1, 20))
-        lead = draw(st.one_of(st.none(), _neuron_spec(features)))
+        lead = draw(st.one_of(st.none(), _neuron_spec(features, recurrent=True)))
         head, readout = draw(_head(features)), draw(_readout(features))
 
         def build(b: _Builder) -> list:
-            return ([lead.build(n)] if lead is not None else []) + b.head(n, head, readout)
+            return ([b.neurons(lead, (n,))] if lead is not None else []) + b.head(n, head, readout)
 
         input_shape = (n,)
     else:
@@ -742,13 +892,13 @@ def deep_cases(draw, dtypes=None, hard_zero: bool = False, *, features: Features
 
     def build(b: _Builder) -> list:
         conv, shape = b.conv(first, c_in, size, size, k=3, pad=1, stride=1)
-        layers = [conv, neuron.build(shape[0])]
+        layers = [conv, b.neurons(neuron, shape)]
         if middle == "residual":
             block, shape = b.residual(middle_spec, shape)
             layers.append(block)
         else:
             more, shape = b.maps(shape, (("pool", middle_spec),))
-            layers += more + ([after.build(shape[0])] if after is not None else [])
+            layers += more + ([b.neurons(after, shape)] if after is not None else [])
         layers += [es.Dropout(p)] if p is not None else []
         return layers + [es.Flatten()] + b.head(int(np.prod(shape)), head, readout)
 

@@ -28,12 +28,16 @@ eventsim layer                torch, per step
 ``LIF``, ``IF``, ``Readout``  :meth:`TorchCandidate.neuron_step` on the current
 ``SpikingAvgPool``            the average pool feeding the layer's IF neuron
 ``Residual``                  main path, then ``neuron_step(last(main) + skip(x))``
+``Recurrent``                 at each step, ``I[t] + connection(s[t-1])`` into its neuron
+``Delay``                     ``x[t - d_i]`` per neuron, 0 before ``d_i``
 a neuron layer's ``norm``     ``k * I + c`` on its current, before ``neuron_step``
+a synaptic current            ``J = alpha * J + h * I``, integrated instead of I
 ============================  ==================================================
 
 A weighted sum (any synapse but ``MaxPool``) directly followed by a neuron
-layer becomes that layer's input current, as eventsim fuses the two into one
-stage; a neuron layer after no synapse takes its input values as current.
+layer (or a recurrent block) becomes that layer's input current, as eventsim
+fuses the two into one stage; a neuron layer after no synapse takes its
+input values as current.
 Any other layer type is refused with a :class:`~eventsim.errors.LayerError` naming it.
 Weights and biases, and the scale and shift of input-current norms, become
 leaf tensors on the device, under the keys of
@@ -47,8 +51,10 @@ them, and each neuron layer becomes a :class:`TorchNeuron`.
 ``model.run(spikes)`` takes ``(T, batch, *input_shape)`` and passes it
 through the blocks one layer at a time: a synapse maps all T steps at once
 (steps folded into the batch), a neuron layer steps ``t = 0 .. T-1`` from
-``U[0] = 0, s[0] = 0``. Layer by layer rather than step by step because an
-input-current norm in training (``train=True``) needs its layer's currents at
+``R[0] = v_init`` (0 by default), ``s[0] = 0`` and ``J[0] = 0`` (a recurrent
+block adding at each step its connection's current from the spikes of the
+step before), and a delay shifts all T steps at once. Layer by layer rather
+than step by step because an input-current norm in training (``train=True``) needs its layer's currents at
 every step before the neurons integrate them: its mean and biased variance
 per channel are taken over steps, batch and positions (``"batch_time"``) or
 over batch and positions per step (``"batch"``), in float64, and
@@ -58,8 +64,10 @@ norm"); autograd differentiates through the statistics. Without ``train``
 the running statistics stand in. It reports what eventsim's event path passes from
 layer to layer: each neuron layer's spikes and potentials U (under the pool's
 name for a ``SpikingAvgPool``, under the neuron's own name for a residual
-block), and the values of every layer that passes values on without a neuron
-(a synapse not followed by neurons, ``MaxPool``, ``Dropout``). Each record
+block, under the neuron's own name for a recurrent block), the synaptic
+current J of a layer that has one, and the values of every layer that
+passes values on without a neuron (a synapse not followed by neurons,
+``MaxPool``, ``Dropout``, ``Delay``). Each record
 stacks the steps along axis 0: ``(T, batch, *shape)`` NumPy arrays, the
 layout of ``Network.run(record=("spikes", "potentials"))`` with batch and
 time swapped. Dropout is off unless ``masks=`` gives keep-masks (those of an
@@ -73,7 +81,12 @@ readout ``U_L[T] / T`` of a network ending in a ``Readout``, else the last
 layer's output summed over the steps. The spike is ``1[U > theta]`` in the
 forward pass and has derivative ``sigma(U - theta)``, the request's
 surrogate, in the backward pass (:meth:`TorchCandidate.spike`); the reset
-uses the detached spike when ``request.detach_reset``. The gradient of each
+uses the detached spike when ``request.detach_reset``. The conventions of
+the state beyond the potential (docs/semantics.md, "bptt") follow from the
+forward by autograd: a spike count has the spike's derivative, the clamp
+passes no gradient where it held R at ``v_min``, the recurrent current
+carries the gradient of the spikes of the step before (never detached) and
+a delay shifts gradients back. The gradient of each
 parameter comes back under its key, as a NumPy array in the model's dtype.
 ``rule="lee2020-code"`` differentiates the same forward the way Lee et
 al.'s published code does (docs/semantics.md, "lee2020-code").
@@ -105,8 +118,8 @@ from the state, the current and the :class:`TorchNeuron`) and
 
 ``eventsim.testing.conform(LeakOnInput())`` then reports the first
 divergence on a shrunk network. The candidate's ``features`` tell
-``conform`` what to generate: everything, ``input_gain`` and
-``reset_delayed`` included.
+``conform`` what to generate: everything, ``input_gain``,
+``reset_delayed`` and the state features included.
 
 5. Exactness
 ------------
@@ -114,8 +127,12 @@ With dyadic weights every sum is exact in any order, so ``conv2d`` may sum
 as it likes. What must match eventsim operation by operation is the rest:
 the leak is ``lam * R`` with ``lam`` rounded to the dtype, then ``+ g * I``
 (a delayed soft reset subtracts theta last, after ``g * I`` is added);
-average pooling multiplies every input by ``1/(kh*kw)`` and sums
-(``divisor_override=1``) instead of dividing the sum; the readout divides
+the synaptic current, the rest potential, the clamp and the spike count
+follow the operations of docs/semantics.md, "State beyond the potential"
+(:meth:`TorchNeuron.synaptic`, :meth:`TorchNeuron.charge`,
+:meth:`TorchNeuron.clamp`, :meth:`TorchNeuron.count`); average pooling
+multiplies every input by ``1/(kh*kw)`` and sums (``divisor_override=1``)
+instead of dividing the sum; the readout divides
 ``U[T]`` by T. While a model computes, float32 matrix products and cuDNN
 convolutions are held to full float32 precision (no TF32), a setting of
 the process that is restored afterwards.
@@ -137,7 +154,7 @@ import numpy as np
 from eventsim.errors import EventsError, LayerError, OptionError, check_choice
 from eventsim.extras import require
 from eventsim.layers import (
-    LIF, AvgPool, Conv2d, Dropout, Flatten, Identity, Layer, Linear, MaxPool, Readout, Residual,
+    LIF, AvgPool, Conv2d, Delay, Dropout, Flatten, Identity, Layer, Linear, MaxPool, Readout, Recurrent, Residual,
     SpikingAvgPool, SumPool,
 )
 from eventsim.network import Network
@@ -169,6 +186,14 @@ class TorchNeuron:
     ``norm`` is the layer's input-current norm, or None. ``arithmetic`` is
     the layer's form and ``divisor`` its d (docs/semantics.md, "Arithmetic
     forms"; 1 where the form has none).
+
+    The options of "State beyond the potential" are None where the layer
+    leaves them at their defaults, so that their operations are left out:
+    ``synapse_leak`` alpha (None: no synaptic current), ``synapse_gain`` h
+    (None: h = 1, the input enters J as it is), ``v_rest`` (None: 0, the
+    operations marked (rest) left out), ``v_init`` (None: R[0] = 0),
+    ``v_min`` (None: no clamp) and ``spike_limit``, the M of several spikes
+    per step (inf: no bound; None: one spike per step, M = 1).
     """
 
     name: str
@@ -183,29 +208,78 @@ class TorchNeuron:
     norm: TorchNorm | None = None
     arithmetic: str = "product"
     divisor: torch.Tensor | None = None
+    synapse_leak: torch.Tensor | None = None
+    synapse_gain: torch.Tensor | None = None
+    v_rest: torch.Tensor | None = None
+    v_init: torch.Tensor | None = None
+    v_min: torch.Tensor | None = None
+    spike_limit: torch.Tensor | None = None
 
-    def charge(self, r: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
-        """U from the reset potential R in the layer's form other than "product", its operations in order.
+    def synaptic(self, j: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
+        """``J[t] = alpha * J[t-1] + h * I[t]``: ``a = alpha * J``, ``b = h * I`` (I when h = 1), ``a + b``.
 
-        docs/semantics.md, "Arithmetic forms": ``R + k * (I - R)`` with
-        k = ``input_gain`` ("euler"), ``R + (I - R) / d`` ("euler-divide"),
-        ``(R - R / d) + I`` ("subtract-divide").
+        docs/semantics.md, "State beyond the potential", step 1.
         """
+        b = current if self.synapse_gain is None else self.synapse_gain * current
+        return self.synapse_leak * j + b
+
+    def charge(self, r: torch.Tensor, x: torch.Tensor, leak: Callable) -> torch.Tensor:
+        """U from the potential after the reset R and the integrated current X, the form's operations in order.
+
+        docs/semantics.md, "State beyond the potential", step 2 (the table of
+        "Arithmetic forms" where v_rest is None)::
+
+            "product"          p = R - v_rest; a = lam * p; a = v_rest + a; U = a + g * X
+            "euler"            U = R + k * ((v_rest - R) + X)           (X - R without rest)
+            "euler-divide"     p = R - v_rest; U = R + (X - p) / d
+            "subtract-divide"  p = R - v_rest; U = (R - p / d) + X
+
+        ``leak(p, lam)`` forms the product form's ``lam * p``
+        (:meth:`Backward.leak`).
+        """
+        rest = self.v_rest
+        if self.arithmetic == "product":
+            a = leak(r if rest is None else r - rest, self.leak)
+            return (a if rest is None else rest + a) + self.input_gain * x
         if self.arithmetic == "euler":
-            return r + self.input_gain * (current - r)
+            return r + self.input_gain * (x - r if rest is None else (rest - r) + x)
+        p = r if rest is None else r - rest
         if self.arithmetic == "euler-divide":
-            return r + (current - r) / self.divisor
-        return (r - r / self.divisor) + current
+            return r + (x - p) / self.divisor
+        return (r - p / self.divisor) + x
 
     def reset_of(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """``R(x, s)``: ``x * (1 - s) + v_reset * s`` (hard) or ``x - theta * s`` (soft).
 
-        The soft reset subtracts 0 where theta is inf: such neurons never
-        fire, and ``inf * 0`` would be NaN.
+        ``s`` is the spike, or the count n of several spikes per step: the
+        soft reset subtracts ``n * theta``; the hard one gates with 1 where
+        n > 0, a gate that carries n's gradient (docs/semantics.md, "bptt":
+        ``dR/dn = v_reset - U``). The soft reset subtracts 0 where theta is
+        inf: such neurons never fire, and ``inf * 0`` would be NaN.
         """
         if self.reset == "hard":
+            if self.spike_limit is not None:
+                s = (s != 0).to(s.dtype) + (s - s.detach())
             return x * (1 - s) + self.v_reset * s
         return x - self.theta.nan_to_num(posinf=0.0) * s
+
+    def clamp(self, r: torch.Tensor) -> torch.Tensor:
+        """``R = v_min`` where ``R < v_min`` (step 5); its gradient is 0 there, as the clamp holds R."""
+        return r if self.v_min is None else r.where(~(r < self.v_min), self.v_min)
+
+    def count(self, u: torch.Tensor, fired: torch.Tensor) -> torch.Tensor:
+        """The spikes of a step: ``fired`` itself, or with several spikes per step the count n (step 3)::
+
+            q = U / theta;   n = min(M, floor(q))   (>=)   or   min(M, max(1, ceil(q) - 1))   (>)
+
+        where the neuron fired, 0 elsewhere. ``u`` is detached: the count's
+        gradient is the spike's (:meth:`TorchCandidate.spike`).
+        """
+        if self.spike_limit is None:
+            return fired
+        q = u.detach() / self.theta
+        n = q.floor() if not self.strict else (q.ceil() - 1).clamp(min=1.0)
+        return n.minimum(self.spike_limit).where(fired, 0.0)
 
 
 @dataclass(frozen=True)
@@ -303,13 +377,17 @@ class TorchCandidate:
     def features(self) -> Any:
         """What the candidate supports, for :func:`eventsim.testing.conform` to generate within.
 
-        Every layer and neuron option, ``input_gain`` and ``reset_delayed``
-        included; under ``lee2020-code`` hard reset to 0 only. (Needs hypothesis.)
+        Every layer and neuron option, ``input_gain``, ``reset_delayed`` and
+        the state options, recurrent blocks and delays
+        (:data:`~eventsim.testing.strategies.STATE_FEATURES`) included; under
+        ``lee2020-code`` single-spike neurons with hard reset to 0 only, in
+        feed-forward networks without delays. (Needs hypothesis.)
         """
-        from eventsim.testing.strategies import Features
+        from eventsim.testing.strategies import STATE_FEATURES, Features
 
-        features = Features().including("input_gain", "reset_delayed")
-        return features.without("soft", "v_reset") if self.rule == "lee2020-code" else features
+        if self.rule == "lee2020-code":
+            return Features().including("input_gain", "reset_delayed").without("soft", "v_reset")
+        return Features().including("input_gain", "reset_delayed", *STATE_FEATURES)
 
     def build(self, network: Network) -> TorchModel:
         """The torch model of ``network`` (section 1 of the module docstring)."""
@@ -321,6 +399,9 @@ class TorchCandidate:
     ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """One step of a neuron layer: ``(U[t], s[t], next state)`` from ``state = (U[t-1], s[t-1])``.
 
+        ``current`` is what the potential integrates: the input current I[t]
+        (after the layer's norm and its recurrent current), or the synaptic
+        current J[t] of a layer that has one (:meth:`TorchNeuron.synaptic`).
         docs/semantics.md, "Neurons" (Lee et al. 2020, Sec. 2.1, written on U),
         with the input gain g::
 
@@ -335,31 +416,36 @@ class TorchCandidate:
             U[t] = lam * U[t-1] + g * I[t] - theta * s[t-1]                     soft
             U[t] = (1 - s[t-1]) * lam * U[t-1] + s[t-1] * v_reset + g * I[t]    hard
 
-        The other arithmetic forms (docs/semantics.md, "Arithmetic forms")
-        reset at once and compute U from R with their own operations
-        (:meth:`TorchNeuron.charge`). The reset reads the detached spike when
+        An immediate reset computes, in the order of docs/semantics.md,
+        "State beyond the potential", the reset R of the previous step's
+        spikes (or counts), its clamp at ``v_min``, then U from R in the
+        layer's form, the rest potential included
+        (:meth:`TorchNeuron.charge`); the spikes are then counted
+        (:meth:`TorchNeuron.count`). The initial state ``(v_init, 0)`` makes
+        R[0] = v_init. The reset reads the detached spike when
         ``backward.detach_reset``.
         """
         u_prev, s_prev = state
         s = s_prev.detach() if backward.detach_reset else s_prev
-        if neuron.arithmetic != "product":  # reset at once; the form's own operations
-            r = neuron.reset_of(u_prev, s)
-            if backward.rule == "lee2020-code":  # the leak's gradient is 1, as in Backward.leak
-                u = neuron.charge(r.detach(), current) + (r - r.detach())
+        if not neuron.reset_delayed:
+            r = neuron.clamp(neuron.reset_of(u_prev, s))
+            if neuron.arithmetic != "product" and backward.rule == "lee2020-code":
+                u = neuron.charge(r.detach(), current, backward.leak) + (r - r.detach())  # the leak's gradient is 1
             else:
-                u = neuron.charge(r, current)
-        elif not neuron.reset_delayed:
-            u = backward.leak(neuron.reset_of(u_prev, s), neuron.leak) + neuron.input_gain * current
+                u = neuron.charge(r, current, backward.leak)
         elif neuron.reset == "hard":
             u = neuron.reset_of(backward.leak(u_prev, neuron.leak), s) + neuron.input_gain * current
         else:  # theta is subtracted last: the order of the sum decides the rounding
             u = neuron.reset_of(backward.leak(u_prev, neuron.leak) + neuron.input_gain * current, s)
         fired = u > neuron.theta if neuron.strict else u >= neuron.theta
-        spikes = self.spike(u, fired, neuron, backward)
+        spikes = self.spike(u, neuron.count(u, fired), neuron, backward)
         return u, spikes, (u, spikes)
 
     def spike(self, u: torch.Tensor, fired: torch.Tensor, neuron: TorchNeuron, backward: Backward) -> torch.Tensor:
-        """``fired`` as 0/1 values whose derivative with respect to ``u`` is the rule's slope.
+        """``fired`` (bool, or the counts n) as values whose derivative with respect to ``u`` is the rule's slope.
+
+        A count is differentiated as one spike (docs/semantics.md, "bptt":
+        ``dn/dU := sigma(U - theta)``).
 
         ``s + (u - u.detach()) * slope`` is ``s`` exactly in the forward pass
         and has gradient ``slope`` in the backward pass (slope detached).
@@ -441,13 +527,28 @@ class _Dropout:
 
 
 class _Neurons:
-    """A neuron layer, fed by the synapse before it (or by its input values when there is none)."""
+    """A neuron layer, fed by the synapse before it (or by its input values when there is none), and by
+    its own spikes through ``connection`` when it is a recurrent block."""
 
-    def __init__(self, neuron: TorchNeuron, synapse: Callable | None) -> None:
-        self.name, self.neuron, self.synapse = neuron.name, neuron, synapse
+    def __init__(self, neuron: TorchNeuron, synapse: Callable | None, connection: Callable | None = None) -> None:
+        self.name, self.neuron, self.synapse, self.connection = neuron.name, neuron, synapse, connection
 
     def __call__(self, x: torch.Tensor, run: _Run) -> torch.Tensor:
-        return run.neurons(self.neuron, x if self.synapse is None else _every_step(self.synapse, x))
+        return run.neurons(self.neuron, x if self.synapse is None else _every_step(self.synapse, x), self.connection)
+
+
+class _Delay:
+    """Every neuron's values shifted later by its delay; what would land at a step >= T is dropped."""
+
+    def __init__(self, name: str, steps: torch.Tensor) -> None:
+        self.name, self.steps = name, steps  # steps: (neurons,) in C order
+
+    def __call__(self, x: torch.Tensor, run: _Run) -> torch.Tensor:
+        torch = _import_torch()
+        flat = x.flatten(2)  # (T, batch, neurons)
+        source = torch.arange(x.shape[0], device=x.device)[:, None] - self.steps  # (T, neurons): t - d_i
+        shifted = flat.gather(0, source.clamp(min=0)[:, None, :].expand(flat.shape))
+        return shifted.where(source[:, None, :] >= 0, 0.0).reshape(x.shape)
 
 
 class _Residual:
@@ -485,6 +586,7 @@ class _Run:
         self.candidate, self.backward, self.masks, self.train = candidate, backward, masks, train
         self.outputs: dict[str, torch.Tensor] = {}
         self.potentials: dict[str, torch.Tensor] = {}
+        self.synaptic: dict[str, torch.Tensor] = {}  # J of layers with a synaptic current
         self.steps: dict[str, list] = {}  # each step's U tensor, what potential_gradients differentiates by
         self.leaks: dict[str, float] = {}  # spiking layers whose spike gradient gets Lee's NG factor
         self.ng: dict[str, torch.Tensor] = {}
@@ -496,13 +598,25 @@ class _Run:
                 self.outputs[block.name] = x
         return x
 
-    def neurons(self, neuron: TorchNeuron, current: torch.Tensor) -> torch.Tensor:
-        """The spikes ``(T, batch, ...)`` of a neuron layer from its currents, stepping from U[0] = s[0] = 0."""
+    def neurons(self, neuron: TorchNeuron, current: torch.Tensor, connection: Callable | None = None) -> torch.Tensor:
+        """The spikes ``(T, batch, ...)`` of a neuron layer from its currents, from R[0] = v_init, s[0] = 0.
+
+        Per step (docs/semantics.md, "State beyond the potential" and
+        "Recurrent connections"): the current ``I[t]`` (after the norm), plus
+        ``connection(s[t-1])`` for a recurrent block, feeds the synaptic
+        current J of a layer that has one, and the neuron integrates J (else I).
+        """
         if neuron.norm is not None:
             current = neuron.norm(current, self.train)
         zero = current.new_zeros(current.shape[1:])
-        state, potentials, spikes = (zero, zero), [], []
+        start = zero if neuron.v_init is None else zero + neuron.v_init
+        state, potentials, spikes, synaptic = (start, zero), [], [], []
         for step in current:
+            if connection is not None:
+                step = step + connection(spikes[-1] if spikes else zero)
+            if neuron.synapse_leak is not None:
+                step = neuron.synaptic(synaptic[-1] if synaptic else zero, step)
+                synaptic.append(step)
             u, s, state = self.candidate.neuron_step(state, step, neuron, self.backward)
             if self.backward.rule == "lee2020-code" and neuron.kind == "spiking" and s.requires_grad:
                 # The code's hook: every step's spike gradient times NG, known only once the run is over.
@@ -510,9 +624,12 @@ class _Run:
                 s.register_hook(lambda grad, name=neuron.name: grad * self.ng[name])
             potentials.append(u)
             spikes.append(s)
+        torch = _import_torch()
         self.steps[neuron.name] = potentials
-        self.potentials[neuron.name] = _import_torch().stack(potentials)
-        return _import_torch().stack(spikes)
+        self.potentials[neuron.name] = torch.stack(potentials)
+        if synaptic:
+            self.synaptic[neuron.name] = torch.stack(synaptic)
+        return torch.stack(spikes)
 
     def finish(self) -> None:
         """Lee's ``NG = 1 + ln(lam) f / gamma`` (0 where gamma = 0) from the finished forward.
@@ -565,8 +682,10 @@ class TorchModel:
         while i < len(layers):
             layer = layers[i]
             after = layers[i + 1] if i + 1 < len(layers) else None
-            if isinstance(layer, LIF):
-                blocks.append(_Neurons(self._neuron(layer, layer.name), None))
+            if isinstance(layer, (LIF, Recurrent)):
+                blocks.append(self._neurons(layer, None))
+            elif isinstance(layer, Delay):
+                blocks.append(self._delay(layer))
             elif isinstance(layer, SpikingAvgPool):
                 blocks.append(_Neurons(self._neuron(layer.neuron, layer.name, pool=True), self._synapse(layer.pool)))
             elif isinstance(layer, Residual):
@@ -578,14 +697,35 @@ class TorchModel:
                 blocks.append(_Dropout(layer.name, self._constant(layer.scale)))
             elif isinstance(layer, Flatten):
                 blocks.append(_Map(None, _flatten))
-            elif isinstance(after, LIF) and not isinstance(layer, MaxPool):
+            elif isinstance(after, (LIF, Recurrent)) and not isinstance(layer, MaxPool):
                 # A weighted sum and its neurons are one block, as in eventsim (max pooling is not a sum).
-                blocks.append(_Neurons(self._neuron(after, after.name), self._synapse(layer)))
+                blocks.append(self._neurons(after, self._synapse(layer)))
                 i += 1
             else:
                 blocks.append(_Map(layer.name, self._synapse(layer)))
             i += 1
         return blocks
+
+    def _neurons(self, layer: LIF | Recurrent, synapse: Callable | None) -> _Neurons:
+        """A neuron layer fed by ``synapse`` (or by its input values); a recurrent block's neurons also by
+        their own spikes of the step before, through its connection (docs/semantics.md, "Recurrent connections")."""
+        if isinstance(layer, LIF):
+            return _Neurons(self._neuron(layer, layer.name), synapse)
+        self._refuse_under_lee(layer, "a recurrent connection")
+        return _Neurons(self._neuron(layer.neuron, layer.neuron.name), synapse, self._synapse(layer.connection))
+
+    def _delay(self, layer: Delay) -> _Delay:
+        """``out[t, i] = in[t - d_i, i]``, 0 before d_i (docs/semantics.md, "Delays")."""
+        self._refuse_under_lee(layer, "a delay")
+        torch = _import_torch()
+        steps = layer.per_neuron(self.network.shapes[layer.name][0])
+        return _Delay(layer.name, torch.tensor(steps, device=self.device))
+
+    def _refuse_under_lee(self, layer: Layer, what: str) -> None:
+        if self.candidate.rule == "lee2020-code":
+            raise LayerError(layer, f"the lee2020-code rule derives its backward from the spike counts and traces "
+                                    f"of single-spike LIF/IF neurons; it does not cover {what} "
+                                    "(docs/semantics.md, 'bptt')")
 
     def _synapse(self, layer: Layer) -> Callable:
         F = _import_torch().nn.functional
@@ -628,6 +768,8 @@ class TorchModel:
                 layer, f"the lee2020-code rule needs hard reset to 0; this layer has reset={layer.reset!r}, "
                 f"v_reset={layer.v_reset!r}"
             )
+        if layer.extended:
+            self._refuse_under_lee(layer, ", ".join(layer.extended))
         theta = self._constant(layer.thresholds(shape))
         return TorchNeuron(
             name=name,
@@ -643,6 +785,13 @@ class TorchModel:
             arithmetic=layer.arithmetic,
             # d in float64, then rounded once (docs/semantics.md, "Arithmetic forms")
             divisor=self._constant(1.0 / (1.0 - layer.leak)) if layer.arithmetic.endswith("-divide") else None,
+            synapse_leak=None if layer.synapse_leak is None else self._constant(layer.synapse_leak),
+            synapse_gain=None if layer.synapse_gain == 1.0 else self._constant(layer.synapse_gain),
+            v_rest=None if layer.v_rest == 0.0 else self._constant(layer.v_rest),
+            v_init=None if layer.v_init == 0.0 else self._constant(layer.v_init),
+            v_min=None if layer.v_min == -np.inf else self._constant(layer.v_min),
+            spike_limit=None if layer.max_spikes == 1 else self._constant(
+                np.inf if layer.max_spikes is None else layer.max_spikes),
         )
 
     def _norm(self, layer: LIF, name: str) -> TorchNorm:
@@ -670,7 +819,8 @@ class TorchModel:
         with torch.no_grad(), _full_float32(torch):
             run, _ = self._forward(spikes, masks, Backward(self.candidate.rule), train)
         return {
-            name: LayerRecord(_numpy(seq), _numpy(run.potentials[name]) if name in run.potentials else None)
+            name: LayerRecord(_numpy(seq), _numpy(run.potentials[name]) if name in run.potentials else None,
+                              _numpy(run.synaptic[name]) if name in run.synaptic else None)
             for name, seq in run.outputs.items()
         }
 
