@@ -151,7 +151,9 @@ class Features:
     delay : bool
         :class:`~eventsim.Delay` layers of 0 to :data:`MAX_DELAY` steps, one
         for the layer, one per channel or one per neuron: a block of their
-        own on maps, and between the layers of a linear stack.
+        own on maps, and between the layers of a linear stack; and synaptic
+        delays of the stack's Linear layers (one for the layer, one per
+        output or one per synapse).
     """
 
     layers: frozenset = frozenset(LAYER_KINDS)
@@ -472,6 +474,8 @@ class _SynapseSpec:
     padding: int = 0
     weight_seed: int = 0
     bias_seed: int | None = None
+    #: synaptic delays of a Linear (feature "delay"): their form ("layer", "output", "synapse") and seed
+    delay: tuple[str, int] | None = None
 
 
 @st.composite
@@ -479,7 +483,10 @@ def _synapse_spec(draw, features: Features, sizes=st.integers(1, 4), kernel=st.i
                   stride=st.integers(1, 2), padding=st.integers(0, 2)) -> _SynapseSpec:
     size, k, s, pad = draw(sizes), draw(kernel), draw(stride), draw(padding)
     bias = draw(st.one_of(st.none(), SEEDS)) if features.bias else None
-    return _SynapseSpec(size, k, s, pad, draw(SEEDS), bias)
+    delay = None
+    if features.delay:
+        delay = draw(st.one_of(st.none(), st.tuples(st.sampled_from(["layer", "output", "synapse"]), SEEDS)))
+    return _SynapseSpec(size, k, s, pad, draw(SEEDS), bias, delay)
 
 
 @dataclass(frozen=True)
@@ -645,8 +652,13 @@ class _Builder:
         return layer, layer.output_shape((c, h, w))
 
     def linear(self, spec: _SynapseSpec, n_in: int) -> es.Linear:
+        delay = None
+        if spec.delay is not None:  # one delay for the layer, one per output, or one per synapse
+            per, seed = spec.delay
+            shape = {"layer": (), "output": (spec.size,), "synapse": (spec.size, n_in)}[per]
+            delay = np.random.default_rng(seed).integers(0, MAX_DELAY + 1, size=shape)
         return es.Linear(n_in, spec.size, weight=self.array(spec.weight_seed, (spec.size, n_in), n_in),
-                         bias=self.bias(spec.bias_seed, spec.size))
+                         bias=self.bias(spec.bias_seed, spec.size), delay=delay)
 
     def neurons(self, spec: _NeuronSpec, shape: tuple) -> es.LIF | es.Recurrent:
         """The layer of ``spec`` on ``shape``, inside a Recurrent block when it has a connection: a

@@ -500,9 +500,35 @@ class TorchCandidate:
 
 # ======================================================================= blocks
 def _every_step(fn: Callable, x: torch.Tensor) -> torch.Tensor:
-    """A per-step map applied to ``(T, batch, ...)`` values at once, the steps folded into the batch."""
+    """A per-step map applied to ``(T, batch, ...)`` values at once, the steps folded into the batch.
+
+    A map that reads other steps (``over_time``, a synapse with delays) is given the steps as they are.
+    """
+    if getattr(fn, "over_time", False):
+        return fn(x)
     out = fn(x.flatten(0, 1))
     return out.reshape(x.shape[:2] + out.shape[1:])
+
+
+class _DelayedLinear:
+    """``I[t, o] = sum_i W[o, i] x[t - d[o, i], i] (+ b[o])`` on ``(T, batch, in)`` values (docs/semantics.md,
+    "Delays"): one product per distinct delay, with the synapses of that delay, on the input shifted by it."""
+
+    over_time = True
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, delay: torch.Tensor) -> None:
+        self.weight, self.bias, self.delay = weight, bias, delay
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        torch = _import_torch()
+        steps = x.shape[0]
+        out = torch.zeros(x.shape[:2] + (self.weight.shape[0],), dtype=x.dtype, device=x.device)
+        for d in torch.unique(self.delay).tolist():
+            if d >= steps:
+                continue  # lands at or after T: dropped
+            weight = self.weight * (self.delay == d)
+            out[d:] = out[d:] + torch.nn.functional.linear(x[: steps - d], weight)
+        return out if self.bias is None else out + self.bias
 
 
 class _Map:
@@ -732,6 +758,9 @@ class TorchModel:
         if isinstance(layer, (Conv2d, Linear)):
             weight, bias = self._parameter(layer, "weight"), self._parameter(layer, "bias")
             if isinstance(layer, Linear):
+                if layer.delay is not None:
+                    self._refuse_under_lee(layer, "synaptic delays")
+                    return _DelayedLinear(weight, bias, _import_torch().tensor(layer.delay, device=self.device))
                 return partial(F.linear, weight=weight, bias=bias)
             return partial(F.conv2d, weight=weight, bias=bias, stride=layer.stride, padding=layer.padding)
         if isinstance(layer, (SumPool, AvgPool)):

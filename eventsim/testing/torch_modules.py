@@ -21,7 +21,7 @@ from eventsim.layers import (
     AvgPool, Conv2d, Dropout, Flatten, Identity, Layer, Linear, MaxPool, Readout, Residual, SumPool,
 )
 from eventsim.network import Network
-from eventsim.testing.protocol import GradientRequest, LayerRecord
+from eventsim.testing.protocol import GradientRequest, LayerRecord, Unsupported
 
 
 def synapse_module(layer: Layer, dtype: Any) -> Any | None:
@@ -34,6 +34,9 @@ def synapse_module(layer: Layer, dtype: Any) -> Any | None:
     import torch
 
     nn = torch.nn
+    if isinstance(layer, Linear) and layer.delay is not None:
+        raise Unsupported(f"layer {layer.name!r}: synaptic delays read earlier steps; a module run one step at a "
+                          "time has no counterpart")
     if isinstance(layer, (Conv2d, Linear)):
         if isinstance(layer, Conv2d):
             module = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
