@@ -393,3 +393,22 @@ def test_bptt_on_the_state_equals_autograd(case, surrogate, detach):
     assert ours.keys() == theirs.keys()
     for d in gradient_errors(theirs, ours):
         assert d.error <= GRADIENT_RTOL, str(d)
+
+
+def test_a_failure_is_located_by_step_through_recurrent_layers_and_delays_but_not_synaptic_currents():
+    """The locator of docs/testing.md runs on recurrent blocks and delays (dL/dU of the recurrent layer
+    equal to autograd's), and says why it cannot where a synaptic current hides dL/dU."""
+    from eventsim.learning.surrogates import StraightThrough
+    from eventsim.testing.backward import locate
+    from eventsim.testing.protocol import GradientRequest
+
+    rng = np.random.default_rng(0)
+    for synapse_leak, expected in ((None, "every dL/dU agrees"), (0.5, "has a synaptic current")):
+        net = es.Network([es.Linear(3, 4, weight=rng.normal(size=(4, 3))),
+                          es.Recurrent(es.LIF(0.5, leak=0.75, synapse_leak=synapse_leak),
+                                       es.Linear(4, 4, weight=rng.normal(size=(4, 4)))),
+                          es.Delay(1), es.Linear(4, 2, weight=rng.normal(size=(2, 4))), es.Readout()],
+                         (3,), dtype=np.float64)
+        spikes = (rng.random((6, 1, 3)) < 0.5).astype(np.float64)
+        model = TorchCandidate().build(net)
+        assert expected in str(locate(net, spikes, GradientRequest(np.ones((1, 2)), StraightThrough(), True), model))

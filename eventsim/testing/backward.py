@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from eventsim.errors import LayerError, OptionError
-from eventsim.layers import LIF, Flatten, Layer, Residual, SpikingAvgPool
+from eventsim.layers import LIF, Flatten, Layer, Recurrent, Residual, SpikingAvgPool
 from eventsim.learning.rules import BPTT
 from eventsim.network import Network
 from eventsim.testing.compare import (
@@ -49,8 +49,8 @@ class _RecordingBPTT(BPTT):
     def _neuron_backward(self, network: Network, result):
         inner = super()._neuron_backward(network, result)
 
-        def backward(kind, name, neuron, shape, grad, frames):
-            delta = inner(kind, name, neuron, shape, grad, frames)
+        def backward(kind, name, neuron, shape, grad, frames, feedback=None):
+            delta = inner(kind, name, neuron, shape, grad, frames, feedback)
             self.deltas[name, frames.sample] = (np.array(delta, np.float64), shape, float(neuron.input_gain))
             return delta
 
@@ -118,6 +118,8 @@ def backward_paths(network: Network) -> dict[str, list[str]]:
                 pending = [layer.name]
             elif isinstance(layer, LIF):
                 pending = [layer.name]
+            elif isinstance(layer, Recurrent):
+                pending = [layer.neuron.name]
             else:
                 through(pending, layer)
                 continue
@@ -222,6 +224,11 @@ def locate(network: Network, spikes: np.ndarray, request: GradientRequest, model
     if not callable(method):
         return ("backward: not located by step (the candidate's model has no potential_gradients(); "
                 "see docs/testing.md)")
+    synaptic = next((layer for layer in network.walk() if isinstance(layer, LIF) and layer.synapse_leak is not None),
+                    None)
+    if synaptic is not None:  # D = h E_J there: dL/dU is not D / g, and the rule does not keep it
+        return (f"backward: not located by step (layer {synaptic.name!r} has a synaptic current, whose dL/dU the "
+                "locator does not recover)")
     reference = reference_potential_gradients(network, spikes, request)
     try:
         found = compare_potential_gradients(network, reference, method(spikes, request))
