@@ -121,7 +121,7 @@ class Rule:
         if not self.normalises:
             refuse_norms(network, f"rule {self.name!r}")
         if not self.covers_state:
-            refuse_state(network, self.name)
+            refuse_state(network, f"rule {self.name!r}")
         missing = [r for r in self.records if r not in result.recorded]
         if missing:
             raise OptionError(
@@ -142,21 +142,23 @@ class Rule:
         return grad_output.astype(network.dtype, copy=False)
 
 
-def refuse_state(network: Network, rule: str) -> None:
-    """:class:`LayerError` naming the first layer a rule derived from spike counts and traces does not cover.
+def refuse_state(network: Network, who: str, instead: str = "use rule 'bptt'") -> None:
+    """:class:`LayerError` naming the first layer beyond feed-forward single-spike LIF/IF neurons: ``who`` does not cover it.
 
     docs/semantics.md, "bptt": ``lee2020`` and ``lee2020-code`` differentiate
     single-spike LIF/IF neurons fed forward, whose state is the potential
-    alone.
+    alone; so does the dense reference of the rules.
     """
     for layer in network.walk():
+        what = None
         if isinstance(layer, (Recurrent, Delay)):
             what = "recurrent connections" if isinstance(layer, Recurrent) else "delays"
-            raise LayerError(layer, f"rule {rule!r} does not cover {what}; use rule 'bptt'")
-        if isinstance(layer, Linear) and layer.delay is not None:
-            raise LayerError(layer, f"rule {rule!r} does not cover synaptic delays; use rule 'bptt'")
-        if isinstance(layer, LIF) and layer.extended:
-            raise LayerError(layer, f"rule {rule!r} does not cover {', '.join(layer.extended)}; use rule 'bptt'")
+        elif isinstance(layer, Linear) and layer.delay is not None:
+            what = "synaptic delays"
+        elif isinstance(layer, LIF) and layer.extended:
+            what = ", ".join(layer.extended)
+        if what is not None:
+            raise LayerError(layer, f"{who} does not cover {what}; {instead}")
 
 
 def _finite(network: Network, grads: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

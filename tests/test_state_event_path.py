@@ -303,3 +303,19 @@ def test_one_synaptic_delay_for_the_layer_equals_a_delay_before_it(dtype, seed, 
     ref = net(False).run(events, record=("potentials", "spikes"))
     np.testing.assert_array_equal(got.potentials["lif1"], ref.potentials["lif1"])
     assert got.synops["fc1"].tolist() == ref.synops["fc1"].tolist()  # what lands past T is not counted either way
+
+
+@pytest.mark.parametrize("layer, named", [
+    (lambda: es.LIF(1.0, leak=0.5, synapse_leak=0.5), "lif1"),
+    (lambda: es.Recurrent(es.LIF(1.0, leak=0.5), es.Linear(2, 2, weight=np.eye(2))), "rec1"),
+    (lambda: es.Delay(1), "delay1"),
+])
+def test_the_dense_reference_gradients_refuse_what_they_do_not_model(layer, named):
+    """They used to differentiate a synaptic-current layer as a plain LIF: silently wrong numbers."""
+    from eventsim.learning.dense import bptt_gradients
+    from eventsim.learning.surrogates import StraightThrough
+
+    net = es.Network([es.Linear(2, 2, weight=np.eye(2)), layer(), es.Linear(2, 1, weight=np.ones((1, 2))),
+                      es.Readout()], (2,), dtype=np.float64)
+    with pytest.raises(es.LayerError, match=f"{named}.*dense reference of the gradient rules .* does not cover"):
+        bptt_gradients(net, np.ones((1, 3, 2)), np.ones((1, 1)), surrogate=StraightThrough())

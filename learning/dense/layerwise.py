@@ -42,6 +42,7 @@ from eventsim.layers import (
     SpikingAvgPool, SumPool,
 )
 from eventsim.learning.parameters import parameters
+from eventsim.learning.rules import refuse_state
 from eventsim.norm import refuse_norms
 
 #: ``delta(layer, G) -> D``: a rule's neuron backward. ``layer`` is the layer
@@ -87,6 +88,8 @@ def forward(network, x: np.ndarray, masks: dict[str, np.ndarray] | None) -> Forw
     forward with exactly those keep-masks (docs/semantics.md, "Dropout").
     """
     refuse_norms(network, "the dense reference gradients (eventsim.learning.dense)")
+    refuse_state(network, "the dense reference of the gradient rules (eventsim.learning.dense)",
+                 "the bptt rule does, checked against PyTorch autograd (tests/test_torch_state.py)")
     run = run_dense(network, x, train=masks is not None, masks=masks)
     outputs = {name: v.astype(np.float64) for name, v in run.outputs.items()}
     potentials = {name: v.astype(np.float64) for name, v in run.potentials.items()}
