@@ -8,6 +8,7 @@
     eventsim plot runs/nmnist [--compare runs/other]             raster, firing rates, curves (PNG)
     eventsim convert [--steps 64 32 16 8 4] [--alpha 1 0.4]      ANN -> SNN conversion, accuracy vs T
     eventsim conform --candidate mymodule:factory [--examples N] test an implementation against eventsim
+    eventsim conform-matrix [--examples N] [--markdown PATH]     judge every installed SNN framework
     eventsim run --graph NET.nir --input SPIKES.npz --steps T --out OUT.npz   every node's output
     eventsim bench [--steps 25 100 300] [--threads 2] [--json]   eventsim against snnTorch and the machine
 
@@ -258,6 +259,21 @@ def _cmd_conform(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _cmd_conform_matrix(args: argparse.Namespace) -> int:
+    import json
+
+    from eventsim.atomic import write_text
+    from eventsim.testing.matrix import conformance_page, json_ready, run_matrix
+
+    matrix = run_matrix(examples=args.examples, seed=args.seed, device=args.device, only=tuple(args.only))
+    if args.json:
+        write_text(args.json, json.dumps(json_ready(matrix.to_json()), indent=1) + "\n")
+    if args.markdown:
+        write_text(args.markdown, conformance_page(matrix))
+    print(matrix.markdown() if not args.markdown else f"conform-matrix: wrote {args.markdown}")
+    return 0 if matrix.ok else 1
+
+
 def _seed(text: str) -> int | None:
     """``--seed``: an integer, or ``random`` for a fresh one (the report prints it)."""
     if text == "random":
@@ -479,6 +495,16 @@ def parser() -> argparse.ArgumentParser:
                         "--set surrogates=arctan,fast_sigmoid(c=25;b=1) (docs/testing.md); applied after "
                         "--with/--without")
     k.set_defaults(handler=_cmd_conform)
+
+    m = sub.add_parser("conform-matrix", help="judge every installed SNN framework by eventsim (docs/conformance.md)")
+    m.add_argument("--examples", type=int, default=200, help="cases per kind and dtype of every row (default: 200)")
+    m.add_argument("--seed", type=int, default=0, help="hypothesis seed of every row (default: 0)")
+    m.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="cpu: the CPU rows; cuda: the GPU backends' rows, on a machine with a GPU (default: cpu)")
+    m.add_argument("--only", nargs="+", default=[], metavar="FRAMEWORK", help="run these frameworks only")
+    m.add_argument("--json", metavar="PATH", help="write the machine-readable result here")
+    m.add_argument("--markdown", metavar="PATH", help="write the page docs/conformance.md here")
+    m.set_defaults(handler=_cmd_conform_matrix)
 
     d = sub.add_parser("data", help="the data eventsim keeps for itself")
     what = d.add_subparsers(dest="what", required=True)
