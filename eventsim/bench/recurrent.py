@@ -25,7 +25,8 @@ keeps the hidden layer at a few percent of neurons per step instead of
 letting the recurrence run away), Bernoulli input spikes of a given density
 (spoken-digit recordings binned to 100-1000 steps hold 1-5 % of the 700
 channels per step), random labels. Both run in float32, as timed; the agreement check also runs
-both in float64, where rounding cannot decide a spike. The loss is Lee's MSE on the readout
+both in float64, where a different order of summation far more rarely moves
+a potential across the threshold. The loss is Lee's MSE on the readout
 ``U[T] / T`` (:class:`~eventsim.learning.losses.LeeMSE`); the gradients are
 eventsim's ``bptt`` and snnTorch's autograd with the same fast-sigmoid
 surrogate ``1 / (1 + SLOPE |U - theta|)^2`` (snnTorch's ``fast_sigmoid``

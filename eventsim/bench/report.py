@@ -62,15 +62,16 @@ def _number(value: float | None, scale: float = 1.0, form: str = ".4g") -> str:
 
 
 def _agreement(r: dict) -> str:
-    """What a peer's record says of its distance to eventsim (:func:`eventsim.bench.recurrent.agreement`)."""
+    """A peer's distance to eventsim (:func:`eventsim.bench.recurrent.agreement`): the fraction of equal
+    spike counts, the largest readout difference and the largest relative gradient difference, per dtype."""
     def said(suffix: str) -> str:
-        parts = [f"spike counts {100 * r['spike_counts_equal' + suffix]:.4g} % equal",
-                 f"readout within {r['readout_max_difference' + suffix]:.2g}"]
+        parts = [f"{100 * r['spike_counts_equal' + suffix]:.4g} %", f"{r['readout_max_difference' + suffix]:.2g}"]
         if "gradient_max_relative_difference" + suffix in r:
-            parts.append(f"gradients within {r['gradient_max_relative_difference' + suffix]:.2g}")
+            parts.append(f"{r['gradient_max_relative_difference' + suffix]:.2g}")
         return ", ".join(parts)
 
-    return f"vs eventsim, float32: {said('')}; float64: {said('_float64')}"
+    what = "counts equal, readout, grads" if "gradient_max_relative_difference" in r else "counts equal, readout"
+    return f"vs eventsim ({what}): {said('')} (float32); {said('_float64')} (float64)"
 
 
 def _note(r: dict) -> str:
@@ -89,7 +90,7 @@ def _note(r: dict) -> str:
     if "rss_over_snntorch" in r:
         parts.append(f"peak memory {r['rss_over_snntorch']:.3g}x snnTorch's")
     if "hidden_rate" in r:
-        parts.append(f"hidden layer {100 * r['hidden_rate']:.3g} % active per step")
+        parts.append(f"hidden {100 * r['hidden_rate']:.3g} % per step")
     if "spike_counts_equal" in r:
         parts.append(_agreement(r))
     if "speedup_over_1_thread" in r:
