@@ -295,7 +295,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     from eventsim.bench import run_bench, table
 
     records = run_bench(args.workloads, steps=args.steps, threads=args.threads, batch=args.batch,
-                        repeats=args.repeats, data=args.data)
+                        repeats=args.repeats, data=args.data, density=args.density)
     print(json.dumps(records, indent=1) if args.json else table(records))
 
 
@@ -457,14 +457,16 @@ def parser() -> argparse.ArgumentParser:
     r.set_defaults(handler=_cmd_run)
 
     from eventsim.bench.suite import DEFAULT_STEPS
-    from eventsim.bench.workloads import WORKLOADS
+    from eventsim.bench.workloads import DEFAULT_DENSITY, WORKLOADS
 
     b = sub.add_parser(
         "bench", help="time eventsim against snnTorch and the machine's limit (a table, or JSON records)",
         description="Each case runs in a fresh process: warm-up, best of --repeats, peak resident memory of the "
         "measured part. Workloads: Lee's N-MNIST LeNet5 training step (lee2020, bptt, snnTorch BPTT) and inference, "
         "the first convolution's event scatter and the core's float32 add throughput (one core each), an epoch's "
-        "data work. The snnTorch rows need the snntorch extra; without it they are reported as skipped.",
+        "data work; a recurrent CubaLIF network (700-256-20, snnTorch RSynaptic as the peer) on seeded Bernoulli "
+        "input, forward and forward+backward. The snnTorch rows need the snntorch extra; without it they are "
+        "reported as skipped.",
     )
     b.add_argument("--steps", type=int, nargs="+", default=list(DEFAULT_STEPS), help="time steps T (default: 25 100 300)")
     b.add_argument("--threads", type=int, nargs="+", default=[2], help="thread counts; 1 2 gives the scaling (default: 2)")
@@ -472,6 +474,8 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=int, default=3, help="timed repetitions per case, the best kept (default: 3)")
     b.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS), metavar="WORKLOAD",
                    help=f"default: all ({', '.join(WORKLOADS)})")
+    b.add_argument("--density", type=float, default=DEFAULT_DENSITY,
+                   help=f"input spikes per channel and step of the cubalif-rnn workloads (default: {DEFAULT_DENSITY})")
     b.add_argument("--json", action="store_true", help="print the records as a JSON list instead of the table")
     b.add_argument("--data", help=f"data folder holding NMNIST/ (default: EVENTSIM_DATA, then ~/.cache/eventsim); "
                    f"{CACHED}")

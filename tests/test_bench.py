@@ -158,6 +158,8 @@ def test_bad_settings_are_named():
         Case("lenet-nmnist-train", "eventsim-lee2020", 0, 2, 16, 3)
     with pytest.raises(OptionError, match="unknown system of conv-scatter 'snntorch'"):
         Case("conv-scatter", "snntorch", 10, 1, 16, 3)
+    with pytest.raises(OptionError, match=r"cubalif-rnn-infer: density must be in \(0, 1\], got 0"):
+        Case("cubalif-rnn-infer", "eventsim", 10, 1, 16, 3, density=0)
     with pytest.raises(SystemExit):  # argparse names the unknown workload and exits with status 2
         main(["bench", "--workloads", "lenet-mnist"])
 
@@ -195,3 +197,62 @@ def test_the_snntorch_lenet_is_eventsim_s_lenet():
     with torch.no_grad():
         _, potential = module(torch.from_numpy(np.ascontiguousarray(events.to_dense().swapaxes(0, 1))))
     np.testing.assert_allclose(potential.numpy() / steps, result.output, rtol=1e-5, atol=1e-6)
+
+
+def test_the_recurrent_cubalif_workloads_run_both_systems_and_print_their_ratios():
+    """At a tiny size, without a data folder: both systems run the forward and the forward+backward
+    on the same problem, snnTorch's spikes and gradients match eventsim's, and the table prints
+    snnTorch's time over eventsim's and the memory of both."""
+    pytest.importorskip("torch")
+    pytest.importorskip("snntorch")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["bench", "--workloads", "cubalif-rnn-infer", "cubalif-rnn-train", "--steps", "40",
+                     "--batch", "2", "--repeats", "1", "--density", "0.05", "--json"]) == 0
+    records = json.loads(out.getvalue())
+    by = {(r["workload"], r["system"]): r for r in records}
+    assert set(by) == {("cubalif-rnn-infer", "eventsim"), ("cubalif-rnn-infer", "snntorch"),
+                       ("cubalif-rnn-train", "eventsim-bptt"), ("cubalif-rnn-train", "snntorch")}
+    for r in records:
+        assert "failed" not in r and "skipped" not in r, r
+        assert r["T"] == 40 and r["density"] == 0.05 and r["seconds_per_sample"] > 0 and r["peak_rss_mb"] > 0
+    printed = {tuple(line.split()[:2]): line for line in table(records).splitlines()[1:]}
+    for workload, system in (("cubalif-rnn-infer", "eventsim"), ("cubalif-rnn-train", "eventsim-bptt")):
+        mine, theirs = by[workload, system], by[workload, "snntorch"]
+        assert mine["hidden_rate"] > 0.001  # the hidden layer fires: the spike counts compared are not all zero
+        assert mine["input_density"] == pytest.approx(0.05, rel=0.1)
+        speedup = theirs["seconds_per_sample"] / mine["seconds_per_sample"]
+        assert mine["speedup_over_snntorch"] == pytest.approx(speedup)
+        assert mine["rss_over_snntorch"] == pytest.approx(mine["peak_rss_mb"] / theirs["peak_rss_mb"])
+        assert f"{speedup:.4g}x" in printed[workload, system].split()
+        assert f"peak memory {mine['rss_over_snntorch']:.3g}x snnTorch's" in printed[workload, system]
+        for dtype in ("", "_float64"):
+            assert theirs["spike_counts_equal" + dtype] == 1.0 and theirs["readout_max_difference" + dtype] < 1e-5
+        note = printed[workload, "snntorch"].split("vs eventsim (counts equal, readout")[1]
+        assert "): 100 %, " in note and "(float32); 100 %, " in note and note.endswith("(float64)")
+    trained = by["cubalif-rnn-train", "snntorch"]
+    assert trained["gradient_max_relative_difference"] < 1e-4
+    assert trained["gradient_max_relative_difference_float64"] < 1e-6
+    assert "gradient_max_relative_difference" not in by["cubalif-rnn-infer", "snntorch"]
+
+
+def test_the_agreement_of_the_recurrent_workload_sees_a_different_reset(monkeypatch):
+    """eventsim's hidden layer resetting at once instead of at the next step (not snnTorch's RSynaptic):
+    the agreement the bench prints must show it."""
+    pytest.importorskip("torch")
+    pytest.importorskip("snntorch")
+    from eventsim.bench import recurrent
+
+    delayed = recurrent.eventsim_network
+
+    def at_once(weights, dtype):
+        network = delayed(weights, dtype)
+        next(layer for layer in network.walk() if layer.name == recurrent.HIDDEN_LAYER).reset_delayed = False
+        return network
+
+    task = recurrent.problem(2, 60, 0.05)
+    assert recurrent.agreement(task, gradients=False)["spike_counts_equal"] == 1.0
+    monkeypatch.setattr(recurrent, "eventsim_network", at_once)
+    found = recurrent.agreement(task, gradients=True)
+    for dtype in ("", "_float64"):
+        assert found["spike_counts_equal" + dtype] < 0.99 and found["gradient_max_relative_difference" + dtype] > 1e-3

@@ -2,9 +2,12 @@
 
 - :mod:`~eventsim.bench.workloads`: the workloads (Lee's N-MNIST LeNet5
   training step and inference, the first convolution's event scatter, the
-  core's float32 add throughput, an epoch's data work) and the systems run
-  on each;
+  core's float32 add throughput, an epoch's data work, the recurrent CubaLIF
+  network's forward and forward+backward) and the systems run on each;
 - :mod:`~eventsim.bench.peer`: the same LeNet in snnTorch (the ``snntorch`` extra);
+- :mod:`~eventsim.bench.recurrent`: a recurrent CubaLIF network (700-256-20)
+  in eventsim and in snnTorch (``RSynaptic``), on seeded input, and how far
+  the two systems' results are from each other;
 - :mod:`~eventsim.bench.measure` and :mod:`~eventsim.bench.worker`: one case
   per fresh process, threads fixed through the environment, best of N
   repetitions after a warm-up, peak resident memory of the measured part

@@ -7,6 +7,9 @@ moment), matched on workload, T and threads:
   runs): snnTorch's seconds per sample over eventsim's; 20 means eventsim
   processes a sample 20 times faster;
 - ``rss_over_snntorch``: eventsim's peak resident set over snnTorch's;
+  ``rise_over_snntorch``: the same for the rise of the resident set during
+  the measured repetition (the part's own memory, without what each
+  process held before it: interpreter, libraries, input);
 - ``fraction_of_add_peak`` (conv-scatter): its SynOps/s over the core's float32
   adds/s measured by add-peak, both on one core;
 - ``speedup_over_1_thread`` (records with more threads): the one-thread
@@ -33,6 +36,7 @@ def with_ratios(records: list[dict]) -> list[dict]:
     """Copies of ``records`` with the ratios of the module docstring added where both sides were measured."""
     seconds = {_key(r): r.get("seconds_per_sample") for r in records}
     rss = {_key(r): r.get("peak_rss_mb") for r in records}
+    rise = {_key(r): r.get("rss_rise_mb") for r in records}
     adds = next((r.get("adds_per_s") for r in records if r["workload"] == "add-peak"), None)
     out = []
     for r in records:
@@ -41,7 +45,8 @@ def with_ratios(records: list[dict]) -> list[dict]:
         peer = _key(r, system=PEER)
         if r["system"].startswith("eventsim") and peer in seconds:
             for name, value in (("speedup_over_snntorch", _ratio(seconds[peer], mine)),
-                                ("rss_over_snntorch", _ratio(r.get("peak_rss_mb"), rss[peer]))):
+                                ("rss_over_snntorch", _ratio(r.get("peak_rss_mb"), rss[peer])),
+                                ("rise_over_snntorch", _ratio(r.get("rss_rise_mb"), rise[peer]))):
                 if value is not None:
                     r[name] = value
         if r["workload"] == "conv-scatter" and _ratio(r.get("synops_per_s"), adds) is not None:
@@ -56,6 +61,19 @@ def _number(value: float | None, scale: float = 1.0, form: str = ".4g") -> str:
     return "-" if value is None else format(value * scale, form)
 
 
+def _agreement(r: dict) -> str:
+    """A peer's distance to eventsim (:func:`eventsim.bench.recurrent.agreement`): the fraction of equal
+    spike counts, the largest readout difference and the largest relative gradient difference, per dtype."""
+    def said(suffix: str) -> str:
+        parts = [f"{100 * r['spike_counts_equal' + suffix]:.4g} %", f"{r['readout_max_difference' + suffix]:.2g}"]
+        if "gradient_max_relative_difference" + suffix in r:
+            parts.append(f"{r['gradient_max_relative_difference' + suffix]:.2g}")
+        return ", ".join(parts)
+
+    what = "counts equal, readout, grads" if "gradient_max_relative_difference" in r else "counts equal, readout"
+    return f"vs eventsim ({what}): {said('')} (float32); {said('_float64')} (float64)"
+
+
 def _note(r: dict) -> str:
     if "skipped" in r:
         return f"skipped: {r['skipped']}"
@@ -68,9 +86,16 @@ def _note(r: dict) -> str:
     if r["workload"] == "nmnist-epoch-data":
         return (f"data {100 * r['data_share']:.3g} % of a cached epoch, "
                 f"{100 * r['data_share_first_epoch']:.3g} % of the first (encoding)")
+    parts = []
+    if "rss_over_snntorch" in r:
+        parts.append(f"peak memory {r['rss_over_snntorch']:.3g}x snnTorch's")
+    if "hidden_rate" in r:
+        parts.append(f"hidden {100 * r['hidden_rate']:.3g} % per step")
+    if "spike_counts_equal" in r:
+        parts.append(_agreement(r))
     if "speedup_over_1_thread" in r:
-        return f"{r['speedup_over_1_thread']:.3g}x over 1 thread"
-    return ""
+        parts.append(f"{r['speedup_over_1_thread']:.3g}x over 1 thread")
+    return "; ".join(parts)
 
 
 def row(r: dict) -> tuple[str, ...]:

@@ -9,7 +9,7 @@ from typing import TextIO
 from eventsim.bench import peer
 from eventsim.bench.measure import measure
 from eventsim.bench.report import with_ratios
-from eventsim.bench.workloads import PEER, PER_CORE, STEPLESS, WORKLOADS, Case
+from eventsim.bench.workloads import DEFAULT_DENSITY, PEER, PER_CORE, RECURRENT, STEPLESS, WORKLOADS, Case
 from eventsim.datasets import NMNIST
 from eventsim.errors import OptionError, check_choice
 
@@ -17,7 +17,7 @@ DEFAULT_STEPS = (25, 100, 300)
 
 
 def cases(workloads: Sequence[str], steps: Sequence[int], threads: Sequence[int], batch: int, repeats: int,
-          data: str | None) -> list[Case]:
+          data: str | None, density: float = DEFAULT_DENSITY) -> list[Case]:
     """Every case of a run: add-peak first (once), then per T, per thread count, each workload's systems.
 
     Workloads measured per core (:data:`~eventsim.bench.workloads.PER_CORE`)
@@ -33,7 +33,8 @@ def cases(workloads: Sequence[str], steps: Sequence[int], threads: Sequence[int]
             for w in chosen:
                 if w in STEPLESS or (w in PER_CORE and n != threads[0]):
                     continue
-                out += [Case(w, s, t, 1 if w in PER_CORE else n, batch, repeats, data) for s in WORKLOADS[w]]
+                out += [Case(w, s, t, 1 if w in PER_CORE else n, batch, repeats, data, density)
+                        for s in WORKLOADS[w]]
     return out
 
 
@@ -45,6 +46,7 @@ def run_bench(
     batch: int = 16,
     repeats: int = 3,
     data: str | None = None,
+    density: float = DEFAULT_DENSITY,
     progress: TextIO | str | None = "stderr",
 ) -> list[dict]:
     """Measure every case of the run, each in a fresh process; the records with their ratios.
@@ -57,6 +59,7 @@ def run_bench(
     batch : samples per batch
     repeats : timed repetitions per case (the best is kept)
     data : the data folder holding ``NMNIST/`` (default: ``EVENTSIM_DATA``, then the user folder)
+    density : input spikes per channel and step of the recurrent CubaLIF workloads
     progress : where one line per finished case goes: a stream, "stderr" (the default) or None (silent)
 
     Returns
@@ -71,11 +74,11 @@ def run_bench(
     for what, values in (("workloads", workloads), ("steps", steps), ("threads", threads)):
         if not values:
             raise OptionError(f"{what}: give at least one")
-    if any(w not in STEPLESS for w in workloads):
+    if any(w not in STEPLESS | RECURRENT for w in workloads):
         NMNIST(data, "train")  # no data: say so now, not after the first measurements
     stream = sys.stderr if progress == "stderr" else progress
     missing = peer.missing_reason()
-    todo = cases(workloads, steps, threads, batch, repeats, data)
+    todo = cases(workloads, steps, threads, batch, repeats, data, density)
     records = []
     for i, case in enumerate(todo, 1):
         if case.system == PEER and missing:

@@ -4,7 +4,8 @@ In order: prepare the case (data binned, network built), run one
 repetition as warm-up (Numba compilation or cache load, first touch of the
 buffers), time ``repeats`` repetitions and keep the best, then run one
 more repetition for memory (:mod:`eventsim.bench.memory`: the peak resident
-set from just before it to its end). Prints one JSON record on stdout; an
+set from just before it to its end), and last what the workload states
+about itself (``Prepared.facts``: activity, agreement with eventsim). Prints one JSON record on stdout; an
 error eventsim raises on purpose is printed as ``{"error": message}`` with
 exit status 2.
 """
@@ -57,6 +58,8 @@ def measure_here(case: Case) -> dict:
         if prepared.samples:
             record[f"{name}_per_sample"] = count / prepared.samples
     record.update(extras)
+    if prepared.facts is not None:
+        record.update(prepared.facts())
     return record
 
 

@@ -27,7 +27,21 @@ nmnist-epoch-data   eventsim-lee2020  one epoch's data work on the training spli
                                       cache every recording, load the cache, batch) against its
                                       train steps (:data:`EPOCH_STEPS_TIMED` steps timed,
                                       scaled to the epoch)
+cubalif-rnn-infer   eventsim          the forward pass of the recurrent CubaLIF network
+                    snntorch          (:mod:`eventsim.bench.recurrent`) on a batch of Bernoulli
+                                      input of density ``Case.density``; snnTorch under
+                                      ``torch.no_grad``
+cubalif-rnn-train   eventsim-bptt     forward and backward: forward with bptt's records, Lee's
+                    snntorch          MSE, bptt's gradients; snnTorch: forward, the same loss,
+                                      autograd through RSynaptic with the same surrogate
 ==================  ================  ==========================================================
+
+The recurrent CubaLIF workloads (:data:`RECURRENT`) read no data: their
+weights, input and labels are drawn from a fixed seed, the same in every
+process. Their snnTorch records also say how far snnTorch's spike counts,
+readout and gradients are from eventsim's on the same problem
+(:func:`eventsim.bench.recurrent.agreement`), so that the times compare the
+same computation.
 
 Every repetition starts from the same state (fresh weights and optimizer),
 so repetitions are the same work and their SynOps are counted exactly once.
@@ -45,7 +59,7 @@ from math import prod
 import numpy as np
 
 from eventsim import kernels
-from eventsim.bench import peak, peer
+from eventsim.bench import peak, peer, recurrent
 from eventsim.datasets import NMNIST
 from eventsim.encoders.binning import bin_events
 from eventsim.errors import OptionError, check_choice
@@ -64,11 +78,17 @@ WORKLOADS: dict[str, tuple[str, ...]] = {
     "conv-scatter": ("eventsim",),
     "add-peak": ("machine",),
     "nmnist-epoch-data": ("eventsim-lee2020",),
+    "cubalif-rnn-infer": ("eventsim", PEER),
+    "cubalif-rnn-train": ("eventsim-bptt", PEER),
 }
 #: Workloads measured on one core whatever the thread setting (throughput per core).
 PER_CORE = frozenset({"conv-scatter", "add-peak"})
 #: Workloads that do not depend on T (measured once per run).
 STEPLESS = frozenset({"add-peak"})
+#: Workloads on the recurrent CubaLIF network: seeded input of density ``Case.density``, no data folder.
+RECURRENT = frozenset({"cubalif-rnn-infer", "cubalif-rnn-train"})
+#: Input density of the recurrent workloads: spoken-digit recordings hold 1-5 % of their channels per step.
+DEFAULT_DENSITY = 0.02
 #: Train steps timed by nmnist-epoch-data; the epoch's train time is scaled from them per sample.
 EPOCH_STEPS_TIMED = 4
 
@@ -84,6 +104,7 @@ class Case:
     batch: int
     repeats: int
     data: str | None = None
+    density: float = DEFAULT_DENSITY
 
     def __post_init__(self) -> None:
         check_choice("workload", self.workload, tuple(WORKLOADS))
@@ -92,11 +113,15 @@ class Case:
             value = getattr(self, what)
             if not isinstance(value, int) or value < 1:
                 raise OptionError(f"{self.workload}: {what} must be a positive integer, got {value!r}")
+        if not isinstance(self.density, (int, float)) or not 0 < self.density <= 1:
+            raise OptionError(f"{self.workload}: density must be in (0, 1], got {self.density!r}")
 
     def identity(self) -> dict:
-        """The fields every record of this case starts with (T for steps; the data folder left out)."""
-        return {"workload": self.workload, "system": self.system, "T": self.steps, "threads": self.threads,
-                "batch": self.batch, "repeats": self.repeats}
+        """The fields every record of this case starts with (T for steps; the data folder left out;
+        the input density where the workload draws its input)."""
+        out = {"workload": self.workload, "system": self.system, "T": self.steps, "threads": self.threads,
+               "batch": self.batch, "repeats": self.repeats}
+        return {**out, "density": self.density} if self.workload in RECURRENT else out
 
 
 @dataclass(frozen=True)
@@ -109,12 +134,15 @@ class Prepared:
     replaces the time per sample). ``samples`` is the number of samples one
     repetition processes (None: no samples); ``counts`` are operations one
     repetition performs (e.g. ``{"synops": n}``), reported per second and
-    per sample.
+    per sample. ``facts``, when given, returns what the record also states
+    about the workload (activity, agreement with eventsim); the worker calls
+    it after the timing and the memory reading, so that neither sees its work.
     """
 
     fresh: Callable[[], Callable[[], object]]
     samples: int | None
     counts: dict[str, int] = field(default_factory=dict)
+    facts: Callable[[], dict] | None = None
 
 
 def nmnist_batch(case: Case, job: Job) -> tuple[Events, np.ndarray]:
@@ -270,6 +298,48 @@ def _epoch_data(case: Case) -> Prepared:
     return Prepared(fresh, len(source))
 
 
+def _eventsim_recurrent(case: Case, train: bool) -> Prepared:
+    """The recurrent CubaLIF network on eventsim: bptt's forward and backward, or the forward pass."""
+    task = recurrent.problem(case.batch, case.steps, case.density)
+    weights, labels, events = task.weights, task.labels, task.events()
+    del task  # the dense input stays out of eventsim's resident set
+    result = recurrent.eventsim_network(weights).run(events, record=("counts",))
+    spikes = result.counts[recurrent.HIDDEN_LAYER]
+
+    def fresh() -> Callable[[], None]:
+        network = recurrent.eventsim_network(weights)
+
+        def step() -> None:  # the gradients are dropped: a dict returned would be taken for measurements
+            recurrent.eventsim_gradients(network, events, labels)
+        return step if train else partial(network.run, events)
+
+    def facts() -> dict:
+        return {"input_density": events.n_events / (events.batch * events.steps * recurrent.INPUTS),
+                "hidden_rate": float(spikes.sum()) / (spikes.size * events.steps)}
+
+    return Prepared(fresh, case.batch, {"synops": int(result.total_synops().sum())}, facts)
+
+
+def _snntorch_recurrent(case: Case, train: bool) -> Prepared:
+    """The same network, weights and input on snnTorch: forward and autograd's backward, or the forward pass."""
+    torch, _ = peer.require()
+    torch.set_num_threads(case.threads)
+    task = recurrent.problem(case.batch, case.steps, case.density)
+    x, targets = recurrent.snntorch_input(task.spikes), torch.from_numpy(task.targets())
+
+    def fresh() -> Callable[[], None]:
+        module = recurrent.snntorch_network(task.weights)
+        if train:
+            return recurrent.snntorch_step(module, x, targets)
+
+        def infer() -> None:
+            with torch.no_grad():
+                module(x)
+        return infer
+
+    return Prepared(fresh, case.batch, facts=partial(recurrent.agreement, task, gradients=train))
+
+
 def prepare(case: Case) -> Prepared:
     """Everything ``case`` needs before its timing starts: data binned, network built, kernels compiled."""
     builders: dict[tuple[str, str], Callable[[Case], Prepared]] = {
@@ -281,5 +351,9 @@ def prepare(case: Case) -> Prepared:
         ("conv-scatter", "eventsim"): _conv_scatter,
         ("add-peak", "machine"): _add_peak,
         ("nmnist-epoch-data", "eventsim-lee2020"): _epoch_data,
+        ("cubalif-rnn-infer", "eventsim"): partial(_eventsim_recurrent, train=False),
+        ("cubalif-rnn-infer", PEER): partial(_snntorch_recurrent, train=False),
+        ("cubalif-rnn-train", "eventsim-bptt"): partial(_eventsim_recurrent, train=True),
+        ("cubalif-rnn-train", PEER): partial(_snntorch_recurrent, train=True),
     }
     return builders[case.workload, case.system](case)
