@@ -191,8 +191,7 @@ class RockpoolModel(RecordingModel):
         self.sequential = self.rp.Sequential(*built)
         if self.dtype == torch.float64:
             self.sequential = self.sequential.double()
-        self.names = dict(zip((layer.name for layer in network.layers), self.sequential._submodulenames,
-                              strict=True))
+        self.names = dict(zip((layer.name for layer in network.layers), self.sequential.modules(), strict=True))
         self.weighted: dict[str, tuple[Any, Any]] = {}
         with torch.no_grad():
             for layer, module in zip(network.layers, built, strict=True):
@@ -480,8 +479,8 @@ MATRIX_ROWS = (
                  flags="")),
     Row("LIFTorch / LIFNeuronTorch .double(), float64", FEATURES, {"plain_double": True},
         Expected("defect",
-                 f"converted with .double(), LIFTorch returns float32 spikes (StepPWL's .float(), records "
-                 f"allocated in the default dtype) and from its second step on raises a dtype error, multiplying "
-                 f"them by its float64 w_rec ({_SOURCE}, LIFTorch.forward)",
+                 f"converted with .double(), LIFTorch and LIFNeuronTorch return float32 spikes (StepPWL's "
+                 f".float(), records allocated in the default dtype), and LIFTorch raises a dtype error from its "
+                 f"second step on, multiplying them by its float64 w_rec ({_SOURCE}, LIFTorch.forward)",
                  reproducer="eventsim.testing.rockpool_adapter:float64_reproducer")),
 )
