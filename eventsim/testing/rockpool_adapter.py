@@ -16,7 +16,8 @@ per step (Rockpool 3.1.0, ``nn/modules/torch/lif_torch.py``
                      vmem = vmem - n threshold
 
 from ``vmem = isyn = spikes = 0`` (``reset_state()``), with ``noise_std = 0``
-and ``bias = 0`` here (adding them is exact). With ``alpha = lam`` and
+and ``bias = 0`` here (adding them is exact; eventsim has no neuron bias,
+which Rockpool adds to the potential, not to the current, at every step). With ``alpha = lam`` and
 ``beta = alpha_syn`` this is eventsim's LIF (docs/semantics.md, "State
 beyond the potential") with ``strict=False``, ``reset="soft"``, ``g = 1``,
 ``max_spikes = max_spikes_per_dt`` and, for ``LIFTorch``, the synaptic
@@ -95,6 +96,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from eventsim.errors import OptionError
 from eventsim.extras import require
 from eventsim.layers import LIF, Layer, Linear, Readout, Recurrent
 from eventsim.learning.surrogates import StraightThrough
@@ -157,7 +159,7 @@ class RockpoolCandidate:
     def __init__(self, *, leak_mode: str = "decays", dt: float = 1e-3, learning_window: float = np.inf,
                  accept_any_gain: bool = False, plain_double: bool = False) -> None:
         if leak_mode not in ("decays", "taus"):
-            raise ValueError(f"leak_mode must be 'decays' or 'taus', got {leak_mode!r}")
+            raise OptionError(f"leak_mode must be 'decays' or 'taus', got {leak_mode!r}")
         self.leak_mode, self.dt = leak_mode, float(dt)
         self.learning_window, self.accept_any_gain = float(learning_window), bool(accept_any_gain)
         self.plain_double = bool(plain_double)
