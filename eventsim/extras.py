@@ -34,6 +34,11 @@ EXTRAS = {
 OTHERS = {
     # Norse pins old torch versions; without --no-deps pip would downgrade the torch eventsim tests against.
     "norse": 'pip install --no-deps norse nirtorch (docs/conventions.md, "Installing Norse")',
+    # These frameworks' requirements also replace the CPU torch (or pull hardware libraries);
+    # on CPU they import with torch and the few packages named (docs/conformance.md).
+    "sinabs": "pip install --no-deps sinabs==3.1.3 pbr (docs/conformance.md)",
+    "spikingjelly": "pip install --no-deps spikingjelly==2.0.0 loguru (docs/conformance.md)",
+    "rockpool": "pip install --no-deps rockpool==3.1.0 (docs/conformance.md)",
 }
 
 

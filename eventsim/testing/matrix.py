@@ -57,13 +57,13 @@ FRAMEWORKS = (
     Framework("snnTorch", "eventsim.testing.snntorch_adapter", "snntorch", "snntorch",
               'pip install "eventsim[snntorch]"'),
     Framework("Norse", "eventsim.testing.norse_adapter", "norse", "norse",
-              "pip install --no-deps norse"),
+              "pip install --no-deps norse nirtorch"),
     Framework("sinabs", "eventsim.testing.sinabs_adapter", "sinabs", "sinabs",
-              "pip install --no-deps sinabs pbr"),
+              "pip install --no-deps sinabs==3.1.3 pbr"),
     Framework("SpikingJelly", "eventsim.testing.spikingjelly_adapter", "spikingjelly", "spikingjelly",
               "pip install --no-deps spikingjelly==2.0.0 loguru"),
     Framework("Rockpool", "eventsim.testing.rockpool_adapter", "rockpool", "rockpool",
-              "pip install --no-deps rockpool"),
+              "pip install --no-deps rockpool==3.1.0"),
 )
 
 
