@@ -112,7 +112,8 @@ SURROGATES = (StraightThrough(),)
 #: (``synapse_gain = synapse_leak``), ``>=`` and the soft reset, float32 and float64; in the gradient
 #: the reset not detached.
 FEATURES = Features(layers={"linear"}, resets={"soft"}, comparisons={">="}, v_reset=False, readout=False,
-                    synaptic=True, detach_reset="off", surrogates=SURROGATES)
+                    synaptic=True, gain_equals_leak=True, synapse_leaks=(0.5, 1.0),
+                    detach_reset="off", surrogates=SURROGATES)
 #: The largest float32: eventsim's "no bound" on the spike count (Rockpool's clamp makes inf a NaN).
 NO_BOUND = float(np.finfo(np.float32).max)
 
@@ -465,7 +466,8 @@ MATRIX_ROWS = (
     # Without biases: LIFTorch's w_rec has none, and a drawn one would decline half the recurrent blocks.
     Row("LIFTorch, has_rec (w_rec)", FEATURES.including("recurrent").without("bias")),
     Row("LIFTorch / LIFNeuronTorch, initial vmem", FEATURES.including("v_init")),
-    Row("Rockpool synaptic state: isyn = beta (isyn + input)", FEATURES, {"accept_any_gain": True},
+    Row("Rockpool synaptic state: isyn = beta (isyn + input)", FEATURES.set("gain_equals_leak=off"),
+        {"accept_any_gain": True},
         Expected("convention",
                  f"LIFTorch adds the input to its synaptic current, then decays the sum in the same step: the "
                  f"input enters scaled by beta (the synaptic gain is the synaptic leak), so a CubaLIF with gain "
@@ -474,6 +476,13 @@ MATRIX_ROWS = (
                  f"in eventsim",
                  flags="LIF(theta, leak=alpha, synapse_leak=beta, synapse_gain=beta, reset='soft', "
                        "strict=False)")),
+    Row("LIFTorch synaptic current with beta 3/4, 7/8: beta (isyn + input)",
+        FEATURES.set("synapse_leaks=0.75,0.875"), gradients=False,
+        expected=Expected("rounding",
+                          f"LIFTorch rounds beta (isyn + input) once where eventsim's product form rounds beta isyn "
+                          f"and beta input apart ({_SOURCE}, LIFTorch.forward); they differ once a product needs "
+                          f"more bits than the dtype holds (with beta 1/2 or 1 they never do). eventsim has no "
+                          f"arithmetic form for it", flags="")),
     Row("LIFTorch / LIFNeuronTorch, StepPWL learning_window 0.5 (default)", FEATURES, {"learning_window": 0.5},
         Expected("convention",
                  f"StepPWL's surrogate is 1 / threshold where vmem >= threshold - learning_window and 0 below "

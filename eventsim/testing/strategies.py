@@ -137,8 +137,9 @@ class Features:
     synaptic, rest, v_init, clamp, multispike : bool
         The neuron options of docs/semantics.md, "State beyond the
         potential" (off by default, as ``input_gain``): a synaptic current
-        (``synapse_leak`` from :data:`SYNAPSE_LEAKS`, ``synapse_gain`` from
-        :data:`SYNAPSE_GAINS`; LIF, IF and readouts), a rest potential
+        (``synapse_leak`` from ``synapse_leaks``, ``synapse_gain`` from
+        ``synapse_gains``, or equal to the leak with ``gain_equals_leak``, as
+        Rockpool's ``LIFTorch`` computes; LIF, IF and readouts), a rest potential
         ``v_rest`` (LIF layers and readouts), an initial potential
         ``v_init`` (LIF, IF, readouts), a lower clamp ``v_min`` and several
         spikes per step ``max_spikes`` (spiking layers). A layer drawn with
@@ -176,6 +177,9 @@ class Features:
     detach_reset: str = "either"
     surrogates: tuple | None = None
     synaptic: bool = False
+    synapse_leaks: tuple = SYNAPSE_LEAKS
+    synapse_gains: tuple = SYNAPSE_GAINS
+    gain_equals_leak: bool = False
     rest: bool = False
     v_init: bool = False
     clamp: bool = False
@@ -202,6 +206,16 @@ class Features:
         if any(not 0 < v <= 1 for v in leaks):
             raise OptionError(f"Features.leaks: every leak factor must lie in (0, 1], got {self.leaks!r}")
         object.__setattr__(self, "leaks", leaks)
+        synapse_leaks = _numbers("synapse_leaks", self.synapse_leaks)
+        if not synapse_leaks or any(not 0 <= v <= 1 for v in synapse_leaks):
+            raise OptionError(f"Features.synapse_leaks: factors in [0, 1], at least one, got {self.synapse_leaks!r}")
+        if self.gain_equals_leak and 0 in synapse_leaks:
+            raise OptionError("Features.gain_equals_leak needs synapse_leaks above 0 (the gain h must be > 0)")
+        object.__setattr__(self, "synapse_leaks", synapse_leaks)
+        synapse_gains = _numbers("synapse_gains", self.synapse_gains)
+        if not synapse_gains or any(not v > 0 for v in synapse_gains):
+            raise OptionError(f"Features.synapse_gains: gains > 0, at least one, got {self.synapse_gains!r}")
+        object.__setattr__(self, "synapse_gains", synapse_gains)
         thresholds = _numbers("thresholds", self.thresholds)
         if any(not v > 0 for v in thresholds):
             raise OptionError(f"Features.thresholds: every threshold must be > 0 (inf allowed), "
@@ -351,7 +365,7 @@ def _parsed(name: str, current: Any, text: str) -> Any:
     if name == "surrogates":
         return _parsed_surrogates(text)
     items = [item.strip() for item in text.split(",") if item.strip()]
-    if name in ("leaks", "thresholds"):
+    if name in ("leaks", "thresholds", "synapse_leaks", "synapse_gains"):
         return tuple(float(item) for item in items)  # a ValueError names the item
     return frozenset(items)
 
@@ -526,8 +540,11 @@ def _state(draw, features: Features, *, rest: bool, spiking: bool, delayed: bool
     ``delayed``: it resets one step late, which combines with the synaptic
     current only (docs/semantics.md, "State beyond the potential").
     """
-    synapse = draw(st.one_of(st.none(), st.tuples(st.sampled_from(SYNAPSE_LEAKS), st.sampled_from(SYNAPSE_GAINS)))
-                   ) if features.synaptic else None
+    if features.gain_equals_leak:  # h = alpha: the input decays with the current in the same step
+        pairs = st.sampled_from(features.synapse_leaks).map(lambda alpha: (alpha, alpha))
+    else:
+        pairs = st.tuples(st.sampled_from(features.synapse_leaks), st.sampled_from(features.synapse_gains))
+    synapse = draw(st.one_of(st.none(), pairs)) if features.synaptic else None
     synapse_leak, synapse_gain = synapse if synapse is not None else (None, 1.0)
     if delayed:
         return _StateSpec(synapse_leak, synapse_gain)
