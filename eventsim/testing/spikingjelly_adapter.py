@@ -54,8 +54,9 @@ Gradients are SpikingJelly's autograd, with the request's ``detach_reset``
 set on every node and the surrogate's SpikingJelly counterpart
 (:data:`SURROGATES`); its float64 runs go through the torch reference
 (``functional.lif_multi_step`` takes its fused operator for float32 state
-only). ``ParametricLIFNode`` is compared on the forward pass: the
-gradient of its w is no eventsim parameter.
+only). The rows of ``ParametricLIFNode`` compare its forward pass: its w
+is a parameter of SpikingJelly's with no eventsim counterpart, whose
+gradient nothing compares.
 
 Implementations. SpikingJelly 2.0 has no ``backend`` argument and no CuPy
 kernels: on CPU it runs its torch reference; on CUDA
@@ -444,7 +445,7 @@ def _check_neuron(layer: LIF, where: str, theta: np.ndarray) -> None:
     if others or layer.norm is not None or layer.reset_delayed:
         options = others + ["an input-current norm"] * (layer.norm is not None) + ["reset_delayed"] * (
             layer.reset_delayed)
-        raise Unsupported(f"{where}: SpikingJelly's IFNode, LIFNode and ParametricLIFNode have no "
+        raise Unsupported(f"{where}: SpikingJelly's IFNode, LIFNode and ParametricLIFNode do not take "
                           f"{', '.join(options)}")
 
 
@@ -487,8 +488,8 @@ class _Readout:
         self.name, self.model = layer.name, model
         where = _where(layer)
         if layer.extended or layer.norm is not None:
-            raise Unsupported(f"{where}: SpikingJelly's non-spiking nodes have no "
-                              f"{', '.join(layer.extended) or 'input-current norm'}")
+            raise Unsupported(f"{where}: SpikingJelly's non-spiking nodes do not take "
+                              f"{', '.join(layer.extended) or 'an input-current norm'}")
         neuron = model.sj.neuron
         if layer.arithmetic == "product" and layer.leak == 1.0 and layer.input_gain == 1.0:
             self.node = neuron.NonSpikingIFNode()
