@@ -224,9 +224,11 @@ class SpikingJellyCandidate:
             self.device.type == "cuda"))
 
     def build(self, network: Network) -> SpikingJellyModel:
-        if self.device.type == "cuda" and self.implementation != "torch" and network.dtype == np.float64:
-            raise Unsupported(f"SpikingJelly's {self.implementation} kernels keep float32 state; float64 runs its "
-                              "torch reference only")
+        if self.device.type == "cuda":
+            if self.implementation != "torch" and network.dtype == np.float64:
+                raise Unsupported(f"SpikingJelly's {self.implementation} kernels keep float32 state; float64 runs "
+                                  "its torch reference only")
+            _select_implementation(self.implementation, self.device)  # another candidate may have asked for another
         return SpikingJellyModel(network, self)
 
 
@@ -245,13 +247,17 @@ def _select_implementation(implementation: str, device: Any) -> None:
 
     for kind, package in _OPERATORS.items():
         selection = importlib.import_module(package)._selection
-        selection._requested = implementation
-        selection._selections.clear()
-        selection._compiled_selections.clear()
-        running = neuron_implementation(kind, device)
-        if running["implementation"] != implementation:
-            raise OptionError(f"SpikingJelly's {kind} operator runs {running['implementation']!r} on {device}, not "
-                              f"{implementation!r}: {running['unavailable']}")
+        if selection._requested != implementation:
+            selection._requested = implementation
+            selection._selections.clear()
+            selection._compiled_selections.clear()
+        try:
+            running = neuron_implementation(kind, device)["implementation"]
+        except RuntimeError as exc:  # SpikingJelly found no such implementation on this machine
+            raise OptionError(f"SpikingJelly's {kind} operator cannot run {implementation!r} on {device}: {exc}") \
+                from None
+        if running != implementation:
+            raise OptionError(f"SpikingJelly's {kind} operator runs {running!r} on {device}, not {implementation!r}")
 
 
 class SpikingJellyModel(RecordingModel):
