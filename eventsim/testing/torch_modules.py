@@ -93,13 +93,13 @@ def parameter_gradients(out: Any, request: GradientRequest, weighted: dict[str, 
     if grad_output.shape != tuple(out.shape):
         raise OptionError(f"grad_output must have the shape of the network output {tuple(out.shape)}, "
                           f"got {grad_output.shape}")
-    loss = (out * torch.as_tensor(grad_output, dtype=out.dtype)).sum()
+    loss = (out * torch.as_tensor(grad_output, dtype=out.dtype, device=out.device)).sum()
     leaves = {f"{name}.{what}": getattr(module, what) for name, module in weighted.items()
               for what in ("weight", "bias") if getattr(module, what) is not None}
     differentiable = leaves and loss.requires_grad  # a network without weights has nothing to differentiate
     grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True) if differentiable else [None] * len(
         leaves)
-    return {key: (torch.zeros_like(leaf) if grad is None else grad).detach().numpy()
+    return {key: (torch.zeros_like(leaf) if grad is None else grad).detach().cpu().numpy()
             for (key, leaf), grad in zip(leaves.items(), grads, strict=True)}
 
 
@@ -144,4 +144,23 @@ class RecordingModel:
 
 
 def _stack(values: list) -> np.ndarray:
-    return np.stack([v.detach().numpy() for v in values])
+    return np.stack([v.detach().cpu().numpy() for v in values])  # from the GPU too (a candidate on device="cuda")
+
+
+class ResidualStep:
+    """A residual block as one step of an adapter's model: ``neuron(main(x) + skip(x))``.
+
+    ``main`` lists the callables of the main path in order (synapse modules
+    and the adapter's neuron layers), ``skip`` is the skip path's module and
+    ``neuron`` the adapter's neuron layer that takes the sum
+    (docs/semantics.md, "Synapses and pooling").
+    """
+
+    def __init__(self, main: list, skip: Any, neuron: Any) -> None:
+        self.main, self.skip, self.neuron = main, skip, neuron
+
+    def __call__(self, x: Any) -> Any:
+        main = x
+        for step in self.main:
+            main = step(main)
+        return self.neuron(main + self.skip(x))
