@@ -28,7 +28,7 @@ from typing import Any, Callable, TextIO
 
 import numpy as np
 
-from eventsim.errors import OptionError
+from eventsim.errors import MissingExtraError, OptionError
 from eventsim.testing.matrix_rows import Row
 
 #: The columns of a row: (dtype, kind of conform case).
@@ -269,12 +269,20 @@ def _run_row(framework: Framework, version: str, factory: Callable[..., Any], ro
              seed: int) -> RowResult:
     from eventsim.testing.conform import conform
 
+    try:
+        candidate = factory(**row.options)
+    except (OptionError, MissingExtraError) as exc:  # e.g. a backend this machine lacks
+        cells = [Cell(d, k, "not run", reasons=[str(exc)]) for d, k in COLUMNS]
+        return RowResult(framework.name, version, row, cells, "not run")
     cells: list[Cell] = []
     for dtype in ("float32", "float64"):
+        if np.dtype(dtype) not in row.features.dtypes:  # a row for one dtype only
+            cells += [Cell(d, k, "skipped", reasons=[f"the row generates no {dtype} networks"])
+                      for d, k in COLUMNS if d == dtype]
+            continue
         features = row.features.set(f"dtypes={dtype}")
         gradients = row.gradients and dtype == "float64"
-        report = conform(factory(**row.options), features=features, examples=examples, seed=seed,
-                         gradients=gradients)
+        report = conform(candidate, features=features, examples=examples, seed=seed, gradients=gradients)
         for kind in report.kinds:
             if (dtype, kind.kind) in COLUMNS:
                 cells.append(_cell(dtype, kind, report.candidate))
@@ -370,7 +378,9 @@ and, when it goes as the rows declare, the full matrix (below).
     eventsim conform-matrix --examples 200 --markdown docs/conformance.md --json conformance.json
 
 GPU backends (rows with device "cuda") run with `--device cuda` on a
-machine with a GPU.
+machine with a GPU: SpikingJelly 2.0's Triton and native CUDA neurons (it
+has no CuPy backend any more) and its torch reference on CUDA. On a
+machine without one they read `not run`.
 
 ## Installing the frameworks
 
