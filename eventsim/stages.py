@@ -510,15 +510,24 @@ class RecurrentStage(NeuronStage):
     """A neuron layer whose spikes of step t-1 feed its input at step t (docs/semantics.md, "Recurrent connections").
 
     The feed-forward currents of a whole window are scattered at once; then
-    the window is stepped one step at a time: the connection scatters the
-    spikes of the step before (only the neurons that fired) into the step's
-    row, and the neurons integrate that row. The spikes of a window's last
-    step wait in ``Sample.pending`` for the next window.
+    :func:`eventsim.kernels.recurrent_window` steps the window one step at a
+    time: the connection scatters the spikes of the step before (only the
+    neurons that fired) into the step's row, and the neurons integrate that
+    row. The spikes of a window's last step wait in ``Sample.pending`` for
+    the next window.
     """
 
     def __init__(self, ops: list[SynapseOp], block: Recurrent, shape, dtype: np.dtype, train: bool = False) -> None:
         super().__init__(ops, block.neuron, block.neuron.name, shape, dtype, train)
         self.connection = SynapseOp(block.connection, shape, shape, dtype)
+        # The connection as kernels.recurrent_window takes it: a convolution's (weight, bias, hw, stride,
+        # padding); a linear connection is a 1 x 1 convolution on a 1 x 1 map.
+        weight, layer = self.connection.weight, block.connection
+        if isinstance(layer, Linear):
+            self.feedback = (weight.reshape(weight.shape[0], 1, 1, weight.shape[1]), layer.bias, (1, 1), (1, 1),
+                             (0, 0))
+        else:
+            self.feedback = (weight, layer.bias, self.connection.out3[1:], layer.stride, layer.padding)
 
     def counted_ops(self) -> list[tuple[str, str]]:
         return super().counted_ops() + [(self.connection.name, self.connection.counter)]
@@ -537,30 +546,25 @@ class RecurrentStage(NeuronStage):
         keep = self.name in sample.potentials
         state = sample.state[self.name]
         synaptic = np.empty_like(cur) if self.name in sample.synaptic else None
-        counts, traces = sample.totals[self.name], sample.traces[self.name]
+        currents = np.empty_like(cur) if self.name in sample.currents else None
         index, value = sample.pending[self.name]
-        indptr, indices, values = [0], [], []
-        for k in range(steps):
-            row = cur[k : k + 1]
-            fed_back = (np.array([0, index.shape[0]], np.int64), index, value)
-            self._count(sample, self.connection.name, self.connection.scatter(row, fed_back))
-            if self.name in sample.currents:  # I[t] with the recurrent current, as the neurons integrate it
-                self._record(sample.currents, t0 + k, row)
-            _, index, value, overflow = self.integrate(
-                state, row, counts, traces, not keep, None if synaptic is None else synaptic[k : k + 1])
-            if overflow:  # the buffer stays out of the pool, dirty (see _zeroed)
-                raise _overflow(self.owner, "a potential", t0 + k, sample, self.dtype)
-            indices.append(index)
-            values.append(value)
-            indptr.append(indptr[-1] + index.shape[0])
+        indptr, indices, values, synops, overflow_step, index, value = kernels.recurrent_window(
+            state.potential, cur, self.theta, self.leak, self.soft, self.v_reset, self.strict,
+            sample.totals[self.name], sample.traces[self.name], self.gain, state.fired, not keep, self.form,
+            self.divisor, state.synaptic, self.syn_leak, self.syn_gain, synaptic, self.v_rest, self.v_min,
+            self.max_spikes, *self.feedback, index, value, currents)
+        self._count(sample, self.connection.name, synops)
+        if overflow_step >= 0:  # the buffer stays out of the pool, dirty (see _zeroed)
+            raise _overflow(self.owner, "a potential", t0 + overflow_step, sample, self.dtype)
         sample.pending[self.name] = (index, value)
+        if currents is not None:  # I[t] with the recurrent current, as the neurons integrated it
+            self._record(sample.currents, t0, currents)
         if keep:
             self._record(sample.potentials, t0, cur)
         if synaptic is not None:
             self._record(sample.synaptic, t0, synaptic)
         _released(cur, cleared=not keep)
-        out = (np.array(indptr, np.int64), np.concatenate(indices), np.concatenate(values))
-        return self._emitted(sample, out)
+        return self._emitted(sample, (indptr, indices, values))
 
 
 class DelayStage(Stage):

@@ -29,6 +29,7 @@ from eventsim.kernels.dropout import dropout_events
 from eventsim.kernels.linear import linear_scatter, linear_transpose, linear_weight_grad
 from eventsim.kernels.neurons import lif_window, reverse_recursion
 from eventsim.kernels.pooling import maxpool_events, maxpool_route, pool_scatter, pool_transpose
+from eventsim.kernels.recurrent import recurrent_window
 
 __all__ = [
     "add_bias",
@@ -45,5 +46,6 @@ __all__ = [
     "maxpool_route",
     "pool_scatter",
     "pool_transpose",
+    "recurrent_window",
     "reverse_recursion",
 ]
