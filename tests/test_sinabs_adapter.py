@@ -1,0 +1,217 @@
+"""sinabs against eventsim: the adapter, its matrix rows, and the divergences they classify.
+
+Each conforming row runs the conformance suite with a small example count
+(the matrix runs 200); each row with an Expected must show its divergence,
+and each divergence is checked against something independent of the
+adapter: sinabs's own functions on hand-picked values and closed forms,
+or, for a convention, eventsim with the flags the row names, which must
+then conform.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("sinabs")
+
+import eventsim as es  # noqa: E402
+from eventsim.learning.surrogates import ArcTan, StraightThrough  # noqa: E402
+from eventsim.testing import GradientRequest, Unsupported, check_case, conform  # noqa: E402
+from eventsim.testing.matrix_rows import Row  # noqa: E402
+from eventsim.testing.sinabs_adapter import MATRIX_ROWS, candidate  # noqa: E402
+from eventsim.testing.sinabs_reproducers import membrane_reset_drift, sum_pool_zero_window_gradient  # noqa: E402
+
+EXAMPLES = 10
+ROWS = {row.name: row for row in MATRIX_ROWS}
+
+
+def _conform(row: Row, dtype, examples: int = EXAMPLES):
+    """What the matrix runs for ``row`` in one dtype (gradients in float64 only)."""
+    features = replace(row.features, dtypes=frozenset({np.dtype(dtype)}))
+    return conform(candidate(**row.options), features=features, examples=examples,
+                   gradients=row.gradients and dtype == np.float64)
+
+
+def _row(start: str) -> Row:
+    (row,) = [row for name, row in ROWS.items() if name.startswith(start)]
+    return row
+
+
+def test_rows_have_unique_names_and_every_defect_a_reproducer_that_resolves():
+    assert len(ROWS) == len(MATRIX_ROWS)
+    import importlib
+
+    for row in MATRIX_ROWS:
+        if row.expected is not None and row.expected.kind == "defect":
+            module, _, function = row.expected.reproducer.partition(":")
+            assert callable(getattr(importlib.import_module(module), function))
+
+
+@pytest.mark.parametrize("row", [row for row in MATRIX_ROWS if row.expected is None], ids=lambda row: row.name)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_conforming_row_conforms(row, dtype):
+    report = _conform(row, dtype)
+    assert report.ok, str(report)
+    assert not report.declined, str(report)
+
+
+def _first_failure(row: Row, dtype=np.float64, examples: int = 20):
+    report = _conform(row, dtype, examples)
+    assert not report.ok, f"row {row.name!r} was expected to diverge:\n{report}"
+    return report.failures[0]
+
+
+# ------------------------------------------------------------------ defects
+def test_membrane_reset_adds_its_value_at_every_step():
+    """The reproducer's neuron never spikes and gets no input: closed form v[k] = k r, where it should be 0."""
+    lines = membrane_reset_drift(steps=3, reset_value=-0.5)
+    assert "spikes:                       [0.0, 0.0, 0.0]" in lines
+    assert "v_mem after each step:        [-0.5, -1.0, -1.5]" in lines
+
+
+def test_the_membrane_reset_row_diverges_at_a_neuron_that_did_not_spike():
+    failure = _first_failure(_row("MembraneReset(r)"))
+    first = failure.comparison.divergence
+    (layer,) = [layer for layer in failure.case.network.layers if layer.name == first.layer]
+    assert layer.v_reset != 0.0
+    assert first.kind == "potential" and first.step >= 2
+
+
+def test_sum_pool_gradient_is_zero_for_a_window_without_input():
+    lines = sum_pool_zero_window_gradient()
+    assert "input all 0.0: output 0.0, d output / d input [0.0, 0.0, 0.0, 0.0]" in lines
+    assert "input all 0.25: output 1.0, d output / d input [1.0, 1.0, 1.0, 1.0]" in lines
+
+
+def test_the_sum_pool_row_diverges_in_the_gradient_only():
+    row = _row("SumPool2d in the gradient")
+    assert _conform(row, np.float32).ok
+    failure = _first_failure(row)
+    assert failure.kind == "bptt gradients"
+    assert any(isinstance(layer, es.SumPool) for layer in failure.case.network.walk())
+
+
+# ------------------------------------------------------------------ conventions, with their flags
+def _with_options(network: es.Network, **options) -> es.Network:
+    """``network`` with every IF layer rebuilt with ``options`` added (the flags of a convention)."""
+    def rebuilt(layer):
+        if type(layer) is not es.IF:
+            return layer
+        return es.IF(layer.threshold, reset=layer.reset, v_reset=layer.v_reset, strict=layer.strict, name=layer.name,
+                     **options)
+
+    return es.Network([rebuilt(layer) for layer in network.layers], network.input_shape, dtype=network.dtype)
+
+
+@pytest.mark.parametrize("start, flags", [("MultiSpike (sinabs's default)", {"max_spikes": None}),
+                                          ("min_v_mem for eventsim's", {"v_min": -0.25})])
+def test_a_convention_row_diverges_and_conforms_with_its_flags(start, flags):
+    row = _row(start)
+    assert row.expected.kind == "convention"
+    failure = _first_failure(row)
+    case = failure.case
+    case.network = _with_options(case.network, **flags)
+    outcome = check_case(candidate(**row.options), case)
+    assert outcome.status == "conforms", str(outcome)
+
+
+def test_the_multispike_row_diverges_where_the_potential_holds_two_thresholds():
+    first = _first_failure(_row("MultiSpike (sinabs's default)")).comparison.divergence
+    assert first.candidate_output == np.floor(first.reference_potential / first.threshold) >= 2
+
+
+def test_sinabs_clamp_passes_no_gradient_where_v_equals_min_v_mem():
+    """torch's relu'(0) = 0 in lif_forward_single's relu(v - min_v_mem) + min_v_mem; eventsim's clamp passes the
+    gradient where it did not hold v (its contract: c = 0 only where R < v_min)."""
+    from sinabs.layers.functional.lif import lif_forward_single
+
+    v = torch.tensor([-0.25, 0.0], dtype=torch.float64, requires_grad=True)
+    _, state = lif_forward_single(torch.zeros(2, dtype=torch.float64), 1.0, None, {"v_mem": v}, 1.0, None, None,
+                                  None, min_v_mem=-0.25, norm_input=False)
+    state["v_mem"].sum().backward()
+    assert v.grad.tolist() == [0.0, 1.0]
+    failure = _first_failure(_row("min_v_mem in the gradient"))
+    assert failure.kind == "bptt gradients"
+
+
+def test_sinabs_hard_reset_is_detached_and_its_soft_reset_is_not():
+    """d v_after / d spikes: 0 through MembraneReset's (spikes == 0).float(), -theta through MembraneSubtract."""
+    from sinabs.activation import MembraneReset, MembraneSubtract
+
+    for reset, expected in ((MembraneReset(), 0.0), (MembraneSubtract(), -0.5)):
+        spikes = torch.tensor([1.0], requires_grad=True)
+        state = reset(spikes, {"v_mem": torch.tensor([0.75], requires_grad=True)}, torch.tensor(0.5))
+        (grad,) = torch.autograd.grad(state["v_mem"].sum(), spikes, allow_unused=True)
+        assert (0.0 if grad is None else grad.item()) == expected
+    failure = _first_failure(_row("MembraneReset / MembraneSubtract in the gradient"))
+    assert failure.kind == "bptt gradients"
+
+
+def test_the_adapter_declines_the_reset_gradient_sinabs_does_not_compute():
+    network = es.Network([es.Linear(2, 2, weight=np.eye(2)), es.IF(0.5, strict=False, name="if1")], (2,),
+                         dtype=np.float64)
+    model = candidate().build(network)
+    spikes = np.ones((3, 1, 2))
+    with pytest.raises(Unsupported, match="'if1'.*MembraneReset detaches"):
+        model.gradients(spikes, GradientRequest(np.ones((1, 2)), StraightThrough(), detach_reset=False))
+    with pytest.raises(Unsupported, match="straight_through"):
+        model.gradients(spikes, GradientRequest(np.ones((1, 2)), ArcTan(), detach_reset=True))
+
+
+# ------------------------------------------------------------------ rounding
+def test_sinabs_clamp_rounds_a_potential_above_it():
+    """relu(v - m) + m in float32: v = 2^-30 with m = -1 becomes (1 + 2^-30) - 1 = 0."""
+    from sinabs.layers.functional.lif import lif_forward_single
+
+    v = torch.tensor([2.0**-30], dtype=torch.float32)
+    _, state = lif_forward_single(torch.zeros(1), 1.0, None, {"v_mem": v}, 1.0, None, None, None, min_v_mem=-1.0,
+                                  norm_input=False)
+    assert state["v_mem"].item() == 0.0
+    failure = _first_failure(_row("min_v_mem with potentials"), np.float32)
+    assert failure.kind == "dyadic forward" and failure.comparison.divergence.kind == "potential"
+
+
+def test_sinabs_spikes_are_float32_in_a_float64_network_and_round_its_gradients():
+    from sinabs.activation import MultiSpike, SingleExponential
+
+    spikes = MultiSpike.apply(torch.tensor([2.5], dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64),
+                              SingleExponential())
+    assert spikes.dtype == torch.float32 and spikes.item() == 2.0
+    row = _row("float32 spikes")
+    assert _conform(row, np.float32).ok
+    failure = _first_failure(row)
+    assert failure.kind == "bptt gradients"
+    assert "exactly eventsim's rounded to float32" in str(failure)
+
+
+# ------------------------------------------------------------------ the neuron against closed forms
+@pytest.mark.parametrize("current, steps", [(0.75, 8), (2.5, 5), (1.0, 4)])
+def test_multispike_soft_reset_emits_every_threshold_crossed(current, steps):
+    """docs/semantics.md: a soft-reset IF neuron under a constant current I with no bound emits floor(T I / theta)
+    spikes in all (>=), here through sinabs's IAF with MultiSpike and MembraneSubtract."""
+    network = es.Network([es.IF(0.5, reset="soft", strict=False, max_spikes=None, name="if1")], (1,))
+    records = candidate().build(network).run(np.full((steps, 1, 1), current, dtype=np.float32))
+    assert records["if1"].outputs.sum() == np.floor(steps * current / 0.5)
+
+
+def _one_layer(neuron: es.LIF, *before) -> es.Network:
+    return es.Network([*before, es.Linear(2, 2, weight=np.eye(2)), neuron], (2,))
+
+
+@pytest.mark.parametrize("network, reason", [
+    (_one_layer(es.IF(1.0, name="if1")), r"'if1'.*strict=True"),
+    (_one_layer(es.IF(1.0, strict=False, reset_delayed=True, name="if1")), r"'if1'.*reset_delayed"),
+    (_one_layer(es.LIF(1.0, leak=0.5, strict=False, v_rest=0.25, name="lif1")), r"'lif1'.*rest potential"),
+    (_one_layer(es.IF(1.0, strict=False, synapse_leak=0.5, name="if1")), r"'if1'.*synaptic current"),
+    (_one_layer(es.LIF(1.0, leak=0.5, strict=False, arithmetic="euler", name="lif1")), r"'lif1'.*'euler'"),
+    (_one_layer(es.LIF(1.0, leak=0.5, strict=False, input_gain=0.25, name="lif1")), r"'lif1'.*input_gain 0.25"),
+    (_one_layer(es.IF(np.inf, reset="soft", strict=False, name="if1")), r"'if1'.*infinite threshold"),
+    (_one_layer(es.IF(1.0, strict=False, name="if1"), es.Delay(1, name="delay1")), r"'delay1'"),
+])
+def test_the_adapter_declines_what_sinabs_has_not_naming_the_layer(network, reason):
+    with pytest.raises(Unsupported, match=reason):
+        candidate().build(network)
