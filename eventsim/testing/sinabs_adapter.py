@@ -53,8 +53,10 @@ a float64 sinabs network does not run).
 :data:`MATRIX_ROWS` lists the rows of sinabs in the conformance matrix
 (eventsim/testing/matrix_rows.py) and the divergences it is known for;
 :mod:`eventsim.testing.sinabs_reproducers` shows its defects with sinabs
-alone. Needs torch and sinabs (``pip install --no-deps sinabs pbr``: sinabs
-pins its own torch).
+alone. Needs torch and sinabs: ``pip install --no-deps sinabs pbr`` (sinabs
+3.1.3 requires nir<=1.0.4 and samna, the Speck hardware library, which this
+adapter never imports; ``import sinabs`` needs pbr, numpy, torch, nir and
+nirtorch).
 """
 
 from __future__ import annotations
@@ -177,7 +179,8 @@ class SinabsModel(RecordingModel):
         else:
             module = synapse_module(layer, self.dtype)
         if module is None:
-            raise Unsupported(f"{_where(layer)}: has no sinabs counterpart in this adapter")
+            raise Unsupported(f"{_where(layer)}: this adapter builds sinabs's IAF / LIF / ExpLeak neurons, SumPool2d "
+                              "and torch's synapses and pools, none of which computes this layer")
         if isinstance(layer, (Conv2d, Linear)):
             self.weighted[layer.name] = module
         return module if self.candidate.squeeze else self.layers.Repeat(module)
@@ -185,7 +188,7 @@ class SinabsModel(RecordingModel):
     # -------------------------------------------------------------- running
     def _forward(self, spikes: np.ndarray) -> dict[str, tuple[list, list | None]]:
         """Every reported layer's per-step outputs and potentials, from sinabs's initial state v = 0."""
-        steps, batch = spikes.shape[:2]
+        batch = spikes.shape[1]
         for neurons in self.neurons:
             neurons.start(batch)
         x = self.torch.from_numpy(np.ascontiguousarray(np.swapaxes(spikes, 0, 1))).to(self.dtype)
@@ -409,6 +412,9 @@ class _ResidualBlock:
 
 
 # ===================================================================== the matrix
+#: Leaks below 1 that float32 represents: eventsim's gain, 1 - leak rounded once to the dtype, is then sinabs's
+#: 1 - alpha_mem (exp(-1/100), say, gives two different float32 gains, and the adapter declines it there).
+_FLOAT32_LEAKS = (0.5, 0.75, 0.875, 0.9375)
 #: One layer of IF neurons after a Linear: enough to show a neuron's convention in a few cases.
 _ONE_LAYER = Features(layers={"linear"}, neurons={"if"}, comparisons={">="}, v_reset=False, readout=False,
                       surrogates=(StraightThrough(),))
@@ -419,7 +425,7 @@ MATRIX_ROWS = (
     Row("IAFSqueeze / LIFSqueeze, MembraneReset(0)", replace(FEATURES.without("soft"), detach_reset="on")),
     Row("IAF / LIF on (batch, time), synapses in Repeat", replace(FEATURES.without("hard"), detach_reset="off"),
         {"squeeze": False}),
-    Row("LIF(norm_input=True)", replace(FEATURES.without("hard", "if"), euler_gain=True, leaks=(0.5, 0.75, 0.875, 0.9375),
+    Row("LIF(norm_input=True)", replace(FEATURES.without("hard", "if"), euler_gain=True, leaks=_FLOAT32_LEAKS,
                                         detach_reset="off")),
     Row("min_v_mem", replace(_SINABS.without("sum"), clamp=True, leaks=_SHORT_LEAKS), gradients=False),
     Row("SumPool2d", _SINABS.without("avg", "max", "residual"), gradients=False),
