@@ -10,6 +10,7 @@ then conform.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import replace
 from functools import cache
 
@@ -45,8 +46,6 @@ def _row(start: str) -> str:
 
 def test_rows_have_unique_names_and_every_defect_a_reproducer_that_resolves():
     assert len(ROWS) == len(MATRIX_ROWS)
-    import importlib
-
     for row in MATRIX_ROWS:
         if row.expected is not None and row.expected.kind == "defect":
             module, _, function = row.expected.reproducer.partition(":")

@@ -480,6 +480,7 @@ MATRIX_ROWS = (
             "defect", f"SumPool2d ({_VERSION}, layers/pool2d.py) is torch.nn.LPPool2d with p = 1, whose "
                       "sign(s) relu(|s|) of the window sum s has derivative 0 at s = 0: the gradient of a window "
                       "without input is 0 where the derivative of a sum is 1, so silent neurons behind the pool "
-                      "get no gradient.",
+                      "get no gradient. torch documents the rule for LPPool2d (a p-norm, not differentiable at 0); "
+                      "for p = 1 the layer is linear and its gradient should not depend on its input.",
             reproducer="eventsim.testing.sinabs_reproducers:sum_pool_zero_window_gradient")),
 )
