@@ -6,6 +6,7 @@ from numba import njit
 from eventsim.kernels.buffers import grown_to
 from eventsim.kernels.conv import conv_scatter
 from eventsim.kernels.currents import add_bias
+from eventsim.kernels.linear import linear_scatter
 from eventsim.kernels.neurons import lif_window
 
 
@@ -25,8 +26,8 @@ def recurrent_window(v, cur, theta, leak, soft, v_reset, strict, counts, traces,
     holds the feed-forward currents ``I_in``; then :func:`lif_window`
     integrates that row. The connection is a convolution in the layout of
     :func:`conv_scatter`; a linear connection is its 1 x 1 case on a 1 x 1
-    map (``weight`` of shape ``(N, 1, 1, N)``), which performs the same
-    products and sums.
+    map (``weight`` of shape ``(N, 1, 1, N)``), scattered by
+    :func:`linear_scatter`, which performs the same products and sums.
 
     The neuron arguments (``v`` ... ``max_spikes``) are those of
     :func:`lif_window`, ``syn_out`` a ``cur``-shaped buffer or None.
@@ -46,6 +47,10 @@ def recurrent_window(v, cur, theta, leak, soft, v_reset, strict, counts, traces,
     out_idx = np.empty(64, np.int64)
     out_val = np.empty(64, cur.dtype)
     feedback_ptr = np.zeros(2, np.int64)
+    # A 1 x 1 kernel on a 1 x 1 map is a linear layer: its rows are scattered directly, sparing
+    # conv_scatter's per-call copy of the weights, once per step here.
+    linear = hw[0] == 1 and hw[1] == 1 and weight.shape[1] == 1 and weight.shape[2] == 1
+    weight_2d = weight.reshape(weight.shape[0], weight.size // weight.shape[0])  # (N, N) when linear
     n = 0
     synops = 0
     for k in range(steps):
@@ -53,7 +58,10 @@ def recurrent_window(v, cur, theta, leak, soft, v_reset, strict, counts, traces,
         if bias is not None:
             add_bias(row, bias)
         feedback_ptr[1] = index.shape[0]
-        synops += conv_scatter(row, feedback_ptr, index, value, weight, hw, hw, stride, padding)
+        if linear:
+            synops += linear_scatter(row, feedback_ptr, index, value, weight_2d)
+        else:
+            synops += conv_scatter(row, feedback_ptr, index, value, weight, hw, hw, stride, padding)
         if currents is not None:
             currents[k] = row[0]
         if syn_out is None:
