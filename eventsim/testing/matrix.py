@@ -18,10 +18,12 @@ example counts, the first divergence with its replay token) and
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import importlib
 import importlib.metadata
 import importlib.util
+import io
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, TextIO
@@ -317,7 +319,8 @@ def run_reproducer(spec: str) -> list[str]:
     """Call a framework-only reproducer ``"module:function"``; the lines it returns (or why it failed)."""
     module, _, name = spec.partition(":")
     try:
-        lines = getattr(importlib.import_module(module), name)()
+        with contextlib.redirect_stdout(io.StringIO()):  # what it prints, it also returns
+            lines = getattr(importlib.import_module(module), name)()
     except Exception as exc:  # the matrix reports a broken reproducer instead of stopping
         return [f"the reproducer failed: {type(exc).__name__}: {exc}"]
     return [str(line) for line in lines]
