@@ -90,9 +90,11 @@ def test_snntorchs_own_float32_spikes_round_float64_gradients():
     request = GradientRequest(grad_output=np.random.default_rng(7).normal(size=(4, 3)), surrogate=ArcTan())
     expected = reference_gradients(net, spikes, request)
     model = SnnTorchCandidate().build(net)
-    with torch.enable_grad():  # snnTorch's default spike_grad is atan(alpha=2), eventsim's ArcTan()
-        native = parameter_gradients(network_output(net, model._forward(spikes)), request, model.weighted)
     adapter = model.gradients(spikes, request)
+    for neuron in model.neurons():  # snnTorch's own default spike_grad, atan(alpha=2) = eventsim's ArcTan()
+        neuron.spike_grad = snn.surrogate.atan()
+    with torch.enable_grad():
+        native = parameter_gradients(network_output(net, model._forward(spikes)), request, model.weighted)
     error = {key: np.max(np.abs(values - expected[key])) / np.max(np.abs(expected[key])) for key, values in
              native.items()}
     assert 1e-9 < error["fc1.weight"] < 1e-5, error
