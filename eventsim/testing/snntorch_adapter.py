@@ -172,19 +172,20 @@ class SnnTorchCandidate:
         return SnnTorchModel(network, reset_delay=self.reset_delay)
 
 
-def candidate(*, reset_delay: bool = True, route: str = "native") -> Any:
+def candidate(*, reset_delay: bool = True, route: str = "native", dt: float | None = None) -> Any:
     """The candidate of a row of :data:`MATRIX_ROWS` (eventsim/testing/matrix_rows.py).
 
     ``route="native"``: :class:`SnnTorchCandidate` with ``reset_delay``;
-    ``"nir"``: eventsim's NIR export read by snnTorch's ``import_from_nir``;
-    ``"export"``: snnTorch's ``export_to_nir`` read by eventsim
+    ``"nir"``: eventsim's NIR export read by snnTorch's ``import_from_nir``
+    (the graph written for ``dt``, by default the 1e-4 snnTorch's importer
+    assumes); ``"export"``: snnTorch's ``export_to_nir`` read by eventsim
     (:mod:`eventsim.testing.nir_route`).
     """
     if route == "native":
         return SnnTorchCandidate(reset_delay=reset_delay)
     from eventsim.testing import nir_route
 
-    return nir_route.candidate("snntorch", direction={"nir": "import", "export": "export"}[route])
+    return nir_route.candidate("snntorch", direction={"nir": "import", "export": "export"}[route], dt=dt)
 
 
 class SnnTorchModel(RecordingModel):

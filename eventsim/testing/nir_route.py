@@ -1,0 +1,357 @@
+"""The NIR route: an eventsim network carried through NIR by a framework's own NIR code, run and compared.
+
+What users do to move a network between frameworks, as candidates
+(eventsim/testing/protocol.py), in two directions:
+
+- ``"import"`` (:class:`NirImportCandidate`): the eventsim network is
+  written with :func:`eventsim.nir.to_nir` (``portable=True``, so that what
+  NIR's nodes cannot say is declined, naming the layer, instead of
+  travelling in eventsim's metadata, which no framework reads), read by the
+  framework's importer (snnTorch 1.0 ``snntorch.import_nir.import_from_nir``,
+  Norse 1.1 ``norse.torch.from_nir``), and the module it returns is run one
+  step at a time. Its neurons are found by the NIR node names the importer
+  gives them (``res1.lif2`` becomes ``res1_lif2``; snnTorch names a
+  recurrent loop after its block, ``rec1``).
+- ``"export"`` (:class:`NirExportCandidate`): the framework's model of the
+  network (the adapter's) is written by the framework's exporter (snnTorch's
+  ``export_to_nir``), read by :func:`eventsim.nir.from_nir` and run by
+  eventsim; its records are the original layers'.
+
+Each importer works at the step its own code assumes (:data:`IMPORTERS`):
+snnTorch's builds ``beta = 1 - dt / tau`` with ``dt = 1e-4`` written into
+it; Norse's takes ``dt`` (1 here, so that ``dt / tau`` is the exported
+``1 - lam``). Both build float32 weights (``torch.Tensor(...)``, Norse's
+``_to_tensor``), so a float64 network is declined: it has no counterpart
+there. The potentials reported are the pre-threshold U of each neuron: the
+potential snnTorch's ``fire`` receives
+(:class:`eventsim.testing.snntorch_adapter._FireTap`), and for Norse the
+``v'`` its cell computes with an infinite threshold from the same state
+(``_NorseProbe``).
+
+The rows of the matrix that use these candidates are in each framework's
+adapter (``route="nir"`` / ``"export"`` of its ``candidate``), so that a
+row is reported with that framework's version; the framework-only
+reproducers of the defects they show are here.
+
+Needs torch, nir, nirtorch and the framework.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from eventsim.errors import LayerError
+from eventsim.layers import LIF, AvgPool, MaxPool, Readout, Recurrent, SpikingAvgPool, SumPool
+from eventsim.network import Network
+from eventsim.testing.compare import recorded_layers, reference_records
+from eventsim.testing.protocol import LayerRecord, Unsupported
+from eventsim.testing.torch_modules import RecordingModel
+
+
+@dataclass(frozen=True)
+class Importer:
+    """A framework's NIR importer as the route uses it.
+
+    ``dt``: the step the graph is written for; ``load(graph)``: the
+    framework's module; ``neurons(module)``: ``{NIR node name: taps}`` of
+    its spiking and integrating neurons (``taps`` record each step's spikes
+    and potentials); ``step(module, x, state)``: one step, returning the new
+    state; ``reset(module)``: back to the initial state; ``decline(network)``:
+    Unsupported for what the importer has no counterpart for.
+    """
+
+    framework: str
+    dt: float
+    load: Callable[[Any], Any]
+    neurons: Callable[[Any], dict]
+    step: Callable[[Any, Any, Any], Any]
+    reset: Callable[[Any], None]
+    decline: Callable[[Network], None]
+
+
+def candidate(framework: str, direction: str = "import", dt: float | None = None) -> Any:
+    """The NIR-route candidate of ``framework`` ("snntorch", "norse"): ``direction`` "import" (eventsim ->
+    NIR -> framework) or "export" (framework -> NIR -> eventsim); ``dt`` overrides the importer's step."""
+    if direction == "export":
+        return NirExportCandidate(framework)
+    importer = IMPORTERS[framework]()
+    return NirImportCandidate(importer if dt is None else _with_dt(importer, dt))
+
+
+def _with_dt(importer: Importer, dt: float) -> Importer:
+    from dataclasses import replace
+
+    return replace(importer, dt=float(dt))
+
+
+# ====================================================================== import
+class NirImportCandidate:
+    """eventsim network -> :func:`eventsim.nir.to_nir` -> the framework's importer -> run (the module docstring)."""
+
+    def __init__(self, importer: Importer) -> None:
+        self.importer = importer
+        self.name = f"{importer.framework} via NIR"
+
+    def build(self, network: Network) -> NirImportModel:
+        return NirImportModel(network, self.importer)
+
+
+class NirImportModel(RecordingModel):
+    """The module a framework's importer built from the network's NIR graph, run step by step."""
+
+    def __init__(self, network: Network, importer: Importer) -> None:
+        import torch
+
+        self.torch, self.network, self.importer = torch, network, importer
+        if network.dtype != np.float32:
+            raise Unsupported(f"{importer.framework}'s NIR import builds float32 weights; a {network.dtype} network "
+                              "has no counterpart")
+        importer.decline(network)
+        try:
+            graph = _to_nir(network, importer.dt)
+        except LayerError as exc:
+            raise Unsupported(f"NIR cannot express it: {exc}") from None
+        self.module = importer.load(graph)
+        taps = importer.neurons(self.module)
+        self.taps = {}
+        for name, nodes in _neuron_nodes(network).items():
+            found = [taps[node] for node in nodes if node in taps]
+            if not found:
+                raise Unsupported(f"layer {name!r}: {importer.framework}'s NIR import made no neuron of node "
+                                  f"{nodes[0]!r}")
+            self.taps[name] = found[0]
+
+    def _forward(self, spikes: np.ndarray) -> dict[str, tuple[list, list | None]]:
+        for tap in self.taps.values():
+            tap.clear()
+        self.importer.reset(self.module)
+        state = None
+        for t in range(spikes.shape[0]):
+            x = self.torch.from_numpy(np.ascontiguousarray(spikes[t])).to(self.torch.float32)
+            state = self.importer.step(self.module, x, state)
+        return {name: (tap.spikes, tap.potentials) for name, tap in self.taps.items()}
+
+
+def _to_nir(network: Network, dt: float) -> Any:
+    from eventsim.nir import to_nir
+
+    return to_nir(network, dt=dt, portable=True)
+
+
+def _neuron_nodes(network: Network) -> dict[str, tuple[str, ...]]:
+    """``{neuron layer name: the names its module may have in an imported graph}``: the NIR node name with
+    "." as "_" (torch module names have no dots), or for a recurrent block the block's name (snnTorch makes
+    its loop a subgraph named so, and a neuron module of that name when it recognises it)."""
+    out = {}
+    for layer in network.walk():
+        if isinstance(layer, Recurrent):
+            out[layer.neuron.name] = (layer.neuron.name.replace(".", "_"), layer.name)
+        elif isinstance(layer, (LIF, SpikingAvgPool)) and layer.name not in out:
+            out[layer.name] = (layer.name.replace(".", "_"),)
+    return out
+
+
+class _Taps:
+    """One neuron's spikes and pre-threshold potentials, one tensor per step."""
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.spikes: list = []
+        self.potentials: list = []
+
+
+# ------------------------------------------------------------------ snnTorch
+def _snntorch_importer() -> Importer:
+    """snnTorch 1.0's ``import_from_nir`` (``snntorch/import_nir.py``): ``dt = 1e-4`` for every LIF and
+    CubaLIF node; Leaky / Synaptic / RLeaky / RSynaptic with ``reset_mechanism="zero"`` and
+    ``reset_delay=False`` (an immediate reset to 0, eventsim's hard reset), ``init_hidden=True``."""
+    return Importer("snntorch", 1e-4, _snntorch_load, _snntorch_neurons, _snntorch_step, _snntorch_reset,
+                    _snntorch_decline)
+
+
+def _snntorch_decline(network: Network) -> None:
+    for layer in network.walk():
+        neuron = layer.neuron if isinstance(layer, Recurrent) else layer
+        if not isinstance(neuron, LIF):
+            continue
+        where = f"layer {layer.name!r} ({type(layer).__name__})"
+        if isinstance(neuron, Readout):
+            raise Unsupported(f"{where}: snnTorch's import_from_nir has no case for NIR's LI, I and CubaLI nodes")
+        if neuron.leak == 1.0:
+            raise Unsupported(f"{where}: snnTorch's import_from_nir asserts r == 1 for an IF node, whose r is 1 / dt "
+                              "= 1e4 at its dt of 1e-4")
+        if np.unique(neuron.thresholds(network.shapes[neuron.name][1])).size > 1:
+            raise Unsupported(f"{where}: snnTorch's import_from_nir takes one threshold per layer")
+        if neuron.input_gain != 1.0 or neuron.synapse_gain != 1.0 or neuron.arithmetic != "product":
+            raise Unsupported(f"{where}: snnTorch's import_from_nir divides the threshold by the input gain "
+                              "(hack_w_scale) instead of scaling the input: the potential is another")
+
+
+def _snntorch_load(graph: Any) -> Any:
+    from contextlib import redirect_stdout
+    from io import StringIO
+
+    from snntorch.import_nir import import_from_nir
+
+    with redirect_stdout(StringIO()):  # it prints its progress and its weight-scaling warnings
+        return import_from_nir(graph)
+
+
+def _snntorch_neurons(module: Any) -> dict:
+    import snntorch
+
+    from eventsim.testing.snntorch_adapter import _FireTap
+
+    out = {}
+    for name, neuron in module.named_modules():
+        if isinstance(neuron, snntorch.SpikingNeuron):
+            taps = out[name.rpartition(".")[2]] = _Taps()  # a neuron of a nested graph: its own node's name
+            neuron.fire = _FireTap(neuron.fire)
+            neuron.register_forward_hook(_snntorch_hook(taps))
+    return out
+
+
+def _snntorch_hook(taps: _Taps) -> Callable:
+    def record(neuron: Any, args: Any, spikes: Any) -> None:
+        taps.spikes.append(spikes)
+        taps.potentials.append(neuron.fire.potential.to(spikes.dtype))  # float64 when beta is: see the rows
+
+    return record
+
+
+def _snntorch_step(module: Any, x: Any, state: Any) -> Any:
+    return module(x, state)[1]  # its neurons keep their own state (init_hidden); nested graphs keep theirs here
+
+
+def _snntorch_reset(module: Any) -> None:
+    import snntorch
+
+    for neuron in module.modules():
+        if isinstance(neuron, snntorch.SpikingNeuron):
+            neuron.reset_mem()
+
+
+# --------------------------------------------------------------------- Norse
+def _norse_importer() -> Importer:
+    """Norse 1.1's ``from_nir`` (``norse/torch/utils/import_nir.py``) at ``dt = 1``: LIF -> LIFBoxCell,
+    IF -> IAFCell, CubaLIF -> an LIBoxCell synapse feeding a LIFBoxCell, all float32."""
+    return Importer("norse", 1.0, _norse_load, _norse_neurons, _norse_step, lambda module: None, _norse_decline)
+
+
+def _norse_decline(network: Network) -> None:
+    for layer in network.walk():
+        where = f"layer {layer.name!r} ({type(layer).__name__})"
+        if isinstance(layer, Readout):
+            raise Unsupported(f"{where}: Norse's from_nir has no case for NIR's LI, I and CubaLI nodes")
+        if isinstance(layer, Recurrent):
+            raise Unsupported(f"{where}: Norse's from_nir has no case for a recurrent loop")
+        if isinstance(layer, (AvgPool, SpikingAvgPool)):
+            raise Unsupported(f"{where}: Norse's from_nir has no case for NIR's AvgPool2d")
+
+
+def _norse_load(graph: Any) -> Any:
+    import logging
+
+    import norse.torch as norse
+
+    logger = logging.getLogger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # its warnings about r are what the rows show
+    try:
+        return norse.from_nir(graph, dt=1.0)
+    finally:
+        logger.setLevel(level)
+
+
+def _norse_neurons(module: Any) -> dict:
+    """Every LIFBoxCell and IAFCell (a CubaLIF's inner LIFBoxCell under the CubaLIF's name), probed for U."""
+    import norse.torch as norse
+
+    out = {}
+    for name, cell in module.named_modules():
+        if isinstance(cell, (norse.LIFBoxCell, norse.IAFCell)):
+            taps = out[name.removesuffix(".lif")] = _Taps()
+            _NorseProbe(cell, taps)
+    return out
+
+
+class _NorseProbe:
+    """Records a Norse cell's spikes, and its ``v'`` before the reset: the ``v`` a copy of the cell with
+    ``v_th = inf`` (which never fires) returns from the same input and state."""
+
+    def __init__(self, cell: Any, taps: _Taps) -> None:
+        import torch
+
+        self.taps = taps
+        self.probe = type(cell)(cell.p._replace(v_th=torch.full_like(cell.p.v_th, np.inf)), dt=cell.dt)
+        cell.register_forward_pre_hook(self.before)
+        cell.register_forward_hook(self.after)
+
+    def before(self, cell: Any, args: tuple) -> None:
+        self.taps.potentials.append(self.probe(*args)[1].v)
+
+    def after(self, cell: Any, args: tuple, output: tuple) -> None:
+        self.taps.spikes.append(output[0])
+
+
+def _norse_step(module: Any, x: Any, state: Any) -> Any:
+    return module(x, state)[1]
+
+
+IMPORTERS: dict[str, Callable[[], Importer]] = {"snntorch": _snntorch_importer, "norse": _norse_importer}
+
+
+# ====================================================================== export
+class NirExportCandidate:
+    """The framework's model of the network -> its NIR exporter -> :func:`eventsim.nir.from_nir` -> eventsim.
+
+    snnTorch's ``export_to_nir`` writes LIF nodes for ``dt = 1e-4``
+    (``tau = dt / (1 - beta)``, ``r = tau / dt``), which is the step the
+    graph is read at.
+    """
+
+    dt = 1e-4
+
+    def __init__(self, framework: str) -> None:
+        if framework != "snntorch":
+            raise Unsupported(f"no NIR export route for {framework!r} (snntorch only)")
+        self.name = f"{framework} NIR export"
+
+    def build(self, network: Network) -> NirExportModel:
+        return NirExportModel(network, self.dt)
+
+
+class NirExportModel:
+    """eventsim's run of the graph snnTorch exports of its model of ``network``, reported under the
+    original layer names (the imported layers are the original ones, in order)."""
+
+    def __init__(self, network: Network, dt: float) -> None:
+        import torch
+        from snntorch.export_nir import export_to_nir
+
+        from eventsim.nir import from_nir
+        from eventsim.testing.snntorch_adapter import SnnTorchModel
+
+        model = SnnTorchModel(network)
+        if model.module is None:
+            raise Unsupported("export_to_nir traces an nn.Sequential; a residual block is not one")
+        for layer in network.walk():
+            if isinstance(layer, (SumPool, MaxPool)):
+                raise Unsupported(f"layer {layer.name!r} ({type(layer).__name__}): snnTorch's export_to_nir has no "
+                                  "case for it (sum pooling is an AvgPool2d with divisor_override here)")
+        sample = torch.zeros((1,) + tuple(network.input_shape), dtype=model.dtype)
+        graph = export_to_nir(model.module, sample, ignore_dims=[0])
+        self.imported = from_nir(graph, dt=dt, dtype=network.dtype)
+        theirs, ours = list(recorded_layers(self.imported)), list(recorded_layers(network))
+        if len(theirs) != len(ours):
+            raise Unsupported(f"export_to_nir wrote {len(theirs)} recorded layers for the network's {len(ours)}")
+        self.names = dict(zip(theirs, ours))
+
+    def run(self, spikes: np.ndarray) -> dict[str, LayerRecord]:
+        return {self.names[name]: record for name, record in reference_records(self.imported, spikes).items()
+                if name in self.names}
