@@ -355,3 +355,134 @@ class NirExportModel:
     def run(self, spikes: np.ndarray) -> dict[str, LayerRecord]:
         return {self.names[name]: record for name, record in reference_records(self.imported, spikes).items()
                 if name in self.names}
+
+
+# ================================================================ reproducers
+# Framework-only: each builds its case with the framework and nir alone, and returns the lines it shows.
+def _quiet(call: Callable, *args: Any, **kwargs: Any) -> Any:
+    """``call(*args, **kwargs)`` with its prints and warnings (snnTorch's progress, Norse's r warning) left out."""
+    import logging
+    from contextlib import redirect_stdout
+    from io import StringIO
+
+    logger = logging.getLogger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with redirect_stdout(StringIO()):
+            return call(*args, **kwargs)
+    finally:
+        logger.setLevel(level)
+
+
+def reproduce_snntorch_flatten() -> list[str]:
+    """snnTorch's own round trip of ``Sequential(Flatten(), Linear(4, 2))`` on a batch of 3: the imported
+    module flattens the batch with the sample."""
+    import torch
+    from snntorch.export_nir import export_to_nir
+    from snntorch.import_nir import import_from_nir
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    graph = _quiet(export_to_nir, net, torch.zeros(1, 1, 2, 2), ignore_dims=[0])
+    back = _quiet(import_from_nir, graph)
+    x = torch.ones(3, 1, 2, 2)
+    written = next(node for node in graph.nodes.values() if type(node).__name__ == "Flatten")
+    built = next(module for module in back.modules() if isinstance(module, torch.nn.Flatten))
+    lines = [f"export_to_nir writes Flatten(start_dim={written.start_dim}, end_dim={written.end_dim}); "
+             f"import_from_nir builds {built}", f"the original maps a batch of 3 to {tuple(net(x).shape)}"]
+    try:
+        lines.append(f"the imported module maps it to {tuple(back(x)[0].shape)}")
+    except RuntimeError as exc:
+        lines.append(f"the imported module fails: {str(exc).splitlines()[0]}")
+    return lines
+
+
+def reproduce_snntorch_recurrent_loops() -> list[str]:
+    """snnTorch's own round trip of ``Linear -> RLeaky`` (whose recurrent Linear has a bias) changes the
+    spikes; a hand-written graph with two loops ``lif <-> w_rec`` does not import."""
+    import nir
+    import snntorch as snn
+    import torch
+    from snntorch.export_nir import export_to_nir
+    from snntorch.import_nir import import_from_nir
+
+    linear = torch.nn.Linear(2, 3, bias=False)
+    rleaky = snn.RLeaky(beta=0.5, linear_features=3, init_hidden=True, reset_mechanism="zero")
+    with torch.no_grad():
+        linear.weight.fill_(0.5)
+        rleaky.recurrent.weight.fill_(0.25)
+        rleaky.recurrent.bias.fill_(0.125)
+    net = torch.nn.Sequential(linear, rleaky)
+    back = _quiet(import_from_nir, _quiet(export_to_nir, net, torch.zeros(1, 2), ignore_dims=[0]))
+    x, state, theirs, ours = torch.ones(1, 2), None, [], []
+    for _ in range(4):
+        ours.append(net(x)[0, 0].item())
+        out, state = back(x, state)
+        theirs.append(out[0, 0].item())
+    lines = [f"RLeaky(beta=0.5, W_rec 0.25, b_rec 0.125) after Linear(W 0.5), input 1, 1 for 4 steps: spikes {ours}; "
+             f"after export_to_nir and import_from_nir: {theirs}"]
+
+    def loop(name: str, source: str) -> tuple[dict, list]:
+        n = np.ones(2)
+        nodes = {f"{name}.lif": nir.LIF(tau=1e-3 * n, r=10 * n, v_leak=0 * n, v_threshold=n, v_reset=0 * n),
+                 f"{name}.w_rec": nir.Linear(weight=0.25 * np.eye(2))}
+        return nodes, [(source, f"{name}.lif"), (f"{name}.lif", f"{name}.w_rec"), (f"{name}.w_rec", f"{name}.lif")]
+
+    (first, e1), (second, e2) = loop("a", "w1"), loop("b", "w2")
+    graph = nir.NIRGraph(nodes={"input": nir.Input(input_type={"input": np.array([2])}), **first, **second,
+                                "w1": nir.Linear(weight=np.eye(2)), "w2": nir.Linear(weight=np.eye(2)),
+                                "output": nir.Output(output_type={"output": np.array([2])})},
+                         edges=e1 + e2 + [("input", "w1"), ("a.lif", "w2"), ("b.lif", "output")])
+    try:
+        _quiet(import_from_nir, graph)
+        lines.append("a graph with two loops lif <-> w_rec imports")
+    except Exception as exc:  # what snnTorch raises is the finding
+        lines.append(f"a graph with two loops lif <-> w_rec: {type(exc).__name__}: {exc}")
+    return lines
+
+
+def reproduce_snntorch_v_reset() -> list[str]:
+    """A NIR LIF with ``v_reset = -0.5`` through snnTorch's ``import_from_nir``: it resets to 0."""
+    import nir
+    import torch
+    from snntorch.import_nir import import_from_nir
+
+    one = np.ones(1)
+    graph = nir.NIRGraph(nodes={"input": nir.Input(input_type={"input": np.array([1])}),
+                                "lif": nir.LIF(tau=2e-4 * one, r=2 * one, v_leak=0 * one, v_threshold=one,
+                                               v_reset=-0.5 * one),
+                                "output": nir.Output(output_type={"output": np.array([1])})},
+                         edges=[("input", "lif"), ("lif", "output")])
+    module = _quiet(import_from_nir, graph)
+    lif = module.get_submodule("lif")
+    spikes = [module(torch.tensor([[x]]))[0].item() for x in (2.0, 0.0)]
+    return [f"NIR LIF(tau=2e-4, r=2, v_threshold=1, v_reset=-0.5), its dt 1e-4: beta 0.5, input unscaled",
+            f"import_from_nir builds {type(lif).__name__}(reset_mechanism={lif.reset_mechanism!r})",
+            f"inputs 2, 0: spikes {spikes}, potential after the second step {lif.mem.item()} "
+            f"(NIR: 0.5 * -0.5 = -0.25)"]
+
+
+def reproduce_snntorch_export_subtract() -> list[str]:
+    """snnTorch alone: ``Leaky(reset_mechanism="subtract")`` exported with ``export_to_nir`` and read back
+    with ``import_from_nir`` fires differently."""
+    import snntorch as snn
+    import torch
+    from snntorch.export_nir import export_to_nir
+    from snntorch.import_nir import import_from_nir
+
+    net = torch.nn.Sequential(torch.nn.Linear(1, 1, bias=False),
+                              snn.Leaky(beta=torch.full((1,), 0.5), threshold=torch.ones(1), init_hidden=True))
+    with torch.no_grad():
+        net[0].weight.fill_(1.0)
+    graph = _quiet(export_to_nir, net, torch.zeros(1, 1), ignore_dims=[0])
+    lif = next(node for node in graph.nodes.values() if type(node).__name__ == "LIF")
+    back = _quiet(import_from_nir, graph)
+    inputs = (1.25, 0.5, 0.875)
+    ours, theirs, state = [], [], None
+    for x in inputs:
+        ours.append(net(torch.tensor([[x]])).item())
+        out, state = back(torch.tensor([[x]]), state)
+        theirs.append(out.item())
+    return [f"Leaky(beta=0.5, threshold=1, reset_mechanism='subtract') exports as LIF with v_reset "
+            f"{lif.v_reset.tolist()} (NIR's LIF has no other reset)",
+            f"inputs {list(inputs)}: spikes {ours}; after export_to_nir and import_from_nir: {theirs}"]

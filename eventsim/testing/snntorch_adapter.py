@@ -113,9 +113,15 @@ FEATURES = Features(detach_reset="on", surrogates=SURROGATES).without("soft", "v
 #: Neurons with reset_mechanism="zero" (eventsim's hard reset to 0) and "subtract" (soft, reset_delayed=True).
 _ZERO = FEATURES
 _SUBTRACT = FEATURES.including("soft").without("hard")
-#: Leaks that keep every sum of a recurrent layer exact over the generated steps (dyadic weights and
-#: inputs; a halving adds one bit per step), so that where snnTorch adds the recurrent current does not show.
+#: Leaks that keep the sums of a recurrent layer exact over the generated steps (dyadic weights and
+#: inputs; a halving adds one bit per step), so that where snnTorch adds the recurrent current does not
+#: show (the module docstring; tests/test_snntorch.py shows it with the leak 3/4 in float32).
 _EXACT_SUMS = "leaks=0.5,1"
+#: What NIR's nodes and snnTorch's import_from_nir carry (eventsim/testing/nir_route.py): LIF neurons
+#: (its IF case asserts r == 1, which no graph for its dt = 1e-4 has) with one threshold per layer, the
+#: input unscaled, hard reset, no readout (it has no LI case); float32 (its weights are).
+_NIR = Features(neurons={"lif"}, leaks=(0.5, 0.75, 0.875, 0.9375, float(np.exp(-0.01))), per_channel=False,
+                readout=False, comparisons={">"}, resets={"hard"}, v_reset=False)
 _ZERO_DISCARDS_INPUT = Expected(
     "convention",
     "snnTorch 1.0's Synaptic, RLeaky and RSynaptic with reset_mechanism='zero' set the potential after a spike to "
@@ -130,15 +136,8 @@ MATRIX_ROWS = (
     Row("Leaky, reset subtract", _SUBTRACT),
     Row("Synaptic, reset subtract", _SUBTRACT.including("synaptic")),
     Row("Synaptic, reset zero", _ZERO.including("synaptic"), expected=_ZERO_DISCARDS_INPUT),
-    Row("RLeaky, reset subtract (leaks 1/2, 1)", _SUBTRACT.including("recurrent").set(_EXACT_SUMS)),
-    Row("RLeaky, RSynaptic, reset subtract (leaks 0.9, exp(-1/100))",
-        _SUBTRACT.including("recurrent", "synaptic").set("leaks=0.9,0.9900498337491681", "layers=linear"),
-        expected=Expected(
-            "rounding",
-            "snnTorch 1.0's RLeaky and RSynaptic add the recurrent current last, (beta U + I) + W s[t-1] + b and "
-            "(alpha syn + I) + W s[t-1] + b (rleaky.py and rsynaptic.py _base_state_function); eventsim adds it to "
-            "the input first, beta U + (I + W s[t-1] + b). The same in exact arithmetic, an ulp apart once beta U "
-            "is rounded. eventsim has no form that adds the recurrent current last.")),
+    Row("RLeaky, RSynaptic, reset subtract (leaks 1/2, 1)",
+        _SUBTRACT.including("recurrent", "synaptic").set(_EXACT_SUMS)),
     Row("RLeaky, reset zero (leaks 1/2, 1)", _ZERO.including("recurrent").set(_EXACT_SUMS),
         expected=_ZERO_DISCARDS_INPUT),
     Row("RSynaptic, reset zero (leaks 1/2, 1)", _ZERO.including("recurrent", "synaptic").set(_EXACT_SUMS),
@@ -152,6 +151,34 @@ MATRIX_ROWS = (
                           "and is given theta back whenever it does not fire, so it stays above its threshold "
                           "without ever firing again (leaky.py forward, _base_sub).",
                           reproducer="eventsim.testing.snntorch_adapter:reproduce_subtract_without_reset_delay")),
+    *(Row(f"NIR route (import_from_nir): {name}", features, {"route": "nir"}, expected=expected, gradients=False)
+      for name, features, expected in (
+          ("LIF, CubaLIF; Linear", _NIR.set("layers=linear").including("synaptic"), None),
+          ("LIF; Conv2d, AvgPool2d, residual", _NIR.set("layers=conv,avg,residual"), None),
+          ("Flatten", _NIR.set("layers=conv,linear"), Expected(
+              "defect", "snnTorch 1.0's import_from_nir builds NIR's Flatten(start_dim, end_dim), whose dimensions "
+              "leave out the batch, as torch.nn.Flatten(start_dim, end_dim), whose dimensions count it: the batch "
+              "is flattened too (import_nir.py _nir_to_snntorch_module; its own export_to_nir writes start_dim - 1).",
+              reproducer="eventsim.testing.nir_route:reproduce_snntorch_flatten")),
+          ("recurrent loops", _NIR.set("layers=linear", "leaks=0.5").including("recurrent"), Expected(
+              "defect", "snnTorch 1.0's import_from_nir turns a loop lif <-> w_rec into RLeaky / RSynaptic only when "
+              "w_rec has no bias: a loop through an Affine node (RLeaky's own recurrent Linear has a bias) is run "
+              "as a generic subgraph that feeds the input through w_rec, W (I + s[t-1]) + b, and a graph with two "
+              "loops fails to import (import_nir.py _replace_rnn_subgraph_with_nirgraph; nirtorch 2.6).",
+              reproducer="eventsim.testing.nir_route:reproduce_snntorch_recurrent_loops")),
+          ("LIF's v_reset", _NIR.set("layers=linear").including("v_reset"), Expected(
+              "defect", "snnTorch 1.0's import_from_nir builds every LIF node as Leaky(reset_mechanism='zero') and "
+              "drops its v_reset: a neuron that should reset to v_reset != 0 resets to 0 (import_nir.py).",
+              reproducer="eventsim.testing.nir_route:reproduce_snntorch_v_reset")))),
+    Row("NIR route (export_to_nir): Leaky, reset zero", _ZERO.without("sum", "max", "residual"), {"route": "export"},
+        gradients=False),
+    Row("NIR route (export_to_nir): Leaky, reset subtract", _SUBTRACT.without("sum", "max", "residual"),
+        {"route": "export"}, gradients=False, expected=Expected(
+            "defect", "snnTorch 1.0's export_to_nir writes every Leaky as a NIR LIF with v_reset = 0 whatever its "
+            "reset_mechanism (export_nir.py _extract_snntorch_module): the default 'subtract' neurons, eventsim's "
+            "reset='soft', reset_delayed=True, come back as a hard reset, in eventsim and in snnTorch's own "
+            "import_from_nir alike.", flags="reset='soft', reset_delayed=True on the imported layers",
+            reproducer="eventsim.testing.nir_route:reproduce_snntorch_export_subtract")),
 )
 
 
