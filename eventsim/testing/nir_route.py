@@ -344,6 +344,9 @@ class NirExportModel:
             if isinstance(layer, (SumPool, MaxPool)):
                 raise Unsupported(f"layer {layer.name!r} ({type(layer).__name__}): snnTorch's export_to_nir has no "
                                   "case for it (sum pooling is an AvgPool2d with divisor_override here)")
+        if len(model.module) == 1:
+            raise Unsupported("snnTorch's export_to_nir (nirtorch's tracer) finds no input node in a network of one "
+                              "module")
         sample = torch.zeros((1,) + tuple(network.input_shape), dtype=model.dtype)
         graph = export_to_nir(model.module, sample, ignore_dims=[0])
         self.imported = from_nir(graph, dt=dt, dtype=network.dtype)
@@ -486,3 +489,57 @@ def reproduce_snntorch_export_subtract() -> list[str]:
     return [f"Leaky(beta=0.5, threshold=1, reset_mechanism='subtract') exports as LIF with v_reset "
             f"{lif.v_reset.tolist()} (NIR's LIF has no other reset)",
             f"inputs {list(inputs)}: spikes {ours}; after export_to_nir and import_from_nir: {theirs}"]
+
+
+def _norse_graph(neuron: Any, size: int, flatten: bool = False) -> Any:
+    """``input -> (Flatten ->) neuron -> output`` on ``size`` values."""
+    import nir
+
+    nodes = {"input": nir.Input(input_type={"input": np.array([1, size] if flatten else [size])}),
+             "neuron": neuron, "output": nir.Output(output_type={"output": np.array([size])})}
+    edges = [("neuron", "output")]
+    if flatten:
+        nodes["flatten"] = nir.Flatten(input_type={"input": np.array([1, size])}, start_dim=0, end_dim=-1)
+        edges += [("input", "flatten"), ("flatten", "neuron")]
+    else:
+        edges.append(("input", "neuron"))
+    return nir.NIRGraph(nodes=nodes, edges=edges)
+
+
+def reproduce_norse_flatten() -> list[str]:
+    """NIR's ``Flatten(start_dim=0)`` of (1, 2) samples through Norse's ``from_nir``, on a batch of 3."""
+    import nir
+    import norse.torch as norse
+    import torch
+
+    two = np.ones(2)
+    graph = _norse_graph(nir.IF(r=two, v_threshold=two, v_reset=0 * two), 2, flatten=True)
+    module = _quiet(norse.from_nir, graph, dt=1.0)
+    built = next(m for m in module.modules() if isinstance(m, torch.nn.Flatten))
+    x = torch.ones(3, 1, 2)
+    lines = [f"NIR Flatten(start_dim=0, end_dim=-1) of samples (1, 2): from_nir builds {built}",
+             f"which maps a batch of 3 samples (1, 2) to {tuple(built(x).shape)} (NIR: 3 samples of 2, (3, 2))"]
+    try:
+        lines.append(f"the imported graph returns {tuple(module(x)[0].shape)}")
+    except RuntimeError as exc:
+        lines.append(f"the imported graph fails: {str(exc).splitlines()[0]}")
+    return lines
+
+
+def reproduce_norse_lif_r_and_v_reset() -> list[str]:
+    """A NIR LIF with ``r = 2`` and ``v_reset = -0.5`` through Norse's ``from_nir`` at dt = 1."""
+    import nir
+    import norse.torch as norse
+    import torch
+
+    one = np.ones(1)
+    graph = _norse_graph(nir.LIF(tau=2 * one, r=2 * one, v_leak=0 * one, v_threshold=one, v_reset=-0.5 * one), 1)
+    module = _quiet(norse.from_nir, graph, dt=1.0)
+    lines, state, v = [], None, 0.0
+    for x in (0.75, 4.0, 0.0):
+        z, state = module(torch.tensor([[x]]), state)
+        v += (2 * x - v) / 2  # NIR's LIF under forward Euler: v += dt/tau (v_leak - v + r I)
+        v, fired = (-0.5, 1.0) if v > 1 else (v, 0.0)
+        lines.append(f"input {x}: from_nir's module spikes {z.item()}, v {state.state['neuron'][0].v.item()}; "
+                     f"the NIR node spikes {fired}, v {v}")
+    return ["NIR LIF(tau=2, r=2, v_leak=0, v_threshold=1, v_reset=-0.5) read by from_nir at dt = 1"] + lines

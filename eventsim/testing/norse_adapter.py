@@ -86,7 +86,7 @@ from eventsim.extras import require
 from eventsim.layers import LIF, Conv2d, Layer, Linear, Readout, Recurrent, Residual
 from eventsim.learning.surrogates import FastSigmoid, Sigmoid, Triangle
 from eventsim.network import Network
-from eventsim.testing.matrix_rows import Row
+from eventsim.testing.matrix_rows import Expected, Row
 from eventsim.testing.protocol import GradientRequest, Unsupported
 from eventsim.testing.strategies import Features
 from eventsim.testing.torch_modules import (
@@ -112,14 +112,34 @@ SURROGATES = (FastSigmoid(c=1.0, b=1.0), Triangle(width=1.0), Sigmoid(alpha=4.0)
 FEATURES = Features(neurons={"lif"}, leaks=LEAKS, arithmetic={"euler"}, detach_reset="off",
                     surrogates=SURROGATES).without("spiking_avg", ">=")
 
+#: What NIR's nodes and Norse's from_nir carry (eventsim/testing/nir_route.py): LIF (LIFBoxCell) in the
+#: "euler" form, whose r is 1, IF (IAFCell), CubaLIF; hard reset to 0, no readout (it has no LI case);
+#: float32 (its tensors are).
+_NIR = Features(neurons={"lif", "if"}, leaks=LEAKS, arithmetic={"euler"}, readout=False, comparisons={">"},
+                resets={"hard"}, v_reset=False)
+
 #: The Norse rows of the conformance matrix (eventsim/testing/matrix_rows.py): the box neurons; LIF and
 #: LI cells with their synaptic current and rest potential (hard reset, as LIFCell has no other); recurrent
-#: cells, whose reset is detached.
+#: cells, whose reset is detached; the NIR route.
 MATRIX_ROWS = (
     Row("LIFBox, LIBox", FEATURES),
     Row("LIF, LI (synaptic current, rest potential)", FEATURES.without("soft").including("synaptic", "rest")),
     Row("LIFRecurrent", FEATURES.without("soft").including("recurrent", "synaptic", "rest").set(
         "detach_reset=on")),
+    *(Row(f"NIR route (from_nir): {name}", features, {"route": "nir"}, expected=expected, gradients=False)
+      for name, features, expected in (
+          ("LIFBox, IAF, CubaLIF; Linear", _NIR.set("layers=linear").including("synaptic"), None),
+          ("LIFBox, IAF; Conv2d, SumPool2d, residual", _NIR.set("layers=conv,sum,residual"), None),
+          ("Flatten", _NIR.set("layers=conv,linear"), Expected(
+              "defect", "Norse 1.1's from_nir builds NIR's Flatten(start_dim, end_dim), whose dimensions leave out "
+              "the batch, as torch.nn.Flatten(start_dim, end_dim), whose dimensions count it: the batch is "
+              "flattened too (utils/import_nir.py _import_norse_module).",
+              reproducer="eventsim.testing.nir_route:reproduce_norse_flatten")),
+          ("LIF's r and v_reset", _NIR.set("layers=linear", "arithmetic=product").including("v_reset"), Expected(
+              "defect", "Norse 1.1's from_nir builds a NIR LIF as LIFBoxCell(tau_mem_inv=1/tau, v_th, v_leak): its "
+              "r is dropped (with a logged warning), so the input is scaled by dt/tau instead of dt r/tau, and its "
+              "v_reset is dropped, so the neuron resets to 0 (utils/import_nir.py _import_norse_module).",
+              reproducer="eventsim.testing.nir_route:reproduce_norse_lif_r_and_v_reset")))),
 )
 
 
