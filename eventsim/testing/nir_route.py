@@ -543,3 +543,26 @@ def reproduce_norse_lif_r_and_v_reset() -> list[str]:
         lines.append(f"input {x}: from_nir's module spikes {z.item()}, v {state.state['neuron'][0].v.item()}; "
                      f"the NIR node spikes {fired}, v {v}")
     return ["NIR LIF(tau=2, r=2, v_leak=0, v_threshold=1, v_reset=-0.5) read by from_nir at dt = 1"] + lines
+
+
+def reproduce_norse_two_inputs() -> list[str]:
+    """NIR ``input -> a, input -> b, a -> if, b -> if`` (NIR sums a and b into the IF node) through Norse's
+    ``from_nir``."""
+    import nir
+    import norse.torch as norse
+    import torch
+
+    one = np.ones(1)
+    graph = nir.NIRGraph(nodes={"input": nir.Input(input_type={"input": np.array([1])}),
+                                "a": nir.Linear(weight=np.array([[1.0]])), "b": nir.Linear(weight=np.array([[0.5]])),
+                                "if": nir.IF(r=one, v_threshold=10 * one, v_reset=0 * one),
+                                "output": nir.Output(output_type={"output": np.array([1])})},
+                         edges=[("input", "a"), ("input", "b"), ("a", "if"), ("b", "if"), ("if", "output")])
+    module = _quiet(norse.from_nir, graph, dt=1.0)
+    try:
+        _, state = module(torch.tensor([[1.0]]))
+        shown = f"v = {state.state['if'][0].v.tolist()}"
+    except Exception as exc:  # what Norse raises is the finding
+        shown = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+    return ["NIR: IF fed by Linear(1) and Linear(0.5) of the input 1 integrates v = 1.5",
+            f"Norse's from_nir: {shown}"]

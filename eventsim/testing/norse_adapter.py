@@ -129,7 +129,12 @@ MATRIX_ROWS = (
     *(Row(f"NIR route (from_nir): {name}", features, {"route": "nir"}, expected=expected, gradients=False)
       for name, features, expected in (
           ("LIFBox, IAF, CubaLIF; Linear", _NIR.set("layers=linear").including("synaptic"), None),
-          ("LIFBox, IAF; Conv2d, SumPool2d, residual", _NIR.set("layers=conv,sum,residual"), None),
+          ("LIFBox, IAF; Conv2d, SumPool2d", _NIR.set("layers=conv,sum"), None),
+          ("a node with two inputs (residual)", _NIR.set("layers=conv,residual"), Expected(
+              "defect", "Norse 1.1's from_nir runs its graph with nirtorch 2.6's GraphExecutor, which calls a node "
+              "with one argument per incoming edge, node(x1, x2), where NIR sums them: a neuron fed by two nodes "
+              "takes the second input as its state (nirtorch/graph_executor.py _apply_module).",
+              reproducer="eventsim.testing.nir_route:reproduce_norse_two_inputs")),
           ("Flatten", _NIR.set("layers=conv,linear"), Expected(
               "defect", "Norse 1.1's from_nir builds NIR's Flatten(start_dim, end_dim), whose dimensions leave out "
               "the batch, as torch.nn.Flatten(start_dim, end_dim), whose dimensions count it: the batch is "
