@@ -401,8 +401,9 @@ def reproduce_snntorch_flatten() -> list[str]:
 
 
 def reproduce_snntorch_recurrent_loops() -> list[str]:
-    """snnTorch's own round trip of ``Linear -> RLeaky`` (whose recurrent Linear has a bias) changes the
-    spikes; a hand-written graph with two loops ``lif <-> w_rec`` does not import."""
+    """snnTorch's own round trip of ``Linear -> RLeaky`` changes the spikes (the imported loop feeds its
+    input through the recurrent weights); a hand-written graph with two loops ``lif <-> w_rec`` does not
+    import."""
     import nir
     import snntorch as snn
     import torch

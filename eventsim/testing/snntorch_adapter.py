@@ -166,10 +166,11 @@ MATRIX_ROWS = (
               "is flattened too (import_nir.py _nir_to_snntorch_module; its own export_to_nir writes start_dim - 1).",
               reproducer="eventsim.testing.nir_route:reproduce_snntorch_flatten")),
           ("recurrent loops", _NIR.set("layers=linear", "leaks=0.5").including("recurrent"), Expected(
-              "defect", "snnTorch 1.0's import_from_nir turns a loop lif <-> w_rec into RLeaky / RSynaptic only when "
-              "w_rec has no bias: a loop through an Affine node (RLeaky's own recurrent Linear has a bias) is run "
-              "as a generic subgraph that feeds the input through w_rec, W (I + s[t-1]) + b, and a graph with two "
-              "loops fails to import (import_nir.py _replace_rnn_subgraph_with_nirgraph; nirtorch 2.6).",
+              "defect", "snnTorch 1.0's import_from_nir wraps a loop lif <-> w_rec into a subgraph input -> w_rec "
+              "-> lif -> w_rec (import_nir.py _create_rnn_subgraph) and, having no NIRGraph case in its node map, "
+              "lets nirtorch 2.6 run it as a generic graph instead of building RLeaky / RSynaptic: the neuron "
+              "integrates W (I + s[t-1]) + b, the input fed through the recurrent weights; its own RLeaky does not "
+              "survive export_to_nir and import_from_nir, and a graph with two loops fails to import.",
               reproducer="eventsim.testing.nir_route:reproduce_snntorch_recurrent_loops")),
           ("LIF's v_reset", _NIR.set("layers=linear").including("v_reset"), Expected(
               "defect", "snnTorch 1.0's import_from_nir builds every LIF node as Leaky(reset_mechanism='zero') and "
