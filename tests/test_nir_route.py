@@ -13,7 +13,7 @@ pytest.importorskip("nir")
 pytest.importorskip("nirtorch")
 
 import eventsim as es  # noqa: E402
-from eventsim.testing import Unsupported, compare_forward, reference_records  # noqa: E402
+from eventsim.testing import Unsupported, reference_records  # noqa: E402
 from eventsim.testing import nir_route  # noqa: E402
 
 

@@ -10,8 +10,8 @@ What users do to move a network between frameworks, as candidates
   framework's importer (snnTorch 1.0 ``snntorch.import_nir.import_from_nir``,
   Norse 1.1 ``norse.torch.from_nir``), and the module it returns is run one
   step at a time. Its neurons are found by the NIR node names the importer
-  gives them (``res1.lif2`` becomes ``res1_lif2``; snnTorch names a
-  recurrent loop after its block, ``rec1``).
+  gives them (``res1.lif2`` becomes ``res1_lif2``, also inside a nested
+  graph).
 - ``"export"`` (:class:`NirExportCandidate`): the framework's model of the
   network (the adapter's) is written by the framework's exporter (snnTorch's
   ``export_to_nir``), read by :func:`eventsim.nir.from_nir` and run by
@@ -72,19 +72,12 @@ class Importer:
     decline: Callable[[Network], None]
 
 
-def candidate(framework: str, direction: str = "import", dt: float | None = None) -> Any:
+def candidate(framework: str, direction: str = "import") -> Any:
     """The NIR-route candidate of ``framework`` ("snntorch", "norse"): ``direction`` "import" (eventsim ->
-    NIR -> framework) or "export" (framework -> NIR -> eventsim); ``dt`` overrides the importer's step."""
+    NIR -> framework) or "export" (framework -> NIR -> eventsim)."""
     if direction == "export":
         return NirExportCandidate(framework)
-    importer = IMPORTERS[framework]()
-    return NirImportCandidate(importer if dt is None else _with_dt(importer, dt))
-
-
-def _with_dt(importer: Importer, dt: float) -> Importer:
-    from dataclasses import replace
-
-    return replace(importer, dt=float(dt))
+    return NirImportCandidate(IMPORTERS[framework]())
 
 
 # ====================================================================== import
@@ -117,12 +110,11 @@ class NirImportModel(RecordingModel):
         self.module = importer.load(graph)
         taps = importer.neurons(self.module)
         self.taps = {}
-        for name, nodes in _neuron_nodes(network).items():
-            found = [taps[node] for node in nodes if node in taps]
-            if not found:
+        for name, node in _neuron_nodes(network).items():
+            if node not in taps:
                 raise Unsupported(f"layer {name!r}: {importer.framework}'s NIR import made no neuron of node "
-                                  f"{nodes[0]!r}")
-            self.taps[name] = found[0]
+                                  f"{node!r}")
+            self.taps[name] = taps[node]
 
     def _forward(self, spikes: np.ndarray) -> dict[str, tuple[list, list | None]]:
         for tap in self.taps.values():
@@ -141,17 +133,11 @@ def _to_nir(network: Network, dt: float) -> Any:
     return to_nir(network, dt=dt, portable=True)
 
 
-def _neuron_nodes(network: Network) -> dict[str, tuple[str, ...]]:
-    """``{neuron layer name: the names its module may have in an imported graph}``: the NIR node name with
-    "." as "_" (torch module names have no dots), or for a recurrent block the block's name (snnTorch makes
-    its loop a subgraph named so, and a neuron module of that name when it recognises it)."""
-    out = {}
-    for layer in network.walk():
-        if isinstance(layer, Recurrent):
-            out[layer.neuron.name] = (layer.neuron.name.replace(".", "_"), layer.name)
-        elif isinstance(layer, (LIF, SpikingAvgPool)) and layer.name not in out:
-            out[layer.name] = (layer.name.replace(".", "_"),)
-    return out
+def _neuron_nodes(network: Network) -> dict[str, str]:
+    """``{neuron layer name: the name of its module in an imported graph}``: the NIR node name with "." as
+    "_" (torch module names have no dots; a module of a nested graph is found by its last name)."""
+    return {layer.name: layer.name.replace(".", "_") for layer in network.walk()
+            if isinstance(layer, (LIF, SpikingAvgPool))}
 
 
 class _Taps:
@@ -219,7 +205,8 @@ def _snntorch_neurons(module: Any) -> dict:
 def _snntorch_hook(taps: _Taps) -> Callable:
     def record(neuron: Any, args: Any, spikes: Any) -> None:
         taps.spikes.append(spikes)
-        taps.potentials.append(neuron.fire.potential.to(spikes.dtype))  # float64 when beta is: see the rows
+        # beta = 1 - dt / tau comes from the graph's float64 tau, so the potential is float64 here
+        taps.potentials.append(neuron.fire.potential.to(spikes.dtype))
 
     return record
 
@@ -460,7 +447,7 @@ def reproduce_snntorch_v_reset() -> list[str]:
     module = _quiet(import_from_nir, graph)
     lif = module.get_submodule("lif")
     spikes = [module(torch.tensor([[x]]))[0].item() for x in (2.0, 0.0)]
-    return [f"NIR LIF(tau=2e-4, r=2, v_threshold=1, v_reset=-0.5), its dt 1e-4: beta 0.5, input unscaled",
+    return ["NIR LIF(tau=2e-4, r=2, v_threshold=1, v_reset=-0.5), its dt 1e-4: beta 0.5, input unscaled",
             f"import_from_nir builds {type(lif).__name__}(reset_mechanism={lif.reset_mechanism!r})",
             f"inputs 2, 0: spikes {spikes}, potential after the second step {lif.mem.item()} "
             f"(NIR: 0.5 * -0.5 = -0.25)"]

@@ -296,8 +296,8 @@ class _NorseNeurons:
         self.tap = self.probe = None
         beyond = [what for what in neuron.extended if what not in ("a synaptic current", "a rest potential")]
         if beyond:
-            raise Unsupported(f"{where}: Norse's neurons start at v_leak with one spike at most and no lower bound; "
-                              f"they have no {', '.join(beyond)}")
+            raise Unsupported(f"{where}: {', '.join(beyond)}: Norse's neurons start at v_leak, fire one spike at "
+                              "most and have no lower bound")
         if neuron.arithmetic != "euler":  # also every IF neuron: with leak 1 the Euler form takes no input
             raise Unsupported(f"{where}: Norse computes v + dt/tau (I - v), eventsim's arithmetic='euler'; "
                               f"arithmetic={neuron.arithmetic!r} (leak {neuron.leak}) rounds differently")
@@ -345,7 +345,8 @@ class _NorseNeurons:
         fn = model.norse
         if neuron.v_rest != 0.0:
             raise Unsupported(f"{where}: Norse's LIFBoxCell computes (I + v_leak) - v, which rounds unlike "
-                              "eventsim's (v_rest - R) + I; a rest potential needs Norse's LIFCell (a synaptic current)")
+                              "eventsim's (v_rest - R) + I; a rest potential needs Norse's LIFCell (a synaptic "
+                              "current)")
         if neuron.reset == "soft" and not bool(model.torch.isfinite(theta).all()):
             raise Unsupported(f"{where}: Norse's subtractive reset computes 0 * (v - inf) = NaN for an "
                               "infinite threshold")

@@ -205,20 +205,19 @@ class SnnTorchCandidate:
         return SnnTorchModel(network, reset_delay=self.reset_delay)
 
 
-def candidate(*, reset_delay: bool = True, route: str = "native", dt: float | None = None) -> Any:
+def candidate(*, reset_delay: bool = True, route: str = "native") -> Any:
     """The candidate of a row of :data:`MATRIX_ROWS` (eventsim/testing/matrix_rows.py).
 
     ``route="native"``: :class:`SnnTorchCandidate` with ``reset_delay``;
-    ``"nir"``: eventsim's NIR export read by snnTorch's ``import_from_nir``
-    (the graph written for ``dt``, by default the 1e-4 snnTorch's importer
-    assumes); ``"export"``: snnTorch's ``export_to_nir`` read by eventsim
+    ``"nir"``: eventsim's NIR export read by snnTorch's ``import_from_nir``;
+    ``"export"``: snnTorch's ``export_to_nir`` read by eventsim
     (:mod:`eventsim.testing.nir_route`).
     """
     if route == "native":
         return SnnTorchCandidate(reset_delay=reset_delay)
     from eventsim.testing import nir_route
 
-    return nir_route.candidate("snntorch", direction={"nir": "import", "export": "export"}[route], dt=dt)
+    return nir_route.candidate("snntorch", direction={"nir": "import", "export": "export"}[route])
 
 
 class SnnTorchModel(RecordingModel):
@@ -299,7 +298,7 @@ class SnnTorchModel(RecordingModel):
         """snnTorch's ``reset_mechanism`` for ``neuron``, or Unsupported."""
         beyond = [what for what in neuron.extended if what != "a synaptic current"]
         if beyond:
-            raise Unsupported(f"{where}: snnTorch's neurons have no {', '.join(beyond)}")
+            raise Unsupported(f"{where}: {', '.join(beyond)}: snnTorch's neurons have no such option")
         if neuron.input_gain != 1.0:
             raise Unsupported(f"{where}: snnTorch adds its input unscaled; input_gain {neuron.input_gain} is not 1")
         if neuron.synapse_leak is not None and neuron.synapse_gain != 1.0:
