@@ -1,4 +1,5 @@
-"""Every adapter eventsim ships passes ``eventsim conform`` on the features it declares.
+"""Every adapter eventsim ships passes ``eventsim conform`` on the features it declares, and its matrix rows go
+as it declares them.
 
 200 cases of each kind, as the command line runs them: dyadic forward
 (bit for bit) and float forward (within the rounding bound), float32 and
@@ -6,6 +7,9 @@ float64, and bptt gradients in float64 with the framework's own surrogates
 and reset convention (snnTorch detaches its reset, Norse does not). Norse
 runs in eventsim's "euler" arithmetic form, with leaks whose 1 / (1 - lam)
 is no power of two among them.
+
+Then every row of each adapter's ``MATRIX_ROWS`` (eventsim/testing/matrix_rows.py)
+with a few cases per kind, as the conformance matrix runs it.
 """
 
 from __future__ import annotations
