@@ -105,8 +105,8 @@ SURROGATES = (ArcTan(), ArcTan(alpha=5.0), FastSigmoid(c=25.0, b=1.0), FastSigmo
 #: float32 and float64, and differentiates as snnTorch does (the reset
 #: detached): ``Leaky`` with ``reset_mechanism="zero"``. It also takes a soft
 #: reset with ``reset_delayed=True`` ("subtract"), which :class:`Features`
-#: cannot single out from the immediate soft reset, and the neurons of the
-#: rows of :data:`MATRIX_ROWS`.
+#: cannot single out from the immediate soft reset, and the synaptic and
+#: recurrent neurons of :data:`MATRIX_ROWS`.
 FEATURES = Features(detach_reset="on", surrogates=SURROGATES).without("soft", "v_reset", ">=").including(
     "reset_delayed")
 
@@ -134,8 +134,8 @@ _ZERO_DISCARDS_INPUT = Expected(
     "rleaky.py and rsynaptic.py _base_zero), where Leaky and eventsim's hard reset zero the old potential only "
     "and add the input. No eventsim reset discards the input.")
 
-#: The snnTorch rows of the conformance matrix (eventsim/testing/matrix_rows.py); the NIR routes are
-#: :mod:`eventsim.testing.nir_route`'s rows for snnTorch.
+#: The snnTorch rows of the conformance matrix (eventsim/testing/matrix_rows.py); the NIR routes' rows run
+#: :mod:`eventsim.testing.nir_route`'s candidates (``candidate(route=...)``).
 MATRIX_ROWS = (
     Row("Leaky, reset zero", _ZERO),
     Row("Leaky, reset subtract", _SUBTRACT),
