@@ -79,6 +79,16 @@ def test_snntorch_export_route_declines_a_network_of_one_module():
         nir_route.candidate("snntorch", "export").build(es.Network([es.LIF(1.0, leak=0.5)], (3,)))
 
 
+#: The replay token (eventsim/testing/replay.py) of the case conform found Norse's CubaLIF rounding on.
+CUBALIF_CASE = ("es1.eNqNVNtum0AQ_ZVqX4uCnRLVqpqHdZxWkRypea4qNDUDrEwWtLsYIcv_3tnlYiBgdZ7mPmfOXs7s"
+                "KGTEvrGohkgcPsW5qkBFzGORqQukQJzlYL7ck0fIojShTsH6f6-DPx7LoEalyTo3KuXvhURQlJ4XRuSSgmeqDGMEUyokcx1QjBoN"
+                "PB77K4AUWWaZxyS8u8GHNXWpUCSpsU1AKait0iH7HgeU0OPxHKIIDFCM8y3_VXGe7ALeyYnsak_2y5NP8cTayX7D-bO1eWLzK5v_"
+                "k_tdDdU_sguJN9jw5cd4PZPSGmmeEY-ru_sHogXhaHVSKYIEn6UNq6ewdazuVoTdKHEgw6gSO34TEHJYG0ZoB1PvGDKNPT2ZiC0_"
+                "oIRJ39GIA_mwzNBSr2sJhcaww7H5-nC5EDm6EEfUNzgkEic0NlLtNi1tT_yU8P-ULR_VO_lY_-Zotv35cv--fl6SJu5P3M62xzqU"
+                "3nb7jPpfj30fjPBN8Tb1Ld6qzR_0a_n6TI2ba-ji3P_Ix26Iz5_YE762vJu3sP9MfCF_sF8vQz7m9h3Vb0bn6-R1jr8b-zh-bsx7"
+                "vd6HKV43fzivvz_zeK_ntRB_5ot8vE3u03i_Bp87zx7PI30Z3c-l-7_VvjO075gefoRSC1O7d375B0WokuQ")
+
+
 # ------------------------------------------------------------------ the reproducers
 def test_snntorch_flatten_reproducer_shows_the_batch_flattened():
     pytest.importorskip("snntorch")
@@ -135,3 +145,17 @@ def test_norse_two_inputs_reproducer_shows_the_second_input_lost():
     pytest.importorskip("norse.torch")
     _, shown = nir_route.reproduce_norse_two_inputs()
     assert "v = [[1.5]]" not in shown
+
+
+def test_norse_cubalif_rounds_its_current_in_the_euler_form():
+    """Norse's from_nir makes a CubaLIF's current an LIBoxCell, J + k_syn ((0 - J) + w_in I), where eventsim
+    computes alpha J + I: the conform case that found it (float32, alpha 7/8, w_in = 8, 11 steps), an ulp
+    apart at the last step, and equal in every earlier step."""
+    pytest.importorskip("norse.torch")
+    from eventsim.testing.replay import read_token
+
+    case, _, _ = read_token(CUBALIF_CASE)
+    records = nir_route.candidate("norse").build(case.network).run(case.spikes)["lif1"].potentials.ravel()
+    ours = reference_records(case.network, case.spikes)["lif1"].potentials.ravel()
+    np.testing.assert_array_equal(records[:-1], ours[:-1])
+    assert records[-1] != ours[-1] and abs(records[-1] - ours[-1]) <= 2 * np.spacing(np.float32(abs(ours[-1])))

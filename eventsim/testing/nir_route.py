@@ -205,8 +205,7 @@ def _snntorch_neurons(module: Any) -> dict:
 def _snntorch_hook(taps: _Taps) -> Callable:
     def record(neuron: Any, args: Any, spikes: Any) -> None:
         taps.spikes.append(spikes)
-        # beta = 1 - dt / tau comes from the graph's float64 tau, so the potential is float64 here
-        taps.potentials.append(neuron.fire.potential.to(spikes.dtype))
+        taps.potentials.append(neuron.fire.potential)
 
     return record
 
@@ -226,7 +225,9 @@ def _snntorch_reset(module: Any) -> None:
 # --------------------------------------------------------------------- Norse
 def _norse_importer() -> Importer:
     """Norse 1.1's ``from_nir`` (``norse/torch/utils/import_nir.py``) at ``dt = 1``: LIF -> LIFBoxCell,
-    IF -> IAFCell, CubaLIF -> an LIBoxCell synapse feeding a LIFBoxCell, all float32."""
+    IF -> IAFCell, CubaLIF -> an LIBoxCell synapse feeding a LIFBoxCell, all float32. The synapse computes
+    ``J + k_syn ((v_leak - J) + w_in I)``, the Euler form, where eventsim's current is ``alpha J + h I``:
+    the same in exact arithmetic, an ulp apart once ``alpha J`` is rounded (tests/test_nir_route.py)."""
     return Importer("norse", 1.0, _norse_load, _norse_neurons, _norse_step, lambda module: None, _norse_decline)
 
 

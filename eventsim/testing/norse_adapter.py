@@ -113,8 +113,9 @@ FEATURES = Features(neurons={"lif"}, leaks=LEAKS, arithmetic={"euler"}, detach_r
                     surrogates=SURROGATES).without("spiking_avg", ">=")
 
 #: What NIR's nodes and Norse's from_nir carry (eventsim/testing/nir_route.py): LIF (LIFBoxCell) in the
-#: "euler" form, whose r is 1, IF (IAFCell), CubaLIF; hard reset to 0, no readout (it has no LI case);
-#: float32 (its tensors are).
+#: "euler" form, whose r is 1, IF (IAFCell); hard reset to 0, no readout (it has no LI case); float32 (its
+#: tensors are). Its CubaLIF rounds its current in the Euler form, which dyadic cases show only after many
+#: steps, too rarely for a row (nir_route._norse_importer).
 _NIR = Features(neurons={"lif", "if"}, leaks=LEAKS, arithmetic={"euler"}, readout=False, comparisons={">"},
                 resets={"hard"}, v_reset=False)
 
@@ -128,7 +129,7 @@ MATRIX_ROWS = (
         "detach_reset=on")),
     *(Row(f"NIR route (from_nir): {name}", features, {"route": "nir"}, expected=expected, gradients=False)
       for name, features, expected in (
-          ("LIFBox, IAF, CubaLIF; Linear", _NIR.set("layers=linear").including("synaptic"), None),
+          ("LIFBox, IAF; Linear", _NIR.set("layers=linear"), None),
           ("LIFBox, IAF; Conv2d, SumPool2d", _NIR.set("layers=conv,sum"), None),
           ("a node with two inputs (residual)", _NIR.set("layers=conv,residual"), Expected(
               "defect", "Norse 1.1's from_nir runs its graph with nirtorch 2.6's GraphExecutor, which calls a node "
