@@ -57,8 +57,8 @@ class Importer:
 
     ``dt``: the step the graph is written for; ``load(graph)``: the
     framework's module; ``neurons(module)``: ``{NIR node name: taps}`` of
-    its spiking and integrating neurons (``taps`` record each step's spikes
-    and potentials); ``step(module, x, state)``: one step, returning the new
+    its spiking neurons (``taps`` record each step's spikes and
+    potentials); ``step(module, x, state)``: one step, returning the new
     state; ``reset(module)``: back to the initial state; ``decline(network)``:
     Unsupported for what the importer has no counterpart for.
     """
