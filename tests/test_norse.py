@@ -18,7 +18,7 @@ pytest.importorskip("torch")
 norse = pytest.importorskip("norse.torch")
 
 import eventsim as es
-from eventsim.testing import Unsupported, compare_forward, net_cases, reference_records
+from eventsim.testing import GradientRequest, Unsupported, compare_forward, net_cases, reference_records
 from eventsim.testing.norse_adapter import FEATURES, LEAKS, SURROGATES, NorseCandidate
 
 FLOAT32 = replace(FEATURES, dtypes=(np.float32,))
@@ -214,3 +214,80 @@ def test_norse_lif_with_a_one_step_synapse_is_the_box_neuron(leak, theta, v_rese
     u, s = ref.potentials.ravel(), ref.outputs.ravel()
     np.testing.assert_array_equal(spikes, s)
     np.testing.assert_array_equal(v, np.where(s == 1, v_reset, u))
+
+
+def _decayed(alpha: float, currents: np.ndarray) -> np.ndarray:
+    """Norse's own current after one LIFCell step from i = 0 with input ``currents``: i_jump - k i_jump."""
+    import torch
+
+    p = norse.LIFParameters(tau_syn_inv=torch.tensor(1.0 - alpha), tau_mem_inv=torch.tensor(0.5),
+                            v_leak=torch.tensor(0.0), v_th=torch.tensor(np.inf))
+    state = norse.functional.lif.LIFFeedForwardState(v=torch.zeros(len(currents)), i=torch.zeros(len(currents)))
+    _, state = norse.functional.lif.lif_feed_forward_step(torch.from_numpy(currents), state, p, dt=1.0)
+    return state.i.numpy()
+
+
+def test_norse_lif_decays_its_current_as_i_plus_minus_k_i():
+    """The LIF row's rounding note: Norse's fl(j + fl(-k j)) is eventsim's fl(alpha j) when k = 1 - alpha is a
+    power of two (every synapse leak the strategies draw: 1/2, 3/4, 7/8), and an ulp apart for some j
+    when it is not (alpha = 0.9, float32)."""
+    currents = np.random.default_rng(0).uniform(-4, 4, 2000).astype(np.float32)
+    for alpha in (0.5, 0.75, 0.875):
+        np.testing.assert_array_equal(_decayed(alpha, currents), np.float32(alpha) * currents)
+    differs = _decayed(0.9, currents) != np.float32(0.9) * currents
+    assert differs.any()
+    ulps = np.abs(_decayed(0.9, currents)[differs] - np.float32(0.9) * currents[differs])
+    assert np.all(ulps <= np.spacing(np.abs(currents[differs])))
+
+
+def _recurrent_net(bias=None, dtype=np.float64, **neuron) -> es.Network:
+    rng = np.random.default_rng(1)
+    options = dict(leak=0.75, arithmetic="euler", synapse_leak=0.5, **neuron)
+    return es.Network([es.Linear(4, 3, weight=(rng.integers(-8, 9, (3, 4)) / 8).astype(dtype)),
+                       es.Recurrent(es.LIF(0.5, **options),
+                                    es.Linear(3, 3, weight=(rng.integers(-8, 9, (3, 3)) / 8).astype(dtype), bias=bias)),
+                       es.Linear(3, 2, weight=(rng.integers(-8, 9, (2, 3)) / 8).astype(dtype)),
+                       es.Readout(leak=0.75, arithmetic="euler")], (4,), dtype=dtype)
+
+
+def test_lif_recurrent_cell_differentiates_with_its_reset_detached():
+    """LIFRecurrentCell (z.detach() in lif_step): Norse's gradients are eventsim's bptt with detach_reset=True
+    on a network whose only spiking layer is recurrent; detach_reset=False is declined."""
+    from eventsim.testing import GradientRequest, compare_gradients, reference_gradients
+
+    net = _recurrent_net()
+    spikes = (np.random.default_rng(2).random((10, 3, 4)) < 0.6).astype(np.float64)
+    assert reference_records(net, spikes)["rec1.lif1"].outputs.any()
+    model = NorseCandidate().build(net)
+    request = GradientRequest(grad_output=np.random.default_rng(3).normal(size=(3, 2)), surrogate=SURROGATES[0])
+    comparison = compare_gradients(net, reference_gradients(net, spikes, request), model.gradients(spikes, request))
+    assert comparison.ok, str(comparison)
+    with pytest.raises(Unsupported, match="LIFRecurrentCell detaches its reset"):
+        model.gradients(spikes, GradientRequest(grad_output=request.grad_output, surrogate=SURROGATES[0],
+                                                detach_reset=False))
+
+
+def test_a_network_with_recurrent_and_feed_forward_cells_has_no_single_reset_convention():
+    net = _recurrent_net()
+    layers = [net.layers[0], es.LIF(0.5, leak=0.75, arithmetic="euler"), *net.layers[1:]]
+    mixed = es.Network(layers, (4,), dtype=np.float64)
+    request = GradientRequest(grad_output=np.ones((1, 2)), surrogate=SURROGATES[0])
+    with pytest.raises(Unsupported, match="no single detach_reset"):
+        NorseCandidate().build(mixed).gradients(np.zeros((2, 1, 4)), request)
+
+
+@pytest.mark.parametrize("net, problem", [
+    (_recurrent_net(bias=np.ones(3)), "no recurrent bias"),
+    (_recurrent_net(reset="soft"), "LIFRecurrentCell resets to v_reset"),
+    (_linear_net(es.LIF(1.0, leak=0.5, arithmetic="euler", synapse_leak=0.5, reset="soft")),
+     "LIFCell resets to v_reset"),
+    (_linear_net(es.LIF(1.0, leak=0.5, arithmetic="euler", v_rest=0.25)), "LIFBoxCell computes \\(I \\+ v_leak\\)"),
+    (_linear_net(es.LIF(1.0, leak=0.5, arithmetic="euler", synapse_leak=0.5, synapse_gain=2.0)), "synapse_gain"),
+    (_linear_net(es.LIF(1.0, leak=0.5, arithmetic="euler", v_init=0.5)), "an initial potential"),
+    (es.Network([es.Recurrent(es.LIF(1.0, leak=0.5, arithmetic="euler"),
+                              es.Conv2d(1, 1, 3, padding=1, weight=np.ones((1, 1, 3, 3))))], (1, 3, 3)),
+     "a convolution as the recurrent connection"),
+])
+def test_adapter_declines_what_norse_cells_cannot_compute(net, problem):
+    with pytest.raises(Unsupported, match=problem):
+        NorseCandidate().build(net)

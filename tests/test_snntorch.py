@@ -19,7 +19,9 @@ from eventsim.learning.surrogates import ArcTan, Sigmoid
 from eventsim.testing import (
     GradientRequest, Unsupported, compare_forward, net_cases, reference_gradients, reference_records,
 )
-from eventsim.testing.snntorch_adapter import FEATURES, SURROGATES, SnnTorchCandidate, _snntorch_surrogate
+from eventsim.testing.snntorch_adapter import (
+    FEATURES, SURROGATES, SnnTorchCandidate, _snntorch_surrogate, reproduce_subtract_without_reset_delay,
+)
 from eventsim.testing.torch_modules import network_output, parameter_gradients
 
 SNNTORCH_DT = 1e-4  # the step snnTorch's export_to_nir writes tau = dt / (1 - beta) for
@@ -43,12 +45,80 @@ def test_adapter_reproduces_eventsim_bit_for_bit(case):
     (es.LIF(1.0, leak=0.5, v_reset=-0.5), "v_reset"),
     (es.LIF(1.0, leak=0.5, reset="soft"), "reset_delayed=True"),
     (es.LIF(1.0, leak=0.5, input_gain=0.5), "input_gain"),
+    (es.LIF(1.0, leak=0.5, synapse_leak=0.5, synapse_gain=2.0), "synapse_gain"),
+    (es.LIF(1.0, leak=0.5, v_rest=0.25), "a rest potential"),
+    (es.LIF(1.0, leak=0.5, max_spikes=2), "several spikes per step"),
+    (es.LIF(1.0, leak=0.5, v_min=-1.0), "clamp"),
 ])
-def test_adapter_declines_what_leaky_cannot_compute(neuron, problem):
+def test_adapter_declines_what_snntorch_neurons_cannot_compute(neuron, problem):
     net = es.Network([es.Linear(3, 2, weight=np.ones((2, 3), np.float32)), neuron], (3,))
     with pytest.raises(Unsupported, match=problem) as info:
         SnnTorchCandidate().build(net)
     assert "'lif1'" in str(info.value)
+
+
+@pytest.mark.parametrize("layers, problem", [
+    ([es.Delay(1), es.Linear(3, 2, weight=np.ones((2, 3), np.float32)), es.LIF(1.0, leak=0.5)], "no delays"),
+    ([es.Linear(3, 2, weight=np.ones((2, 3), np.float32), delay=1), es.LIF(1.0, leak=0.5)], "synaptic delays"),
+])
+def test_adapter_declines_delays_which_snntorch_has_none_of(layers, problem):
+    with pytest.raises(Unsupported, match=problem):
+        SnnTorchCandidate().build(es.Network(layers, (3,)))
+
+
+def test_without_reset_delay_a_subtractive_reset_must_act_at_once():
+    soft = {"reset": "soft"}
+    for delayed, reset_delay in ((False, True), (True, False)):
+        net = es.Network([es.Linear(3, 2, weight=np.ones((2, 3), np.float32)),
+                          es.LIF(1.0, leak=0.5, reset_delayed=delayed, **soft)], (3,))
+        with pytest.raises(Unsupported, match=f"reset_delay={reset_delay} needs reset_delayed={reset_delay}"):
+            SnnTorchCandidate(reset_delay=reset_delay).build(net)
+
+
+def _one_neuron(neuron, connection=None, dtype=np.float64) -> es.Network:
+    """input -> Linear(1, 1, weight 1) -> neuron (in a Recurrent block around ``connection``)."""
+    layer = neuron if connection is None else es.Recurrent(neuron, connection)
+    return es.Network([es.Linear(1, 1, weight=np.ones((1, 1), dtype)), layer], (1,), dtype=dtype)
+
+
+def _potentials(net: es.Network, currents, **options) -> tuple[np.ndarray, np.ndarray]:
+    """snnTorch's (through the adapter) and eventsim's pre-threshold potentials of the last layer."""
+    spikes = np.reshape(np.asarray(currents, net.dtype), (-1, 1, 1))
+    name = list(reference_records(net, spikes))[-1]
+    theirs = SnnTorchCandidate(**options).build(net).run(spikes)[name].potentials.ravel()
+    return theirs, reference_records(net, spikes)[name].potentials.ravel()
+
+
+def test_synaptic_zero_reset_discards_the_steps_input():
+    """Synaptic(reset_mechanism="zero"): after a spike the potential is (1 - reset)(beta U + syn) = 0, where
+    eventsim's hard reset (and Leaky's) keeps the step's input: theta 1, beta 1/2, alpha 1/2, inputs 2, 1."""
+    theirs, ours = _potentials(_one_neuron(es.LIF(1.0, leak=0.5, synapse_leak=0.5)), [2.0, 1.0])
+    assert list(theirs) == [2.0, 0.0]  # syn = 2, mem = 2 (spike); then zeroed whatever the input
+    assert list(ours) == [2.0, 0.5 * 2.0 + 1.0]  # J = 1/2 * 2 + 1 = 2 enters the reset potential 0
+
+
+def test_rleaky_adds_the_recurrent_current_last():
+    """RLeaky computes (beta U + I) + W s: with beta U = 1, I = W s = 2^-24 the float32 sum 1 + 2^-24 is a
+    tie that rounds to 1 twice, where eventsim's 1 + (I + W s) = 1 + 2^-23 is exact; float64 holds every
+    sum exactly. Step 1: input 2 fires over theta 1.5; step 2: beta U = 1, the soft reset subtracts 1.5."""
+    tiny = 2.0 ** -24
+    for dtype, differs in ((np.float32, True), (np.float64, False)):
+        neuron = es.LIF(1.5, leak=0.5, reset="soft", reset_delayed=True)
+        net = _one_neuron(neuron, es.Linear(1, 1, weight=np.full((1, 1), tiny, dtype)), dtype)
+        theirs, ours = _potentials(net, [2.0, tiny])
+        assert theirs[0] == ours[0] == 2.0
+        assert ours[1] == dtype(1 + 2 * tiny) - dtype(1.5)
+        assert (theirs[1] != ours[1]) == differs
+        if differs:
+            assert theirs[1] == dtype(1.0) - dtype(1.5)
+
+
+def test_reproducer_shows_a_subtract_neuron_stuck_above_its_threshold():
+    """snnTorch alone, Leaky(beta=1, threshold=1, "subtract"): after input 2.5 the potential is 1.5 > 1,
+    which a soft reset fires again (2.5 - 1 - 1 = 0.5); with reset_delay=False it never does."""
+    delayed, immediate = reproduce_subtract_without_reset_delay()
+    assert "(spike 1, mem 1.5) (spike 0, mem 0.5)" in delayed
+    assert immediate.endswith("(spike 1, mem 1.5) (spike 0, mem 1.5) (spike 0, mem 1.5) (spike 0, mem 1.5)")
 
 
 @pytest.mark.parametrize("surrogate", SURROGATES, ids=repr)
@@ -90,9 +160,11 @@ def test_snntorchs_own_float32_spikes_round_float64_gradients():
     request = GradientRequest(grad_output=np.random.default_rng(7).normal(size=(4, 3)), surrogate=ArcTan())
     expected = reference_gradients(net, spikes, request)
     model = SnnTorchCandidate().build(net)
-    with torch.enable_grad():  # snnTorch's default spike_grad is atan(alpha=2), eventsim's ArcTan()
-        native = parameter_gradients(network_output(net, model._forward(spikes)), request, model.weighted)
     adapter = model.gradients(spikes, request)
+    for neuron in model.neurons():  # snnTorch's own default spike_grad, atan(alpha=2) = eventsim's ArcTan()
+        neuron.spike_grad = snn.surrogate.atan()
+    with torch.enable_grad():
+        native = parameter_gradients(network_output(net, model._forward(spikes)), request, model.weighted)
     error = {key: np.max(np.abs(values - expected[key])) / np.max(np.abs(expected[key])) for key, values in
              native.items()}
     assert 1e-9 < error["fc1.weight"] < 1e-5, error

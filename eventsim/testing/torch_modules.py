@@ -18,7 +18,7 @@ import numpy as np
 
 from eventsim.errors import OptionError
 from eventsim.layers import (
-    AvgPool, Conv2d, Dropout, Flatten, Identity, Layer, Linear, MaxPool, Readout, Residual, SumPool,
+    AvgPool, Conv2d, Dropout, Flatten, Identity, Layer, Linear, MaxPool, Readout, Recurrent, Residual, SumPool,
 )
 from eventsim.network import Network
 from eventsim.testing.protocol import GradientRequest, LayerRecord, Unsupported
@@ -70,10 +70,10 @@ def network_output(network: Network, records: dict[str, tuple[list, list | None]
     ``records`` maps layer names to ``(outputs, potentials)``, lists of one
     tensor per step. ``out`` is the readout ``U_L[T] / T`` of a network that
     ends in a Readout, else the last layer's output summed over the steps (a
-    residual block reports under its neuron's name).
+    residual or recurrent block reports under its neuron's name).
     """
     last = network.layers[-1]
-    outputs, potentials = records[last.neuron.name if isinstance(last, Residual) else last.name]
+    outputs, potentials = records[last.neuron.name if isinstance(last, (Residual, Recurrent)) else last.name]
     if isinstance(last, Readout):
         return potentials[-1] / len(potentials)
     return sum(outputs[1:], outputs[0])
