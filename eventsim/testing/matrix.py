@@ -66,6 +66,8 @@ FRAMEWORKS = (
               "pip install --no-deps spikingjelly==2.0.0 loguru"),
     Framework("Rockpool", "eventsim.testing.rockpool_adapter", "rockpool", "rockpool",
               "pip install --no-deps rockpool==3.1.0"),
+    Framework("TorchCandidate", "eventsim.testing.torch_candidate_rows", "torch", "torch",
+              'pip install "eventsim[torch]"'),
 )
 
 
@@ -382,8 +384,10 @@ and, when it goes as the rows declare, the full matrix (below).
 
 GPU backends (rows with device "cuda") run with `--device cuda` on a
 machine with a GPU: SpikingJelly 2.0's Triton and native CUDA neurons (it
-has no CuPy backend any more) and its torch reference on CUDA. On a
-machine without one they read `not run`.
+has no CuPy backend any more), its torch reference on CUDA, and eventsim's
+own `TorchCandidate` on CUDA. On a machine without one they read `not run`.
+sinabs-exodus (a CUDA extension compiled at install) and lava-dl (not on
+PyPI) have no adapter yet: neither installs on a machine without CUDA.
 
 ## Installing the frameworks
 
