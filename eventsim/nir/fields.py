@@ -114,6 +114,17 @@ def text(value: Any, where: Field) -> str:
     raise where.error(f"must be a string, got {_show(value)}")
 
 
+def edge(value: Any, where: Field) -> tuple[str, str]:
+    """A graph edge ``value`` as its (source, target) node names."""
+    try:
+        if isinstance(value, (str, bytes)):
+            raise ValueError
+        a, b = value
+    except (TypeError, ValueError):
+        raise NIRError(f"edge {value!r} is not a (source, target) pair") from None
+    return text(a, where), text(b, where)
+
+
 def _index(mask: np.ndarray) -> tuple[int, ...]:
     return tuple(int(i) for i in np.argwhere(mask)[0])
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from eventsim.errors import NIRError
-from eventsim.nir.fields import Field, text
+from eventsim.nir.fields import Field, edge
 
 
 @dataclass
@@ -61,14 +61,8 @@ class Structure:
         self.preds: dict[str, list[str]] = {name: [] for name in nodes}
         self.succs: dict[str, list[str]] = {name: [] for name in nodes}
         where = Field("graph", "NIRGraph", "edges")
-        for edge in edges:
-            try:
-                if isinstance(edge, (str, bytes)):
-                    raise ValueError
-                a, b = edge
-            except (TypeError, ValueError):
-                raise NIRError(f"edge {edge!r} is not a (source, target) pair") from None
-            a, b = text(a, where), text(b, where)
+        for pair in edges:
+            a, b = edge(pair, where)
             for end in (a, b):
                 if end not in nodes:
                     raise NIRError(f"edge ({a!r}, {b!r}) refers to a node the graph does not have", node=end)

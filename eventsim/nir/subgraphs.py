@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from eventsim.errors import NIRError
-from eventsim.nir.fields import Field, text
+from eventsim.nir.fields import Field, edge
 
 #: How deeply graphs may nest: far beyond what any exporter writes, and a
 #: bound on the recursion a crafted file can cause.
@@ -49,7 +49,7 @@ def _flat(nir: Any, graph: Any, prefix: str, depth: int) -> tuple[dict[str, Any]
     if edges is None:
         raise NIRError("the NIR graph has no edges", node=prefix.rstrip(".") or None)
     where = Field(prefix.rstrip(".") or "graph", "NIRGraph", "edges")
-    pairs = [_pair(edge, where) for edge in edges]
+    pairs = [edge(pair, where) for pair in edges]
     out_nodes: dict[str, Any] = {}
     # What an edge into (out of) each node of this graph connects to once subgraphs are inlined.
     entries: dict[str, list[str]] = {}
@@ -84,14 +84,6 @@ def _flat(nir: Any, graph: Any, prefix: str, depth: int) -> tuple[dict[str, Any]
     return out_nodes, out_edges
 
 
-def _pair(edge: Any, where: Field) -> tuple[str, str]:
-    try:
-        if isinstance(edge, (str, bytes)):
-            raise ValueError
-        a, b = edge
-    except (TypeError, ValueError):
-        raise NIRError(f"edge {edge!r} is not a (source, target) pair") from None
-    return text(a, where), text(b, where)
 
 
 def _add(nodes: dict[str, Any], name: str, node: Any) -> None:
