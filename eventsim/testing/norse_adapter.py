@@ -83,7 +83,7 @@ from typing import Any, Callable
 import numpy as np
 
 from eventsim.extras import require
-from eventsim.layers import LIF, Conv2d, Layer, Linear, Readout, Recurrent, Residual
+from eventsim.layers import LIF, Layer, Linear, Readout, Recurrent, Residual
 from eventsim.learning.surrogates import FastSigmoid, Sigmoid, Triangle
 from eventsim.network import Network
 from eventsim.testing.matrix_rows import Expected, Row
@@ -195,10 +195,8 @@ class NorseModel(RecordingModel):
 
     # ------------------------------------------------------------- building
     def _module(self, layer: Layer) -> Any:
-        module = synapse_module(layer, self.dtype)
+        module = synapse_module(layer, self.dtype, self.weighted)
         if module is not None:
-            if isinstance(layer, (Conv2d, Linear)):
-                self.weighted[layer.name] = module
             return module
         if isinstance(layer, LIF):
             return _NorseNeurons(self, layer)

@@ -69,7 +69,7 @@ import numpy as np
 
 from eventsim.errors import OptionError
 from eventsim.extras import require
-from eventsim.layers import IF, LIF, Conv2d, Layer, Linear, Readout, Residual, SumPool
+from eventsim.layers import IF, LIF, Layer, Readout, Residual, SumPool
 from eventsim.learning.surrogates import StraightThrough
 from eventsim.network import Network
 from eventsim.testing.matrix_rows import Expected, Row
@@ -177,12 +177,10 @@ class SinabsModel(RecordingModel):
         if isinstance(layer, SumPool):
             module = self.layers.SumPool2d(layer.kernel_size, stride=layer.stride)
         else:
-            module = synapse_module(layer, self.dtype)
+            module = synapse_module(layer, self.dtype, self.weighted)
         if module is None:
             raise Unsupported(f"{_where(layer)}: this adapter builds sinabs's IAF / LIF / ExpLeak neurons, SumPool2d "
                               "and torch's synapses and pools, none of which computes this layer")
-        if isinstance(layer, (Conv2d, Linear)):
-            self.weighted[layer.name] = module
         return module if self.candidate.squeeze else self.layers.Repeat(module)
 
     # -------------------------------------------------------------- running

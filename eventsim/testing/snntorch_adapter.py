@@ -249,10 +249,8 @@ class SnnTorchModel(RecordingModel):
     def _module(self, layer: Layer) -> Any:
         nn = self.torch.nn
         shape = self.network.shapes[layer.name][1]
-        module = synapse_module(layer, self.dtype)
+        module = synapse_module(layer, self.dtype, self.weighted)
         if module is not None:
-            if isinstance(layer, (Conv2d, Linear)):
-                self.weighted[layer.name] = module
             return module
         if isinstance(layer, SpikingAvgPool):
             return nn.Sequential(nn.AvgPool2d(layer.kernel_size, stride=layer.stride),

@@ -84,7 +84,7 @@ import numpy as np
 
 from eventsim.errors import OptionError
 from eventsim.extras import require
-from eventsim.layers import LIF, Conv2d, Layer, Linear, Readout, Residual
+from eventsim.layers import LIF, Layer, Readout, Residual
 from eventsim.learning.surrogates import ArcTan, FastSigmoid, Sigmoid, Triangle
 from eventsim.network import Network
 from eventsim.testing.matrix_rows import Expected, Row
@@ -282,10 +282,8 @@ class SpikingJellyModel(RecordingModel):
 
     # ------------------------------------------------------------- building
     def _module(self, layer: Layer) -> Any:
-        module = synapse_module(layer, self.dtype)
+        module = synapse_module(layer, self.dtype, self.weighted)
         if module is not None:
-            if isinstance(layer, (Conv2d, Linear)):
-                self.weighted[layer.name] = module
             module = module.to(self.options.device)
             return self.sj.layer.SeqToANNContainer(module) if self.multi_step else module
         if isinstance(layer, Readout):

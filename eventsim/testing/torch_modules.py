@@ -24,12 +24,14 @@ from eventsim.network import Network
 from eventsim.testing.protocol import GradientRequest, LayerRecord, Unsupported
 
 
-def synapse_module(layer: Layer, dtype: Any) -> Any | None:
+def synapse_module(layer: Layer, dtype: Any, weighted: dict | None = None) -> Any | None:
     """The ``torch.nn`` module computing ``layer``'s step, or None if ``layer`` is not a synapse.
 
     Conv2d and Linear (bias included), AvgPool, SumPool (``divisor_override=1``),
     Identity (strided subsampling), MaxPool, Dropout (the identity: adapters
-    run inference) and Flatten. ``dtype`` is a torch dtype.
+    run inference) and Flatten. ``dtype`` is a torch dtype. A Conv2d or
+    Linear module is also kept in ``weighted`` under the layer's name, where
+    an adapter reads its parameters' gradients.
     """
     import torch
 
@@ -48,6 +50,8 @@ def synapse_module(layer: Layer, dtype: Any) -> Any | None:
             module.weight.copy_(torch.from_numpy(np.asarray(layer.weight)))
             if layer.bias is not None:
                 module.bias.copy_(torch.from_numpy(np.asarray(layer.bias)))
+        if weighted is not None:
+            weighted[layer.name] = module
         return module
     if isinstance(layer, AvgPool):
         return nn.AvgPool2d(layer.kernel_size, stride=layer.stride)
