@@ -30,7 +30,7 @@ import sys
 import threading
 from contextlib import contextmanager
 from dataclasses import asdict, fields
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from eventsim.errors import EventsimError
 from eventsim.extras import missing_extra, require
@@ -73,6 +73,8 @@ def _job_arguments(parser: argparse.ArgumentParser) -> None:
                            "1,000 samples; job.json records what the run does)",
         "norm": "input-current batch norm on every spiking layer: none, batch_time or batch (statistics axes)",
         "checkpoint-every": "also checkpoint every N training steps, 0 for only at the end of each epoch",
+        "chunk-size": "samples of a batch computed together (a power of two), the unit of work of --cluster; "
+                      "changes no number but the batch-norm statistics, taken per chunk",
     }
     unset = {"slope": "the surrogate's own", "on_count": "none"}  # what a field left at None means
     # Every default is None, "not given": a fresh run takes Job's defaults, a resumed one its own job's.
@@ -108,9 +110,27 @@ def _cmd_train(args: argparse.Namespace) -> None:
     job = Job(**{**given, "dataset": args.dataset})
     if args.download:
         _download_missing(args.dataset, args.data)
-    report = train(job, out, data=args.data, resume=args.resume)
+    with _cluster(args) as cluster:
+        report = train(job, out, data=args.data, resume=args.resume, cluster=cluster)
     print(json.dumps(_summary(report), indent=2))
     print(f"run folder: {out} (job.json, metrics.jsonl, checkpoint.h5, report.json)")
+
+
+def _cluster(args: argparse.Namespace) -> Any:
+    """The cluster ``--cluster`` (else ``EVENTSIM_CLUSTER``) names, as a context manager; a null one for none."""
+    from contextlib import nullcontext
+
+    from eventsim.cluster import open_cluster
+
+    cluster = open_cluster(args.cluster)
+    return nullcontext() if cluster is None else cluster
+
+
+def _cluster_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cluster", metavar="SPEC",
+                        help="run on a Dask cluster: local, local:N (N worker processes started here) or a "
+                             "scheduler address such as tcp://host:8786; the results are the same as without it "
+                             "(default: EVENTSIM_CLUSTER, else none; docs/cluster.md)")
 
 
 def _summary(report: dict) -> dict:
@@ -125,7 +145,8 @@ def _summary(report: dict) -> dict:
 def _cmd_eval(args: argparse.Namespace) -> None:
     from eventsim.learning.runs import evaluate_run, report_path
 
-    report = evaluate_run(args.run, split=args.split, data=args.data)
+    with _cluster(args) as cluster:
+        report = evaluate_run(args.run, split=args.split, data=args.data, cluster=cluster)
     print(json.dumps(_summary(report), indent=2))
     print(f"report: {report_path(args.run, args.split)}", file=sys.stderr)  # stdout stays one JSON document
 
@@ -378,6 +399,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     t.add_argument("--download", action="store_true", help=f"download the dataset first if it is not found ({DOWNLOADS})")
     _job_arguments(t)
+    _cluster_argument(t)
     t.set_defaults(handler=_cmd_train)
 
     e = sub.add_parser("eval", help="evaluate a run folder (or its checkpoint) on a split")
@@ -385,6 +407,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--split", default="test", choices=("train", "test"), help="split to report on (default: test)")
     e.add_argument("--data", help=f"data folder (default: the run's own, else EVENTSIM_DATA, then ~/.cache/eventsim); "
                    f"{CACHED}")
+    _cluster_argument(e)
     e.set_defaults(handler=_cmd_eval)
 
     i = sub.add_parser("inspect", help="describe a model of the zoo")

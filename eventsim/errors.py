@@ -31,6 +31,11 @@ class LayerError(EventsimError, ValueError):
         self.layer = layer
         self.problem = problem
 
+    def __reduce__(self):
+        # A worker of a cluster sends its errors back pickled: keep the
+        # message, drop the layer object (it may be large or not picklable).
+        return _restored, (type(self), str(self), {"layer": None, "problem": self.problem})
+
 
 class OptionError(EventsimError, ValueError):
     """An unknown option or an option value outside its allowed set."""
@@ -71,9 +76,25 @@ class NIRError(EventsimError, ValueError):
         self.node = node
         self.problem = problem
 
+    def __reduce__(self):
+        return _restored, (type(self), str(self), {"node": self.node, "problem": self.problem})
+
 
 class RunLockError(EventsimError):
     """A run folder that another process is writing (its lock file names the holder)."""
+
+
+class ClusterError(EventsimError):
+    """Distributed work that cannot go on: no worker left, a task that kills every worker it runs on,
+    workers whose library versions differ from this process's (docs/cluster.md)."""
+
+
+def _restored(cls: type, message: str, fields: dict) -> Exception:
+    """An error of type ``cls`` with ``message`` and attribute ``fields``, without calling its ``__init__``."""
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    err.__dict__.update(fields)
+    return err
 
 
 class MissingExtraError(EventsimError, ImportError):

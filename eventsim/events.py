@@ -312,11 +312,17 @@ class Events:
         """Sample ``b`` as a container of batch 1."""
         if not 0 <= b < self.batch:
             raise EventsError(f"sample {b} is outside [0, {self.batch})")
-        rows = self.sample_rows(b)
+        return self.samples(b, b + 1)
+
+    def samples(self, start: int, stop: int) -> "Events":
+        """Samples ``start`` to ``stop - 1`` as a container of batch ``stop - start``."""
+        if not 0 <= start < stop <= self.batch:
+            raise EventsError(f"samples [{start}, {stop}) are not a non-empty range inside [0, {self.batch})")
+        rows = self.indptr[start * self.steps : stop * self.steps + 1]
         lo, hi = rows[0], rows[-1]
         return Events(
             rows - lo, self.index[lo:hi].copy(), self.value[lo:hi].copy(),
-            batch=1, steps=self.steps, shape=self.shape, check=False,
+            batch=stop - start, steps=self.steps, shape=self.shape, check=False,
         )
 
     def astype(self, dtype: object) -> "Events":

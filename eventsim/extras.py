@@ -29,6 +29,8 @@ EXTRAS = {
     "snntorch": "snntorch",
     "tonic": "tonic",
     "hypothesis": "test",
+    "dask": "cluster",
+    "distributed": "cluster",
 }
 #: Optional modules that no extra installs, with how to install them.
 OTHERS = {

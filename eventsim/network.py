@@ -428,6 +428,16 @@ class Network:
                 f"convert with events.astype(np.{self.dtype.name})"
             )
 
+    def dropout_masks(self, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """The dropout keep masks a training run of ``batch`` samples draws from ``rng``, by layer name.
+
+        Exactly the draws of :meth:`run` (for each Dropout layer in network
+        order, ``keep = rng.random((batch, neurons)) >= p``). Drawn once for
+        a batch, their rows can go with the chunks of the batch to separate
+        runs (``masks=``), which then see what one run of the batch would.
+        """
+        return self._dropout_masks(self._plan(self.layers, True), batch, True, rng, None)
+
     @staticmethod
     def _dropout_masks(stages, batch, train, rng, masks) -> dict[str, np.ndarray]:
         if masks and not train:

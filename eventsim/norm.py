@@ -243,7 +243,8 @@ def update_running_statistics(network: Any, result: Any) -> None:
 
     ``stat`` is the training run's mean and unbiased variance
     (:func:`unbiased_average`); computed in float64 and stored in the
-    norm's dtype. Does nothing for a network without norms.
+    norm's dtype. Does nothing for a network without norms. The same as
+    ``apply_running_statistics(network, [run_moments(network, result)])``.
 
     Raises
     ------
@@ -252,7 +253,17 @@ def update_running_statistics(network: Any, result: Any) -> None:
         training run of this network), or a statistic was taken over a single
         value, which has no unbiased variance.
     """
-    updates = {}
+    apply_running_statistics(network, [run_moments(network, result)])
+
+
+def run_moments(network: Any, result: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The mean and unbiased variance (:func:`unbiased_average`) a training run took at each norm, by layer name.
+
+    Small (a few numbers per channel): what a chunk of a batch computed on
+    another process sends back for the running statistics. Raises
+    :class:`LayerError` as :func:`update_running_statistics` does.
+    """
+    moments = {}
     for layer in normed_layers(network):
         norm = layer.norm
         stat = result.norm_stats.get(layer.name)
@@ -262,7 +273,21 @@ def update_running_statistics(network: Any, result: Any) -> None:
         if stat.count < 2:
             raise LayerError(norm, f"the batch statistics were taken over {stat.count} value per channel; "
                                    "an unbiased variance needs at least 2 (a larger batch, more steps or positions)")
-        mean, var = unbiased_average(stat)
+        moments[layer.name] = unbiased_average(stat)
+    return moments
+
+
+def apply_running_statistics(network: Any, moments: Sequence[dict[str, tuple[np.ndarray, np.ndarray]]]) -> None:
+    """One momentum update of every norm's running statistics from the runs of a batch's chunks.
+
+    ``stat`` is the average of the chunks' :func:`run_moments`, taken in
+    chunk order in float64: the statistics of a batch trained in chunks
+    (each chunk normalised by its own batch statistics). One chunk: its own.
+    """
+    updates = {}
+    for layer in normed_layers(network):
+        norm = layer.norm
+        mean, var = (sum(np.asarray(m[layer.name][i], np.float64) for m in moments) / len(moments) for i in (0, 1))
         m = norm.momentum
         updates[norm] = tuple(((1 - m) * np.asarray(running, np.float64) + m * batch).astype(running.dtype)
                               for running, batch in ((norm.running_mean, mean), (norm.running_var, var)))

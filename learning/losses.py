@@ -66,13 +66,36 @@ class Loss:
     name: ClassVar[str] = ""
     reads: ClassVar[str] = "readout"  #: "readout" or "counts"
 
-    def __call__(self, network: Network, result: RunResult, labels: object) -> tuple[float, np.ndarray]:
+    def __call__(self, network: Network, result: RunResult, labels: object, *,
+                 batch: int | None = None) -> tuple[float, np.ndarray]:
+        """``(L, dL/dout)`` with ``L = sum_b l_b / batch`` over the samples of ``result``.
+
+        ``batch`` is the size of the batch the mean is taken over: the
+        samples of ``result`` by default; a chunk of a larger batch passes
+        the whole batch's size, so that the chunks' gradients add up to the
+        batch's (:mod:`eventsim.learning.chunks`).
+        """
+        values, grad = self.sample_losses(network, result, labels, batch=batch)
+        return float(np.sum(values) / (len(values) if batch is None else batch)), grad
+
+    def sample_losses(self, network: Network, result: RunResult, labels: object, *,
+                      batch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The per-sample losses ``l_b`` (float64) and ``dL/dout`` for ``L = sum_b l_b / batch``, in the network's dtype."""
         out = network_output(network, result, self.reads)
         labels = check_labels(labels, out.shape[0], out.shape[1])
-        value, grad = self.value_and_grad(out.astype(np.float64), labels)
-        return float(value), grad.astype(out.dtype)
+        if batch is not None and (isinstance(batch, bool) or not isinstance(batch, (int, np.integer))
+                                  or batch < out.shape[0]):
+            raise OptionError(f"batch must be an integer >= the {out.shape[0]} samples of the run, got {batch!r}")
+        values, grad = self.terms(out.astype(np.float64), labels)
+        return values, (grad / (out.shape[0] if batch is None else batch)).astype(out.dtype)
 
     def value_and_grad(self, out: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+        """The batch mean ``sum_b l_b / B`` and its gradient ``dl_b/dout / B`` on a float64 output."""
+        values, grad = self.terms(out, labels)
+        return float(np.sum(values) / out.shape[0]), grad / out.shape[0]
+
+    def terms(self, out: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per sample ``b``: ``l_b`` (shape (B,)) and ``dl_b/dout[b]`` (shape (B, K)), on a float64 output."""
         raise NotImplementedError
 
     def predictions(self, network: Network, result: RunResult) -> np.ndarray:
@@ -94,10 +117,9 @@ class LeeMSE(Loss):
 
     name: ClassVar[str] = "lee_mse"
 
-    def value_and_grad(self, out, labels):
+    def terms(self, out, labels):
         err = out - one_hot(labels, out.shape[1], out.dtype)
-        batch = out.shape[0]
-        return 0.5 * np.sum(err * err) / batch, err / batch
+        return 0.5 * np.sum(err * err, axis=1), err
 
 
 @dataclass(frozen=True)
@@ -106,13 +128,11 @@ class CrossEntropy(Loss):
 
     name: ClassVar[str] = "cross_entropy"
 
-    def value_and_grad(self, out, labels):
+    def terms(self, out, labels):
         shifted = out - out.max(axis=1, keepdims=True)
         log_z = np.log(np.exp(shifted).sum(axis=1))
-        batch = out.shape[0]
-        value = np.mean(log_z - shifted[np.arange(batch), labels])
         probs = np.exp(shifted - log_z[:, None])
-        return value, (probs - one_hot(labels, out.shape[1], out.dtype)) / batch
+        return log_z - shifted[np.arange(out.shape[0]), labels], probs - one_hot(labels, out.shape[1], out.dtype)
 
 
 @dataclass(frozen=True)
@@ -135,12 +155,11 @@ class SpikeCountMSE(Loss):
             if not (isinstance(v, (int, float)) and np.isfinite(v) and v >= 0):
                 raise OptionError(f"spike_count_mse: {what} must be a finite number >= 0, got {v!r}")
 
-    def value_and_grad(self, out, labels):
+    def terms(self, out, labels):
         target = np.full(out.shape, self.off_count, out.dtype)
         target[np.arange(out.shape[0]), labels] = self.on_count
         err = out - target
-        batch = out.shape[0]
-        return 0.5 * np.sum(err * err) / batch, err / batch
+        return 0.5 * np.sum(err * err, axis=1), err
 
 
 LOSSES: dict[str, type[Loss]] = {cls.name: cls for cls in (LeeMSE, CrossEntropy, SpikeCountMSE)}

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from math import prod
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -30,7 +30,7 @@ from eventsim.counting import estimate_energy
 from eventsim.events import Events
 from eventsim.network import Network
 from eventsim.learning.losses import Loss
-from eventsim.learning.trainer import batch_of
+from eventsim.learning.tally import tally_dataset
 
 
 def evaluation_report(
@@ -41,30 +41,18 @@ def evaluation_report(
     batch_size: int = 32,
     classes: int | None = None,
     energy_model: str = "fp32",
+    cluster: Any = None,
 ) -> dict:
-    """Run ``network`` over ``data`` and report (see the module docstring)."""
+    """Run ``network`` over ``data`` and report (see the module docstring); on ``cluster``'s workers when given."""
     if len(data) == 0:
         raise ValueError("cannot report on an empty dataset")
     classes = classes or int(prod(network.output_shape))
-    records = ("counts",) if loss.reads == "counts" else ()
-    confusion = np.zeros((classes, classes), np.int64)
-    spikes: dict[str, float] = {}
-    synops: dict[str, float] = {}
-    pool_ops: dict[str, float] = {}
-    loss_sum, input_events, steps = 0.0, 0, None
     start = time.perf_counter()
-    for first in range(0, len(data), batch_size):
-        events, labels = batch_of(data, range(first, min(len(data), first + batch_size)))
-        steps = events.steps
-        result = network.run(events, record=records)
-        value, _ = loss(network, result, labels)
-        loss_sum += value * len(labels)
-        np.add.at(confusion, (labels, loss.predictions(network, result)), 1)
-        input_events += int(events.event_counts().sum())
-        for target, source in ((spikes, result.events), (synops, result.synops), (pool_ops, result.pool_ops)):
-            for name, per_sample in source.items():
-                target[name] = target.get(name, 0) + int(per_sample.sum())
+    t = tally_dataset(network, loss, data, batch_size=batch_size, cluster=cluster)
     seconds = time.perf_counter() - start
+    confusion = np.zeros((classes, classes), np.int64)
+    np.add.at(confusion, (t.labels, t.predictions), 1)
+    spikes, synops, pool_ops, steps, input_events = t.spikes, t.synops, t.pool_ops, t.steps, t.input_events
     n = len(data)
     support = confusion.sum(axis=1)
     correct = np.diag(confusion)
@@ -82,7 +70,7 @@ def evaluation_report(
         "steps": steps,
         "accuracy": float(correct.sum() / n),
         "balanced_accuracy": float(np.mean(present)),
-        "loss": loss_sum / n,
+        "loss": float(np.sum(t.losses) / n),
         "per_class": per_class,
         "confusion": confusion.tolist(),
         "input_events_per_sample": input_events / n,

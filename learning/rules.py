@@ -27,6 +27,7 @@ from eventsim.layers import LIF, Delay, Linear, Readout, Recurrent
 from eventsim.network import Network, RunResult
 from eventsim.kernels import reverse_recursion
 from eventsim.layout import to_channel_last
+from eventsim.learning.chunks import tree_sum
 from eventsim.learning.backprop import Backprop, Frames, channel_last_into, neuron_thresholds, scratch
 from eventsim.learning.parameters import _entries
 from eventsim.learning.surrogates import StraightThrough, Surrogate, surrogate_from_config
@@ -95,12 +96,11 @@ class Rule:
             return backprop
 
         # Samples in parallel (eventsim.threads), meeting at norms for the
-        # batch's sums, their gradients summed in sample order: the sums are
-        # the same whatever the number of threads.
-        total = None
-        for backprop in in_lockstep(sample_backward(b) for b in range(result.batch)):
-            total = backprop if total is None else total.add(backprop)
-        return _finite(network, total.finish())
+        # batch's sums, their gradients summed in one fixed tree
+        # (eventsim.learning.chunks): the sums are the same whatever the
+        # number of threads, and whatever chunks the batch was split into.
+        samples = in_lockstep(sample_backward(b) for b in range(result.batch))
+        return _finite(network, tree_sum(samples, Backprop.add).finish())
 
     def config(self) -> dict:
         """JSON-ready description; :func:`rule_from_config` inverts it."""

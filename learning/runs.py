@@ -23,7 +23,7 @@ import sys
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Iterator, Sequence, TextIO
+from typing import Any, Iterator, Sequence, TextIO
 
 import numpy as np
 
@@ -39,6 +39,8 @@ from eventsim.reading import read_json
 from eventsim.errors import CheckpointError, LayerError, OptionError, check_choice
 from eventsim.network import Network
 from eventsim.learning.checkpoint import load_checkpoint
+from eventsim.learning.chunks import check_chunk_size
+from eventsim.learning.steps import DEFAULT_CHUNK
 from eventsim.learning.losses import LOSSES, loss_from_config
 from eventsim.learning.optimizers import OPTIMIZERS, optimizer_from_config
 from eventsim.learning.parameters import load_parameters, load_statistics
@@ -108,6 +110,10 @@ class Job:
     split after every epoch (always done for test sets up to 1,000 samples:
     :func:`train` records True in ``job.json`` for them, so the recorded job
     says what the run did).
+    ``chunk_size`` (a power of two) is how many samples of a batch are
+    computed together, the unit of work a cluster spreads (docs/cluster.md):
+    it changes no number but the statistics of input-current batch norm,
+    which a chunk takes over its own samples.
     ``checkpoint_every`` (0: at the end of every epoch only) also writes the
     checkpoint every this many optimizer steps inside an epoch, so a long
     epoch interrupted loses at most that many steps.
@@ -132,6 +138,7 @@ class Job:
     rate_scale: float = 1.0
     tau: float | None = None
     batch_size: int = 16
+    chunk_size: int = DEFAULT_CHUNK
     epochs: int | None = None
     seed: int = 0
     train_limit: int = 0
@@ -161,6 +168,7 @@ class Job:
         check_choice("encoding", self.encoding, ENCODINGS)
         check_choice("calibrate", self.calibrate, CALIBRATIONS)
         check_choice("norm", self.norm, NORMS)
+        check_chunk_size(self.chunk_size)
         if self.norm != "none" and self.rule != "bptt":
             raise OptionError(f"input-current batch norm has an exact backward for bptt only, not for rule {self.rule!r}")
         if self.encoding != "rate" and self.dataset != "mnist":
@@ -271,7 +279,7 @@ class Job:
 
 
 #: Integer fields of a job and their least value (limits: 0 means all samples).
-_COUNTS = {"steps": 1, "batch_size": 1, "epochs": 1, "seed": 0, "train_limit": 0, "test_limit": 0,
+_COUNTS = {"steps": 1, "batch_size": 1, "chunk_size": 1, "epochs": 1, "seed": 0, "train_limit": 0, "test_limit": 0,
            "calibration_samples": 1, "checkpoint_every": 0}
 #: Number fields of a job: (least value, whether it is excluded, greatest value).
 _NUMBERS = {"lr": (0.0, True, math.inf), "weight_decay": (0.0, False, math.inf), "lr_factor": (0.0, True, math.inf),
@@ -411,8 +419,10 @@ def _apply_thresholds(network: Network, prepared: dict, folder: Path) -> None:
         neurons[name].threshold = theta
 
 
-def make_trainer(job: Job, out: Path, progress: TextIO | None) -> Trainer:
+def make_trainer(job: Job, out: Path, progress: TextIO | None, cluster: Any = None) -> Trainer:
     """A trainer for ``job`` checkpointing into the run folder ``out``, initialised from ``job.seed``.
+
+    ``cluster`` (an :class:`eventsim.cluster.Cluster`) computes its steps' chunks and evaluations.
 
     The thresholds and the surrogate of the folder's ``prepared.json`` apply;
     calibrated weights come from the checkpoint written right after preparation.
@@ -424,7 +434,7 @@ def make_trainer(job: Job, out: Path, progress: TextIO | None) -> Trainer:
         network, rule=job.rule_object(prepared.get("surrogate")), loss=job.loss_object(),
         optimizer=job.optimizer_object(), schedule=job.schedule(), batch_size=job.batch_size, epochs=job.epochs,
         seed=job.seed, checkpoint=out / CHECKPOINT, checkpoint_every=job.checkpoint_every or None, log=out / METRICS,
-        progress=progress,
+        progress=progress, chunk_size=job.chunk_size, cluster=cluster,
     )
 
 
@@ -520,7 +530,7 @@ def _check_folder(job: Job, out: Path, resume: bool) -> None:
 
 
 def train(job: Job, out: str | os.PathLike, *, data: str | os.PathLike | None = None, resume: bool = False,
-          progress: TextIO | str | None = "stderr") -> dict:
+          progress: TextIO | str | None = "stderr", cluster: Any = None) -> dict:
     """Train ``job`` in the run folder ``out`` (or continue it), evaluate on the test split, write the report.
 
     Returns the report. A folder that already holds a run is continued with
@@ -534,6 +544,10 @@ def train(job: Job, out: str | os.PathLike, *, data: str | os.PathLike | None = 
     locked (:mod:`eventsim.lock`) from before anything is written to it
     until the report is: a second process writing it gets
     :class:`RunLockError`.
+
+    ``cluster`` (an :class:`eventsim.cluster.Cluster`) computes the steps and
+    evaluations on its workers; the run folder is the same bit for bit as
+    without one, and a run continues on any cluster or none.
     """
     out = Path(out)
     job.check_fit()
@@ -545,7 +559,7 @@ def train(job: Job, out: str | os.PathLike, *, data: str | os.PathLike | None = 
         test_data = job.data("test", data, progress)
         # Per-epoch evaluation on small test sets (the N-MNIST subset); a large one is evaluated once, at the end.
         job = replace(job, eval_each_epoch=job.eval_each_epoch or len(test_data) <= EVAL_EVERY_EPOCH_UP_TO)
-        trainer = make_trainer(job, out, progress)
+        trainer = make_trainer(job, out, progress, cluster)
         if resume and (out / CHECKPOINT).exists():
             trainer.resume()
         _write_json(out / JOB, asdict(job))  # only once the data is found and the checkpoint has accepted the job
@@ -554,7 +568,8 @@ def train(job: Job, out: str | os.PathLike, *, data: str | os.PathLike | None = 
             _write_json(out / PREPARED, prepare(job, trainer, train_data, progress))
             trainer.save()  # the calibrated weights, so a resume starts from them
         trainer.fit(train_data, eval_data=test_data if job.eval_each_epoch else None)
-        report = evaluation_report(trainer.network, test_data, trainer.loss, batch_size=job.batch_size)
+        report = evaluation_report(trainer.network, test_data, trainer.loss, batch_size=job.batch_size,
+                                   cluster=cluster)
         report.update(job=asdict(job), split="test", epochs=trainer.epoch,
                       train_seconds=sum(h["seconds"] for h in trainer.history))
         _write_json(out / REPORT, report)
@@ -639,10 +654,11 @@ def report_path(path: str | os.PathLike, split: str) -> Path:
 
 
 def evaluate_run(path: str | os.PathLike, *, split: str = "test", data: str | os.PathLike | None = None,
-                 progress: TextIO | str | None = "stderr") -> dict:
+                 progress: TextIO | str | None = "stderr", cluster: Any = None) -> dict:
     """Report of a run's network on ``split``, also written to ``<run>/report-<split>.json``.
 
     ``data`` None reads the data folder the run was trained with (:func:`run_data`).
+    ``cluster`` (an :class:`eventsim.cluster.Cluster`) evaluates on its workers (the same report).
 
     The run folder is locked while it is read and the report written, so the
     report belongs to one checkpoint, not to one a training replaced midway.
@@ -652,7 +668,7 @@ def evaluate_run(path: str | os.PathLike, *, split: str = "test", data: str | os
     with _writing(folder):
         job, network, folder = load_run(path)
         report = evaluation_report(network, job.data(split, run_data(folder, data), progress), job.loss_object(),
-                                   batch_size=job.batch_size)
+                                   batch_size=job.batch_size, cluster=cluster)
         report.update(job=asdict(job), split=split)
         _write_json(report_path(folder, split), report)
     return report

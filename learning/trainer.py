@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from math import ceil
 from pathlib import Path
-from typing import Sequence, TextIO
+from typing import Any, Sequence, TextIO
 
 import numpy as np
 
@@ -35,22 +35,16 @@ from eventsim.learning.checkpoint import Checkpoint, generator_from_state, load_
 from eventsim.learning.losses import Loss
 from eventsim.learning.optimizers import Optimizer
 from eventsim.learning.parameters import load_parameters, load_statistics, parameters, statistics
-from eventsim.norm import update_running_statistics
 from eventsim.progress import progress_bar
 from eventsim.learning.gradient_flow import SlopeTuning, tune_slope
 from eventsim.learning.rules import BPTT, Rule
 from eventsim.learning.schedules import Constant, Schedule, schedule_from_config
+from eventsim.learning.chunks import check_chunk_size
+from eventsim.learning.tally import evaluate
+from eventsim.learning.steps import (DEFAULT_CHUNK, ClusterChunks, StepResult, apply_chunks, batch_of,
+                                     local_chunks)
 
 Dataset = Sequence[tuple[Events, int]]
-
-
-def batch_of(data: Dataset, indices: Sequence[int]) -> tuple[Events, np.ndarray]:
-    """Stack the samples ``indices`` of ``data`` into one batch."""
-    samples = [data[int(i)] for i in indices]
-    for i, (events, _) in zip(indices, samples):
-        if not isinstance(events, Events) or events.batch != 1:
-            raise OptionError(f"dataset item {int(i)} must be (Events of batch 1, label), got {type(events).__name__}")
-    return Events.concat([s[0] for s in samples]), np.array([int(s[1]) for s in samples], np.int64)
 
 
 def network_description(network: Network) -> dict:
@@ -60,20 +54,6 @@ def network_description(network: Network) -> dict:
         "dtype": network.dtype.name,
         "layers": [repr(layer) for layer in network.walk()],
     }
-
-
-def evaluate(network: Network, data: Dataset, loss: Loss, *, batch_size: int = 32) -> dict[str, float]:
-    """Mean loss and accuracy of ``network`` on ``data`` (inference: no dropout)."""
-    records = ("counts",) if loss.reads == "counts" else ()
-    total, correct = 0.0, 0
-    for start in range(0, len(data), batch_size):
-        events, labels = batch_of(data, range(start, min(len(data), start + batch_size)))
-        result = network.run(events, record=records)
-        value, _ = loss(network, result, labels)
-        total += value * len(labels)
-        correct += int(np.sum(loss.predictions(network, result) == labels))
-    n = max(1, len(data))
-    return {"loss": total / n, "accuracy": correct / n}
 
 
 def _partial_epoch(history: list[dict]) -> dict | None:
@@ -93,32 +73,23 @@ def _partial_epoch(history: list[dict]) -> dict | None:
     return sums
 
 
-@dataclass
-class StepResult:
-    """What one optimizer step saw."""
-
-    loss: float
-    correct: int
-    samples: int
-
-
 def train_step(
     network: Network, rule: Rule, loss: Loss, optimizer: Optimizer,
-    events: Events, labels: np.ndarray, *, lr: float, rng: np.random.Generator,
+    events: Events, labels: np.ndarray, *, lr: float, rng: np.random.Generator, chunk_size: int = DEFAULT_CHUNK,
 ) -> StepResult:
     """Forward (with dropout and batch statistics), loss, gradients by ``rule``, one optimizer update.
 
-    The running statistics of the network's input-current norms take the
-    forward run's batch statistics (:func:`eventsim.norm.update_running_statistics`).
+    The batch is computed in chunks of ``chunk_size`` samples
+    (:mod:`eventsim.learning.steps`): the dropout masks are drawn from
+    ``rng`` for the whole batch, the gradients summed in a fixed tree, and
+    the running statistics of the network's input-current norms take the
+    chunks' batch statistics (:func:`eventsim.norm.apply_running_statistics`).
     """
-    records = set(rule.records) | ({"counts"} if loss.reads == "counts" else set())
-    result = network.run(events, record=records, train=True, rng=rng)
-    update_running_statistics(network, result)
-    value, grad_output = loss(network, result, labels)
-    grads = rule.gradients(network, events, result, grad_output)
-    optimizer.step(parameters(network), grads, lr=lr)
-    correct = int(np.sum(loss.predictions(network, result) == labels))
-    return StepResult(value, correct, len(labels))
+    chunk_size = check_chunk_size(chunk_size)
+    labels = np.asarray(labels)
+    masks = network.dropout_masks(events.batch, rng)
+    return apply_chunks(network, optimizer, local_chunks(network, rule, loss, events, labels, masks, chunk_size),
+                        lr=lr)
 
 
 class Trainer:
@@ -149,6 +120,14 @@ class Trainer:
     progress : text stream, "stderr" or None
         Where the progress bar goes (:func:`eventsim.progress.progress_bar`;
         stderr by default; None: silent).
+    chunk_size : int
+        Each step computes its batch in chunks of this many samples (a power
+        of two; :mod:`eventsim.learning.steps`). Without input-current batch
+        norm it changes no number; with one, a chunk is the norm's batch.
+    cluster : eventsim.cluster.Cluster, optional
+        Compute the chunks on this cluster's workers (docs/cluster.md): the
+        weights, metrics and checkpoints are bit-identical to a run without
+        one, whatever the number of workers.
     """
 
     def __init__(
@@ -166,6 +145,8 @@ class Trainer:
         checkpoint_every: int | None = None,
         log: str | os.PathLike | None = None,
         progress: TextIO | str | None = "stderr",
+        chunk_size: int = DEFAULT_CHUNK,
+        cluster: Any = None,
     ) -> None:
         for what, v, least in (("batch_size", batch_size, 1), ("epochs", epochs, 1), ("seed", seed, 0)):
             # int() would take "7" or 7.9 as a seed: another run than the one asked for
@@ -182,6 +163,8 @@ class Trainer:
         self.checkpoint_every = checkpoint_every
         self.log_path = None if log is None else Path(log)
         self.progress = progress
+        self.chunk_size = check_chunk_size(chunk_size)
+        self.cluster = cluster
         self.rng = np.random.default_rng(self.seed)
         self.epoch = 0  # completed epochs
         self.step = 0  # optimizer steps done
@@ -198,6 +181,7 @@ class Trainer:
             "optimizer": self.optimizer.config(),
             "schedule": self.schedule.config(),
             "batch_size": self.batch_size,
+            "chunk_size": self.chunk_size,
             "seed": self.seed,
         }
 
@@ -224,11 +208,25 @@ class Trainer:
         if len(train) == 0:
             raise OptionError("the training set is empty")
         steps_per_epoch = ceil(len(train) / self.batch_size)
+        # On a cluster, the network and the training set go to every worker once per fit.
+        remote = None if self.cluster is None else ClusterChunks(self.cluster, self.network, train)
         while self.epoch < self.epochs:
-            self._run_epoch(train, eval_data, steps_per_epoch)
+            self._run_epoch(train, eval_data, steps_per_epoch, remote)
         return self.history
 
-    def _run_epoch(self, train: Dataset, eval_data: Dataset | None, steps_per_epoch: int) -> None:
+    def _step(self, train: Dataset, idx: np.ndarray, lr: float, remote: ClusterChunks | None) -> StepResult:
+        """One optimizer step on the samples ``idx`` of ``train``, its chunks computed here or on the cluster."""
+        masks = self.network.dropout_masks(len(idx), self.rng)
+        if remote is None:
+            events, labels = batch_of(train, idx)
+            parts = local_chunks(self.network, self.rule, self.loss, events, labels, masks, self.chunk_size)
+        else:
+            parts = remote.run(parameters(self.network), idx, masks, self.rule, self.loss, self.chunk_size,
+                               what=f"chunk (step {self.step + 1}) number")
+        return apply_chunks(self.network, self.optimizer, parts, lr=lr)
+
+    def _run_epoch(self, train: Dataset, eval_data: Dataset | None, steps_per_epoch: int,
+                   remote: ClusterChunks | None) -> None:
         n = len(train)
         first = self.step - self.epoch * steps_per_epoch  # > 0 when resuming inside the epoch
         if first == 0:
@@ -242,16 +240,13 @@ class Trainer:
             started = time.perf_counter() - sums["seconds"]
             for b in range(first, steps_per_epoch):
                 idx = order[b * self.batch_size : (b + 1) * self.batch_size]
-                events, labels = batch_of(train, idx)
-                lr = self.schedule.lr(self.step, steps_per_epoch)
-                out = train_step(self.network, self.rule, self.loss, self.optimizer, events, labels, lr=lr,
-                                 rng=self.rng)
+                out = self._step(train, idx, self.schedule.lr(self.step, steps_per_epoch), remote)
                 self.step += 1
                 sums["loss"] += out.loss * out.samples
                 sums["correct"] += out.correct
                 sums["seen"] += out.samples
-                bar.set_postfix({"loss": sums["loss"] / sums["seen"], "acc": 100 * sums["correct"] / sums["seen"]},
-                                refresh=False)
+                bar.set_postfix({"loss": sums["loss"] / sums["seen"], "acc": 100 * sums["correct"] / sums["seen"],
+                                 **({} if remote is None else {"workers": self.cluster.alive()})}, refresh=False)
                 bar.update(out.samples)
                 if self.checkpoint_every and self.step % self.checkpoint_every == 0 and b + 1 < steps_per_epoch:
                     self._partial = dict(sums, seconds=time.perf_counter() - started)
@@ -268,7 +263,7 @@ class Trainer:
                 "seconds": seconds,
             }
             if eval_data is not None and len(eval_data):
-                ev = evaluate(self.network, eval_data, self.loss, batch_size=self.batch_size)
+                ev = evaluate(self.network, eval_data, self.loss, batch_size=self.batch_size, cluster=self.cluster)
                 record.update(eval_loss=ev["loss"], eval_accuracy=ev["accuracy"])
             bar.set_postfix({"loss": record["train_loss"], "acc": 100 * record["train_accuracy"],
                              **({"eval_acc": 100 * record["eval_accuracy"]} if "eval_accuracy" in record else {})},

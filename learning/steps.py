@@ -1,0 +1,175 @@
+"""One optimizer step on a batch computed in fixed chunks, in this process or on a cluster.
+
+docs/cluster.md. A step splits its batch into chunks of ``chunk_size``
+consecutive samples (a power of two; :mod:`eventsim.learning.chunks`). Each
+chunk runs forward (training mode) and backward on its own, with:
+
+- the dropout masks drawn for the whole batch first
+  (:meth:`eventsim.Network.dropout_masks`), each chunk getting its rows, so
+  the masks are those of one run of the batch;
+- the loss averaged over the whole batch (``batch=``), so the chunks'
+  gradients add up to the batch's;
+- input-current batch norm taking its statistics over the chunk: the chunk
+  is the norm's batch (docs/semantics.md, "Input-current batch norm");
+  the running statistics take the average of the chunks' statistics.
+
+The chunk gradients are then summed in the fixed tree of
+:func:`eventsim.learning.chunks.tree_sum`, which is also the order a chunk
+sums its own samples in: so for a network without norms, the weights after a
+step do not depend on the chunk size, and for any network they do not
+depend on where, or on how many workers, the chunks were computed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from eventsim.errors import OptionError
+from eventsim.events import Events
+from eventsim.network import Network
+from eventsim.norm import apply_running_statistics, run_moments
+from eventsim.learning.chunks import chunk_bounds, tree_sum
+from eventsim.learning.losses import Loss
+from eventsim.learning.optimizers import Optimizer
+from eventsim.learning.parameters import load_parameters, parameters
+from eventsim.learning.rules import Rule, _finite
+
+#: Samples per chunk unless a run says otherwise: a unit of work small enough
+#: to spread a batch of 32 over 4 workers, large enough for a chunk's own
+#: threads (eventsim.threads) and its norm statistics.
+DEFAULT_CHUNK = 8
+
+
+@dataclass
+class StepResult:
+    """What one optimizer step saw."""
+
+    loss: float
+    correct: int
+    samples: int
+
+
+@dataclass
+class ChunkResult:
+    """What the training run of one chunk hands back: small, no per-step arrays.
+
+    Attributes
+    ----------
+    grads : dict
+        The chunk's share of the batch gradient, by parameter key.
+    losses : (n,) float64
+        The per-sample losses ``l_b``.
+    correct : int
+        Samples predicted right.
+    moments : dict
+        Per normalised layer, the mean and unbiased variance of the chunk's
+        input currents (:func:`eventsim.norm.run_moments`).
+    seconds : float
+        Time the chunk took where it ran (for benchmarks; no number depends on it).
+    """
+
+    grads: dict[str, np.ndarray]
+    losses: np.ndarray
+    correct: int
+    moments: dict[str, tuple[np.ndarray, np.ndarray]]
+    seconds: float = 0.0
+
+
+def mask_rows(masks: dict[str, np.ndarray], start: int, stop: int) -> dict[str, np.ndarray]:
+    """The rows ``start:stop`` of every dropout mask of a batch."""
+    return {name: m[start:stop] for name, m in masks.items()}
+
+
+def chunk_result(network: Network, rule: Rule, loss: Loss, events: Events, labels: np.ndarray, *,
+                 batch: int, masks: dict[str, np.ndarray]) -> ChunkResult:
+    """Forward in training mode with ``masks``, the loss as a share of a batch of ``batch``, the gradients by ``rule``."""
+    started = time.perf_counter()
+    records = set(rule.records) | ({"counts"} if loss.reads == "counts" else set())
+    result = network.run(events, record=records, train=True, masks=masks)
+    moments = run_moments(network, result)
+    losses, grad_output = loss.sample_losses(network, result, labels, batch=batch)
+    grads = rule.gradients(network, events, result, grad_output)
+    correct = int(np.sum(loss.predictions(network, result) == labels))
+    return ChunkResult(grads, losses, correct, moments, time.perf_counter() - started)
+
+
+def _add(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    for key, value in a.items():
+        value += b[key]
+    return a
+
+
+def apply_chunks(network: Network, optimizer: Optimizer, parts: Sequence[ChunkResult], *, lr: float) -> StepResult:
+    """Sum the chunks' gradients (fixed tree), update the running statistics, take one optimizer step."""
+    grads = _finite(network, tree_sum([{k: v.copy() for k, v in p.grads.items()} for p in parts], _add))
+    apply_running_statistics(network, [p.moments for p in parts])
+    optimizer.step(parameters(network), grads, lr=lr)
+    losses = np.concatenate([p.losses for p in parts])
+    return StepResult(float(np.sum(losses) / len(losses)), sum(p.correct for p in parts), len(losses))
+
+
+def local_chunks(network: Network, rule: Rule, loss: Loss, events: Events, labels: np.ndarray,
+                 masks: dict[str, np.ndarray], chunk_size: int) -> list[ChunkResult]:
+    """Every chunk of a batch in memory, one after the other in this process."""
+    batch = len(labels)
+    return [chunk_result(network, rule, loss, events.samples(lo, hi), labels[lo:hi], batch=batch,
+                         masks=mask_rows(masks, lo, hi))
+            for lo, hi in chunk_bounds(batch, chunk_size)]
+
+
+def batch_of(data: Sequence[tuple[Events, int]], indices: Sequence[int]) -> tuple[Events, np.ndarray]:
+    """Stack the samples ``indices`` of ``data`` into one batch."""
+    samples = [data[int(i)] for i in indices]
+    for i, (events, _) in zip(indices, samples):
+        if not isinstance(events, Events) or events.batch != 1:
+            raise OptionError(f"dataset item {int(i)} must be (Events of batch 1, label), got {type(events).__name__}")
+    return Events.concat([s[0] for s in samples]), np.array([int(s[1]) for s in samples], np.int64)
+
+
+# ------------------------------------------------------------------ a cluster
+def remote_chunk(network: Network, params: dict[str, np.ndarray], data: Any, indices: np.ndarray,
+                 masks: dict[str, np.ndarray], rule: Rule, loss: Loss, batch: int) -> ChunkResult:
+    """A chunk on a worker: its copy of the network takes ``params``, its copy of the data gives the samples.
+
+    The network and the data were sent to the worker once
+    (:meth:`eventsim.cluster.Cluster.share`) and stay there, with the
+    compiled kernels, for the whole run (the tasks of a worker run one at a
+    time: :meth:`eventsim.cluster.Cluster.map`).
+    """
+    load_parameters(network, params)
+    events, labels = batch_of(data, indices)
+    return chunk_result(network, rule, loss, events, labels, batch=batch, masks=masks)
+
+
+class ClusterChunks:
+    """The chunks of every step of a training run on a cluster; the network and the data sent once.
+
+    Parameters
+    ----------
+    cluster : eventsim.cluster.Cluster
+    network : Network
+        Its structure (and options) go to the workers once; each step sends
+        the current parameters.
+    data : sequence of (Events, label)
+        The training set, sent to every worker once (a reader over a shared
+        folder sends only its paths; an encoded set in memory is shipped).
+    """
+
+    def __init__(self, cluster: Any, network: Network, data: Any) -> None:
+        self.cluster = cluster
+        self.network = cluster.share(network)
+        self.data = cluster.share(data, keep=True)
+
+    def run(self, params: dict[str, np.ndarray], indices: np.ndarray, masks: dict[str, np.ndarray], rule: Rule,
+            loss: Loss, chunk_size: int, *, what: str = "chunk",
+            on_result: Callable[[int, ChunkResult], None] | None = None) -> list[ChunkResult]:
+        """The chunks of the batch ``indices`` of the data, computed on the workers, in chunk order."""
+        shared = self.cluster.share(params)
+        batch = len(indices)
+        calls = [(self.network, shared, self.data, indices[lo:hi], mask_rows(masks, lo, hi), rule, loss, batch)
+                 for lo, hi in chunk_bounds(batch, chunk_size)]
+        return self.cluster.map(remote_chunk, calls, what=what, on_result=on_result)
