@@ -221,7 +221,15 @@ class Cluster:
         """
         if keep and id(value) in self._kept:
             return self._kept[id(value)][1]
-        handle = self.client.scatter(value, broadcast=True, hash=False)
+        limit = _wait_limit()
+        try:
+            if not self.alive():
+                self.client.wait_for_workers(1, timeout=limit)
+            # In a list of one: Dask scatters a list or dict item by item, and
+            # names the futures of a dict by its keys, which two steps would share.
+            handle = self.client.scatter([value], broadcast=True, hash=False)[0]
+        except TimeoutError:
+            raise ClusterError(self._gone(limit)) from None
         if keep:  # the value is held too, so that its id is not reused by another object
             self._kept[id(value)] = (value, handle)
         return handle
@@ -271,10 +279,13 @@ class Cluster:
         if since_empty is None:
             return now
         if now - since_empty > limit:
-            raise ClusterError(f"no worker has been connected to the cluster at {self.spec} for {limit:.0f} s "
-                               f"({WAIT_VAR}); the work stopped: start workers and run the command again "
-                               "(a training run continues from its last checkpoint with --resume)")
+            raise ClusterError(self._gone(limit))
         return since_empty
+
+    def _gone(self, limit: float) -> str:
+        return (f"no worker has been connected to the cluster at {self.spec} for {limit:.0f} s ({WAIT_VAR}); "
+                "the work stopped: start workers and run the command again (a training run continues from its "
+                "last checkpoint with --resume)")
 
 
 _task_lock = threading.Lock()

@@ -1,0 +1,324 @@
+"""Training and evaluation in fixed chunks, here and on a Dask cluster: the same bits whatever the split.
+
+The tree sum (eventsim.learning.chunks) is checked against its definition
+and against the chunked sum it must equal; a training step against itself
+at every chunk size (no norm: the chunk size changes nothing); training on
+a LocalCluster of worker processes against the same training without one,
+checkpoint dataset by dataset, with dropout and input-current batch norm,
+also when a worker is killed in the middle of a step; and the cluster's
+failures against the one line each must give.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import eventsim as es
+from eventsim.errors import ClusterError, LayerError, OptionError
+from eventsim.learning import BPTT, Adam, CrossEntropy, Lee2020, LeeMSE, Trainer, init_lee2020
+from eventsim.learning.checkpoint import load_checkpoint
+from eventsim.learning.chunks import check_chunk_size, chunk_bounds, split_point, tree_sum
+from eventsim.learning.tally import evaluate
+from eventsim.learning.trainer import train_step
+from eventsim.norm import CurrentNorm
+
+from shared_data import data_root, samples
+
+# --------------------------------------------------------------- the tree sum
+
+
+def _reference_tree(values: list) -> object:
+    """The tree of the definition, built as nested tuples (who is added to whom)."""
+    if len(values) == 1:
+        return values[0]
+    m = 1
+    while m * 2 < len(values):
+        m *= 2
+    return (_reference_tree(values[:m]), _reference_tree(values[m:]))
+
+
+@given(st.integers(1, 200))
+def test_tree_sum_adds_as_the_definition_says(n):
+    assert tree_sum(list(range(n)), lambda a, b: (a, b)) == _reference_tree(list(range(n)))
+    if n >= 2:
+        assert split_point(n) < n <= 2 * split_point(n)
+
+
+@settings(max_examples=60)
+@given(n=st.integers(1, 70), k=st.integers(0, 6), seed=st.integers(0, 2**32 - 1))
+def test_chunk_sums_summed_again_are_the_batch_sum_bit_for_bit(n, k, seed):
+    # float32 values of very different sizes: a different order of additions would show
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(n) * 10.0 ** rng.integers(-6, 6, n)).astype(np.float32)
+    add = lambda a, b: np.float32(a + b)  # noqa: E731
+    whole = tree_sum(list(x), add)
+    chunks = [tree_sum(list(x[lo:hi]), add) for lo, hi in chunk_bounds(n, 2**k)]
+    assert tree_sum(chunks, add).tobytes() == whole.tobytes()
+
+
+def test_chunk_size_must_be_a_power_of_two():
+    for bad in (0, 3, 6, -2, 2.0, True, "8"):
+        with pytest.raises(OptionError, match="power of two"):
+            check_chunk_size(bad)
+    assert chunk_bounds(10, 4) == [(0, 4), (4, 8), (8, 10)]
+
+
+# ------------------------------------------------------------- local chunking
+
+
+def _net(*, norm: bool, dropout: float, dtype=np.float32, seed: int = 1) -> es.Network:
+    """A small convolutional network on N-MNIST's 2 x 34 x 34, with a norm and dropout where asked."""
+    layers = [
+        es.AvgPool(2, name="down"), es.IF(threshold=0.25, name="in"),
+        es.Conv2d(2, 6, 5, stride=2, name="conv1"),
+        es.LIF(tau=20.0, threshold=0.5, norm=CurrentNorm() if norm else None, name="lif1"),
+        es.Dropout(dropout, name="drop1"),
+        es.Flatten(name="flat"), es.Linear(6 * 7 * 7, 10, name="fc"), es.Readout(tau=20.0, name="out"),
+    ]
+    network = es.Network(layers, (2, 34, 34), dtype)
+    init_lee2020(network, np.random.default_rng(seed))
+    return network
+
+
+def _batch(count: int, steps: int = 12):
+    data = samples(count, steps)
+    return es.Events.concat([e for e, _ in data]), np.array([label for _, label in data])
+
+
+@pytest.mark.parametrize("rule", [Lee2020(), BPTT()], ids=lambda r: r.name)
+def test_a_step_without_norm_gives_the_same_weights_at_every_chunk_size(rule):
+    events, labels = _batch(13)  # not a multiple of any chunk size: the last chunk is short
+    weights = []
+    for chunk in (1, 2, 4, 8, 16):
+        network = _net(norm=False, dropout=0.3)
+        train_step(network, rule, LeeMSE(), Adam(lr=1e-2), events, labels, lr=1e-2,
+                   rng=np.random.default_rng(5), chunk_size=chunk)
+        weights.append(es.learning.parameters(network))
+    for other in weights[1:]:
+        for key, value in weights[0].items():
+            assert other[key].tobytes() == value.tobytes(), key
+    # the step moved the weights: the comparison is not between untouched initial values
+    assert not np.array_equal(weights[0]["fc.weight"], es.learning.parameters(_net(norm=False, dropout=0.3))["fc.weight"])
+
+
+def test_a_chunk_is_the_batch_of_its_norm():
+    """With a norm, chunk c of a step equals a one-chunk step on c's samples alone (same masks, loss over B)."""
+    events, labels = _batch(8)
+    chunked, alone = _net(norm=True, dropout=0.0), _net(norm=True, dropout=0.0)
+    rule, loss = BPTT(), CrossEntropy()
+    from eventsim.learning.steps import chunk_result, local_chunks
+
+    parts = local_chunks(chunked, rule, loss, events, labels, {}, 4)
+    second = chunk_result(alone, rule, loss, events.samples(4, 8), labels[4:], batch=8, masks={})
+    for key, value in second.grads.items():
+        assert parts[1].grads[key].tobytes() == value.tobytes(), key
+    assert parts[1].losses.tobytes() == second.losses.tobytes()
+    # and the norm's statistics really differ between the chunks (each took its own)
+    assert not np.array_equal(parts[0].moments["lif1"][0], parts[1].moments["lif1"][0])
+
+
+# ----------------------------------------------------------------- a cluster
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    pytest.importorskip("distributed", reason="needs the cluster extra (dask[distributed])")
+    from eventsim.cluster import Cluster, ClusterSpec
+
+    with Cluster(ClusterSpec(workers=2), threads=1) as c:
+        yield c
+
+
+def _checkpoint(path: Path) -> dict:
+    out = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+    return out
+
+
+def _history_without_times(path: Path) -> list:
+    import json
+
+    return [{k: v for k, v in json.loads(line).items() if k not in ("seconds", "samples_per_s")}
+            for line in path.read_text().splitlines()]
+
+
+def _train(tmp: Path, name: str, rule, *, norm: bool, cluster=None, kill=None) -> Path:
+    data = samples(24, 12)
+    trainer = Trainer(_net(norm=norm, dropout=0.25), rule=rule, loss=CrossEntropy(), optimizer=Adam(lr=5e-3),
+                      batch_size=12, epochs=2, seed=3, chunk_size=4, checkpoint=tmp / f"{name}.h5",
+                      log=tmp / f"{name}.jsonl", progress=None, cluster=cluster)
+    if kill is not None:
+        kill(trainer)
+    trainer.fit(data, eval_data=data[:8])
+    return tmp
+
+
+def _assert_same_run(tmp: Path, a: str, b: str) -> None:
+    first, second = _checkpoint(tmp / f"{a}.h5"), _checkpoint(tmp / f"{b}.h5")
+    assert sorted(first) == sorted(second)
+    for key, value in first.items():
+        assert np.asarray(second[key]).tobytes() == np.asarray(value).tobytes(), key
+    assert _history_without_times(tmp / f"{a}.jsonl") == _history_without_times(tmp / f"{b}.jsonl")
+
+
+@pytest.mark.parametrize("rule,norm", [(Lee2020(), False), (BPTT(), True)], ids=["lee2020-dropout",
+                                                                               "bptt-dropout-norm"])
+def test_training_on_two_workers_writes_the_checkpoint_of_one_process(tmp_path, cluster, rule, norm):
+    data_root()
+    _train(tmp_path, "here", rule, norm=norm)
+    _train(tmp_path, "cluster", rule, norm=norm, cluster=cluster)
+    _assert_same_run(tmp_path, "here", "cluster")
+    # the run trained: the weights moved from their initial values
+    assert not np.array_equal(load_checkpoint(tmp_path / "here.h5").params["fc.weight"],
+                              es.learning.parameters(_net(norm=norm, dropout=0.25))["fc.weight"])
+
+
+def _killer(cluster, killed: list):
+    """Kill (SIGKILL, by pid) a worker process as soon as it is computing a chunk of the second step."""
+
+    def start(trainer):
+        def watch():
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                if trainer.step >= 1:
+                    busy = [w for w, keys in cluster.client.processing().items() if keys]
+                    if busy:
+                        pid = cluster.client.run(os.getpid, workers=[busy[0]])[busy[0]]
+                        os.kill(pid, signal.SIGKILL)
+                        killed.append((trainer.step, pid))
+                        return
+                time.sleep(0.005)
+
+        threading.Thread(target=watch, daemon=True).start()
+
+    return start
+
+
+def test_a_worker_killed_in_the_middle_of_a_step_changes_nothing(tmp_path, cluster):
+    data_root()
+    killed: list = []
+    _train(tmp_path, "here", BPTT(), norm=True)
+    _train(tmp_path, "cluster", BPTT(), norm=True, cluster=cluster, kill=_killer(cluster, killed))
+    assert killed, "no worker was killed: the test did not test anything"
+    step, pid = killed[0]
+    assert step < 4  # in the middle of the run (4 steps), not after it
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # that process is gone
+    _assert_same_run(tmp_path, "here", "cluster")
+
+
+def test_evaluation_on_a_cluster_is_the_evaluation_here(cluster):
+    data = samples(20, 12)
+    network = _net(norm=False, dropout=0.0)
+    here = evaluate(network, data, CrossEntropy(), batch_size=8)
+    there = evaluate(network, data, CrossEntropy(), batch_size=8, cluster=cluster)
+    assert here == there
+
+
+def _raise_layer_error(value):
+    raise LayerError(type("Conv2d", (), {"name": "conv9"})(), f"bad value {value}")
+
+
+def test_an_eventsim_error_on_a_worker_comes_back_as_itself(cluster):
+    with pytest.raises(LayerError, match=r"layer 'conv9' \(Conv2d\): bad value 3"):
+        cluster.map(_raise_layer_error, [(3,)])
+
+
+def _die(_):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_task_that_kills_every_worker_it_runs_on_is_one_line(cluster):
+    with pytest.raises(ClusterError, match=r"chunk 0 killed every worker it ran on .*cannot be finished"):
+        cluster.map(_die, [(0,)], what="chunk")
+    cluster.client.wait_for_workers(2, timeout=60)  # the nannies restart them: the cluster serves again
+    assert cluster.map(abs, [(-2,), (3,)]) == [2, 3]
+
+
+def test_workers_with_other_versions_are_refused(cluster, monkeypatch):
+    from eventsim.cluster import versions
+
+    here = versions()
+    monkeypatch.setattr(cluster.client, "run", lambda fn: {"tcp://10.0.0.9:4000": {**here, "numba": "0.0.1"}})
+    with pytest.raises(ClusterError, match=r"worker tcp://10.0.0.9:4000 runs numba 0\.0\.1 \(here .*same versions"):
+        cluster._check_versions()
+
+
+def test_a_run_left_without_workers_stops_with_one_line_and_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    pytest.importorskip("distributed", reason="needs the cluster extra (dask[distributed])")
+    from distributed import LocalCluster
+
+    from eventsim.cluster import Cluster, ClusterSpec
+
+    data = samples(24, 12)
+
+    def trainer(name: str, epochs: int, cluster=None) -> Trainer:
+        return Trainer(_net(norm=True, dropout=0.25), rule=BPTT(), loss=CrossEntropy(), optimizer=Adam(lr=5e-3),
+                       batch_size=12, epochs=epochs, seed=3, chunk_size=4, checkpoint=tmp_path / f"{name}.h5",
+                       log=tmp_path / f"{name}.jsonl", progress=None, cluster=cluster)
+
+    trainer("whole", 2).fit(data)
+    trainer("cut", 1).fit(data)
+    monkeypatch.setenv("EVENTSIM_CLUSTER_WAIT", "1")
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as empty:
+        with Cluster(ClusterSpec(address=empty.scheduler_address)) as cluster:
+            stranded = trainer("cut", 2, cluster)
+            stranded.resume()
+            with pytest.raises(ClusterError, match=r"no worker has been connected .* for 1 s.*--resume"):
+                stranded.fit(data)
+    resumed = trainer("cut", 2)  # on no cluster at all
+    resumed.resume()
+    resumed.fit(data)
+    _assert_same_run(tmp_path, "whole", "cut")
+
+
+@pytest.mark.parametrize("spec,message", [("local:0", "positive number"), ("locals", "must be local"),
+                                          ("host:8786", "must be local")])
+def test_a_bad_cluster_spec_is_one_line(spec, message):
+    from eventsim.cluster import ClusterSpec
+
+    with pytest.raises(OptionError, match=message):
+        ClusterSpec.parse(spec)
+
+
+def test_the_environment_names_the_default_cluster(monkeypatch):
+    from eventsim.cluster import ClusterSpec, cluster_spec
+
+    monkeypatch.setenv("EVENTSIM_CLUSTER", "local:3")
+    assert cluster_spec(None) == ClusterSpec(workers=3)
+    assert cluster_spec("tcp://h:1") == ClusterSpec(address="tcp://h:1")
+    monkeypatch.setenv("EVENTSIM_CLUSTER", "none")
+    assert cluster_spec(None) is None
+    monkeypatch.setenv("EVENTSIM_CLUSTER", "lokal")
+    with pytest.raises(OptionError, match="environment variable EVENTSIM_CLUSTER"):
+        cluster_spec(None)
+
+
+def test_eventsim_train_with_cluster_writes_the_run_folder_of_one_process(tmp_path, monkeypatch):
+    """The command itself: `eventsim train nmnist --cluster local:2` and the same command without it."""
+    pytest.importorskip("distributed", reason="needs the cluster extra (dask[distributed])")
+    from eventsim.cli import main
+
+    monkeypatch.setenv("EVENTSIM_DATA", str(data_root()))
+    monkeypatch.setenv("EVENTSIM_THREADS", "1")
+    common = ["train", "nmnist", "--train-limit", "32", "--test-limit", "16", "--epochs", "1", "--steps", "10",
+              "--batch-size", "16", "--chunk-size", "4"]
+    assert main(common + ["--out", str(tmp_path / "here")]) == 0
+    assert main(common + ["--out", str(tmp_path / "cluster"), "--cluster", "local:2"]) == 0
+    here, there = (_checkpoint(tmp_path / run / "checkpoint.h5") for run in ("here", "cluster"))
+    assert sorted(here) == sorted(there)
+    for key, value in here.items():
+        assert np.asarray(there[key]).tobytes() == np.asarray(value).tobytes(), key
+    assert _history_without_times(tmp_path / "here" / "metrics.jsonl") == \
+        _history_without_times(tmp_path / "cluster" / "metrics.jsonl")
