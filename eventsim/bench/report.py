@@ -13,7 +13,9 @@ moment), matched on workload, T and threads:
 - ``fraction_of_add_peak`` (conv-scatter): its SynOps/s over the core's float32
   adds/s measured by add-peak, both on one core;
 - ``speedup_over_1_thread`` (records with more threads): the one-thread
-  record's seconds per sample over this one's.
+  record's seconds per sample over this one's;
+- ``efficiency_vs_process`` (cluster-train on a cluster): the ``process``
+  record's seconds per sample over this one's, on the same cores.
 """
 
 from __future__ import annotations
@@ -51,6 +53,10 @@ def with_ratios(records: list[dict]) -> list[dict]:
                     r[name] = value
         if r["workload"] == "conv-scatter" and _ratio(r.get("synops_per_s"), adds) is not None:
             r["fraction_of_add_peak"] = r["synops_per_s"] / adds
+        if r["workload"] == "cluster-train" and r["system"] != "process":
+            value = _ratio(seconds.get(_key(r, system="process")), mine)
+            if value is not None:
+                r["efficiency_vs_process"] = value
         if r["threads"] > 1 and _ratio(seconds.get(_key(r, threads=1)), mine) is not None:
             r["speedup_over_1_thread"] = seconds[_key(r, threads=1)] / mine
         out.append(r)
@@ -87,6 +93,13 @@ def _note(r: dict) -> str:
         return (f"data {100 * r['data_share']:.3g} % of a cached epoch, "
                 f"{100 * r['data_share_first_epoch']:.3g} % of the first (encoding)")
     parts = []
+    if r["workload"] == "cluster-train" and "epoch_seconds" in r:
+        parts.append(f"epoch {r['epoch_seconds']:.3g} s, step {1e3 * r['step_seconds']:.3g} ms "
+                     f"(chunks {1e3 * r['chunk_seconds_per_sample']:.3g} ms/sample, update "
+                     f"{1e3 * r['apply_seconds']:.3g} ms, communication {1e3 * r['overhead_seconds']:.3g} ms, "
+                     f"{r['bytes_per_step'] / 1e6:.3g} MB)")
+        if "efficiency_vs_process" in r:
+            parts.append(f"{100 * r['efficiency_vs_process']:.3g} % of the process's speed")
     if "rss_over_snntorch" in r:
         parts.append(f"peak memory {r['rss_over_snntorch']:.3g}x snnTorch's")
     if "hidden_rate" in r:

@@ -34,6 +34,10 @@ cubalif-rnn-infer   eventsim          the forward pass of the recurrent CubaLIF 
 cubalif-rnn-train   eventsim-bptt     forward and backward: forward with bptt's records, Lee's
                     snntorch          MSE, bptt's gradients; snnTorch: forward, the same loss,
                                       autograd through RSynaptic with the same surrogate
+cluster-train       process           one epoch of ``eventsim train nmnist`` on the training
+                    local:1           split, in this process or on a LocalCluster of 1 or 2
+                    local:2           worker processes, then steps broken down into compute,
+                                      update and communication (:mod:`eventsim.bench.cluster`)
 ==================  ================  ==========================================================
 
 The recurrent CubaLIF workloads (:data:`RECURRENT`) read no data: their
@@ -60,6 +64,7 @@ import numpy as np
 
 from eventsim import kernels
 from eventsim.bench import peak, peer, recurrent
+from eventsim.bench.cluster import cluster_epoch
 from eventsim.datasets import NMNIST
 from eventsim.encoders.binning import bin_events
 from eventsim.errors import OptionError, check_choice
@@ -80,6 +85,7 @@ WORKLOADS: dict[str, tuple[str, ...]] = {
     "nmnist-epoch-data": ("eventsim-lee2020",),
     "cubalif-rnn-infer": ("eventsim", PEER),
     "cubalif-rnn-train": ("eventsim-bptt", PEER),
+    "cluster-train": ("process", "local:1", "local:2"),
 }
 #: Workloads measured on one core whatever the thread setting (throughput per core).
 PER_CORE = frozenset({"conv-scatter", "add-peak"})
@@ -351,6 +357,7 @@ def prepare(case: Case) -> Prepared:
         ("conv-scatter", "eventsim"): _conv_scatter,
         ("add-peak", "machine"): _add_peak,
         ("nmnist-epoch-data", "eventsim-lee2020"): _epoch_data,
+        **{("cluster-train", system): cluster_epoch for system in WORKLOADS["cluster-train"]},
         ("cubalif-rnn-infer", "eventsim"): partial(_eventsim_recurrent, train=False),
         ("cubalif-rnn-infer", PEER): partial(_snntorch_recurrent, train=False),
         ("cubalif-rnn-train", "eventsim-bptt"): partial(_eventsim_recurrent, train=True),
