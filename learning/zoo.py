@@ -420,7 +420,7 @@ MODELS: dict[str, dict[str, Any]] = {
                    "33:2744): a recurrent current-based LIF network, the kind those authors train on SHD"),
         "inputs": {"shd": (1, 1, 700)},
         "neuron": {"threshold": 1.0, "tau": 20.0, "synapse_tau": 5.0, "reset": "hard", "strict": True},
-        "kappa": 1.0,
+        "kappa": 2.0,
         "layers": [("flatten",), ("fc", 256), ("rec",), ("fc", 20), ("readout", {"leak": 1.0})],
         "notes": [
             ("700 channels -> fc 256 -> recurrent CubaLIF 256 (fc 256 -> 256 from its own spikes of the step "
@@ -431,7 +431,7 @@ MODELS: dict[str, dict[str, Any]] = {
             ("Readout: a non-leaking integrator (leak 1), so U[T] / T is the mean output current over all "
             "steps and every part of the utterance counts alike; train with bptt (a recurrent layer has no "
             "lee2020 gradient) and cross-entropy."),
-            "kappa 1: weights N(0, 1 / fan_in), the recurrent ones included.",
+            "kappa 2 (a plain network): weights N(0, 2 / fan_in), the recurrent ones included.",
         ],
     },
     "dvsgesture-cnn": {
