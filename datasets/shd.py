@@ -35,6 +35,7 @@ from eventsim.datasets.folders import find
 from eventsim.datasets.tonic_events import binned_recordings
 from eventsim.errors import DataError, check_choice
 from eventsim.hdf5 import open_hdf5, read_dataset
+from eventsim.limits import check_size
 from eventsim.reading import open_regular
 
 FOLDER = "SHD"
@@ -214,6 +215,7 @@ def _vlen_lengths(dset: h5py.Dataset, f: h5py.File, path: Path, label: str, kind
     if total > size:
         raise DataError(f"{where}: its sequences claim {total} bytes, more than the whole {size}-byte file; "
                         "the file is damaged")
+    check_size(total, f"{where}: its sequences", DataError)
     return lengths
 
 
