@@ -53,8 +53,8 @@ from eventsim.learning.gradient_flow import SLOPES, GradientFlow, gradient_flow,
 from eventsim.learning.rules import BPTT
 
 DATASETS = ("nmnist", "mnist", "shd", "dvsgesture")
-DATASET_SHAPES = {"nmnist": (2, 34, 34), "mnist": (1, 28, 28),  #: the input of a model without a named one
-                  "shd": (1, 1, 700), "dvsgesture": (2, 32, 32)}
+#: The input of a model without a named one.
+DATASET_SHAPES = {"nmnist": (2, 34, 34), "mnist": (1, 28, 28), "shd": (1, 1, 700), "dvsgesture": (2, 32, 32)}
 #: The readers of the event datasets, each binning its recordings with ``binned(steps=, values=, progress=)``.
 EVENT_DATASETS = {"nmnist": NMNIST, "shd": SHD, "dvsgesture": DVSGesture}
 CALIBRATIONS = ("none", "unit-currents", "max-current")
