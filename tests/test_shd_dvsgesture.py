@@ -323,3 +323,29 @@ def test_train_without_data_says_so_in_one_line(dataset, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "not found" in err and "--data" in err
     assert not (tmp_path / "run" / "job.json").exists()
+
+
+# ------------------------------------------------------------ the zoo models
+def test_the_zoo_models_have_the_layers_their_notes_give():
+    import math
+
+    import eventsim as es
+    from eventsim.errors import OptionError
+    from eventsim.learning.zoo import build_model, build_network
+
+    shd = build_model("shd-cubalif-rnn")
+    weights = {layer.name: layer.weight_shape for layer in shd.walk() if isinstance(layer, es.Linear)}
+    assert weights == {"fc1": (256, 700), "rec1.fc1": (256, 256), "fc2": (20, 256)}
+    block = shd.layers[2]
+    assert isinstance(block, es.Recurrent)
+    assert math.isclose(block.neuron.synapse_leak, math.exp(-1 / 5)) and math.isclose(block.neuron.leak, math.exp(-1 / 20))
+    assert isinstance(shd.layers[-1], es.Readout) and shd.layers[-1].leak == 1.0
+    assert sum(math.prod(s) for s in weights.values()) == 700 * 256 + 256 * 256 + 256 * 20
+    dvs = build_model("dvsgesture-cnn")
+    shapes = [layer.weight_shape for layer in dvs.walk() if isinstance(layer, (es.Conv2d, es.Linear))]
+    assert shapes == [(16, 2, 3, 3), (32, 16, 3, 3), (64, 32, 3, 3), (128, 1024), (11, 128)]
+    assert dvs.shapes[dvs.layers[-1].name][1] == (11,)
+    config = {"source": "", "inputs": {"x": (2, 4, 4)}, "neuron": {"threshold": 1.0, "leak": 0.5, "reset": "hard",
+              "strict": True}, "kappa": 2.0, "layers": [("conv", 3, 3), ("rec",)], "notes": []}
+    with pytest.raises(OptionError, match="needs a flat input"):
+        build_network(config)
