@@ -37,10 +37,10 @@ from eventsim.extras import missing_extra, require
 
 
 def _job_arguments(parser: argparse.ArgumentParser) -> None:
-    from eventsim.learning.runs import Job
+    from eventsim.learning.runs import DATASET_DEFAULTS, DATASETS, Job
 
-    defaults = Job()  # N-MNIST's; steps, epochs and milestones depend on the dataset
-    per_dataset = ("steps", "epochs", "milestones")
+    defaults = Job()  # N-MNIST's; the fields of DATASET_DEFAULTS depend on the dataset
+    per_dataset = tuple(DATASET_DEFAULTS["nmnist"])
     helps = {
         "model": "model zoo name (eventsim inspect --list)",
         "rule": "gradient rule: lee2020, lee2020-code, bptt",
@@ -48,7 +48,7 @@ def _job_arguments(parser: argparse.ArgumentParser) -> None:
         "optimizer": "adam, adamw, sgd",
         "milestones": "epochs at which the learning rate is multiplied by --lr-factor",
         "steps": "time steps T",
-        "binning": "N-MNIST bins: binary or count",
+        "binning": "event bins (nmnist, shd, dvsgesture): binary or count",
         "rate-scale": "MNIST rate coding: spike probability = scale * pixel / 255",
         "lr": "learning rate",
         "weight-decay": "L2 weight decay of the optimizer (decoupled for adamw)",
@@ -85,7 +85,7 @@ def _job_arguments(parser: argparse.ArgumentParser) -> None:
         default = getattr(defaults, f.name)
         shown = unset.get(f.name, "the model's") if default is None else default
         if f.name in per_dataset:
-            shown = f"{default} for nmnist, {getattr(Job(dataset='mnist'), f.name)} for mnist"
+            shown = ", ".join(f"{getattr(Job(dataset=d), f.name)} for {d}" for d in DATASETS)
         text = f"{helps[flag[2:]]} (default: {shown})"
         if isinstance(default, bool):
             parser.add_argument(flag, action="store_true", default=None, help=text)
@@ -97,17 +97,21 @@ def _job_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _cmd_train(args: argparse.Namespace) -> None:
     from eventsim.errors import OptionError
-    from eventsim.learning.runs import Job, saved_job, train
+    from eventsim.datasets.download import DATASETS as DOWNLOADABLE
+    from eventsim.learning.runs import DATASET_DEFAULTS, Job, saved_job, train
 
     given = {f.name: getattr(args, f.name) for f in fields(Job)
              if f.name != "dataset" and getattr(args, f.name) is not None}
-    out = args.out or f"runs/{args.dataset}-{given.get('model', Job.model)}"
+    out = args.out or f"runs/{args.dataset}-{given.get('model', DATASET_DEFAULTS[args.dataset]['model'])}"
     saved = saved_job(out) if args.resume else None
     if saved is not None:  # options not given keep the run's own; train() checks the ones given
         if saved.dataset != args.dataset:
             raise OptionError(f"{out} holds a {saved.dataset} run, not {args.dataset}")
         given = {**asdict(saved), **given}
     job = Job(**{**given, "dataset": args.dataset})
+    if args.download and args.dataset not in DOWNLOADABLE:
+        raise OptionError(f"--download fetches {' and '.join(DOWNLOADABLE)}; download {args.dataset} with tonic "
+                          "(its dataset class, save_to=DIR), then train with --data DIR")
     if args.download:
         _download_missing(args.dataset, args.data)
     with _cluster(args) as cluster:
@@ -393,7 +397,9 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a model, evaluate it, write a run folder")
-    t.add_argument("dataset", choices=("nmnist", "mnist"))
+    from eventsim.learning.runs import DATASETS
+
+    t.add_argument("dataset", choices=DATASETS)
     t.add_argument("--data", help=f"data folder (default: EVENTSIM_DATA, then ~/.cache/eventsim); {CACHED}")
     t.add_argument("--out", help="run folder (default: runs/<dataset>-<model>)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out")

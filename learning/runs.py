@@ -27,7 +27,7 @@ from typing import Any, Iterator, Sequence, TextIO
 
 import numpy as np
 
-from eventsim.datasets import NMNIST, load_mnist
+from eventsim.datasets import NMNIST, SHD, DVSGesture, load_mnist
 from eventsim.datasets.folders import find
 from eventsim.datasets.mnist import ENCODINGS, CodedImages
 from eventsim.encoders.binning import VALUES as BINNINGS
@@ -54,8 +54,11 @@ from eventsim.learning.zoo import build_model, model_config
 from eventsim.learning.gradient_flow import SLOPES, GradientFlow, gradient_flow, with_slope
 from eventsim.learning.rules import BPTT
 
-DATASETS = ("nmnist", "mnist")
-DATASET_SHAPES = {"nmnist": (2, 34, 34), "mnist": (1, 28, 28)}  #: the input of a model without a named one
+DATASETS = ("nmnist", "mnist", "shd", "dvsgesture")
+#: The input of a model without a named one.
+DATASET_SHAPES = {"nmnist": (2, 34, 34), "mnist": (1, 28, 28), "shd": (1, 1, 700), "dvsgesture": (2, 32, 32)}
+#: The readers of the event datasets, each binning its recordings with ``binned(steps=, values=, progress=)``.
+EVENT_DATASETS = {"nmnist": NMNIST, "shd": SHD, "dvsgesture": DVSGesture}
 CALIBRATIONS = ("none", "unit-currents", "max-current")
 NORMS = ("none", "batch_time", "batch")  #: input-current batch norm of every spiking layer (statistics axes)
 JOB, CHECKPOINT, METRICS, REPORT = "job.json", "checkpoint.h5", "metrics.jsonl", "report.json"
@@ -63,14 +66,22 @@ PREPARED = "prepared.json"
 #: The data folder a run was trained with; kept apart from the job, which holds no path of the machine it ran on.
 DATA = "data.json"
 #: What each dataset's reader looks for under a data folder.
-DATA_INSIDE = {"nmnist": "NMNIST/Train", "mnist": "mnist"}
+DATA_INSIDE = {"nmnist": "NMNIST/Train", "mnist": "mnist", "shd": "SHD/shd_train.h5",
+               "dvsgesture": "DVSGesture/ibmGestureTrain"}
 ANN, CONVERSION = "ann.h5", "conversion.json"  #: what ``convert`` writes into its folder
 #: Every file eventsim writes into a run folder (``report-<split>.json`` by ``eval``).
 RUN_FILES = (JOB, CHECKPOINT, METRICS, REPORT, PREPARED, DATA, "report-train.json", "report-test.json", ANN, CONVERSION)
-#: Settings that depend on the dataset when not given (measured: see the README).
+#: Settings that depend on the dataset when not given (N-MNIST and MNIST measured: see the README).
 DATASET_DEFAULTS = {
-    "nmnist": {"steps": 30, "epochs": 12, "milestones": [10]},
-    "mnist": {"steps": 50, "epochs": 3, "milestones": [2]},
+    "nmnist": {"model": "lee2020-lenet5", "rule": "lee2020", "loss": "lee_mse", "steps": 30, "epochs": 12,
+               "milestones": [10]},
+    "mnist": {"model": "lee2020-lenet5", "rule": "lee2020", "loss": "lee_mse", "steps": 50, "epochs": 3,
+              "milestones": [2]},
+    # A recurrent network has no lee2020 gradient; T = 100 steps of 14 ms (eventsim.datasets.shd.WINDOW_US).
+    "shd": {"model": "shd-cubalif-rnn", "rule": "bptt", "loss": "cross_entropy", "steps": 100, "epochs": 20,
+            "milestones": [15]},
+    "dvsgesture": {"model": "dvsgesture-cnn", "rule": "lee2020", "loss": "lee_mse", "steps": 20, "epochs": 20,
+                   "milestones": [15]},
 }
 EVAL_EVERY_EPOCH_UP_TO = 1000  #: test sets up to this size are evaluated after every epoch
 
@@ -84,8 +95,10 @@ class Job:
     subset: lr 3e-3, x0.2 after epoch 10, 12 epochs, T = 30 bins over the
     whole recording (the paper gives no N-MNIST binning; it drops the rate at
     epochs 40, 80, 120 of full N-MNIST runs: pass ``milestones`` to follow it).
-    MNIST: T = 50 (Lee et al.), 3 epochs, x0.2 after epoch 2. ``steps``,
-    ``epochs`` and ``milestones`` left at None take these dataset defaults.
+    MNIST: T = 50 (Lee et al.), 3 epochs, x0.2 after epoch 2. SHD and DVS
+    Gesture: their zoo models, see :data:`DATASET_DEFAULTS`. ``model``,
+    ``rule``, ``loss``, ``steps``, ``epochs`` and ``milestones`` left at
+    None take these dataset defaults.
 
     ``steps`` is T; N-MNIST recordings are binned into T steps over the whole
     recording (``binning`` "binary" or "count"), MNIST images are rate coded
@@ -124,10 +137,10 @@ class Job:
     """
 
     dataset: str = "nmnist"
-    model: str = "lee2020-lenet5"
-    rule: str = "lee2020"
+    model: str | None = None
+    rule: str | None = None
     surrogate: str = "fast_sigmoid"
-    loss: str = "lee_mse"
+    loss: str | None = None
     optimizer: str = "adam"
     lr: float = 3e-3
     weight_decay: float = 0.0
@@ -159,6 +172,9 @@ class Job:
     def __post_init__(self) -> None:
         self._check_fields()
         check_choice("dataset", self.dataset, DATASETS)
+        for what, default in DATASET_DEFAULTS[self.dataset].items():
+            if getattr(self, what) is None:
+                setattr(self, what, default)
         model_config(self.model)
         check_choice("rule", self.rule, tuple(RULES))
         check_choice("surrogate", self.surrogate, tuple(SURROGATES))
@@ -172,14 +188,11 @@ class Job:
         if self.norm != "none" and self.rule != "bptt":
             raise OptionError(f"input-current batch norm has an exact backward for bptt only, not for rule {self.rule!r}")
         if self.encoding != "rate" and self.dataset != "mnist":
-            raise OptionError(f"encoding {self.encoding!r} applies to MNIST only; N-MNIST is binned events")
+            raise OptionError(f"encoding {self.encoding!r} applies to MNIST only; {self.dataset} is binned events")
         if (self.slope is not None or self.tune_slope) and self.rule != "bptt":
             raise OptionError(f"slope and tune_slope set the surrogate of the bptt rule, not of {self.rule!r}")
         if self.loss == "spike_count_mse" and self.on_count is None:
             raise OptionError("loss spike_count_mse needs on_count, the target spike count of the label's neuron")
-        for what, default in DATASET_DEFAULTS[self.dataset].items():
-            if getattr(self, what) is None:
-                setattr(self, what, default)
 
     def _check_fields(self) -> None:
         """Refuse a field of the wrong type or range, whether it came from the command line, Python or job.json.
@@ -257,8 +270,9 @@ class Job:
 
     def data(self, split: str, root: str | os.PathLike | None, progress: TextIO | None):
         """The split as a sequence of (Events, label)."""
-        if self.dataset == "nmnist":
-            data = NMNIST(root, split).binned(steps=self.steps, values=self.binning, progress=progress)
+        if self.dataset in EVENT_DATASETS:
+            data = EVENT_DATASETS[self.dataset](root, split).binned(steps=self.steps, values=self.binning,
+                                                                    progress=progress)
         else:
             images, labels = load_mnist(root, split)
             seed = self.seed if split == "train" else self.seed + 1

@@ -13,6 +13,8 @@ A config holds:
 - ``"neuron"``: the defaults of every spiking neuron layer and of the readout:
   ``threshold``, either ``tau`` (steps; lam = exp(-1/tau)) or ``leak``
   (lam; 1 gives IF neurons), ``reset`` ("hard" or "soft") and ``strict``;
+  optionally ``synapse_tau`` (steps), a synaptic current in every spiking
+  layer (current-based LIF; not in the readout);
 - ``"kappa"``: the initialisation constant of :func:`init_lee2020` (2 for
   plain networks, 1 for residual ones, Lee et al. 2020 Sec. 3.4);
 - ``"layers"``: the layer entries below;
@@ -28,7 +30,11 @@ positional values, then optionally a dict of options:
                                            and padding 0 unless given
 ``("fc", out)``                            :class:`~eventsim.layers.Linear`, no bias
 ``("lif",)``                               the model's neuron (LIF, or IF when ``leak`` is 1)
-``("readout",)``                           :class:`~eventsim.layers.Readout` with the model's leak
+``("readout", {tau | leak})``              :class:`~eventsim.layers.Readout` with the model's leak,
+                                           or with its own
+``("rec",)``                               :class:`~eventsim.layers.Recurrent`: the model's neuron on a
+                                           flat input, its own spikes of the step before fed back by a
+                                           square :class:`~eventsim.layers.Linear`
 ``("spool", k, {threshold_ratio})``        :class:`~eventsim.layers.SpikingAvgPool` (Lee's spiking
                                            average pooling, ratio 0.75 unless given)
 ``("avgpool", k, {stride})``               :class:`~eventsim.layers.AvgPool` (linear, no neuron)
@@ -63,6 +69,9 @@ Models
 - ``ngu2022-mnist``: Ngu and Lee, "Effective Conversion of a Convolutional
   Neural Network into a Spiking Neural Network for Image Recognition Tasks",
   Appl. Sci. 12 (2022), Fig. 5 (``28x28-12c5-2ap-64c5-2ap-10o``).
+- ``shd-cubalif-rnn``, ``dvsgesture-cnn``: eventsim's models for the Spiking
+  Heidelberg Digits and DVS Gesture (``eventsim train shd`` / ``dvsgesture``),
+  sized for a CPU; their notes say where their choices come from.
 
 The ANN MAC counts of VGG9 (194,717,696), ResNet9 (299,575,296), ResNet11
 (607,856,640) and the MNIST LeNet (5,784,000) derived in the Lee et al.
@@ -91,6 +100,7 @@ from eventsim.layers import (
     Linear,
     MaxPool,
     Readout,
+    Recurrent,
     Residual,
     SpikingAvgPool,
     Weighted,
@@ -405,17 +415,57 @@ MODELS: dict[str, dict[str, Any]] = {
             "spatial dropout (p = 0.5) is a CNN training device and is not part of the SNN."),
         ],
     },
+    "shd-cubalif-rnn": {
+        "source": ("eventsim, for the Spiking Heidelberg Digits (Cramer, Stradmann, Schemmel, Zenke 2022, IEEE TNNLS "
+                   "33:2744): a recurrent current-based LIF network, the kind those authors train on SHD"),
+        "inputs": {"shd": (1, 1, 700)},
+        "neuron": {"threshold": 1.0, "tau": 20.0, "synapse_tau": 5.0, "reset": "hard", "strict": True},
+        "kappa": 2.0,
+        "layers": [("flatten",), ("fc", 256), ("rec",), ("fc", 20), ("readout", {"leak": 1.0})],
+        "notes": [
+            ("700 channels -> fc 256 -> recurrent CubaLIF 256 (fc 256 -> 256 from its own spikes of the step "
+            "before) -> fc 20 -> readout: the sizes and time constants of eventsim bench's recurrent workload "
+            "(tau_syn = 5 steps, tau_mem = 20 steps), hard reset to 0, threshold 1, no bias."),
+            ("Input: SHD binned into T = 100 steps of 14 ms over [0, 1.4 s) (eventsim.datasets.SHD.binned), "
+            "shape (1, 1, 700): tonic's single polarity channel of a 1-D sensor, flattened by the first layer."),
+            ("Readout: a non-leaking integrator (leak 1), so U[T] / T is the mean output current over all "
+            "steps and every part of the utterance counts alike; train with bptt (a recurrent layer has no "
+            "lee2020 gradient) and cross-entropy."),
+            "kappa 2 (a plain network): weights N(0, 2 / fan_in), the recurrent ones included.",
+        ],
+    },
+    "dvsgesture-cnn": {
+        "source": ("eventsim, for DVS Gesture (Amir et al. 2017, CVPR): a small convolutional network with Lee et "
+                   "al. 2020's neurons and spiking pooling"),
+        "inputs": {"dvsgesture": (2, 32, 32)},
+        "neuron": _LEE_NEURON,
+        "kappa": 2.0,
+        "layers": [
+            ("conv", 16, 3, _PAD1), ("lif",), ("spool", 2),
+            ("conv", 32, 3, _PAD1), ("lif",), ("spool", 2),
+            ("conv", 64, 3, _PAD1), ("lif",), ("spool", 2),
+            ("flatten",), ("fc", 128), ("lif",), ("fc", 11), ("readout",),
+        ],
+        "notes": _LEE_NOTES + [
+            ("Input: the 128 x 128 sensor pooled 4 x 4 into 32 x 32 before binning (pixel (x, y) -> "
+            "(x // 4, y // 4), tonic's Downsample(spatial_factor=0.25)), two polarity channels, T = 20 steps "
+            "over the whole recording, binary: pooling the events, not the binned frames, keeps the input "
+            "events 16 times fewer at the full sensor's timing."),
+            "Sizes 32-16-8-4, FC fan-in 64*4*4 = 1024; padding 1 on the 3x3 convs.",
+        ],
+    },
 }
 
 
 # ----------------------------------------------------------------- the builder
-_NEURON_KEYS = {"threshold", "tau", "leak", "reset", "strict"}
+_NEURON_KEYS = {"threshold", "tau", "leak", "reset", "strict", "synapse_tau"}
 #: kind -> (number of positional values, allowed options)
 _GRAMMAR: dict[str, tuple[tuple[int, ...], frozenset[str]]] = {
     "conv": ((2,), frozenset({"stride", "padding"})),
     "fc": ((1,), frozenset()),
     "lif": ((0,), frozenset()),
-    "readout": ((0,), frozenset()),
+    "readout": ((0,), frozenset({"tau", "leak"})),
+    "rec": ((0,), frozenset()),
     "spool": ((1,), frozenset({"threshold_ratio"})),
     "avgpool": ((1,), frozenset({"stride"})),
     "maxpool": ((1,), frozenset({"stride"})),
@@ -460,11 +510,12 @@ class _Builder:
     def spiking(self) -> LIF:
         n = self.neuron
         norm = None if self.norm is None else CurrentNorm(self.norm)
+        synapse = {"synapse_tau": n["synapse_tau"]} if "synapse_tau" in n else {}
         if "tau" in n:
-            return LIF(n["threshold"], tau=n["tau"], reset=n["reset"], strict=n["strict"], norm=norm)
+            return LIF(n["threshold"], tau=n["tau"], reset=n["reset"], strict=n["strict"], norm=norm, **synapse)
         if n["leak"] == 1.0:
-            return IF(n["threshold"], reset=n["reset"], strict=n["strict"], norm=norm)
-        return LIF(n["threshold"], leak=n["leak"], reset=n["reset"], strict=n["strict"], norm=norm)
+            return IF(n["threshold"], reset=n["reset"], strict=n["strict"], norm=norm, **synapse)
+        return LIF(n["threshold"], leak=n["leak"], reset=n["reset"], strict=n["strict"], norm=norm, **synapse)
 
     def layers(self, entries: Sequence, shape: tuple[int, ...]) -> tuple[list[Layer], tuple[int, ...]]:
         out: list[Layer] = []
@@ -496,7 +547,13 @@ class _Builder:
             return self.spiking()
         if kind == "readout":
             n = self.neuron
+            if options:
+                return Readout(**options)
             return Readout(tau=n["tau"]) if "tau" in n else Readout(leak=n["leak"])
+        if kind == "rec":
+            if len(shape) != 1:
+                raise OptionError(f"layer entry {entry!r} needs a flat input, got shape {shape}; add ('flatten',)")
+            return Recurrent(self.spiking(), Linear(shape[0], shape[0]))
         if kind == "spool":
             return SpikingAvgPool(values[0], **options)
         if kind == "avgpool":
