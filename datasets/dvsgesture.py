@@ -38,7 +38,7 @@ from eventsim.datasets.folders import find
 from eventsim.datasets.tonic_events import binned_recordings, checked_fields, whole_numbers
 from eventsim.errors import DataError, EventsError, OptionError, check_choice
 from eventsim.limits import check_size
-from eventsim.nir.run_file import _npy_header
+from eventsim.reading import read_npy_header
 from eventsim.reading import fill, open_regular
 
 FOLDER = "DVSGesture"
@@ -68,7 +68,7 @@ def read_gesture(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     with open_regular(path) as f:
         size = os.fstat(f.fileno()).st_size
-        shape, fortran, stored = _npy_header(f, str(path))
+        shape, fortran, stored = read_npy_header(f, str(path))
         if len(shape) != 2 or shape[1] != 4:
             raise DataError(f"{path}: holds an array of shape {shape}, expected (events, 4): x, y, p, t (ms)")
         nbytes = prod(shape) * stored.itemsize

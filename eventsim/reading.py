@@ -11,9 +11,11 @@ ever held, and a stream that ends early or runs on is an error.
 
 from __future__ import annotations
 
+import ast
 import errno
 import json
 import os
+import re
 import stat
 from typing import BinaryIO
 
@@ -24,6 +26,12 @@ from eventsim.limits import check_size
 
 #: Bytes inflated or read per call while filling an array: large enough for speed, small against any limit.
 CHUNK = 1 << 20
+#: The signature a .npy file starts with.
+NPY_MAGIC = b"\x93NUMPY"
+#: The dtypes of numeric arrays in .npy headers: byte order, kind (bool, int, unsigned, float), size in bytes.
+NUMERIC_DESCR = re.compile(r"[<>|=]?[biuf][0-9]{1,2}")
+#: numpy's own bound on a header; a numeric array's header is under 200 bytes.
+MAX_HEADER = 10_000
 
 
 def open_regular(path: str | os.PathLike, *, error: type[EventsimError] = DataError, label: str | None = None,
@@ -112,3 +120,38 @@ def parse_json(text: str, where: str, *, error: type[EventsimError] = DataError)
 def read_json(path: str | os.PathLike, *, error: type[EventsimError] = DataError) -> object:
     """The JSON value in the regular file ``path`` (:func:`read_text`, then :func:`parse_json`)."""
     return parse_json(read_text(path, error=error), str(path), error=error)
+
+
+def read_npy_header(member: BinaryIO, what: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """Shape, Fortran order and dtype from a ``.npy`` header, parsed strictly.
+
+    numpy's own header reader hands any literal to its dtype parser, which
+    then fails with IndexError, TypeError or tokenize errors on a damaged
+    file; here the header must be the dict np.save writes, and the dtype a
+    plain number type (``<f4``, ``|u1``, ``|b1``, ...), before numpy sees it.
+    """
+    start = member.read(10)
+    if len(start) < 10 or start[:6] != NPY_MAGIC or start[6] not in (1, 2, 3) or start[7] != 0:
+        raise DataError(f"{what}: not a .npy array (no .npy signature and version at its start)")
+    size_bytes = start[8:10] if start[6] == 1 else start[8:10] + member.read(2)
+    size = int.from_bytes(size_bytes, "little")
+    if size > MAX_HEADER:
+        raise DataError(f"{what}: .npy header of {size} bytes, more than a numeric array's ever needs")
+    text = member.read(size)
+    try:
+        header = ast.literal_eval(text.decode("utf8" if start[6] == 3 else "latin1"))
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):  # what literal_eval raises on junk
+        header = None
+    if (not isinstance(header, dict) or set(header) != {"descr", "fortran_order", "shape"}
+            or not isinstance(header["shape"], tuple) or not all(type(n) is int for n in header["shape"])
+            or not isinstance(header["fortran_order"], bool) or len(text) < size):
+        raise DataError(f"{what}: damaged .npy header (expected the dict of descr, fortran_order and shape "
+                        f"that np.save writes)")
+    descr = header["descr"]
+    try:
+        dtype = np.dtype(descr) if isinstance(descr, str) and NUMERIC_DESCR.fullmatch(descr) else None
+    except TypeError:  # a well-formed but unknown size, e.g. '<f3'
+        dtype = None
+    if dtype is None:
+        raise DataError(f"{what} must be a numeric array (float, int or bool), got dtype {descr!r}")
+    return header["shape"], header["fortran_order"], dtype

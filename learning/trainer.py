@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
 from math import ceil
 from pathlib import Path
 from typing import Any, Sequence, TextIO

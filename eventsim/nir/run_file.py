@@ -21,15 +21,12 @@ Written atomically.
 
 from __future__ import annotations
 
-import ast
 import copy
 import math
 import os
-import re
 import zipfile
 import zlib
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
@@ -40,19 +37,14 @@ from eventsim.layers import LIF, Dropout, Flatten, Layer, Readout, SpikingAvgPoo
 from eventsim.limits import check_size
 from eventsim.network import Network
 from eventsim.nir.importer import Imported, import_graph
-from eventsim.reading import fill, open_regular
+from eventsim.reading import NPY_MAGIC, fill, open_regular, read_npy_header
 
 #: Suffixes of the potential and synaptic-current arrays in OUT.npz.
 POTENTIAL = ".potential"
 SYNAPTIC = ".synaptic"
 #: The zip entry np.savez writes for the array ``spikes``.
 SPIKES = "spikes.npy"
-NPY_MAGIC = b"\x93NUMPY"
 ZIP_SIGNATURE = b"PK\x03\x04"
-#: The dtypes of numeric arrays in .npy headers: byte order, kind (bool, int, unsigned, float), size in bytes.
-NUMERIC_DESCR = re.compile(r"[<>|=]?[biuf][0-9]{1,2}")
-#: numpy's own bound on a header; a numeric array's header is under 200 bytes.
-MAX_HEADER = 10_000
 
 
 def read_spikes(path: str | os.PathLike, input_shape: tuple[int, ...], steps: int, dtype: np.dtype) -> np.ndarray:
@@ -113,7 +105,7 @@ def _read_member(archive: zipfile.ZipFile, path: Path, what: str, input_shape: t
                         f"save the input with np.savez or np.savez_compressed")
     check_size(info.file_size, f"{what} (zip entry, uncompressed)", DataError)
     with archive.open(info) as member:
-        shape, fortran, stored = _npy_header(member, what)
+        shape, fortran, stored = read_npy_header(member, what)
         if (len(shape) != 2 + len(input_shape) or tuple(shape[2:]) != tuple(input_shape)
                 or min(shape[:2], default=0) < 1):
             raise DataError(f"{what} must have shape (T, batch, *{tuple(input_shape)}), got {shape}")
@@ -127,41 +119,6 @@ def _read_member(archive: zipfile.ZipFile, path: Path, what: str, input_shape: t
         data = np.empty(shape[::-1] if fortran else shape, stored)
         fill(member, data, what)
     return data.T if fortran else data
-
-
-def _npy_header(member: BinaryIO, what: str) -> tuple[tuple[int, ...], bool, np.dtype]:
-    """Shape, Fortran order and dtype from a ``.npy`` header, parsed strictly.
-
-    numpy's own header reader hands any literal to its dtype parser, which
-    then fails with IndexError, TypeError or tokenize errors on a damaged
-    file; here the header must be the dict np.save writes, and the dtype a
-    plain number type (``<f4``, ``|u1``, ``|b1``, ...), before numpy sees it.
-    """
-    start = member.read(10)
-    if len(start) < 10 or start[:6] != NPY_MAGIC or start[6] not in (1, 2, 3) or start[7] != 0:
-        raise DataError(f"{what}: not a .npy array (no .npy signature and version at its start)")
-    size_bytes = start[8:10] if start[6] == 1 else start[8:10] + member.read(2)
-    size = int.from_bytes(size_bytes, "little")
-    if size > MAX_HEADER:
-        raise DataError(f"{what}: .npy header of {size} bytes, more than a numeric array's ever needs")
-    text = member.read(size)
-    try:
-        header = ast.literal_eval(text.decode("utf8" if start[6] == 3 else "latin1"))
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):  # what literal_eval raises on junk
-        header = None
-    if (not isinstance(header, dict) or set(header) != {"descr", "fortran_order", "shape"}
-            or not isinstance(header["shape"], tuple) or not all(type(n) is int for n in header["shape"])
-            or not isinstance(header["fortran_order"], bool) or len(text) < size):
-        raise DataError(f"{what}: damaged .npy header (expected the dict of descr, fortran_order and shape "
-                        f"that np.save writes)")
-    descr = header["descr"]
-    try:
-        dtype = np.dtype(descr) if isinstance(descr, str) and NUMERIC_DESCR.fullmatch(descr) else None
-    except TypeError:  # a well-formed but unknown size, e.g. '<f3'
-        dtype = None
-    if dtype is None:
-        raise DataError(f"{what} must be a numeric array (float, int or bool), got dtype {descr!r}")
-    return header["shape"], header["fortran_order"], dtype
 
 
 def run_graph(imported: Imported, spikes: np.ndarray) -> dict[str, np.ndarray]:
