@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -65,18 +65,20 @@ class ChunkResult:
         The per-sample losses ``l_b``.
     correct : int
         Samples predicted right.
-    moments : dict
-        Per normalised layer, the mean and unbiased variance of the chunk's
-        input currents (:func:`eventsim.norm.run_moments`).
-    seconds : float
-        Time the chunk took where it ran (for benchmarks; no number depends on it).
+    moments : list of dict
+        Per chunk, per normalised layer: the mean and unbiased variance of
+        the chunk's input currents (:func:`eventsim.norm.run_moments`).
+    seconds : list of float
+        Per chunk, the time it took where it ran (for benchmarks; no number depends on it).
+
+    The result of consecutive chunks (:func:`merge`) has the same form.
     """
 
     grads: dict[str, np.ndarray]
     losses: np.ndarray
     correct: int
-    moments: dict[str, tuple[np.ndarray, np.ndarray]]
-    seconds: float = 0.0
+    moments: list[dict[str, tuple[np.ndarray, np.ndarray]]]
+    seconds: list[float]
 
 
 def mask_rows(masks: dict[str, np.ndarray], start: int, stop: int) -> dict[str, np.ndarray]:
@@ -94,31 +96,41 @@ def chunk_result(network: Network, rule: Rule, loss: Loss, events: Events, label
     losses, grad_output = loss.sample_losses(network, result, labels, batch=batch)
     grads = rule.gradients(network, events, result, grad_output)
     correct = int(np.sum(loss.predictions(network, result) == labels))
-    return ChunkResult(grads, losses, correct, moments, time.perf_counter() - started)
+    return ChunkResult(grads, losses, correct, [moments], [time.perf_counter() - started])
 
 
-def _add(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    for key, value in a.items():
-        value += b[key]
-    return a
+def merge(parts: Sequence[ChunkResult]) -> ChunkResult:
+    """The results of consecutive chunks as one: the gradients summed in the fixed tree, the rest in order.
+
+    The parts must be aligned subtrees of the batch's tree (single chunks,
+    or groups of a power-of-two number of chunks starting at a multiple of
+    it): then merging groups of merged chunks gives the bits of merging the
+    chunks (:mod:`eventsim.learning.chunks`).
+    """
+    grads = tree_sum([p.grads for p in parts], lambda a, b: {k: a[k] + b[k] for k in a})
+    return ChunkResult(grads, np.concatenate([p.losses for p in parts]), sum(p.correct for p in parts),
+                       [m for p in parts for m in p.moments], [t for p in parts for t in p.seconds])
 
 
-def apply_chunks(network: Network, optimizer: Optimizer, parts: Sequence[ChunkResult], *, lr: float) -> StepResult:
-    """Sum the chunks' gradients (fixed tree), update the running statistics, take one optimizer step."""
-    grads = _finite(network, tree_sum([{k: v.copy() for k, v in p.grads.items()} for p in parts], _add))
-    apply_running_statistics(network, [p.moments for p in parts])
+def apply_step(network: Network, optimizer: Optimizer, step: ChunkResult, *, lr: float) -> StepResult:
+    """A step's merged chunks: update the running statistics, take one optimizer step with the gradients."""
+    grads = _finite(network, step.grads)
+    apply_running_statistics(network, step.moments)
     optimizer.step(parameters(network), grads, lr=lr)
-    losses = np.concatenate([p.losses for p in parts])
-    return StepResult(float(np.sum(losses) / len(losses)), sum(p.correct for p in parts), len(losses))
+    return StepResult(float(np.sum(step.losses) / len(step.losses)), step.correct, len(step.losses))
 
 
 def local_chunks(network: Network, rule: Rule, loss: Loss, events: Events, labels: np.ndarray,
-                 masks: dict[str, np.ndarray], chunk_size: int) -> list[ChunkResult]:
-    """Every chunk of a batch in memory, one after the other in this process."""
-    batch = len(labels)
-    return [chunk_result(network, rule, loss, events.samples(lo, hi), labels[lo:hi], batch=batch,
-                         masks=mask_rows(masks, lo, hi))
-            for lo, hi in chunk_bounds(batch, chunk_size)]
+                 masks: dict[str, np.ndarray], chunk_size: int, *, batch: int | None = None) -> ChunkResult:
+    """Every chunk of the samples ``events`` one after the other in this process, merged.
+
+    ``batch`` is the size of the step's batch when ``events`` is a group of
+    its chunks (by default the samples given are the whole batch).
+    """
+    n = len(labels)
+    return merge([chunk_result(network, rule, loss, events.samples(lo, hi), labels[lo:hi], batch=batch or n,
+                               masks=mask_rows(masks, lo, hi))
+                  for lo, hi in chunk_bounds(n, chunk_size)])
 
 
 def batch_of(data: Sequence[tuple[Events, int]], indices: Sequence[int]) -> tuple[Events, np.ndarray]:
@@ -131,9 +143,10 @@ def batch_of(data: Sequence[tuple[Events, int]], indices: Sequence[int]) -> tupl
 
 
 # ------------------------------------------------------------------ a cluster
-def remote_chunk(network: Network, params: dict[str, np.ndarray], data: Any, indices: np.ndarray,
-                 masks: dict[str, np.ndarray], rule: Rule, loss: Loss, batch: int) -> ChunkResult:
-    """A chunk on a worker: its copy of the network takes ``params``, its copy of the data gives the samples.
+def remote_chunks(network: Network, params: dict[str, np.ndarray], data: Any, indices: np.ndarray,
+                  masks: dict[str, np.ndarray], rule: Rule, loss: Loss, batch: int, chunk_size: int) -> ChunkResult:
+    """A group of consecutive chunks on a worker, merged: the worker's copy of the network takes ``params``,
+    its copy of the data gives the samples ``indices``.
 
     The network and the data were sent to the worker once
     (:meth:`eventsim.cluster.Cluster.share`) and stay there, with the
@@ -142,7 +155,15 @@ def remote_chunk(network: Network, params: dict[str, np.ndarray], data: Any, ind
     """
     load_parameters(network, params)
     events, labels = batch_of(data, indices)
-    return chunk_result(network, rule, loss, events, labels, batch=batch, masks=masks)
+    return local_chunks(network, rule, loss, events, labels, masks, chunk_size, batch=batch)
+
+
+def group_size(chunks: int, workers: int) -> int:
+    """The fewest chunks per task, a power of two, that spread ``chunks`` chunks over ``workers`` tasks."""
+    group = 1
+    while group * max(1, workers) < chunks:
+        group *= 2
+    return group
 
 
 class ClusterChunks:
@@ -165,11 +186,18 @@ class ClusterChunks:
         self.data = cluster.share(data, keep=True)
 
     def run(self, params: dict[str, np.ndarray], indices: np.ndarray, masks: dict[str, np.ndarray], rule: Rule,
-            loss: Loss, chunk_size: int, *, what: str = "chunk",
-            on_result: Callable[[int, ChunkResult], None] | None = None) -> list[ChunkResult]:
-        """The chunks of the batch ``indices`` of the data, computed on the workers, in chunk order."""
+            loss: Loss, chunk_size: int, *, what: str = "group of chunks") -> ChunkResult:
+        """The step on the batch ``indices`` of the data, its chunks computed on the workers, merged.
+
+        One task per worker connected: a group of ``2^k`` consecutive chunks
+        (the fewest that spread the batch over the workers), which the
+        worker merges, so each worker sends back one gradient. Any grouping
+        gives the same bits (:func:`merge`); a worker lost midway has its
+        group computed again elsewhere.
+        """
         shared = self.cluster.share(params)
         batch = len(indices)
-        calls = [(self.network, shared, self.data, indices[lo:hi], mask_rows(masks, lo, hi), rule, loss, batch)
-                 for lo, hi in chunk_bounds(batch, chunk_size)]
-        return self.cluster.map(remote_chunk, calls, what=what, on_result=on_result)
+        group = group_size(len(chunk_bounds(batch, chunk_size)), self.cluster.alive())
+        calls = [(self.network, shared, self.data, indices[lo:hi], mask_rows(masks, lo, hi), rule, loss, batch,
+                  chunk_size) for lo, hi in chunk_bounds(batch, group * chunk_size)]
+        return merge(self.cluster.map(remote_chunks, calls, what=what))

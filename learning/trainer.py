@@ -40,8 +40,7 @@ from eventsim.learning.rules import BPTT, Rule
 from eventsim.learning.schedules import Constant, Schedule, schedule_from_config
 from eventsim.learning.chunks import check_chunk_size
 from eventsim.learning.tally import evaluate
-from eventsim.learning.steps import (DEFAULT_CHUNK, ClusterChunks, StepResult, apply_chunks, batch_of,
-                                     local_chunks)
+from eventsim.learning.steps import DEFAULT_CHUNK, ClusterChunks, StepResult, apply_step, batch_of, local_chunks
 
 Dataset = Sequence[tuple[Events, int]]
 
@@ -87,8 +86,8 @@ def train_step(
     chunk_size = check_chunk_size(chunk_size)
     labels = np.asarray(labels)
     masks = network.dropout_masks(events.batch, rng)
-    return apply_chunks(network, optimizer, local_chunks(network, rule, loss, events, labels, masks, chunk_size),
-                        lr=lr)
+    return apply_step(network, optimizer, local_chunks(network, rule, loss, events, labels, masks, chunk_size),
+                      lr=lr)
 
 
 class Trainer:
@@ -218,11 +217,11 @@ class Trainer:
         masks = self.network.dropout_masks(len(idx), self.rng)
         if remote is None:
             events, labels = batch_of(train, idx)
-            parts = local_chunks(self.network, self.rule, self.loss, events, labels, masks, self.chunk_size)
+            step = local_chunks(self.network, self.rule, self.loss, events, labels, masks, self.chunk_size)
         else:
-            parts = remote.run(parameters(self.network), idx, masks, self.rule, self.loss, self.chunk_size,
-                               what=f"chunk (step {self.step + 1}) number")
-        return apply_chunks(self.network, self.optimizer, parts, lr=lr)
+            step = remote.run(parameters(self.network), idx, masks, self.rule, self.loss, self.chunk_size,
+                              what=f"group of chunks (step {self.step + 1}) number")
+        return apply_step(self.network, self.optimizer, step, lr=lr)
 
     def _run_epoch(self, train: Dataset, eval_data: Dataset | None, steps_per_epoch: int,
                    remote: ClusterChunks | None) -> None:

@@ -112,19 +112,21 @@ def test_a_step_without_norm_gives_the_same_weights_at_every_chunk_size(rule):
 
 
 def test_a_chunk_is_the_batch_of_its_norm():
-    """With a norm, chunk c of a step equals a one-chunk step on c's samples alone (same masks, loss over B)."""
+    """With a norm, chunk c of a step is a run of c's samples alone (same masks, loss over the whole B)."""
     events, labels = _batch(8)
-    chunked, alone = _net(norm=True, dropout=0.0), _net(norm=True, dropout=0.0)
     rule, loss = BPTT(), CrossEntropy()
     from eventsim.learning.steps import chunk_result, local_chunks
 
-    parts = local_chunks(chunked, rule, loss, events, labels, {}, 4)
-    second = chunk_result(alone, rule, loss, events.samples(4, 8), labels[4:], batch=8, masks={})
-    for key, value in second.grads.items():
-        assert parts[1].grads[key].tobytes() == value.tobytes(), key
-    assert parts[1].losses.tobytes() == second.losses.tobytes()
-    # and the norm's statistics really differ between the chunks (each took its own)
-    assert not np.array_equal(parts[0].moments["lif1"][0], parts[1].moments["lif1"][0])
+    step = local_chunks(_net(norm=True, dropout=0.0), rule, loss, events, labels, {}, 4)
+    first, second = (chunk_result(_net(norm=True, dropout=0.0), rule, loss, events.samples(lo, lo + 4),
+                                  labels[lo:lo + 4], batch=8, masks={}) for lo in (0, 4))
+    for key, value in step.grads.items():
+        assert value.tobytes() == (first.grads[key] + second.grads[key]).tobytes(), key
+    assert step.losses.tobytes() == np.concatenate([first.losses, second.losses]).tobytes()
+    assert [m["lif1"][0].tobytes() for m in step.moments] == [c.moments[0]["lif1"][0].tobytes()
+                                                            for c in (first, second)]
+    # the norm's statistics really differ between the chunks (each took its own)
+    assert not np.array_equal(step.moments[0]["lif1"][0], step.moments[1]["lif1"][0])
 
 
 # ----------------------------------------------------------------- a cluster

@@ -60,7 +60,7 @@ class Crash(Exception):
 @contextmanager
 def crash_at_step(monkeypatch, n):
     """Make the ``n``-th training step (from 1) raise :class:`Crash` while the block runs."""
-    real_step, calls = trainer_module.apply_chunks, {"n": 0}
+    real_step, calls = trainer_module.apply_step, {"n": 0}
 
     def crashing_step(*args, **kwargs):
         calls["n"] += 1
@@ -68,12 +68,12 @@ def crash_at_step(monkeypatch, n):
             raise Crash
         return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(trainer_module, "apply_chunks", crashing_step)
+    monkeypatch.setattr(trainer_module, "apply_step", crashing_step)
     try:
         with pytest.raises(Crash):
             yield
     finally:
-        monkeypatch.setattr(trainer_module, "apply_chunks", real_step)
+        monkeypatch.setattr(trainer_module, "apply_step", real_step)
 
 
 @pytest.mark.parametrize("crash_at,every", [(5, 2), (6, None), (7, 1)])

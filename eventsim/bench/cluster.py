@@ -17,9 +17,9 @@ model of docs/cluster.md:
   ``overhead_seconds`` = step - apply - the workers' compute on the critical
   path (the chunks of a step spread over the workers as evenly as they go):
   sending, scheduling, gathering;
-- ``bytes_per_step``: the weights sent to every worker, the chunks' calls
-  (indices, dropout masks) and their results (gradients, losses,
-  statistics), as pickled.
+- ``bytes_per_step``: the weights sent to every worker, the tasks' calls
+  (indices, dropout masks) and their results (one merged gradient per
+  task: :class:`~eventsim.learning.steps.ClusterChunks`), as pickled.
 
 The report adds ``efficiency_vs_process``: the process's time per sample
 over this system's, on the same cores.
@@ -36,7 +36,7 @@ import numpy as np
 from eventsim.learning.chunks import chunk_bounds
 from eventsim.learning.parameters import parameters
 from eventsim.learning.runs import Job
-from eventsim.learning.steps import ClusterChunks, apply_chunks, batch_of, local_chunks, mask_rows
+from eventsim.learning.steps import ClusterChunks, apply_step, batch_of, group_size, local_chunks, mask_rows
 
 #: Steps broken down after the timed epoch.
 STEPS_TIMED = 8
@@ -47,11 +47,9 @@ def _workers(system: str) -> int:
 
 
 def _critical_path(seconds: list[float], workers: int) -> float:
-    """The busiest worker's compute when the chunks go to the least busy worker, longest first."""
-    busy = [0.0] * max(1, workers)
-    for s in sorted(seconds, reverse=True):
-        busy[busy.index(min(busy))] += s
-    return max(busy)
+    """The busiest task's compute: the chunks go to the workers in groups (:func:`group_size`)."""
+    group = group_size(len(seconds), workers)
+    return max(sum(seconds[i : i + group]) for i in range(0, len(seconds), group))
 
 
 def cluster_epoch(case: Any) -> Any:
@@ -107,21 +105,23 @@ def _breakdown(trainer: Any, data: Any, cluster: Any, workers: int) -> dict:
         masks = network.dropout_masks(len(idx), rng)
         if remote is None:
             events, labels = batch_of(data, idx)
-            parts = local_chunks(network, rule, loss, events, labels, masks, trainer.chunk_size)
+            step = local_chunks(network, rule, loss, events, labels, masks, trainer.chunk_size)
         else:
-            parts = remote.run(parameters(network), idx, masks, rule, loss, trainer.chunk_size)
+            step = remote.run(parameters(network), idx, masks, rule, loss, trainer.chunk_size)
         t1 = time.perf_counter()
-        apply_chunks(network, trainer.optimizer, parts, lr=1e-6)
+        apply_step(network, trainer.optimizer, step, lr=1e-6)
         t2 = time.perf_counter()
-        compute = [p.seconds for p in parts]
+        compute = step.seconds
         rows["step"].append(t2 - t0)
         rows["apply"].append(t2 - t1)
         rows["overhead"].append((t1 - t0) - _critical_path(compute, workers))
         rows["chunk_per_sample"].append(sum(compute) / len(idx))
+        group = group_size(len(compute), workers) * trainer.chunk_size
+        calls = chunk_bounds(len(idx), group)
         sent = len(pickle.dumps(parameters(network))) * workers + sum(
-            len(pickle.dumps((idx[lo:hi], mask_rows(masks, lo, hi)))) for lo, hi in
-            chunk_bounds(len(idx), trainer.chunk_size))
-        rows["bytes"].append(0 if remote is None else sent + sum(len(pickle.dumps(p)) for p in parts))
+            len(pickle.dumps((idx[lo:hi], mask_rows(masks, lo, hi)))) for lo, hi in calls)
+        back = len(calls) * len(pickle.dumps(step.grads))  # one merged gradient per task (and a few numbers)
+        rows["bytes"].append(0 if remote is None else sent + back)
     median = {k: float(np.median(v)) for k, v in rows.items()}
     return {"step_seconds": median["step"], "apply_seconds": median["apply"],
             "overhead_seconds": median["overhead"] if remote is not None else 0.0,
