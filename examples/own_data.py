@@ -45,7 +45,8 @@ def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Your own event data and your own network, from recording to NIR.")
     parser.add_argument("--out", type=Path, default=Path("eventsim-figures/own_data"),
                         help="folder for the figures, the checkpoint and the NIR file (created)")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the recordings, the initial weights and the shuffling")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds the recordings, the initial weights and the shuffling")
     # parse_known_args: an editor running the cells passes arguments of its own.
     return parser.parse_known_args()[0]
 

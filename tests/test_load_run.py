@@ -69,7 +69,8 @@ def test_a_run_folder_is_read_through_its_checkpoint(tmp_path):
     (lambda: build(tau=20.0), "layer 2 is LIF("),
     (lambda: build(channels=5), "layer 1 is Conv2d("),
     (lambda: es.Network(build().layers[:4] + [es.Linear(36, 3), es.LIF(1.0, tau=10.0)], (2, 6, 6)), "layer 6 is"),
-    (lambda: es.Network([es.Flatten(), es.Linear(72, 3), es.Readout(tau=10.0)], (2, 6, 6)), "6 layers in the checkpoint, 3 here"),
+    (lambda: es.Network([es.Flatten(), es.Linear(72, 3), es.Readout(tau=10.0)], (2, 6, 6)),
+     "6 layers in the checkpoint, 3 here"),
     (lambda: es.Network([es.Conv2d(2, 4, 3, padding=1), es.LIF(0.5, tau=10.0), es.SpikingAvgPool(2), es.Flatten(),
                          es.Linear(4 * 3 * 3, 3), es.Readout(tau=10.0)], (2, 6, 6), dtype=np.float64), "dtype"),
 ], ids=["leak", "channels", "last-layer", "layer-count", "dtype"])
