@@ -96,6 +96,7 @@ def neurobench_model(network: Network) -> Any:
         if isinstance(layer, (Residual, Recurrent, Delay)) or (isinstance(layer, Linear) and layer.delay is not None):
             raise LayerError(layer, "NeuroBench's hooks see one input stream per weighted layer, the events of the "
                                     "layer before it; residual and recurrent blocks and delays have no such stream")
+    for layer in network.layers:
         if isinstance(layer, (Conv2d, Linear)) and layer.weight is None:
             raise LayerError(layer, "has no weight; initialise or train the network first")
     return _model_class()(network)
