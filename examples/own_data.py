@@ -110,7 +110,8 @@ print(f"one recording: {t.size} events over {t[-1] - t[0]} us; x {x[:5]}, t {t[:
 # %% [markdown]
 # `bin_events` takes a recording as a NumPy structured array with fields
 # `x, y, t, p` (the layout tonic uses; `eventsim.datasets.from_tonic`
-# turns tonic's datasets and transforms into eventsim events directly) and
+# converts a tonic recording or frame stack, `TonicSamples` a whole tonic
+# dataset) and
 # cuts it into T steps: a step holds 1 where a pixel had an event of that
 # polarity (`values="count"`: their number). The polarity becomes the
 # channel, so the input of a network is `(2, H, W)`. The result is an
