@@ -109,13 +109,13 @@ print(f"one recording: {t.size} events over {t[-1] - t[0]} us; x {x[:5]}, t {t[:
 
 # %% [markdown]
 # `bin_events` takes a recording as a NumPy structured array with fields
-# `x, y, t, p` (the layout tonic uses; `eventsim.datasets.from_tonic`
+# `x, y, t, p` (the layout tonic uses: `eventsim.datasets.from_tonic`
 # converts a tonic recording or frame stack, `TonicSamples` a whole tonic
-# dataset) and
-# cuts it into T steps: a step holds 1 where a pixel had an event of that
-# polarity (`values="count"`: their number). The polarity becomes the
-# channel, so the input of a network is `(2, H, W)`. The result is an
-# `Events` container of one sample: sparse, step-major, what networks run on.
+# dataset) and cuts it into T steps: a step holds 1 where a pixel had an
+# event of that polarity (`values="count"`: their number). The polarity
+# becomes the channel, so the input of a network is `(2, H, W)`. The result
+# is an `Events` container of one sample: sparse, step-major, what networks
+# run on.
 #
 # If what you have are frames, an array `(samples, T, channels, H, W)` of
 # your own making, `Events.from_dense` turns every nonzero entry into an
