@@ -15,7 +15,8 @@ docs/semantics.md, "Gradient rules". Modules:
   the training loop and its atomic HDF5 checkpoints;
 - :mod:`~eventsim.learning.report`, :mod:`~eventsim.learning.runs`,
   :mod:`~eventsim.learning.zoo`: run reports, run folders (what the
-  ``eventsim`` command works on) and the papers' models;
+  ``eventsim`` command works on; :func:`load_run` reads one back,
+  :func:`load_weights` a trainer's checkpoint) and the papers' models;
 - :mod:`~eventsim.learning.ann`, :mod:`~eventsim.learning.conversion`: the
   NumPy ANN view of a network and ANN-to-SNN threshold balancing;
 - :mod:`~eventsim.learning.gradient_flow`, :mod:`~eventsim.learning.calibration`:
@@ -32,6 +33,7 @@ from eventsim.learning.losses import CrossEntropy, LeeMSE, SpikeCountMSE, loss_f
 from eventsim.learning.optimizers import SGD, Adam, AdamW, optimizer_from_config
 from eventsim.learning.parameters import load_parameters, load_statistics, parameters, statistics
 from eventsim.learning.rules import BPTT, Lee2020, Lee2020Code, rule_from_config
+from eventsim.learning.runs import load_run, load_weights
 from eventsim.learning.schedules import Constant, MultiStep, OneCycle, schedule_from_config
 from eventsim.learning.surrogates import ArcTan, FastSigmoid, Sigmoid, StraightThrough, Triangle, surrogate_from_config
 from eventsim.learning.trainer import Trainer, evaluate, train_step
@@ -40,7 +42,8 @@ __all__ = [
     "Adam", "AdamW", "ArcTan", "BPTT", "Checkpoint", "Constant", "CrossEntropy", "FastSigmoid",
     "GradientFlow", "Lee2020", "Lee2020Code", "LeeMSE", "MultiStep", "OneCycle", "SGD", "Sigmoid",
     "SlopeTuning", "SpikeCountMSE", "StraightThrough", "Trainer", "Triangle", "evaluate", "gradient_flow",
-    "init_lee2020", "load_checkpoint", "load_parameters", "load_statistics", "loss_from_config", "optimizer_from_config",
+    "init_lee2020", "load_checkpoint", "load_parameters", "load_run", "load_statistics", "load_weights",
+    "loss_from_config", "optimizer_from_config",
     "parameters", "rule_from_config", "save_checkpoint", "scale_to_unit_currents", "schedule_from_config", "statistics",
     "surrogate_from_config", "thresholds_at_max_current", "train_step", "tune_slope", "with_slope",
 ]

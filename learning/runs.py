@@ -38,7 +38,7 @@ from eventsim.lock import run_folder_lock
 from eventsim.reading import read_json
 from eventsim.errors import CheckpointError, LayerError, OptionError, check_choice
 from eventsim.network import Network
-from eventsim.learning.checkpoint import load_checkpoint
+from eventsim.learning.checkpoint import Checkpoint, load_checkpoint
 from eventsim.learning.chunks import check_chunk_size
 from eventsim.learning.steps import DEFAULT_CHUNK
 from eventsim.learning.losses import LOSSES, loss_from_config
@@ -49,7 +49,7 @@ from eventsim.learning.rules import RULES, rule_from_config
 from eventsim.learning.schedules import Constant, MultiStep
 from eventsim.learning.surrogates import SURROGATES, surrogate_from_config
 from eventsim.learning.calibration import scale_to_unit_currents, spiking_layers, thresholds_at_max_current
-from eventsim.learning.trainer import Trainer, batch_of
+from eventsim.learning.trainer import Trainer, batch_of, network_description
 from eventsim.learning.zoo import build_model, model_config
 from eventsim.learning.gradient_flow import SLOPES, GradientFlow, gradient_flow, with_slope
 from eventsim.learning.rules import BPTT
@@ -648,7 +648,39 @@ def _run_job(folder: Path) -> Job:
 
 
 def load_run(path: str | os.PathLike) -> tuple[Job, Network, Path]:
-    """The job and the trained network of a run folder (or of a checkpoint file inside one)."""
+    """The job and the trained network of a run folder written by ``eventsim train`` (or :func:`train`).
+
+    The network is rebuilt from the folder's ``job.json`` (its zoo model,
+    input and neuron options), takes the thresholds of ``prepared.json``
+    when the run was calibrated, then the parameters and norm statistics of
+    the checkpoint; it is ready to run (``network.run(events).output``) or
+    to evaluate. A network built in Python and trained with
+    :class:`~eventsim.learning.trainer.Trainer` has no ``job.json``: load
+    its checkpoint into the same network built again with :func:`load_weights`.
+
+    Parameters
+    ----------
+    path : str or path
+        The run folder, or its ``checkpoint.h5`` (the folder is the file's parent).
+
+    Returns
+    -------
+    job : Job
+        The run's job, checked like command-line options; ``job.data(split,
+        folder, None)`` reads the data it was trained on.
+    network : Network
+        The trained network.
+    folder : Path
+        The run folder.
+
+    Raises
+    ------
+    CheckpointError
+        No such folder or file, a folder without ``job.json``, a ``job.json``
+        or ``prepared.json`` that does not pass the checks, a checkpoint that
+        is not one (:func:`~eventsim.learning.checkpoint.load_checkpoint`) or
+        whose parameters do not fit the job's model.
+    """
     folder, checkpoint = _run_paths(path)
     job = _run_job(folder)
     network = job.network(rng=None)
@@ -660,6 +692,77 @@ def load_run(path: str | os.PathLike) -> tuple[Job, Network, Path]:
     except ValueError as exc:
         raise CheckpointError(f"{checkpoint}: does not fit model {job.model!r}: {exc}") from None
     return job, network, folder
+
+
+def load_weights(network: Network, path: str | os.PathLike) -> Checkpoint:
+    """Load the weights a :class:`~eventsim.learning.trainer.Trainer` checkpointed into ``network``, built as it was.
+
+    A checkpoint holds parameters by name (``"conv1.weight"``, ...), the
+    running statistics of input-current norms and a description of the
+    network that wrote it (input shape, dtype and every layer's ``repr``,
+    :func:`~eventsim.learning.trainer.network_description`), not the code
+    that built it. Build the network again with the same code, then load:
+    the description must match, so weights never land in a network whose
+    neurons, shapes or options differ from those they were trained with.
+
+    Parameters
+    ----------
+    network : Network
+        Built as the trained one was (its weights are replaced; initialising
+        them first is not needed).
+    path : str or path
+        The checkpoint (``Trainer(checkpoint=...)``), or a run folder holding
+        ``checkpoint.h5``.
+
+    Returns
+    -------
+    Checkpoint
+        What was read: ``epoch``, ``history`` (the metrics of every epoch),
+        ``config`` (rule, loss, optimizer, ...).
+
+    Raises
+    ------
+    CheckpointError
+        Naming the file: not a checkpoint, written by another network (the
+        first difference is named; the network is left unchanged), or
+        parameters that do not fit.
+    """
+    _, checkpoint = _run_paths(path)
+    ckpt = load_checkpoint(checkpoint)
+    difference = _first_difference(ckpt.config.get("network"), network_description(network))
+    if difference is not None:
+        raise CheckpointError(f"{checkpoint}: written by another network: {difference}")
+    try:
+        load_parameters(network, ckpt.params)
+        load_statistics(network, ckpt.statistics)
+    except ValueError as exc:
+        raise CheckpointError(f"{checkpoint}: does not fit the network: {exc}") from None
+    return ckpt
+
+
+def _first_difference(written: object, here: dict) -> str | None:
+    """The first field of a checkpoint's network description that differs from ``here``'s, or None.
+
+    A checkpoint without a description (written by hand with
+    :func:`~eventsim.learning.checkpoint.save_checkpoint`) has none to differ.
+    """
+    if written is None:
+        return None
+    if not isinstance(written, dict):
+        return f"its description is {_shown(written)}"
+    for key in ("input_shape", "dtype"):
+        if written.get(key) != here[key]:
+            return f"{key} {_shown(written.get(key))} in the checkpoint, {here[key]!r} here"
+    layers = written.get("layers")
+    if not isinstance(layers, list) or len(layers) != len(here["layers"]):
+        count = len(layers) if isinstance(layers, list) else _shown(layers)
+        return f"{count} layers in the checkpoint, {len(here['layers'])} here"
+    for i, (theirs, mine) in enumerate(zip(layers, here["layers"])):
+        if theirs != mine:
+            # Whole: the options that differ are often at the end of a repr. Cut: the file may hold anything.
+            shown = theirs[:300] if isinstance(theirs, str) else _shown(theirs)
+            return f"layer {i + 1} is {shown} in the checkpoint, {mine} here"
+    return None
 
 
 def report_path(path: str | os.PathLike, split: str) -> Path:

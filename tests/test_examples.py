@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from eventsim.extras import install_hint
 from shared_data import data_root
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -30,6 +31,7 @@ NEEDS = {
     "deep_networks": ((), False),
     "testing_your_implementation": (("torch",), False),
     "recurrent_synaptic": ((), True),
+    "own_data": (("nir",), False),
 }
 
 
@@ -42,7 +44,7 @@ def test_example_runs_and_its_lessons_hold(name, tmp_path):
     extras, data = NEEDS[name]
     for module in ("matplotlib",) + extras:
         if importlib.util.find_spec(module) is None:
-            pytest.skip(f"{name} needs {module} (pip install -e \".[plot,torch]\")")
+            pytest.skip(f"{name} needs {module} ({install_hint(module)})")
     env = dict(os.environ)
     if data:
         env["EVENTSIM_DATA"] = str(data_root())
