@@ -31,6 +31,7 @@ EXTRAS = {
     "hypothesis": "test",
     "dask": "cluster",
     "distributed": "cluster",
+    "neurobench": "neurobench",
 }
 #: Optional modules that no extra installs, with how to install them.
 OTHERS = {

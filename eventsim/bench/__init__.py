@@ -13,6 +13,10 @@
   repetitions after a warm-up, peak resident memory of the measured part
   (:mod:`~eventsim.bench.memory`);
 - :mod:`~eventsim.bench.peak`: the add micro-benchmark;
+- :mod:`~eventsim.bench.cluster`: the ``cluster-train`` workload, an epoch in
+  one process and on a local Dask cluster, its steps broken down;
+- :mod:`~eventsim.bench.neurobench`: an eventsim network as a NeuroBench
+  model (the ``neurobench`` extra);
 - :mod:`~eventsim.bench.report`: the ratios between records and the table;
 - :mod:`~eventsim.bench.suite`: :func:`run_bench`, a whole run.
 
