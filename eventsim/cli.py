@@ -319,9 +319,15 @@ def _cmd_run(args: argparse.Namespace) -> None:
 def _cmd_bench(args: argparse.Namespace) -> None:
     from eventsim.bench import run_bench, table
 
+    from eventsim.bench.cluster import model_table
+
     records = run_bench(args.workloads, steps=args.steps, threads=args.threads, batch=args.batch,
                         repeats=args.repeats, data=args.data, density=args.density)
     print(json.dumps(records, indent=1) if args.json else table(records))
+    for t in dict.fromkeys(r["T"] for r in records):
+        model = model_table([r for r in records if r["T"] == t and r["threads"] == args.threads[0]])
+        if model is not None and not args.json:
+            print("\n" + model)
 
 
 def _version() -> str:

@@ -324,3 +324,25 @@ def test_eventsim_train_with_cluster_writes_the_run_folder_of_one_process(tmp_pa
         assert np.asarray(there[key]).tobytes() == np.asarray(value).tobytes(), key
     assert _history_without_times(tmp_path / "here" / "metrics.jsonl") == \
         _history_without_times(tmp_path / "cluster" / "metrics.jsonl")
+
+
+def test_the_scaling_model_against_its_closed_forms():
+    from eventsim.bench.cluster import model_inputs, predicted_efficiency
+
+    free = {"t_s": 0.01, "chunk_size": 8, "update": 0.0, "per_gradient": 0.0, "fixed": 0.0, "per_byte": 0.0,
+            "parameter_bytes": 4_000_000}
+    assert predicted_efficiency(free, 4, 256) == pytest.approx(1.0)
+    # 3 chunks on 2 workers: one worker does 2 of them while the other does 1
+    assert predicted_efficiency(free, 2, 24) == pytest.approx(3 / 4)
+    # a fixed 0.1 s per step against 64 samples of 0.01 s on 4 workers: 0.16 / (0.16 + 0.1)
+    assert predicted_efficiency({**free, "fixed": 0.1}, 4, 64) == pytest.approx(0.16 / 0.26)
+    # traffic: the weights to 4 workers and 4 gradients back, 1 ns a byte
+    assert predicted_efficiency({**free, "per_byte": 1e-9}, 4, 64) == pytest.approx(0.16 / (0.16 + 8 * 4e6 * 1e-9))
+    records = [{"workload": "cluster-train", "system": s, "T": 30, "step_seconds": 1.0, "overhead_seconds": o,
+                "bytes_per_step": b, "apply_seconds": a, "chunk_seconds_per_sample": 0.02, "parameter_bytes": 10,
+                "chunk_size": 8} for s, o, b, a in (("local:1", 0.05, 1_000_000, 0.002),
+                                                     ("local:2", 0.07, 3_000_000, 0.003))]
+    costs = model_inputs(records)
+    assert costs["per_byte"] == pytest.approx(0.02 / 2_000_000)
+    assert costs["fixed"] == pytest.approx(0.05 - 0.01)
+    assert costs["per_gradient"] == pytest.approx(0.001)

@@ -127,3 +127,71 @@ def _breakdown(trainer: Any, data: Any, cluster: Any, workers: int) -> dict:
             "overhead_seconds": median["overhead"] if remote is not None else 0.0,
             "chunk_seconds_per_sample": median["chunk_per_sample"], "bytes_per_step": int(median["bytes"]),
             "parameter_bytes": int(sum(v.nbytes for v in parameters(network).values()))}
+
+
+# --------------------------------------------------------------- the model
+#: The grid docs/cluster.md predicts.
+MODEL_WORKERS = (4, 16, 64)
+MODEL_BATCHES = (32, 64, 128, 256, 512, 1024)
+
+
+def model_inputs(records: list[dict]) -> dict | None:
+    """The model's costs from one run's ``cluster-train`` records at one T (None without local:1 and local:2).
+
+    - ``t_s``: a worker's compute per sample (local:1's chunks, on all the
+      case's threads: a worker is a machine like this one);
+    - ``fixed`` and ``per_byte``: the communication of a step, fitted as
+      ``fixed + per_byte * bytes`` through local:1's and local:2's
+      (``per_byte`` at least 0);
+    - ``update`` and ``per_gradient``: the update in this process, plus the
+      cost of each gradient more to sum (local:2 - local:1);
+    - ``parameter_bytes``, ``chunk_size``.
+    """
+    runs = {r["system"]: r for r in records if r.get("workload") == "cluster-train" and "step_seconds" in r}
+    one, two = runs.get("local:1"), runs.get("local:2")
+    if one is None or two is None:
+        return None
+    per_byte = max(0.0, (two["overhead_seconds"] - one["overhead_seconds"])
+                   / max(1, two["bytes_per_step"] - one["bytes_per_step"]))
+    return {"t_s": one["chunk_seconds_per_sample"], "per_byte": per_byte,
+            "fixed": max(0.0, one["overhead_seconds"] - per_byte * one["bytes_per_step"]),
+            "update": one["apply_seconds"], "per_gradient": max(0.0, two["apply_seconds"] - one["apply_seconds"]),
+            "parameter_bytes": one["parameter_bytes"], "chunk_size": one["chunk_size"], "T": one["T"]}
+
+
+def predicted_efficiency(costs: dict, workers: int, batch: int) -> float:
+    """Speed-up over one worker without any overhead, divided by ``workers``.
+
+    A step on ``workers`` workers (docs/cluster.md, "Scaling")::
+
+        compute  = t_s * c * g                 (g chunks of c samples per task: group_size)
+        update   = update + per_gradient * (tasks - 1)
+        traffic  = P * workers + P * tasks     (the weights to every worker, one gradient back per task)
+        step     = compute + update + fixed + per_byte * traffic
+        E        = batch * t_s / (workers * step)
+    """
+    c = costs["chunk_size"]
+    chunks = -(-batch // c)
+    group = group_size(chunks, workers)
+    tasks = -(-chunks // group)
+    compute = costs["t_s"] * c * group
+    update = costs["update"] + costs["per_gradient"] * (tasks - 1)
+    traffic = costs["parameter_bytes"] * (workers + tasks)
+    step = compute + update + costs["fixed"] + costs["per_byte"] * traffic
+    return batch * costs["t_s"] / (workers * step)
+
+
+def model_table(records: list[dict]) -> str | None:
+    """The predicted efficiency over :data:`MODEL_WORKERS` x :data:`MODEL_BATCHES`, from this run's costs."""
+    costs = model_inputs(records)
+    if costs is None:
+        return None
+    head = ["workers"] + [f"B={b}" for b in MODEL_BATCHES]
+    rows = [[str(n)] + [f"{100 * predicted_efficiency(costs, n, b):.0f} %" for b in MODEL_BATCHES]
+            for n in MODEL_WORKERS]
+    widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
+    lines = ["  ".join(cell.rjust(w) for cell, w in zip(r, widths)) for r in [head] + rows]
+    return (f"scaling model at T={costs['T']} (docs/cluster.md): t_s {1e3 * costs['t_s']:.3g} ms/sample, "
+            f"communication {1e3 * costs['fixed']:.3g} ms + {1e3 * costs['per_byte'] * 1e6:.3g} ms/MB, "
+            f"update {1e3 * costs['update']:.3g} ms + {1e3 * costs['per_gradient']:.3g} ms per gradient, "
+            f"P = {costs['parameter_bytes'] / 1e6:.3g} MB, chunk {costs['chunk_size']}\n" + "\n".join(lines))
