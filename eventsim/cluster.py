@@ -166,7 +166,10 @@ class Cluster:
         else:
             address = spec.address
         try:
-            self.client = Client(address, timeout="30s")
+            # A local cluster's workers are reachable: results come straight
+            # from them, not twice through the scheduler. A joined cluster's
+            # may not be (behind a gateway): Dask decides.
+            self.client = Client(address, timeout="30s", direct_to_workers=True if self._local else None)
         except (OSError, TimeoutError) as exc:
             self._close_local()
             raise ClusterError(f"cannot reach the Dask scheduler at {address}: {exc}; start it with "
