@@ -87,7 +87,7 @@ class RunResult:
 
     Attributes
     ----------
-    output : (batch, *shape) array or None
+    output : ``(batch, *shape)`` array or None
         The readout ``U_L[T] / T`` when the network ends in a :class:`Readout`.
     synops : dict of (batch,) int64
         Exact synaptic operations per weighted layer (Conv2d, Linear, skip
@@ -96,26 +96,26 @@ class RunResult:
         Operations of pooling layers and identity skips: (event, window) pairs.
     events : dict of (batch,) int64
         Events each layer emitted (spikes, for spiking layers).
-    counts : dict of (batch, *shape)
+    counts : dict of ``(batch, *shape)``
         Summed output event values: the spike count gamma for spiking layers,
         the dropout-scaled count after a Dropout. Recorded with "counts".
-    traces : dict of (batch, *shape)
+    traces : dict of ``(batch, *shape)``
         ``f = sum_k lam^(T - t_k)`` over each neuron's spike steps t_k (Lee et
         al. 2020, eq. 17); spiking layers only. Recorded with "traces".
     spikes : dict of Events
         Every event each layer emitted. Recorded with "spikes".
-    potentials : dict of (batch, T, *shape)
+    potentials : dict of ``(batch, T, *shape)``
         The pre-threshold potential U at every step; neuron layers only.
         Recorded with "potentials".
-    synaptic : dict of (batch, T, *shape)
+    synaptic : dict of ``(batch, T, *shape)``
         The synaptic current J at every step, of the neuron layers that have
         one (docs/semantics.md, "State beyond the potential"). Recorded with
         "synaptic".
-    currents : dict of (batch, T, *shape)
+    currents : dict of ``(batch, T, *shape)``
         The input current I at every step (bias included), before the
         layer's norm and ``input_gain`` apply; neuron layers only. Recorded
         with "currents".
-    masks : dict of (batch, *shape) bool
+    masks : dict of ``(batch, *shape)`` bool
         The dropout masks used (training runs only).
     norm_stats : dict of eventsim.norm.NormStatistics
         The batch statistics of every layer with an input-current norm, with

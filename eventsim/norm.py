@@ -178,7 +178,7 @@ class NormStatistics:
     count : int
         n, the number of values each statistic is taken over: batch x T x
         positions, or batch x positions.
-    currents : (batch, T, *shape) array
+    currents : ``(batch, T, *shape)`` array
         The raw input current I of every sample and step (C order), which
         the backward pass through the norm reads.
     """

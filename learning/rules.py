@@ -70,7 +70,7 @@ class Rule:
             The input of that run.
         result : RunResult
             The forward run, recorded with ``record=self.records``.
-        grad_output : (batch, *output_shape) array
+        grad_output : ``(batch, *output_shape)`` array
             ``dL/d(readout)`` when the last layer is a Readout, else
             ``dL/d(spike count)`` of the last layer (docs/semantics.md,
             "What a loss hands to a rule").

@@ -10,15 +10,15 @@ Each surrogate is a small immutable object: its parameters, its
 turns back into the same object (checkpoints, command line). Neurons that
 never fire (``theta = inf``) get derivative 0 from every surrogate.
 
-==================  ==========================================  ==================
-name                sigma(x), x = U - theta                      parameters
-==================  ==========================================  ==================
-straight_through    ``1 / theta``                                none
-fast_sigmoid        ``b / (1 + c |x|)^2``                        c = 10, b = 1/theta
-arctan              ``(alpha/2) / (1 + (pi/2 * alpha * x)^2)``   alpha = 2
+==================  =============================================  ===================
+name                sigma(x), x = U - theta                        parameters
+==================  =============================================  ===================
+straight_through    ``1 / theta``                                  none
+fast_sigmoid        ``b / (1 + c |x|)^2``                          c = 10, b = 1/theta
+arctan              ``(alpha/2) / (1 + (pi/2 * alpha * x)^2)``     alpha = 2
 sigmoid             ``alpha * sig(alpha x) * (1 - sig(alpha x))``  alpha = 4
-triangle            ``max(0, 1 - |x| / width) / width``          width = 1
-==================  ==========================================  ==================
+triangle            ``max(0, 1 - |x| / width) / width``            width = 1
+==================  =============================================  ===================
 
 The fast sigmoid is Syed et al.'s eq. 12 (after Zenke and Ganguli's
 SuperSpike); with ``c = 0`` and the default height ``b = 1/theta`` it is the

@@ -1,7 +1,7 @@
 """A NIR neuron node's parameters as the options of an eventsim neuron layer.
 
 NIR's neurons (docs/nir.md, "From continuous time to eventsim's step") under
-forward Euler of step ``dt`` (:mod:`eventsim.nir.euler`):
+forward Euler of step ``dt`` (:mod:`eventsim.nir.euler`)::
 
     LIF / LI      tau dv/dt = (v_leak - v) + r I          lam = 1 - dt/tau,      g = dt r / tau
     IF / I        dv/dt = r I                             lam = 1,               g = dt r

@@ -57,7 +57,7 @@ from eventsim.testing.protocol import GradientRequest, LayerRecord
 
 #: Largest error of a float64 gradient array, relative to its scale (module docstring).
 #: 1e-9 is about 10^7 unit roundoffs: room for ~10^4 rounded terms per entry and
-#: a cancellation ratio (sum of |terms| over the largest entry) up to 10^3.
+#: a cancellation ratio (sum of ``|terms|`` over the largest entry) up to 10^3.
 GRADIENT_RTOL = 1e-9
 #: An array's gradient scale is at least this fraction of the network's largest
 #: gradient entry, so rounding noise below 1e-13 of that entry (~450 unit

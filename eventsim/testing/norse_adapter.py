@@ -6,7 +6,7 @@ and torch pooling modules, run once per step, and Norse's neurons with
 ``dt = 1``, ``tau_mem_inv = 1 - lam``, ``v_leak = v_rest`` and eventsim's
 thresholds. What Norse computes per step (Norse 1.1,
 ``torch/functional/lif_box.py``, ``leaky_integrator_box.py``, ``lif.py``,
-``leaky_integrator.py``, ``reset.py``, ``heaviside.py``; docs/conventions.md):
+``leaky_integrator.py``, ``reset.py``, ``heaviside.py``; docs/conventions.md)::
 
     LIFBoxCell:  v' = v + dt tau_mem_inv ((I + v_leak) - v)
                  z  = 1[v' - v_th > 0]
@@ -29,7 +29,7 @@ alpha``, and a :class:`~eventsim.Recurrent` block on a flat layer is
 ``LIFRecurrentCell`` (``input_weights`` the identity, the synapse before
 the block staying a torch module; ``recurrent_weights`` the connection's,
 ``autapses=True`` so that its diagonal stays; ``tau_syn_inv = 1`` without a
-synaptic current, which leaves the step's input alone):
+synaptic current, which leaves the step's input alone)::
 
     LIFCell:           j  = i + I;                 v' = v + dt tau_mem_inv ((v_leak - v) + j)
     LIFRecurrentCell:  j  = (i + W_in x) + W_rec z[t-1];   v' as LIFCell

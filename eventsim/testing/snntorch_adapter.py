@@ -19,7 +19,7 @@ What they compute (``_neurons/leaky.py``, ``synaptic.py``, ``rleaky.py``,
 s[t-1]`` (``mem_reset`` of the previous potential, detached), ``X[t]`` the
 input (``syn[t] = alpha syn[t-1] + I[t]`` for the synaptic neurons, the
 recurrent ``W s[t-1] + b`` added last for the recurrent ones) and
-snnTorch's default ``reset_delay=True``:
+snnTorch's default ``reset_delay=True``::
 
     "subtract":  U[t] = beta U[t-1] + X[t] - theta reset[t]
     "zero":      U[t] = beta (1 - reset[t]) U[t-1] + X[t]          (Leaky)
