@@ -133,8 +133,8 @@ def conform_shards(
     cluster : eventsim.cluster.Cluster, optional
         Run the shards on its workers, one task each; None: here, one after another.
     progress : text stream, "stderr" or None
-        A bar counting the cases of the finished shards, with the workers
-        alive (:func:`eventsim.progress.progress_bar`).
+        A bar counting the finished shards, with the shards that found a
+        failure and the workers alive (:func:`eventsim.progress.progress_bar`).
 
     Returns
     -------
@@ -148,14 +148,14 @@ def conform_shards(
     shards = plan_shards(examples, seed, shard_examples)
     calls = [(spec, shard, features, bool(gradients), surrogates) for shard in shards]
     failing: set[int] = set()
-    with progress_bar(int(examples) * len(KINDS), f"conformance of {candidate_name(candidate)}", progress,
-                      unit="cases") as bar:
+    with progress_bar(len(shards), f"conformance of {candidate_name(candidate)}, {examples} cases per kind", progress,
+                      unit="shards") as bar:
         def finished(i: int, report: ConformanceReport) -> None:
             if report.failures:
                 failing.add(i)
             bar.set_postfix({"failing shards": len(failing),
                              **({} if cluster is None else {"workers": cluster.alive()})}, refresh=False)
-            bar.update(shards[i].examples * len(KINDS))
+            bar.update()
 
         if cluster is None:
             reports = []
