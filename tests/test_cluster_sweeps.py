@@ -82,6 +82,13 @@ def test_a_sharded_campaign_finds_a_planted_bug_and_its_reproducer_replays_it_on
     assert main(["conform", "--candidate", GOOD, "--replay", token]) == 0  # the case fails for the planted bug
 
 
+def test_a_hypothesis_database_is_refused_with_a_cluster_before_one_starts(tmp_path, capsys):
+    pytest.importorskip("torch")
+    args = ["conform", "--candidate", GOOD, "--database", str(tmp_path / "db"), "--cluster", "local:2"]
+    assert main(args) == 2
+    assert "--database" in capsys.readouterr().err and not (tmp_path / "db").exists()
+
+
 def test_a_correct_candidate_conforms_with_the_counts_of_its_shards_added(cluster):
     pytest.importorskip("torch")
     features = dyadic_features(GOOD).including("float")
