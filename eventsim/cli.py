@@ -253,11 +253,13 @@ def _cmd_plot(args: argparse.Namespace) -> None:
 def _cmd_convert(args: argparse.Namespace) -> None:
     from eventsim.learning.runs import convert
 
-    report = convert(
-        args.out, model=args.model, data=args.data, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-        seed=args.seed, steps=args.steps, alphas=args.alpha, method=args.method, mode=args.mode,
-        calibration_samples=args.calibration_samples, train_limit=args.train_limit, test_limit=args.test_limit,
-    )
+    with _cluster(args) as cluster:
+        report = convert(
+            args.out, model=args.model, data=args.data, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+            seed=args.seed, steps=args.steps, alphas=args.alpha, method=args.method, mode=args.mode,
+            calibration_samples=args.calibration_samples, train_limit=args.train_limit, test_limit=args.test_limit,
+            cluster=cluster,
+        )
     print(f"ANN test accuracy {100 * report['ann']['accuracy']:.2f} % ({report['test_samples']} samples)")
     print(f"{'T':>5} {'alpha':>6} {'SNN accuracy':>13} {'SynOps/sample':>14}")
     for row in report["sweep"]:
@@ -266,8 +268,11 @@ def _cmd_convert(args: argparse.Namespace) -> None:
 
 
 def _cmd_conform(args: argparse.Namespace) -> int:
+    from eventsim.cluster import cluster_spec
+    from eventsim.errors import OptionError
     from eventsim.testing import Features, conform
     from eventsim.testing.conform import load_candidate
+    from eventsim.testing.shards import conform_shards
 
     candidate = load_candidate(args.candidate)
     if args.replay is not None:
@@ -278,8 +283,15 @@ def _cmd_conform(args: argparse.Namespace) -> int:
         return 0 if outcome.ok else 1
     features = getattr(candidate, "features", None) or Features()
     features = features.without(*args.without).including(*args.including).set(*args.settings)
-    report = conform(candidate, features=features, examples=args.examples, seed=args.seed,
-                     gradients=not args.no_gradients, database=args.database)
+    if cluster_spec(args.cluster) is None:
+        report = conform(candidate, features=features, examples=args.examples, seed=args.seed,
+                         gradients=not args.no_gradients, database=args.database)
+    elif args.database is not None:
+        raise OptionError("--database keeps the failing cases of one process; it cannot be used with --cluster")
+    else:
+        with _cluster(args) as cluster:
+            report = conform_shards(args.candidate, features=features, examples=args.examples, seed=args.seed,
+                                    gradients=not args.no_gradients, cluster=cluster, progress="stderr")
     print(report)
     return 0 if report.ok else 1
 
@@ -462,6 +474,7 @@ def parser() -> argparse.ArgumentParser:
                    help="training samples whose activations set the thresholds (default: 1000)")
     c.add_argument("--train-limit", type=int, default=0, help="train the ANN on this many samples (default: 0, all)")
     c.add_argument("--test-limit", type=int, default=0, help="test on this many samples (default: 0, all)")
+    _cluster_argument(c)
     c.set_defaults(handler=_cmd_convert)
 
     g = sub.add_parser("plot", help="spike raster, firing rates and training curves of a run (PNG)")
@@ -518,13 +531,16 @@ def parser() -> argparse.ArgumentParser:
 
     k = sub.add_parser("conform", help="test another implementation against eventsim on generated cases")
     k.add_argument("--candidate", required=True, help="module:factory returning a candidate (docs/testing.md)")
-    k.add_argument("--examples", type=int, default=50, help="cases per kind (default: 50)")
+    k.add_argument("--examples", type=int, default=50,
+                   help="cases per kind (default: 50); with --cluster, split into independently seeded shards run "
+                        "on the workers (docs/cluster.md)")
     k.add_argument("--seed", type=_seed, default=0, help="hypothesis seed, or 'random' (default: 0)")
     k.add_argument("--database", metavar="DIR",
                    help="hypothesis example database: failing cases kept there are tried first on the next run")
     k.add_argument("--replay", metavar="TOKEN",
                    help="run the one case of a replay token (printed with every failure) instead of generating")
     k.add_argument("--no-gradients", action="store_true", help="compare the forward pass only")
+    _cluster_argument(k)
     k.add_argument("--without", nargs="+", default=[], metavar="FEATURE",
                    help="features not to generate, e.g. residual max v_reset soft float32 (docs/testing.md)")
     k.add_argument("--with", dest="including", nargs="+", default=[], metavar="FEATURE",

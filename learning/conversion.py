@@ -28,7 +28,8 @@ paper leaves open whether during or after calibration: eventsim scales after.
 
 from __future__ import annotations
 
-from typing import TextIO
+import copy
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -136,6 +137,22 @@ def snn_accuracy(network: Network, images: np.ndarray, labels: np.ndarray, *, st
     return {"accuracy": correct / len(images), "synops_per_sample": synops / len(images)}
 
 
+def sweep_point(network: Network, calibration_images: np.ndarray, test_images: np.ndarray, test_labels: np.ndarray,
+                steps: int, alpha: float, method: str, mode: str, batch_size: int, seed: int,
+                progress: TextIO | str | None = None) -> dict:
+    """One row of :func:`conversion_sweep`: a copy of ``network`` calibrated at T = ``steps`` and ``alpha``, tested.
+
+    ``network`` itself is not changed, so a row depends on its arguments
+    alone, wherever and in whatever order the rows are computed.
+    """
+    network = copy.deepcopy(network)
+    calibration = encode_images(calibration_images, steps, "direct", None, network.dtype)
+    balance_thresholds(network, calibration, method=method, alpha=alpha)
+    result = snn_accuracy(network, test_images, test_labels, steps=steps, mode=mode, batch_size=batch_size, seed=seed,
+                          progress=progress)
+    return {"steps": steps, "alpha": alpha, "method": method, "mode": mode, **result}
+
+
 def conversion_sweep(
     network: Network,
     calibration_images: np.ndarray,
@@ -149,19 +166,30 @@ def conversion_sweep(
     batch_size: int = 100,
     seed: int = 0,
     progress: TextIO | str | None = None,
+    cluster: Any = None,
 ) -> list[dict]:
     """Accuracy against latency: for every T (and alpha), calibrate at that T, then test.
 
     Calibration uses direct input (the paper and its code calibrate with
     analog input whatever the test input); each T gets its own thresholds,
     since hidden-layer thresholds depend on T (Ngu & Lee 2022, Sec. 3.2).
+    Every (T, alpha) is calibrated and tested on its own copy of ``network``
+    (:func:`sweep_point`), which keeps its weights and thresholds.
+
+    ``cluster`` (an :class:`eventsim.cluster.Cluster`) computes the rows on
+    its workers, one task per (T, alpha), the network and the images sent to
+    each worker once: the rows are the same as without it (docs/cluster.md).
     """
-    rows = []
-    for t in steps:
-        for alpha in alphas:
-            calibration = encode_images(calibration_images, t, "direct", None, network.dtype)
-            balance_thresholds(network, calibration, method=method, alpha=alpha)
-            result = snn_accuracy(network, test_images, test_labels, steps=t, mode=mode, batch_size=batch_size,
-                                  seed=seed, progress=progress)
-            rows.append({"steps": t, "alpha": alpha, "method": method, "mode": mode, **result})
-    return rows
+    grid = [(t, alpha) for t in steps for alpha in alphas]
+    if cluster is None:
+        return [sweep_point(network, calibration_images, test_images, test_labels, t, alpha, method, mode,
+                            batch_size, seed, progress) for t, alpha in grid]
+    shared = [cluster.share(x) for x in (network, calibration_images, test_images, test_labels)]
+    calls = [(*shared, t, alpha, method, mode, batch_size, seed) for t, alpha in grid]
+    with progress_bar(len(grid) * len(test_images), f"SNN sweep, {len(grid)} (T, alpha)", progress) as bar:
+        def finished(i: int, row: dict) -> None:
+            bar.set_postfix({"T": row["steps"], "alpha": row["alpha"], "acc": 100 * row["accuracy"],
+                             "workers": cluster.alive()}, refresh=False)
+            bar.update(len(test_images))
+
+        return cluster.map(sweep_point, calls, what="sweep point", on_result=finished)

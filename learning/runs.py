@@ -808,6 +808,7 @@ def convert(
     train_limit: int = 0,
     test_limit: int = 0,
     progress: TextIO | str | None = "stderr",
+    cluster: Any = None,
 ) -> dict:
     """Train the model's ANN view on MNIST (or load it from ``out``), convert it, sweep T; write ``conversion.json``.
 
@@ -816,7 +817,8 @@ def convert(
     Calibration uses the first ``calibration_samples`` training images.
     Every option is checked before the ANN trains (a latency the sweep would
     refuse must not cost the training first); ``out`` is locked like a run
-    folder (:mod:`eventsim.lock`).
+    folder (:mod:`eventsim.lock`). ``cluster`` (an :class:`eventsim.cluster.Cluster`)
+    computes the sweep's (T, alpha) on its workers: the same rows.
     """
     from eventsim.learning.ann import ann_accuracy, train_ann
     from eventsim.learning.checkpoint import Checkpoint, save_checkpoint
@@ -865,7 +867,7 @@ def convert(
         ann_acc = ann_accuracy(network, x_test, test_labels)
         rows = conversion_sweep(network, x_train[:calibration_samples], x_test, test_labels, steps=steps,
                                 alphas=alphas, method=method, mode=mode, batch_size=100, seed=seed,
-                                progress=progress)
+                                progress=progress, cluster=cluster)
         report = {"model": model, "ann": {"accuracy": ann_acc, "history": history, **config},
                   "calibration_samples": calibration_samples, "test_samples": int(len(test_labels)), "sweep": rows}
         _write_json(out / CONVERSION, report)

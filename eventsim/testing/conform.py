@@ -190,13 +190,16 @@ class ConformanceReport:
     """The result of :func:`conform`; ``str()`` is the readable report, ``ok`` the verdict.
 
     ``ok`` needs no failure and at least one compared case: a candidate that
-    declines everything has shown nothing.
+    declines everything has shown nothing. ``shards`` > 1: a campaign run in
+    that many shards, their seeds derived from ``seed``
+    (:mod:`eventsim.testing.shards`).
     """
 
     candidate: str
     features: Features
     seed: int
     kinds: list = field(default_factory=list)
+    shards: int = 1
 
     @property
     def compared(self) -> int:
@@ -220,7 +223,8 @@ class ConformanceReport:
         if not self.compared and self.declined:
             verdict += ": the candidate declined every case, nothing was compared"
         lines = [f"eventsim conformance of {self.candidate!r}: {verdict}",
-                 f"  features: {self.features.describe()}; seed {self.seed}"]
+                 f"  features: {self.features.describe()}; seed {self.seed}"
+                 + (f" split into {self.shards} shards (eventsim.testing.shards)" if self.shards > 1 else "")]
         lines += ["  " + str(k) for k in self.kinds]
         lines += [str(f) for f in self.failures]
         return "\n".join(lines)
@@ -368,6 +372,27 @@ def conform(
         Per kind, the conforming and declined cases and the first failure
         shrunk to a minimal case, with the first divergence and its replay token.
     """
+    features, surrogates = checked_options(candidate, features, examples, surrogates)
+    if seed is None:
+        seed = fresh_seed()
+    database = _database(database)
+    name = candidate_name(candidate)
+    kinds = []
+    for i, kind in enumerate(KINDS):
+        skipped = _skipped(kind, features, gradients)
+        if skipped:
+            kinds.append(KindReport(kind, int(examples), skipped=skipped))
+            continue
+        strategy, check = _plans(kind, candidate, features, surrogates)
+        key = f"{name}|{kind}|{features.describe()}".encode()
+        kinds.append(_run(kind, strategy, check, int(examples), int(seed) + i, database, key))
+    return ConformanceReport(name, features, int(seed), kinds)
+
+
+def checked_options(candidate: Candidate, features: Features | None, examples: int,
+                    surrogates: tuple | None) -> tuple[Features, tuple]:
+    """The features (the candidate's by default, without dropout) and surrogates a run of :func:`conform` uses;
+    :class:`OptionError` for bad ones."""
     if features is None:
         features = getattr(candidate, "features", None) or Features()
     if not isinstance(features, Features):
@@ -379,21 +404,17 @@ def conform(
     surrogates = features.surrogate_set() if surrogates is None else tuple(surrogates)
     if not surrogates or not all(isinstance(s, Surrogate) for s in surrogates):
         raise OptionError("surrogates must be a non-empty tuple of eventsim.learning.surrogates objects")
-    if seed is None:
-        seed = int.from_bytes(os.urandom(4), "little")
-    database = _database(database)
-    features = features.without("dropout")
-    name = str(getattr(candidate, "name", type(candidate).__name__))
-    kinds = []
-    for i, kind in enumerate(KINDS):
-        skipped = _skipped(kind, features, gradients)
-        if skipped:
-            kinds.append(KindReport(kind, int(examples), skipped=skipped))
-            continue
-        strategy, check = _plans(kind, candidate, features, surrogates)
-        key = f"{name}|{kind}|{features.describe()}".encode()
-        kinds.append(_run(kind, strategy, check, int(examples), int(seed) + i, database, key))
-    return ConformanceReport(name, features, int(seed), kinds)
+    return features.without("dropout"), surrogates
+
+
+def fresh_seed() -> int:
+    """A seed for a run asked with ``seed=None`` (printed in its report, so the run can be repeated)."""
+    return int.from_bytes(os.urandom(4), "little")
+
+
+def candidate_name(candidate: Candidate) -> str:
+    """The name a report gives ``candidate``: its ``name`` attribute, else its class's name."""
+    return str(getattr(candidate, "name", type(candidate).__name__))
 
 
 def assert_conforms(candidate: Candidate, **options: Any) -> ConformanceReport:
