@@ -133,7 +133,8 @@ def _cluster(args: argparse.Namespace) -> Any:
 def _cluster_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cluster", metavar="SPEC",
                         help="run on a Dask cluster: local, local:N (N worker processes started here) or a "
-                             "scheduler address such as tcp://host:8786; the results are the same as without it "
+                             "scheduler address such as tcp://host:8786; the results do not depend on the number "
+                             "of workers and, except for conform's sharded campaign, are those without a cluster "
                              "(default: EVENTSIM_CLUSTER, else none; docs/cluster.md)")
 
 

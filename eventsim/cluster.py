@@ -34,6 +34,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -160,8 +161,12 @@ class Cluster:
             threads = threads or max(1, (os.cpu_count() or 1) // workers)
             # Processes, not threads: the workers must survive one another's
             # death, and the kernels already use threads inside a worker.
-            self._local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, silence_logs=logging.ERROR)
+            with warnings.catch_warnings():
+                # Dask probes its dashboard's port even with the dashboard off, and warns when
+                # another cluster holds it: nothing this command does depends on it.
+                warnings.filterwarnings("ignore", message="Port .* is already in use")
+                self._local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                           dashboard_address=None, silence_logs=logging.ERROR)
             address = self._local.scheduler_address
         else:
             address = spec.address

@@ -196,6 +196,7 @@ class Trainer:
         if self.step:
             raise OptionError("tune the surrogate slope before training: this trainer has already taken steps")
         tuning = tune_slope(self.network, events, labels, loss=self.loss, surrogate=self.rule.surrogate,
+                            cluster=self.cluster,
                             detach_reset=self.rule.detach_reset, **options)
         self.rule = BPTT(surrogate=tuning.surrogate, detach_reset=self.rule.detach_reset)
         return tuning

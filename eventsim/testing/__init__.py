@@ -34,6 +34,7 @@ from eventsim.testing.conform import (
 )
 from eventsim.testing.protocol import Candidate, GradientRequest, LayerRecord, Model, Unsupported
 from eventsim.testing.replay import case_token, read_token, replay
+from eventsim.testing.shards import conform_shards
 from eventsim.testing.strategies import FEATURE_NAMES, Features, NetCase, deep_cases, dyadic, net_cases, random_events
 
 __all__ = [
@@ -62,6 +63,7 @@ __all__ = [
     "compare_gradients",
     "compare_potential_gradients",
     "conform",
+    "conform_shards",
     "deep_cases",
     "default_surrogates",
     "dyadic",
