@@ -41,10 +41,10 @@ from eventsim.errors import EventsError, OptionError, check_choice
 from eventsim.events import Events
 
 #: tonic's sensor size ``(W, H, P)``.
-SensorSize = tuple[int, int, int]
+_SensorSize = tuple[int, int, int]
 
 
-def check_sensor_size(sensor_size: Any) -> SensorSize:
+def check_sensor_size(sensor_size: Any) -> _SensorSize:
     """``sensor_size`` as three positive ints ``(W, H, P)``, tonic's order, or :class:`OptionError`."""
     try:
         size = tuple(int(v) for v in sensor_size) if len(sensor_size) == 3 else ()
@@ -55,7 +55,7 @@ def check_sensor_size(sensor_size: Any) -> SensorSize:
     return size  # type: ignore[return-value]
 
 
-def frame_shape(sensor_size: SensorSize) -> tuple[int, int, int]:
+def frame_shape(sensor_size: _SensorSize) -> tuple[int, int, int]:
     """The neuron shape ``(P, H, W)`` of a recording on ``sensor_size``."""
     width, height, polarities = sensor_size
     return polarities, height, width
@@ -131,7 +131,7 @@ def from_tonic(
                   check=False)
 
 
-def checked_fields(events: np.ndarray, size: SensorSize,
+def checked_fields(events: np.ndarray, size: _SensorSize,
                    sorted_times: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """x, y, t, p of tonic events as int64, every value checked against the sensor (:class:`EventsError`).
 
@@ -185,7 +185,7 @@ def whole_numbers(what: str, column: np.ndarray) -> np.ndarray:
     return column.astype(np.int64)
 
 
-def _frames(frames: np.ndarray, size: SensorSize, values: str, dtype: np.dtype) -> Events:
+def _frames(frames: np.ndarray, size: _SensorSize, values: str, dtype: np.dtype) -> Events:
     """tonic frames ``(T, P, [H,] W)`` as Events of T steps."""
     if frames.dtype.kind not in "biuf":
         raise EventsError(f"frames must be numbers, got dtype {frames.dtype}")
