@@ -178,7 +178,7 @@ def test_train_download_fetches_what_is_missing_then_trains(server, tmp_path, mo
     arrays = _mnist_remote(monkeypatch, root, url)
     seen = {}
 
-    def train(job, out, *, data, resume):
+    def train(job, out, *, data, resume, cluster=None):
         seen["images"] = load_mnist(data, "train")[0]
         raise DataError("stop after reading the data")
 
