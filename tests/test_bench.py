@@ -1,4 +1,4 @@
-"""``eventsim bench``: its records, its table, the missing peers, the peers' LeNets, and what it measures (never how fast)."""
+"""``eventsim bench``: its records, its table, the missing peers, the peers' LeNets, what it measures (not how fast)."""
 
 from __future__ import annotations
 
@@ -332,7 +332,8 @@ def test_the_recurrent_cubalif_workloads_run_both_systems_and_print_their_ratios
         assert mine["rss_over_snntorch"] == pytest.approx(mine["peak_rss_mb"] / theirs["peak_rss_mb"])
         assert f"{speedup:.4g}x" in printed[workload, system].split()
         assert mine["best_peer"] == "snntorch" and mine["speedup_over_best_peer"] == pytest.approx(speedup)
-        assert f"best peer snnTorch, peak memory {mine['rss_over_snntorch']:.3g}x its" in printed[workload, system]
+        memory = f"peak memory {mine['rss_over_snntorch']:.3g}x snnTorch's"
+        assert f"best peer snnTorch, {memory}" in printed[workload, system]
         for dtype in ("", "_float64"):
             assert theirs["spike_counts_equal" + dtype] == 1.0 and theirs["readout_max_difference" + dtype] < 1e-5
         note = printed[workload, "snntorch"].split("vs eventsim (counts equal, readout")[1]

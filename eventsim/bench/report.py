@@ -114,7 +114,7 @@ def _note(r: dict) -> str:
             parts.append(f"{100 * r['efficiency_vs_process']:.3g} % of the process's speed")
     if "best_peer" in r:
         title = PEERS[r["best_peer"]].title
-        memory = f", peak memory {r['rss_over_best_peer']:.3g}x its" if "rss_over_best_peer" in r else ""
+        memory = f", peak memory {r['rss_over_best_peer']:.3g}x {title}'s" if "rss_over_best_peer" in r else ""
         parts.append(f"best peer {title}{memory}")
     if "hidden_rate" in r:
         parts.append(f"hidden {100 * r['hidden_rate']:.3g} % per step")

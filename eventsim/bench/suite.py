@@ -1,4 +1,4 @@
-"""A benchmark run: which cases, in which order, repeated in interleaved rounds, the peers skipped where they cannot run."""
+"""A benchmark run: which cases, in which order, in interleaved rounds, the peers skipped where they cannot run."""
 
 from __future__ import annotations
 

@@ -11,8 +11,9 @@ system         framework     neurons, and how the time axis is run
 snntorch       snnTorch 1.0  ``snn.Leaky``, stepped by hand (:mod:`~eventsim.bench.peers.snntorch`)
 norse          Norse 1.1     ``LIFBoxCell``, ``IAFCell``, ``LIBoxCell`` in a ``SequentialState``,
                              stepped by hand (:mod:`~eventsim.bench.peers.norse`)
-spikingjelly   SpikingJelly  multi-step ``LIFNode``, ``IFNode`` on its fused CPU operators, the
-               2.0           layers over all T*B images at once (:mod:`~eventsim.bench.peers.spikingjelly`)
+spikingjelly   SpikingJelly  multi-step ``LIFNode``, ``IFNode`` (its torch reference, the only CPU
+               2.0           implementation), the layers over all T*B images at once
+                             (:mod:`~eventsim.bench.peers.spikingjelly`)
 sinabs         sinabs 3.1    ``LIFSqueeze``, ``IAFSqueeze``, the layers over all B*T images at once,
                              each neuron layer stepping through time (:mod:`~eventsim.bench.peers.sinabs`)
 pytorch        PyTorch       the neurons written out, a loop over ``torch.unbind(x)``

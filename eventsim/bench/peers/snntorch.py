@@ -15,7 +15,8 @@ from eventsim.bench.peers.lenet import LeNet, Peer, load_weights
 
 
 def lenet(net: LeNet, batch: int) -> Any:
-    """The snnTorch module: ``forward(x)``, ``x`` of shape ``(T, B, 2, 34, 34)``, returns the output spikes and U_L[T]."""
+    """The snnTorch module: ``forward(x)``, ``x`` of shape ``(T, B, 2, 34, 34)``, returns the output spikes
+    and U_L[T]."""
     import snntorch
 
     from eventsim.bench.peer import snntorch_lenet  # imported here: that module imports this one

@@ -1,4 +1,4 @@
-"""The LeNet in SpikingJelly 2.0: multi-step neurons (``step_mode="m"``) on its fused CPU operator.
+"""The LeNet in SpikingJelly 2.0: multi-step neurons (``step_mode="m"``), its fastest CPU path.
 
 The way a SpikingJelly user writes a convolutional SNN for speed: an
 ``nn.Sequential`` over the whole ``(T, B, ...)`` sequence, the stateless
@@ -18,16 +18,20 @@ fires on ``>=``, so the thresholds are the next float32 above eventsim's
 (:func:`~eventsim.bench.peers.lenet.strict_threshold`); the readout scales its input
 by 1 / tau, so the weights feeding it are eventsim's times tau.
 
-Implementations. SpikingJelly 2.0 has no ``backend`` argument. In
-multi-step mode with float32 state and a built-in surrogate (here its
-default, ``surrogate.Sigmoid()``), ``functional.lif_multi_step`` and
-``if_multi_step`` call registered torch operators (``torch.ops.sj_lif``,
-``sj_if``) whose CPU kernels are the torch reference loop forward and a
-hand-written loop backward (``_ops/lif/cpu.py`` ``_backward_impl``): one
-autograd node per layer for all T steps, instead of a graph of per-step
-operations. That is its fastest CPU path; the CUDA kernels (native CUDA,
-Triton; CuPy is gone in 2.0) run only on GPUs. A Python surrogate, float64
-or single-step mode fall back to the per-step reference under autograd.
+Implementations. SpikingJelly 2.0 has no ``backend`` argument and no CuPy
+kernels; on CPU it has one implementation, the torch reference
+(``functional.neuron_implementation("lif", cpu)`` says
+``torch-reference``). In multi-step mode with float32 state and a built-in
+surrogate (here its default, ``surrogate.Sigmoid()``), ``LIFNode`` and
+``IFNode`` call registered operators (``torch.ops.sj_lif.forward``,
+``sj_if``), but their CPU autograd kernel is the reference loop itself
+(``_ops/dispatch.py`` ``_register_dispatch``: ``library.impl("forward",
+cpu_forward, "AutogradCPU")``), so autograd records every step's
+operations as the single-step mode would; the hand-written loop backward
+of ``_ops/lif/cpu.py`` (``_backward_impl``) is not on that path. What the
+multi-step mode gains on CPU is the stateless layers: each convolution,
+pooling and fully connected layer runs once over all T*B images. The
+native CUDA and Triton kernels run on GPUs only.
 
 Needs torch and spikingjelly (``pip install --no-deps spikingjelly==2.0.0 loguru``, docs/conformance.md).
 """
