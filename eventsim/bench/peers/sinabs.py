@@ -29,7 +29,7 @@ writes the step's gradient into it, and the T of them are summed: T times
 the input's size per layer, T^2 per sequence. Measured on one
 ``LIFSqueeze`` of 4 x 23,120 neurons, one thread: 5.5 ms per step of
 backward at T = 25, 40 ms at T = 100, 86 ms at T = 200, while
-``torch.unbind`` over the same tensor backpropagates in 0.4 ms per step.
+``torch.unbind`` over the same tensor backpropagates in 0.35 ms per step.
 The peer is timed as users run it, with that cost.
 
 Needs torch and sinabs (``pip install --no-deps sinabs==3.1.3 pbr``, docs/conformance.md).
