@@ -1,4 +1,4 @@
-"""The peer: Lee's N-MNIST LeNet5 written the way a snnTorch user writes it.
+"""Lee's N-MNIST LeNet5 written the way a snnTorch user writes it (the ``snntorch`` peer, :mod:`eventsim.bench.peers`).
 
 snnTorch 1.0 on PyTorch CPU, ``snn.Leaky`` neurons stepped by hand over the
 time axis and trained by backpropagation through time (BPTT). With the
@@ -23,26 +23,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-
-from eventsim.errors import LayerError, MissingExtraError
-from eventsim.extras import install_command
-from eventsim.layers import Weighted
-from eventsim.network import Network
-
+from eventsim.bench.peers.snntorch import PEER
+from eventsim.errors import MissingExtraError
 
 
 def missing_reason() -> str | None:
-    """Why the peer cannot run here (torch or snntorch not installed), or None when it can."""
-    try:
-        import torch  # noqa: F401  (imported to test that it is installed)
-    except ImportError:
-        return f"torch is not installed ({install_command('torch')}, then {install_command('snntorch')})"
-    try:
-        import snntorch  # noqa: F401
-    except ImportError:
-        return f"snntorch is not installed ({install_command('snntorch')})"
-    return None
+    """Why snnTorch models cannot run here (torch or snntorch not installed, and how to install them), or None."""
+    return PEER.missing_reason()
 
 
 def require() -> tuple[Any, Any]:
@@ -128,23 +115,3 @@ def snntorch_lenet(
             return torch.stack(spikes), mem[id(self.out)]
 
     return LeNet()
-
-
-def load_weights(module: Any, network: Network) -> None:
-    """Copy the weights of eventsim's ``lee2020-lenet5`` into :func:`snntorch_lenet`'s module.
-
-    Both store convolutions as (out, in, kh, kw) and fully connected layers as
-    (out, in), and both flatten (C, H, W) in C order, so the copy is direct;
-    the module's layers carry eventsim's layer names (conv1, conv2, fc1, fc2).
-    """
-    torch, _ = require()
-    with torch.no_grad():
-        for layer in network.walk():
-            if not isinstance(layer, Weighted):
-                continue
-            target = getattr(getattr(module, layer.name, None), "weight", None)
-            if target is None or tuple(target.shape) != layer.weight.shape:
-                found = "nothing" if target is None else f"shape {tuple(target.shape)}"
-                raise LayerError(layer, f"weights of shape {layer.weight.shape} have no counterpart in the snnTorch "
-                                        f"LeNet ({found} under {layer.name!r})")
-            target.copy_(torch.from_numpy(np.ascontiguousarray(layer.weight)))

@@ -3,13 +3,17 @@
 Ratios are taken only between records of the same run (same machine, same
 moment), matched on workload, T and threads:
 
-- ``speedup_over_snntorch`` (eventsim's records of a workload snnTorch also
-  runs): snnTorch's seconds per sample over eventsim's; 20 means eventsim
-  processes a sample 20 times faster;
-- ``rss_over_snntorch``: eventsim's peak resident set over snnTorch's;
-  ``rise_over_snntorch``: the same for the rise of the resident set during
+- ``speedup_over_<peer>`` (eventsim's records of a workload a peer also
+  runs, one per peer measured, :data:`~eventsim.bench.peers.PEERS`): the
+  peer's seconds per sample over eventsim's; 20 means eventsim processes a
+  sample 20 times faster;
+- ``rss_over_<peer>``: eventsim's peak resident set over the peer's;
+  ``rise_over_<peer>``: the same for the rise of the resident set during
   the measured repetition (the part's own memory, without what each
   process held before it: interpreter, libraries, input);
+- ``best_peer``: the peer with the shortest time per sample in the same
+  row (workload, T, threads), and ``speedup_over_best_peer``,
+  ``rss_over_best_peer``, ``rise_over_best_peer``: the ratios against it;
 - ``fraction_of_add_peak`` (conv-scatter): its SynOps/s over the core's float32
   adds/s measured by add-peak, both on one core;
 - ``speedup_over_1_thread`` (records with more threads): the one-thread
@@ -20,7 +24,7 @@ moment), matched on workload, T and threads:
 
 from __future__ import annotations
 
-from eventsim.bench.workloads import PEER
+from eventsim.bench.peers import PEERS
 
 COLUMNS = ("workload", "system", "T", "threads", "ms/sample", "peak MB", "rise MB", "GSynOps/s", "speed-up", "note")
 
@@ -34,23 +38,31 @@ def _ratio(num: float | None, den: float | None) -> float | None:
     return None if num is None or den is None or den <= 0 else num / den
 
 
+def _peer_ratios(mine: dict, peer: dict) -> dict[str, float]:
+    """eventsim's record ``mine`` against a peer's: speed-up, peak memory and memory rise, where both are known."""
+    out = {"speedup": _ratio(peer.get("seconds_per_sample"), mine.get("seconds_per_sample")),
+           "rss": _ratio(mine.get("peak_rss_mb"), peer.get("peak_rss_mb")),
+           "rise": _ratio(mine.get("rss_rise_mb"), peer.get("rss_rise_mb"))}
+    return {name: value for name, value in out.items() if value is not None}
+
+
 def with_ratios(records: list[dict]) -> list[dict]:
     """Copies of ``records`` with the ratios of the module docstring added where both sides were measured."""
     seconds = {_key(r): r.get("seconds_per_sample") for r in records}
-    rss = {_key(r): r.get("peak_rss_mb") for r in records}
-    rise = {_key(r): r.get("rss_rise_mb") for r in records}
     adds = next((r.get("adds_per_s") for r in records if r["workload"] == "add-peak"), None)
     out = []
     for r in records:
         r = dict(r)
         mine = r.get("seconds_per_sample")
-        peer = _key(r, system=PEER)
-        if r["system"].startswith("eventsim") and peer in seconds:
-            for name, value in (("speedup_over_snntorch", _ratio(seconds[peer], mine)),
-                                ("rss_over_snntorch", _ratio(r.get("peak_rss_mb"), rss[peer])),
-                                ("rise_over_snntorch", _ratio(r.get("rss_rise_mb"), rise[peer]))):
-                if value is not None:
-                    r[name] = value
+        if r["system"].startswith("eventsim"):
+            peers = [p for p in records if p["system"] in PEERS and _key(p, system=r["system"]) == _key(r)
+                     and _ratio(p.get("seconds_per_sample"), mine) is not None]
+            for p in peers:
+                r.update({f"{name}_over_{p['system']}": value for name, value in _peer_ratios(r, p).items()})
+            if peers:
+                best = min(peers, key=lambda p: p["seconds_per_sample"])
+                r["best_peer"] = best["system"]
+                r.update({f"{name}_over_best_peer": value for name, value in _peer_ratios(r, best).items()})
         if r["workload"] == "conv-scatter" and _ratio(r.get("synops_per_s"), adds) is not None:
             r["fraction_of_add_peak"] = r["synops_per_s"] / adds
         if r["workload"] == "cluster-train" and r["system"] != "process":
@@ -100,12 +112,19 @@ def _note(r: dict) -> str:
                      f"{r['bytes_per_step'] / 1e6:.3g} MB)")
         if "efficiency_vs_process" in r:
             parts.append(f"{100 * r['efficiency_vs_process']:.3g} % of the process's speed")
-    if "rss_over_snntorch" in r:
-        parts.append(f"peak memory {r['rss_over_snntorch']:.3g}x snnTorch's")
+    if "best_peer" in r:
+        title = PEERS[r["best_peer"]].title
+        memory = f", peak memory {r['rss_over_best_peer']:.3g}x {title}'s" if "rss_over_best_peer" in r else ""
+        parts.append(f"best peer {title}{memory}")
     if "hidden_rate" in r:
         parts.append(f"hidden {100 * r['hidden_rate']:.3g} % per step")
     if "spike_counts_equal" in r:
         parts.append(_agreement(r))
+    if "predictions_equal" in r:
+        parts.append(f"vs eventsim: readout {r['readout_max_difference']:.2g}, "
+                     f"predictions {100 * r['predictions_equal']:.4g} % equal")
+    if "backward_note" in r:
+        parts.append(r["backward_note"])
     if "speedup_over_1_thread" in r:
         parts.append(f"{r['speedup_over_1_thread']:.3g}x over 1 thread")
     return "; ".join(parts)
@@ -113,7 +132,7 @@ def _note(r: dict) -> str:
 
 def row(r: dict) -> tuple[str, ...]:
     """One table row: the cells of :data:`COLUMNS` for record ``r``."""
-    speedup = r.get("speedup_over_snntorch")
+    speedup = r.get("speedup_over_best_peer")
     return (
         r["workload"], r["system"], "-" if r["T"] is None else str(r["T"]), str(r["threads"]),
         _number(r.get("seconds_per_sample"), 1e3), _number(r.get("peak_rss_mb"), form=".1f"),
@@ -125,8 +144,8 @@ def row(r: dict) -> tuple[str, ...]:
 def table(records: list[dict]) -> str:
     """The records as one aligned text table, per T and thread setting as measured.
 
-    ``speed-up`` is snnTorch's time per sample over eventsim's (same
-    workload, T and threads); ``rise MB`` is how far the peak resident set
+    ``speed-up`` is the best peer's time per sample over eventsim's (same
+    workload, T and threads; the note names that peer); ``rise MB`` is how far the peak resident set
     rose above what was resident before the measured repetition.
     """
     rows = [COLUMNS] + [row(r) for r in records]

@@ -1,15 +1,16 @@
-"""A benchmark run: which cases, in which order, and the peer skipped where it cannot run."""
+"""A benchmark run: which cases, in which order, in interleaved rounds, the peers skipped where they cannot run."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TextIO
 
-from eventsim.bench import peer
 from eventsim.bench.measure import measure
+from eventsim.bench.peers import PEERS
 from eventsim.bench.report import with_ratios
-from eventsim.bench.workloads import DEFAULT_DENSITY, PEER, PER_CORE, RECURRENT, STEPLESS, WORKLOADS, Case
+from eventsim.bench.workloads import DEFAULT_DENSITY, PER_CORE, RECURRENT, STEPLESS, WORKLOADS, Case
 from eventsim.datasets import NMNIST
 from eventsim.errors import OptionError, check_choice
 
@@ -49,7 +50,14 @@ def run_bench(
     density: float = DEFAULT_DENSITY,
     progress: TextIO | str | None = "stderr",
 ) -> list[dict]:
-    """Measure every case of the run, each in a fresh process; the records with their ratios.
+    """Measure every case of the run, each repetition in a fresh process; the records with their ratios.
+
+    The repetitions are interleaved: the run goes over every case
+    ``repeats`` times, one timed repetition per case and round, each in a
+    fresh process (warm-up, the timed repetition, the memory reading), and
+    keeps per case the record of its fastest round. A change of the
+    machine's load during the run (other work starting or ending) then
+    falls on every system alike, not on the cases measured at that moment.
 
     Parameters
     ----------
@@ -57,17 +65,19 @@ def run_bench(
     steps : the values of T
     threads : thread counts (1 and 2 give the scaling from one core to two)
     batch : samples per batch
-    repeats : timed repetitions per case (the best is kept)
+    repeats : rounds, each timing every case once (the fastest is kept)
     data : the data folder holding ``NMNIST/`` (default: ``EVENTSIM_DATA``, then the user folder)
     density : input spikes per channel and step of the recurrent CubaLIF workloads
-    progress : where one line per finished case goes: a stream, "stderr" (the default) or None (silent)
+    progress : where one line per finished measurement goes: a stream, "stderr" (the default) or None (silent)
 
     Returns
     -------
     list of dict
-        One record per case (:mod:`eventsim.bench.worker`); the peer's
-        records carry ``skipped`` with the reason when torch or snntorch is
-        missing. Ratios: :func:`eventsim.bench.report.with_ratios`.
+        One record per case (:mod:`eventsim.bench.worker`), ``repeats``
+        its number of rounds; a peer's records carry ``skipped`` with the
+        reason when its packages are missing
+        (:meth:`~eventsim.bench.peers.lenet.Peer.missing_reason`). Ratios:
+        :func:`eventsim.bench.report.with_ratios`.
     """
     for w in workloads:
         check_choice("workload", w, tuple(WORKLOADS))
@@ -77,20 +87,32 @@ def run_bench(
     if any(w not in STEPLESS | RECURRENT for w in workloads):
         NMNIST(data, "train")  # no data: say so now, not after the first measurements
     stream = sys.stderr if progress == "stderr" else progress
-    missing = peer.missing_reason()
+    missing = {name: peer.missing_reason() for name, peer in PEERS.items()}
     todo = cases(workloads, steps, threads, batch, repeats, data, density)
-    records = []
-    for i, case in enumerate(todo, 1):
-        if case.system == PEER and missing:
-            record = {**case.identity(), "seconds_per_sample": None, "peak_rss_mb": None, "skipped": missing}
-        else:
-            record = measure(case)
-        records.append(record)
-        if stream is not None:
-            done = record.get("skipped") or record.get("failed") or (
-                f"{1e3 * record['seconds_per_sample']:.4g} ms/sample" if record["seconds_per_sample"] is not None
-                else f"{record['seconds']:.4g} s")
-            stream.write(f"bench [{i}/{len(todo)}] {case.workload} {case.system} T={case.steps} "
-                         f"threads={case.threads}: {done}\n")
-            stream.flush()
-    return with_ratios(records)
+    best: list[dict | None] = [None] * len(todo)
+    for round_ in range(1, repeats + 1):
+        for i, case in enumerate(todo):
+            if missing.get(case.system):
+                if best[i] is None:
+                    best[i] = {**case.identity(), "seconds_per_sample": None, "peak_rss_mb": None,
+                               "skipped": missing[case.system]}
+                continue
+            record = {**measure(replace(case, repeats=1)), "repeats": repeats}
+            if best[i] is None or _faster(record, best[i]):
+                best[i] = record
+            if stream is not None:
+                done = record.get("failed") or (
+                    f"{1e3 * record['seconds_per_sample']:.4g} ms/sample" if record["seconds_per_sample"] is not None
+                    else f"{record['seconds']:.4g} s")
+                stream.write(f"bench [round {round_}/{repeats}, {i + 1}/{len(todo)}] {case.workload} {case.system} "
+                             f"T={case.steps} threads={case.threads}: {done}\n")
+                stream.flush()
+    return with_ratios([record for record in best if record is not None])
+
+
+def _faster(record: dict, than: dict) -> bool:
+    """Whether ``record`` is a better measurement of its case than ``than``: measured where the other
+    failed, or a shorter timed repetition."""
+    if "failed" in record or "failed" in than:
+        return "failed" in than and "failed" not in record
+    return record["seconds"] < than["seconds"]

@@ -14,10 +14,13 @@ workload            systems           one repetition
 ==================  ================  ==========================================================
 lenet-nmnist-train  eventsim-lee2020  one training step (:func:`eventsim.learning.trainer.train_step`):
                     eventsim-bptt     forward with the rule's records, Lee's MSE, the rule's
-                    snntorch          gradients, one Adam update; snnTorch: BPTT through the same
-                                      network with the same weights (:mod:`eventsim.bench.peer`)
+                    snntorch          gradients, one Adam update; the peers: BPTT through the same
+                    norse             network with the same weights, Lee's MSE, Adam
+                    spikingjelly      (:mod:`eventsim.bench.peers`; each peer's readout is checked
+                    sinabs            against eventsim's before it is timed)
+                    pytorch
 lenet-nmnist-infer  eventsim          the forward pass of the batch
-                    snntorch
+                    (the peers)
 conv-scatter        eventsim          the first convolution's event scatter
                                       (:func:`eventsim.kernels.conv_scatter`) of the batch, in the
                                       windows the network uses; one core
@@ -65,21 +68,24 @@ import numpy as np
 from eventsim import kernels
 from eventsim.bench import peak, peer, recurrent
 from eventsim.bench.cluster import cluster_epoch
+from eventsim.bench.peers import PEERS
+from eventsim.bench.peers.lenet import LeNet, check_readout, time_major, training_step
 from eventsim.datasets import NMNIST
 from eventsim.encoders.binning import bin_events
 from eventsim.errors import OptionError, check_choice
 from eventsim.events import Events
-from eventsim.layers import LIF, Conv2d
+from eventsim.layers import Conv2d
 from eventsim.learning.losses import loss_from_config, one_hot
 from eventsim.learning.runs import Job, interleaved_classes
 from eventsim.learning.trainer import batch_of, train_step
 from eventsim.network import WINDOW_ELEMENTS, Network
 
+#: The peer of the recurrent CubaLIF workloads.
 PEER = "snntorch"
 #: The systems measured on each workload, eventsim's first.
 WORKLOADS: dict[str, tuple[str, ...]] = {
-    "lenet-nmnist-train": ("eventsim-lee2020", "eventsim-bptt", PEER),
-    "lenet-nmnist-infer": ("eventsim", PEER),
+    "lenet-nmnist-train": ("eventsim-lee2020", "eventsim-bptt", *PEERS),
+    "lenet-nmnist-infer": ("eventsim", *PEERS),
     "conv-scatter": ("eventsim",),
     "add-peak": ("machine",),
     "nmnist-epoch-data": ("eventsim-lee2020",),
@@ -190,35 +196,33 @@ def _eventsim_lenet(case: Case, rule: str | None) -> Prepared:
     return Prepared(fresh, case.batch, {"synops": synops})
 
 
-def _snntorch_lenet(case: Case, train: bool) -> Prepared:
-    """The same LeNet, weights and batch on snnTorch: a BPTT step (Lee's MSE, Adam) or inference."""
-    torch, snntorch = peer.require()
+def _peer_lenet(case: Case, train: bool) -> Prepared:
+    """The same LeNet, weights and batch in a peer framework (:mod:`eventsim.bench.peers`): a BPTT step
+    (Lee's MSE, Adam) or inference, once its readout on the batch has been checked against eventsim's."""
+    system = PEERS[case.system]
+    torch = system.require()
     torch.set_num_threads(case.threads)
     job = _job(case, "bptt")
     events, labels = nmnist_batch(case, job)
-    x = torch.from_numpy(np.ascontiguousarray(events.to_dense().swapaxes(0, 1)))  # (T, B, 2, 34, 34)
+    network = _network(job)
+    lenet, x = LeNet.of(network), time_major(events)
+    facts = check_readout(system, system.build(lenet, case.batch), x, network.run(events).output)
+    if train and system.backward_note:
+        facts["backward_note"] = system.backward_note
     target = torch.from_numpy(one_hot(labels, 10, np.float32))
-    beta = next(layer for layer in _network(job).walk() if isinstance(layer, LIF)).leak
 
     def fresh() -> Callable[[], None]:
-        module = peer.snntorch_lenet(beta=beta, spike_grad=snntorch.surrogate.fast_sigmoid())
-        peer.load_weights(module, _network(job))
-        if not train:
-            def infer() -> None:
-                with torch.no_grad():
-                    module(x)
-            return infer
-        optimizer = torch.optim.Adam(module.parameters(), lr=job.lr)
+        module = system.build(lenet, case.batch)
+        if train:
+            return training_step(system, module, x, target, job.lr)
+        laid_out = system.layout(x)
 
-        def step() -> None:
-            optimizer.zero_grad(set_to_none=True)
-            _, potential = module(x)
-            error = potential / job.steps - target  # readout U_L[T] / T against the one-hot label
-            (0.5 * (error**2).sum(1).mean()).backward()
-            optimizer.step()
-        return step
+        def infer() -> None:
+            with torch.no_grad():
+                system.readout(module, laid_out)
+        return infer
 
-    return Prepared(fresh, case.batch)
+    return Prepared(fresh, case.batch, facts=lambda: facts)
 
 
 def _conv_scatter(case: Case) -> Prepared:
@@ -351,9 +355,9 @@ def prepare(case: Case) -> Prepared:
     builders: dict[tuple[str, str], Callable[[Case], Prepared]] = {
         ("lenet-nmnist-train", "eventsim-lee2020"): partial(_eventsim_lenet, rule="lee2020"),
         ("lenet-nmnist-train", "eventsim-bptt"): partial(_eventsim_lenet, rule="bptt"),
-        ("lenet-nmnist-train", PEER): partial(_snntorch_lenet, train=True),
         ("lenet-nmnist-infer", "eventsim"): partial(_eventsim_lenet, rule=None),
-        ("lenet-nmnist-infer", PEER): partial(_snntorch_lenet, train=False),
+        **{("lenet-nmnist-train", system): partial(_peer_lenet, train=True) for system in PEERS},
+        **{("lenet-nmnist-infer", system): partial(_peer_lenet, train=False) for system in PEERS},
         ("conv-scatter", "eventsim"): _conv_scatter,
         ("add-peak", "machine"): _add_peak,
         ("nmnist-epoch-data", "eventsim-lee2020"): _epoch_data,
