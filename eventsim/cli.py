@@ -10,7 +10,7 @@
     eventsim conform --candidate mymodule:factory [--examples N] test an implementation against eventsim
     eventsim conform-matrix [--examples N] [--markdown PATH]     judge every installed SNN framework
     eventsim run --graph NET.nir --input SPIKES.npz --steps T --out OUT.npz   every node's output
-    eventsim bench [--steps 25 100 300] [--threads 2] [--json]   eventsim against snnTorch and the machine
+    eventsim bench [--steps 25 100 300] [--threads 2] [--json]   eventsim against its CPU peers and the machine
 
 This module only parses arguments and calls :mod:`eventsim.learning.runs`,
 :mod:`eventsim.learning.zoo`, :mod:`eventsim.plots` and :mod:`eventsim.bench`. Errors a user can act
@@ -509,18 +509,22 @@ def parser() -> argparse.ArgumentParser:
     from eventsim.bench.workloads import DEFAULT_DENSITY, WORKLOADS
 
     b = sub.add_parser(
-        "bench", help="time eventsim against snnTorch and the machine's limit (a table, or JSON records)",
-        description="Each case runs in a fresh process: warm-up, best of --repeats, peak resident memory of the "
-        "measured part. Workloads: Lee's N-MNIST LeNet5 training step (lee2020, bptt, snnTorch BPTT) and inference, "
+        "bench", help="time eventsim against its CPU peers (snnTorch, Norse, SpikingJelly, sinabs, plain PyTorch) "
+                      "and the machine's limit (a table, or JSON records)",
+        description="The run goes --repeats times over every case (interleaved rounds), each time in a fresh "
+        "process: warm-up, one timed repetition, peak resident memory of the measured part; the fastest round is "
+        "kept. Workloads: Lee's N-MNIST LeNet5 training step (lee2020, bptt, the peers' BPTT) and inference, "
         "the first convolution's event scatter and the core's float32 add throughput (one core each), an epoch's "
         "data work; a recurrent CubaLIF network (700-256-20, snnTorch RSynaptic as the peer) on seeded Bernoulli "
-        "input, forward and forward+backward. The snnTorch rows need the snntorch extra; without it they are "
-        "reported as skipped.",
+        "input, forward and forward+backward; an epoch in one process and on a local Dask cluster "
+        "(cluster-train, with the scaling model of docs/cluster.md). A peer whose packages are missing is "
+        "reported as skipped, with the command that installs them.",
     )
     b.add_argument("--steps", type=int, nargs="+", default=list(DEFAULT_STEPS), help="time steps T (default: 25 100 300)")
     b.add_argument("--threads", type=int, nargs="+", default=[2], help="thread counts; 1 2 gives the scaling (default: 2)")
     b.add_argument("--batch", type=int, default=16, help="samples per batch (default: 16)")
-    b.add_argument("--repeats", type=int, default=3, help="timed repetitions per case, the best kept (default: 3)")
+    b.add_argument("--repeats", type=int, default=3,
+                   help="rounds over every case, each timing it once in a fresh process, the fastest kept (default: 3)")
     b.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS), metavar="WORKLOAD",
                    help=f"default: all ({', '.join(WORKLOADS)})")
     b.add_argument("--density", type=float, default=DEFAULT_DENSITY,

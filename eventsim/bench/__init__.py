@@ -1,10 +1,12 @@
-"""``eventsim bench``: eventsim against snnTorch and against the machine's limit, in the same run.
+"""``eventsim bench``: eventsim against its CPU peers and against the machine's limit, in the same run.
 
 - :mod:`~eventsim.bench.workloads`: the workloads (Lee's N-MNIST LeNet5
   training step and inference, the first convolution's event scatter, the
   core's float32 add throughput, an epoch's data work, the recurrent CubaLIF
   network's forward and forward+backward) and the systems run on each;
 - :mod:`~eventsim.bench.peer`: the same LeNet in snnTorch (the ``snntorch`` extra);
+- :mod:`~eventsim.bench.peers`: the same LeNet in snnTorch, Norse, SpikingJelly, sinabs and plain
+  PyTorch, each checked against eventsim's readout before it is timed;
 - :mod:`~eventsim.bench.recurrent`: a recurrent CubaLIF network (700-256-20)
   in eventsim and in snnTorch (``RSynaptic``), on seeded input, and how far
   the two systems' results are from each other;

@@ -36,7 +36,9 @@ def measure(case: Case) -> dict:
     line it wrote) rather than ending the run, except for an error eventsim
     raises on purpose (bad data, bad options), which is raised here.
     """
-    env = {**os.environ, **thread_environment(case.threads)}
+    # torch's OpenMP threads spin-wait by default: on a loaded machine 2 threads ran 17x slower than 1.
+    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
+           **thread_environment(case.threads)}
     proc = subprocess.run([sys.executable, "-m", "eventsim.bench.worker", json.dumps(asdict(case))],
                           capture_output=True, text=True, env=env, check=False)
     lines = proc.stdout.strip().splitlines()
