@@ -298,3 +298,34 @@ def test_a_dataset_declaring_more_than_the_limit_is_refused_before_allocation(gr
     assert graph.stat().st_size < 100_000
     code, err = _run(graph, capsys)
     assert code == 2 and "above the limit" in err and "EVENTSIM_MAX_BYTES" in err
+
+
+def test_a_refused_graph_leaves_no_hdf5_lock_held(tmp_path, saved):
+    """h5py iterates a group's items holding its global lock across yields: a node refused in the middle of
+    that iteration must not leave the lock held (by the error's traceback), or the next thread that frees an
+    h5py object (a pool thread's garbage collection) waits for it forever."""
+    import gc
+    import threading
+
+    from h5py._objects import phil
+
+    path = _mutated(tmp_path, saved, "conv1/groups", b"abc")
+    gc.disable()  # a collection would free the suspended iteration by chance
+    try:
+        with pytest.raises(NIRError, match="field 'groups'") as info:
+            load(path)
+        taken = []
+
+        def try_lock() -> None:
+            got = phil.acquire(False)  # h5py's lock takes no timeout: ask without waiting
+            taken.append(got)
+            if got:
+                phil.release()
+
+        other = threading.Thread(target=try_lock)
+        other.start()
+        other.join()
+        assert taken == [True], "h5py's lock is still held after the refused file"
+        del info
+    finally:
+        gc.enable()

@@ -200,7 +200,9 @@ class _Reader:
         if not self.is_group(group["nodes"]):
             raise error("'nodes' is not a group of nodes")
         prefix = f"{name}." if name else ""
-        nodes = {inner: self.node(inner, node, prefix, depth) for inner, node in group["nodes"].items()}
+        # h5py iterates items holding its global lock across yields: read them all first, so that a
+        # node refused midway leaves no suspended iteration (and no lock) behind in the error's traceback.
+        nodes = {inner: self.node(inner, node, prefix, depth) for inner, node in list(group["nodes"].items())}
         where = Field(name or "graph", "NIRGraph", "edges")
         return self.nir.NIRGraph(nodes=nodes, edges=self.edges(group, where),
                                  metadata=self.metadata(group, name or "graph", "NIRGraph"), type_check=False)
