@@ -80,7 +80,9 @@ def test_every_generated_case_stays_within_its_state_features(data, features):
 def test_together_the_switches_generate_every_feature():
     seen: set = set()
 
-    @settings(max_examples=150, database=None)
+    # Derandomized: whether 150 random cases happen to hold every feature is chance (about one run in
+    # eight lacked a per-neuron delay); fixed draws make it a fact about the strategies.
+    @settings(max_examples=150, database=None, derandomize=True)
     @given(case=net_cases(features=ALL_STATE))
     def collect(case):
         for layer in case.network.walk():
