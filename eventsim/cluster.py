@@ -48,6 +48,13 @@ WAIT_VAR = "EVENTSIM_CLUSTER_WAIT"
 DEFAULT_WAIT = 120.0
 #: What the workers must share with this process for bit-identical results.
 VERSIONED = ("eventsim", "numpy", "numba")
+#: Dask settings of the workers of a local cluster. Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in its
+#: workers, which turns off glibc's adaptive mmap threshold: every buffer of a step is then mapped and
+#: unmapped again, and a training step ran 1.7x slower (measured on the N-MNIST LeNet); Dask's sampling
+#: profiler interrupts the kernels' Python glue every 10 ms. docs/cluster.md gives the same settings for
+#: workers started by hand.
+WORKER_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+                 "distributed.worker.profile.enabled": False}
 
 
 @dataclass(frozen=True)
@@ -150,6 +157,7 @@ class Cluster:
         require("distributed", "--cluster")
         import logging
 
+        import dask
         from distributed import Client, LocalCluster
 
         self.spec = spec
@@ -161,7 +169,7 @@ class Cluster:
             threads = threads or max(1, (os.cpu_count() or 1) // workers)
             # Processes, not threads: the workers must survive one another's
             # death, and the kernels already use threads inside a worker.
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), dask.config.set(WORKER_CONFIG):
                 # Dask probes its dashboard's port even with the dashboard off, and warns when
                 # another cluster holds it: nothing this command does depends on it.
                 warnings.filterwarnings("ignore", message="Port .* is already in use")
