@@ -164,9 +164,9 @@ class Cluster:
         self._local = None
         self._kept: dict[int, tuple[Any, Any]] = {}
         if spec.address is None:
-            workers = spec.workers or max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                                          else os.cpu_count() or 1)
-            threads = threads or max(1, (os.cpu_count() or 1) // workers)
+            cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+            workers = spec.workers or cpus
+            threads = threads or max(1, cpus // workers)
             # Processes, not threads: the workers must survive one another's
             # death, and the kernels already use threads inside a worker.
             with warnings.catch_warnings(), dask.config.set(WORKER_CONFIG):
