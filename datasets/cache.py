@@ -32,6 +32,7 @@ from eventsim.errors import DataError, EventsimError
 from eventsim.events import Events
 from eventsim.hdf5 import open_hdf5, read_attr, read_dataset, read_json_attr
 from eventsim.progress import progress_bar
+from eventsim.datasets.samples import sample_index
 
 FORMAT = "eventsim-encoded-samples"
 VERSION = 1
@@ -49,9 +50,7 @@ class EncodedSamples(Sequence):
         return self.events.batch
 
     def __getitem__(self, i: int) -> tuple[Events, int]:  # type: ignore[override]
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"sample {i} is outside the {len(self)} samples")
-        i %= len(self)
+        i = sample_index(i, len(self))
         return self.events.sample(i), int(self.labels[i])
 
     def __repr__(self) -> str:

@@ -40,6 +40,7 @@ from eventsim.errors import DataError, EventsError, OptionError, check_choice
 from eventsim.limits import check_size
 from eventsim.reading import read_npy_header
 from eventsim.reading import fill, open_regular
+from eventsim.datasets.samples import sample_index
 
 FOLDER = "DVSGesture"
 SPLITS = {"train": "ibmGestureTrain", "test": "ibmGestureTest"}
@@ -144,8 +145,7 @@ class DVSGesture:
         return len(self.files)
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"sample {i} is outside this split's {len(self)} samples")
+        i = sample_index(i, len(self))
         return read_gesture(self.files[i]), int(self.labels[i])
 
     def binned(

@@ -34,6 +34,7 @@ from eventsim.datasets.folders import find, user_folder
 from eventsim.encoders.binning import bin_events
 from eventsim.limits import check_size
 from eventsim.reading import open_regular
+from eventsim.datasets.samples import sample_index
 
 SENSOR = (34, 34)  #: (H, W)
 RECORDING_DTYPE = np.dtype([("x", np.int16), ("y", np.int16), ("t", np.int64), ("p", np.int8)])
@@ -192,8 +193,7 @@ class NMNIST:
         return len(self.files)
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"sample {i} is outside this split's {len(self)} samples")
+        i = sample_index(i, len(self))
         recording = read_nmnist(self.files[i])
         if self.first_saccade_only:
             recording = recording[recording["t"] < SACCADE_US]

@@ -37,6 +37,7 @@ from eventsim.errors import DataError, check_choice
 from eventsim.hdf5 import open_hdf5, read_dataset
 from eventsim.limits import check_size
 from eventsim.reading import open_regular
+from eventsim.datasets.samples import sample_index
 
 FOLDER = "SHD"
 FILES = {"train": "shd_train.h5", "test": "shd_test.h5"}
@@ -79,9 +80,7 @@ class SHD:
         return int(self.labels.shape[0])
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"sample {i} is outside this split's {len(self)} samples")
-        i %= len(self)
+        i = sample_index(i, len(self))
         part = slice(self._starts[i], self._starts[i + 1])
         recording = np.empty(part.stop - part.start, RECORDING_DTYPE)
         # tonic's conversion: seconds in float64 times 1e6, truncated to whole microseconds.

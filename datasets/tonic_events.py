@@ -39,6 +39,7 @@ from eventsim.encoders.binning import VALUES, bin_events
 from eventsim.encoders.inputs import check_dtype
 from eventsim.errors import EventsError, OptionError, check_choice
 from eventsim.events import Events
+from eventsim.datasets.samples import sample_index
 
 #: tonic's sensor size ``(W, H, P)``.
 _SensorSize = tuple[int, int, int]
@@ -246,9 +247,7 @@ class TonicSamples(Sequence):
         return len(self.dataset)
 
     def __getitem__(self, i: int) -> tuple[Events, int]:  # type: ignore[override]
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"sample {i} is outside the dataset's {len(self)} samples")
-        data, target = self.dataset[i]
+        data, target = self.dataset[sample_index(i, len(self))]
         label = np.asarray(target)
         if label.shape != () or label.dtype.kind not in "iu" or int(label) < 0:
             raise OptionError(f"item {i}: target {target!r} is not a class index (an integer >= 0)")
