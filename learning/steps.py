@@ -31,7 +31,8 @@ import numpy as np
 from eventsim.errors import OptionError
 from eventsim.events import Events
 from eventsim.network import Network
-from eventsim.norm import apply_running_statistics, run_moments
+from eventsim.norm import apply_running_statistics, normed_layers, run_moments
+from eventsim.threads import ordered_map
 from eventsim.learning.chunks import chunk_bounds, tree_sum
 from eventsim.learning.losses import Loss
 from eventsim.learning.optimizers import Optimizer
@@ -86,10 +87,36 @@ def mask_rows(masks: dict[str, np.ndarray], start: int, stop: int) -> dict[str, 
     return {name: m[start:stop] for name, m in masks.items()}
 
 
+#: What a forward run records per step: T x neurons arrays, per sample.
+PER_STEP = frozenset({"spikes", "potentials", "currents", "synaptic"})
+
+
+def one_sample_at_a_time(network: Network, rule: Rule) -> bool:
+    """Whether a chunk runs forward and backward one sample per task instead of the whole chunk at once.
+
+    So when the rule reads per-step records (``bptt``, ``lee2020-code``),
+    whose memory is T x neurons per sample, and the network has no
+    input-current norm (whose batch statistics tie the chunk's samples
+    together): then only one sample's records per thread are alive at once,
+    and the numbers are those of chunks of one sample, which are those of
+    any chunk size (:func:`merge`).
+    """
+    return bool(PER_STEP & set(rule.records)) and not normed_layers(network)
+
+
 def chunk_result(network: Network, rule: Rule, loss: Loss, events: Events, labels: np.ndarray, *,
                  batch: int, masks: dict[str, np.ndarray]) -> ChunkResult:
     """Forward in training mode with ``masks``, the loss as a share of a batch of ``batch``, the gradients by ``rule``."""
     started = time.perf_counter()
+    if one_sample_at_a_time(network, rule) and len(labels) > 1:
+        # The samples' tasks run on the thread pool; each one's forward and
+        # backward then run inside it, one after the other (eventsim.threads).
+        parts = list(ordered_map(
+            lambda b: chunk_result(network, rule, loss, events.samples(b, b + 1), labels[b : b + 1], batch=batch,
+                                   masks=mask_rows(masks, b, b + 1)),
+            range(len(labels))))
+        whole = merge(parts)
+        return ChunkResult(whole.grads, whole.losses, whole.correct, [{}], [time.perf_counter() - started])
     records = set(rule.records) | ({"counts"} if loss.reads == "counts" else set())
     result = network.run(events, record=records, train=True, masks=masks)
     moments = run_moments(network, result)
