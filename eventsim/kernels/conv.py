@@ -147,8 +147,8 @@ def conv_weight_grad(grad_w, indptr, index, value, delta, in_hw, out_hw, stride,
 #: Width of the vectors of :func:`conv_transpose`'s micro-kernel, in bytes: one
 #: AVX-512 register (16 float32 or 8 float64 lanes). LLVM's loop vectoriser
 #: keeps to 256-bit vectors on most AVX-512 cores; the micro-kernel names its
-#: vector type itself, so it gets full registers there and is split in halves
-#: where the core has only narrower ones.
+#: vector type itself, so it gets full registers there, and LLVM splits the
+#: vectors where the core has only narrower registers (same results).
 VECTOR_BYTES = 64
 #: Chunks of ``lanes`` positions one call of the micro-kernel sums at once:
 #: each broadcast weight then serves two vectors (one load per 16 arithmetic
@@ -171,33 +171,34 @@ def conv_transpose(grad_in, delta, weight, in_hw, out_hw, stride, padding):
     x + pw - ox*sw)``; inputs no output reaches (stride larger than the
     kernel) get nothing.
 
-    Computed as a gather over the input positions, ``lanes`` positions per
-    vector (16 in float32): per frame the delta is copied channel-first into
-    a *dilated* map (``D[o, oy, ox]`` at ``(oy*sh, ox*sw)``, zeros between and
-    around) whose rows are as long as the input's, so tap ``(ky, kx)`` of
-    input position ``p = y*w + x`` reads the map at ``p + (ph - ky)*w + pw -
-    kx``: one vector load per tap for a whole run of positions, rows wrapping
-    included. The lanes whose column ``x + pw - kx`` falls off the row would
-    read the neighbouring row; their loads are masked to 0. Positions run
-    flat over the map, so no lane is spent on padding (only the last vector
-    of a frame is partly empty), and the kernel is the same for every
-    stride and padding (a stride larger than 1 multiplies the taps that meet
+    Computed as a gather over the input positions, ``lanes`` of them per
+    vector (16 in float32, 8 in float64). Per frame the delta is copied
+    channel-first into a *dilated* map (``D[o, oy, ox]`` at ``(oy*sh,
+    ox*sw)``, zeros between and around) with rows of ``r = max(w, (wo - 1)*sw
+    + 1)`` floats, and the input positions are numbered ``p = y*r + x`` the
+    same way, so tap ``(ky, kx)`` of position p reads the map at ``p + (ph -
+    ky)*r + pw - kx``: one vector load per tap for a whole run of positions,
+    across row ends. Lanes whose column ``x + pw - kx`` lies outside the row
+    would read the neighbouring row; their loads are masked to 0. No lane is
+    spent on padding (r = w unless the padding exceeds half the kernel), only
+    the last vector of a frame is partly empty, and every stride and padding
+    takes the same path (a stride above 1 multiplies the taps that meet the
     zeros of the dilated map).
 
-    The micro-kernel (:func:`_tap_tile`) keeps the sums of ``TILE`` input
-    channels of ``CHUNKS`` vectors of positions in registers over all taps of
-    all output channels; its arithmetic is exactly that of the scatter this
-    kernel replaced, so the result is bit-identical to it (up to the sign of
-    a zero sum): for every input value, blocks of 4 output channels
-    ascending, then ky, then kx, each adding ``(w0*d0 + w1*d1) + (w2*d2 +
-    w3*d3)`` to a sum that starts at 0, the sum then added to ``grad_in``.
-    Taps that would read only zero rows are skipped, the others add ``w * 0``
-    where they meet padding. This fixed order, independent of the thread
-    count, needs one multiplication and one addition per multiply-add (a
-    fused multiply-add would round differently): vectors of 16 floats are
-    what make this faster than the 8-float scatter. Frames whose delta is
-    all 0, and blocks of output channels whose delta is all 0 in a frame,
-    are skipped.
+    Order of summation, fixed by the layer's shape whatever the thread
+    count: for every input value, blocks of 4 output channels ascending,
+    then ky, then kx, each adding ``(w0*d0 + w1*d1) + (w2*d2 + w3*d3)`` to a
+    sum that starts at 0, the sum then added to ``grad_in``. Taps that meet
+    no delta row for any position of a vector are skipped, the others add
+    ``w * 0`` where they meet padding (which changes at most the sign of a
+    zero sum). The order takes a multiplication and an addition per
+    multiply-add (a fused multiply-add would round differently), so the
+    arithmetic bounds the kernel: the micro-kernel (:func:`_tap_tile`)
+    holds the sums of ``TILE`` input channels of ``CHUNKS`` vectors in
+    registers across all taps of all output channels, with full AVX-512
+    vectors where LLVM's own vectoriser would use half as wide. Frames
+    whose delta is all 0, and blocks of output channels whose delta is all
+    0 in a frame, are skipped.
 
     Parameters
     ----------
@@ -398,7 +399,16 @@ def _tap_tile(typingctx, sums, dmap, blocked, live, taps, counts, offsets, c0, n
     """
     if not (isinstance(n_c, types.IntegerLiteral) and isinstance(n_v, types.IntegerLiteral)):
         return None
-    if any(not isinstance(a, types.Array) or a.ndim != 1 or a.layout != "C" for a in (sums, dmap, blocked, live, taps)):
+    arrays = (sums, dmap, blocked, live, taps)
+    if any(not isinstance(a, types.Array) or a.ndim != 1 or a.layout != "C" for a in arrays):
+        return None
+    floats, indices = (sums, dmap, blocked), (live, taps)
+    if any(a.dtype != sums.dtype for a in floats) or any(a.dtype != types.int64 for a in indices):
+        return None
+    if not (isinstance(counts, types.BaseTuple) and isinstance(offsets, types.BaseTuple)):
+        return None
+    scalars = (*counts, *offsets, c0)
+    if len(scalars) != 7 or not all(isinstance(t, types.Integer) for t in scalars):
         return None
     n_c, n_v = n_c.literal_value, n_v.literal_value
     sig = types.void(sums, dmap, blocked, live, taps, counts, offsets, c0, types.literal(n_c), types.literal(n_v))
@@ -413,7 +423,8 @@ def _tap_tile(typingctx, sums, dmap, blocked, live, taps, counts, offsets, c0, n
             return context.cast(builder, value, ty, types.int64)
 
         n_live, n_taps = (integer(builder.extract_value(args[5], i), counts_t[i]) for i in range(2))
-        p0, sums_plane, plane, block_weights = (integer(builder.extract_value(args[6], i), offsets_t[i]) for i in range(4))
+        p0, sums_plane, plane, block_weights = (
+            integer(builder.extract_value(args[6], i), offsets_t[i]) for i in range(4))
         c0_v = integer(args[7], c0_t)
         element = context.get_value_type(signature.args[0].dtype)
         size = context.get_abi_sizeof(element)
