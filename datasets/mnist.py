@@ -186,7 +186,14 @@ class CodedImages:
     - ``"direct"``: :func:`eventsim.encoders.direct.direct`, ``scale`` times
       the pixel as the input current at every step (Ledinauskas et al. 2020,
       Sec. 2.1: the first spiking layer does the encoding).
+
+    An item depends on its index alone and reading one changes nothing, so
+    items may be read in any order and from several threads at once
+    (``independent_items``): :func:`eventsim.learning.steps.batch_of` codes
+    the images of a batch on the thread pool.
     """
+
+    independent_items = True
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, *, steps: int, encoding: str = "rate",
                  scale: float = 1.0, seed: int = 0, dtype: object = np.float32) -> None:

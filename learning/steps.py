@@ -32,7 +32,7 @@ from eventsim.errors import OptionError
 from eventsim.events import Events
 from eventsim.network import Network
 from eventsim.norm import apply_running_statistics, normed_layers, run_moments
-from eventsim.threads import ordered_map
+from eventsim.threads import get_threads, ordered_map
 from eventsim.learning.chunks import chunk_bounds, tree_sum
 from eventsim.learning.losses import Loss
 from eventsim.learning.optimizers import Optimizer
@@ -161,8 +161,27 @@ def local_chunks(network: Network, rule: Rule, loss: Loss, events: Events, label
 
 
 def batch_of(data: Sequence[tuple[Events, int]], indices: Sequence[int]) -> tuple[Events, np.ndarray]:
-    """Stack the samples ``indices`` of ``data`` into one batch."""
-    samples = [data[int(i)] for i in indices]
+    """Stack the samples ``indices`` of ``data`` into one batch.
+
+    A dataset with a true attribute ``independent_items`` (each item depends
+    on its index alone, and items may be read from several threads at once:
+    :class:`eventsim.datasets.mnist.CodedImages`, which codes an image when
+    it is read) is read on the thread pool (:mod:`eventsim.threads`), one
+    task of consecutive samples per thread, so the coding runs in parallel
+    with the same items as read one after the other. Any other dataset is
+    read in order in the calling thread, as its items may depend on it (a
+    transform drawing from a global generator, say).
+    """
+    indices = [int(i) for i in indices]
+
+    def read(group: Sequence[int]) -> list:
+        return [data[int(i)] for i in group]
+
+    if getattr(data, "independent_items", False) and len(indices) > 1:
+        groups = np.array_split(np.asarray(indices), min(get_threads(), len(indices)))
+        samples = [item for group in ordered_map(read, groups) for item in group]
+    else:
+        samples = read(indices)
     for i, (events, _) in zip(indices, samples):
         if not isinstance(events, Events) or events.batch != 1:
             raise OptionError(f"dataset item {int(i)} must be (Events of batch 1, label), got {type(events).__name__}")

@@ -33,6 +33,14 @@ def arrays_in(low=-1.0, high=1.0, shape=SHAPES):
     return hnp.arrays(np.float64, shape, elements=elements)
 
 
+def assert_same_events(a: Events, b: Events) -> None:
+    """The same container field by field: row pointers, indices in their order, values and dtypes."""
+    assert (a.batch, a.steps, a.shape) == (b.batch, b.steps, b.shape)
+    for field in ("indptr", "index", "value"):
+        x, y = getattr(a, field), getattr(b, field)
+        assert x.dtype == y.dtype and np.array_equal(x, y), field
+
+
 def digit(size=28):
     """A blocky 7-like stroke on black, values in {0, 1}."""
     img = np.zeros((size, size))
@@ -69,6 +77,18 @@ def test_rate_is_its_formula_and_signs_follow_x(x, steps, seed, dtype):
     assert np.all(dense[dense != 0] == sign[dense != 0])
 
 
+@given(x=arrays_in(), steps=st.integers(1, 6), seed=SEEDS, dtype=DTYPES, scale=st.sampled_from([1.0, 0.5, 0.3]))
+def test_rate_events_are_laid_out_as_from_dense_of_the_formula(x, steps, seed, dtype, scale):
+    # The events are written straight into their container; from_dense of the
+    # dense formula fixes the layout (rows b * T + t, indices ascending, valid
+    # events that pass Events' own checks).
+    u = np.random.default_rng(seed).random((x.shape[0], steps) + x.shape[1:])
+    expected = Events.from_dense((np.sign(x)[:, None] * (np.abs(scale * x)[:, None] > u)).astype(dtype))
+    events = rate(x, steps, uniforms=u, scale=scale, dtype=dtype)
+    assert_same_events(events, expected)
+    Events(events.indptr, events.index, events.value, batch=events.batch, steps=steps, shape=events.shape)
+
+
 @given(x=arrays_in(), steps=st.integers(1, 6), seed=SEEDS)
 def test_rate_rng_draws_the_documented_uniforms(x, steps, seed):
     from_rng = rate(x, steps, rng=np.random.default_rng(seed))
@@ -102,6 +122,19 @@ def test_direct_repeats_x_at_every_step(x, steps, dtype):
     for t in range(steps):
         np.testing.assert_array_equal(dense[:, t], x.astype(dtype))
     assert events.n_events == steps * np.count_nonzero(x.astype(dtype))
+
+
+@given(x=arrays_in(-4.0, 4.0), steps=st.integers(1, 5), dtype=DTYPES)
+def test_direct_events_are_laid_out_as_from_dense_of_x_repeated(x, steps, dtype):
+    expected = Events.from_dense(np.repeat(x.astype(dtype)[:, None], steps, axis=1))
+    assert_same_events(direct(x, steps, dtype=dtype), expected)
+
+
+def test_direct_drops_entries_that_round_to_zero_in_its_dtype():
+    x = np.array([[1e-50, 0.0, -3.0], [0.0, 0.0, 0.0]])
+    events = direct(x, 2, dtype=np.float32)
+    assert events.n_events == 2 and list(events.index) == [2, 2] and list(events.value) == [-3.0, -3.0]
+    assert list(events.indptr) == [0, 1, 2, 2, 2]
 
 
 # ------------------------------------------------------------------- latency
