@@ -98,6 +98,22 @@ def test_rate_rng_draws_the_documented_uniforms(x, steps, seed):
     np.testing.assert_array_equal(rate(x, steps, uniforms=u).to_dense(), from_uniforms.to_dense())
 
 
+def test_rate_leaves_the_generator_where_its_documented_call_does():
+    used, called = np.random.default_rng(4), np.random.default_rng(4)
+    rate(np.full((3, 2, 5), 0.5), 7, rng=used)
+    called.random((3, 7, 2, 5))
+    assert used.bit_generator.state == called.bit_generator.state
+
+
+@given(x=arrays_in(), steps=st.integers(1, 6), seed=SEEDS)
+def test_rate_with_a_generator_per_sample_codes_each_sample_as_alone(x, steps, seed):
+    alone = [rate(x[b : b + 1], steps, rng=np.random.default_rng((seed, b))) for b in range(x.shape[0])]
+    together = rate(x, steps, rng=[np.random.default_rng((seed, b)) for b in range(x.shape[0])])
+    assert_same_events(together, Events.concat(alone))
+    u = np.stack([np.random.default_rng((seed, b)).random((steps,) + x.shape[1:]) for b in range(x.shape[0])])
+    assert_same_events(together, rate(x, steps, uniforms=u))
+
+
 def test_rate_same_seed_same_events_other_seed_other_events():
     x = np.full((2, 50), 0.5)
     a, b, c = (rate(x, 20, rng=np.random.default_rng(s)) for s in (3, 3, 4))
@@ -318,7 +334,10 @@ GEN = np.random.default_rng(0)
          r"rate: \|scale \* x\| must be in \[0, 1\], got 2.0 at index \(0, 0\); scale the input"),
         (lambda: rate(X, 3), OptionError, "rate: give exactly one of rng"),
         (lambda: rate(X, 3, rng=GEN, uniforms=np.zeros((2, 3, 4))), OptionError, "exactly one of rng"),
-        (lambda: rate(X, 3, rng=0), OptionError, "rate: rng must be a numpy.random.Generator, got int"),
+        (lambda: rate(X, 3, rng=0), OptionError,
+         r"rate: rng must be a numpy.random.Generator or a list of them \(one per sample\), got int"),
+        (lambda: rate(X, 3, rng=[GEN, 0]), OptionError, "rate: rng must be a numpy.random.Generator or a list"),
+        (lambda: rate(X, 3, rng=[GEN]), OptionError, "rate: rng holds 1 generators for 2 samples; give one per"),
         (lambda: rate(X, 3, uniforms=np.zeros((2, 4, 4))), EventsError, r"uniforms must have shape .* \(2, 3, 4\)"),
         (lambda: rate(X, 1, uniforms=np.ones((2, 1, 4))), EventsError, r"uniforms must lie in \[0, 1\)"),
         (lambda: rate(X, 1, uniforms=np.zeros((2, 1, 4), int)), EventsError, "uniforms must be a float array"),

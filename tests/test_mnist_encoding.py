@@ -2,9 +2,10 @@
 
 An item of :class:`CodedImages` is checked against the documented draw (the
 uniforms of ``numpy.random.default_rng((seed, i))``, compared with the
-scaled pixels), and ``batch_of`` against reading the items one by one: the
-same events, bit for bit, on 1, 2 or 3 threads. Datasets that do not say
-their items are independent are read in order in the calling thread.
+scaled pixels); ``read_batch`` against stacking the items, and ``batch_of``
+against reading the items one by one: the same events, bit for bit, on 1, 2
+or 3 threads. A dataset without ``read_batch`` is read item by item, in
+order, in the calling thread.
 """
 
 from __future__ import annotations
@@ -58,6 +59,16 @@ def test_an_item_is_its_documented_draw(scale, dtype):
 
 
 @pytest.mark.parametrize("encoding", ["rate", "direct"])
+def test_read_batch_stacks_the_items(encoding):
+    pixels, labels = images(9)
+    data = CodedImages(pixels, labels, steps=STEPS, encoding=encoding, scale=0.5, seed=3, dtype=np.float64)
+    indices = [8, 0, 3, 3, -1]
+    events, got = data.read_batch(indices)
+    assert_same_events(events, Events.concat([data[i][0] for i in indices]))
+    assert got.dtype == np.int64 and list(got) == [int(labels[i]) for i in indices]
+
+
+@pytest.mark.parametrize("encoding", ["rate", "direct"])
 def test_batch_of_codes_the_same_events_on_any_number_of_threads(encoding):
     pixels, labels = images(11)
     data = CodedImages(pixels, labels, steps=STEPS, encoding=encoding, scale=0.5, seed=3)
@@ -71,53 +82,68 @@ def test_batch_of_codes_the_same_events_on_any_number_of_threads(encoding):
 
 
 class Recorded:
-    """Items of batch 1 that note which thread read them, in which order."""
+    """Items of batch 1 (value i + 1 at sample i) that note which thread read them, in which order."""
 
-    def __init__(self, n: int, *, independent: bool) -> None:
+    def __init__(self, n: int) -> None:
         self.items = [Events.from_dense(np.full((1, 2, 3), i + 1.0)) for i in range(n)]
-        self.reads: list[tuple[int, str]] = []
-        if independent:
-            self.independent_items = True
+        self.reads: list[tuple[list[int], str]] = []
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, i: int):
-        self.reads.append((i, threading.current_thread().name))
+        self.reads.append(([i], threading.current_thread().name))
         return self.items[i], i
 
 
-def test_independent_items_are_read_on_the_pool():
-    data = Recorded(8, independent=True)
+class RecordedBatches(Recorded):
+    def read_batch(self, indices):
+        self.reads.append(([int(i) for i in indices], threading.current_thread().name))
+        return Events.concat([self.items[i] for i in indices]), np.asarray(indices)
+
+
+def test_read_batch_is_called_on_the_pool_for_runs_of_consecutive_samples():
+    data = RecordedBatches(8)
     es.set_threads(2)
-    events, labels = batch_of(data, range(8))
-    assert sorted(i for i, _ in data.reads) == list(range(8))
-    assert {name for _, name in data.reads} != {threading.current_thread().name}
-    np.testing.assert_array_equal(events.to_dense()[:, 0, 0], np.arange(1.0, 9.0, dtype=np.float32))
-    np.testing.assert_array_equal(labels, np.arange(8))
+    events, labels = batch_of(data, [7, 1, 2, 5, 0])
+    runs = sorted(r for r, _ in data.reads)
+    assert runs == [[5, 0], [7, 1, 2]]
+    assert threading.current_thread().name not in {name for _, name in data.reads}
+    np.testing.assert_array_equal(events.to_dense()[:, 0, 0], np.array([8.0, 2, 3, 6, 1], np.float32))
+    np.testing.assert_array_equal(labels, [7, 1, 2, 5, 0])
 
 
 def test_other_datasets_are_read_in_order_in_the_calling_thread():
-    data = Recorded(8, independent=False)
+    data = Recorded(8)
     es.set_threads(3)
     batch_of(data, [5, 1, 7, 1])
-    assert data.reads == [(i, threading.current_thread().name) for i in (5, 1, 7, 1)]
+    assert data.reads == [([i], threading.current_thread().name) for i in (5, 1, 7, 1)]
 
 
-class Failing(Recorded):
-    def __getitem__(self, i: int):
-        if i == 3:
+class Failing(RecordedBatches):
+    def read_batch(self, indices):
+        if 3 in indices:
             raise DataError("image 3: unreadable")
-        if i == 5:
-            return np.zeros(3), i
-        return super().__getitem__(i)
+        if 5 in indices:
+            return self.items[5], np.zeros(len(indices) + 1, np.int64)  # one label too many
+        return super().read_batch(indices)
 
 
 @pytest.mark.parametrize("threads", THREAD_COUNTS)
-def test_an_item_that_fails_on_the_pool_fails_the_batch(threads):
-    data = Failing(8, independent=True)
+def test_a_run_that_fails_on_the_pool_fails_the_batch(threads):
+    data = Failing(8)
     es.set_threads(threads)
     with pytest.raises(DataError, match="image 3: unreadable"):
-        batch_of(data, [0, 1, 2, 3, 4])
-    with pytest.raises(OptionError, match="dataset item 5 must be"):
+        batch_of(data, [0, 1, 2, 3, 4, 6])
+    with pytest.raises(OptionError, match=r"Failing.read_batch of \d samples must give \(Events of batch \d"):
         batch_of(data, [0, 1, 5, 6])
+
+
+class NotEvents(Recorded):
+    def __getitem__(self, i: int):
+        return (np.zeros(3), i) if i == 1 else super().__getitem__(i)
+
+
+def test_an_item_that_is_not_events_is_named():
+    with pytest.raises(OptionError, match="dataset item 1 must be"):
+        batch_of(NotEvents(3), [0, 1, 2])
