@@ -32,7 +32,7 @@ from eventsim.errors import OptionError
 from eventsim.events import Events
 from eventsim.network import Network
 from eventsim.norm import apply_running_statistics, normed_layers, run_moments
-from eventsim.threads import ordered_map
+from eventsim.threads import get_threads, ordered_map
 from eventsim.learning.chunks import chunk_bounds, tree_sum
 from eventsim.learning.losses import Loss
 from eventsim.learning.optimizers import Optimizer
@@ -161,12 +161,32 @@ def local_chunks(network: Network, rule: Rule, loss: Loss, events: Events, label
 
 
 def batch_of(data: Sequence[tuple[Events, int]], indices: Sequence[int]) -> tuple[Events, np.ndarray]:
-    """Stack the samples ``indices`` of ``data`` into one batch."""
-    samples = [data[int(i)] for i in indices]
-    for i, (events, _) in zip(indices, samples):
-        if not isinstance(events, Events) or events.batch != 1:
-            raise OptionError(f"dataset item {int(i)} must be (Events of batch 1, label), got {type(events).__name__}")
-    return Events.concat([s[0] for s in samples]), np.array([int(s[1]) for s in samples], np.int64)
+    """Stack the samples ``indices`` of ``data`` into one batch.
+
+    A dataset with a method ``read_batch(indices) -> (Events, labels)``
+    that may be called from several threads at once (such as
+    :class:`eventsim.datasets.mnist.CodedImages`, which codes images when
+    they are read) gets one call per thread on the thread pool
+    (:mod:`eventsim.threads`), each for a run of consecutive samples, so the
+    coding runs in parallel; the runs are stacked in order. Any other dataset
+    is read item by item, in order, in the calling thread, since its items
+    may depend on that order (a transform drawing from a global generator).
+    """
+    indices = [int(i) for i in indices]
+    read_batch = getattr(data, "read_batch", None)
+    if read_batch is None or not indices:
+        samples = [data[i] for i in indices]
+        for i, (events, _) in zip(indices, samples):
+            if not isinstance(events, Events) or events.batch != 1:
+                raise OptionError(f"dataset item {i} must be (Events of batch 1, label), got {type(events).__name__}")
+        return Events.concat([s[0] for s in samples]), np.array([int(s[1]) for s in samples], np.int64)
+    runs = np.array_split(np.array(indices, np.int64), min(get_threads(), len(indices)))
+    parts = list(ordered_map(read_batch, runs))
+    for run, (events, labels) in zip(runs, parts):
+        if not isinstance(events, Events) or events.batch != len(run) or np.shape(labels) != (len(run),):
+            raise OptionError(f"{type(data).__name__}.read_batch of {len(run)} samples must give (Events of batch "
+                              f"{len(run)}, {len(run)} labels), got {type(events).__name__}")
+    return Events.concat([part[0] for part in parts]), np.concatenate([part[1] for part in parts]).astype(np.int64)
 
 
 # ------------------------------------------------------------------ a cluster
