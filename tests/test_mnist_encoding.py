@@ -81,6 +81,22 @@ def test_batch_of_codes_the_same_events_on_any_number_of_threads(encoding):
         np.testing.assert_array_equal(got, labels[indices])
 
 
+def test_a_subset_of_coded_images_reads_its_batches_as_the_images_read_one_by_one():
+    """``--train-limit`` wraps the data in a Subset: its batches are still read in runs, and are its items."""
+    from eventsim.learning.runs import Subset
+
+    pixels, labels = images(12)
+    data = CodedImages(pixels, labels, steps=STEPS, scale=0.5, seed=3)
+    subset = Subset(data, np.array([11, 2, 5, 7, 0]))
+    plain = Recorded(3)
+    plain.labels = np.arange(3)
+    assert hasattr(subset, "read_batch") and not hasattr(Subset(plain, np.arange(2)), "read_batch")
+    es.set_threads(2)
+    events, got = batch_of(subset, [4, 1, 1, 3])
+    assert_same_events(events, Events.concat([data[i][0] for i in (0, 2, 2, 7)]))
+    np.testing.assert_array_equal(got, labels[[0, 2, 2, 7]])
+
+
 class Recorded:
     """Items of batch 1 (value i + 1 at sample i) that note which thread read them, in which order."""
 
