@@ -221,6 +221,16 @@ def test_epoch_data_splits_an_epoch_into_data_work_and_train_steps():
     assert r["data_share"] == pytest.approx((parts - r["train_seconds"]) / parts)
 
 
+def test_mnist_epoch_data_splits_its_batches_into_coding_and_train_steps():
+    from eventsim.bench.workloads import MNIST_BATCHES_TIMED
+
+    (r,) = json.loads(bench(*SMALL, "--json", "--workloads", "mnist-epoch-data"))
+    samples = MNIST_BATCHES_TIMED * 2
+    assert r["seconds_per_sample"] * samples == pytest.approx(r["coding_seconds"] + r["train_seconds"])
+    assert r["data_share"] == pytest.approx(r["coding_seconds"] / (r["coding_seconds"] + r["train_seconds"]))
+    assert 0 < r["data_share"] < 1
+
+
 def test_bad_settings_are_named():
     with pytest.raises(OptionError, match="steps must be a positive integer, got 0"):
         Case("lenet-nmnist-train", "eventsim-lee2020", 0, 2, 16, 3)

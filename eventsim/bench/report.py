@@ -122,6 +122,8 @@ def _note(r: dict) -> str:
         return f"{r['adds_per_s'] / 1e9:.3g} G float32 adds/s per core"
     if r["workload"] == "conv-scatter" and "fraction_of_add_peak" in r:
         return f"{100 * r['fraction_of_add_peak']:.3g} % of add-peak, one core"
+    if r["workload"] == "mnist-epoch-data":
+        return f"coding {100 * r['data_share']:.3g} % of the epoch's batches (coding and train steps)"
     if r["workload"] == "nmnist-epoch-data":
         return (f"data {100 * r['data_share']:.3g} % of a cached epoch, "
                 f"{100 * r['data_share_first_epoch']:.3g} % of the first (encoding)")
