@@ -335,7 +335,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     from eventsim.bench.cluster import model_table
 
     records = run_bench(args.workloads, steps=args.steps, threads=args.threads, batch=args.batch,
-                        repeats=args.repeats, data=args.data, density=args.density)
+                        repeats=args.repeats, data=args.data, density=args.density, systems=args.systems)
     print(json.dumps(records, indent=1) if args.json else table(records))
     for t in dict.fromkeys(r["T"] for r in records):
         model = model_table([r for r in records if r["T"] == t and r["threads"] == args.threads[0]])
@@ -527,6 +527,9 @@ def parser() -> argparse.ArgumentParser:
                    help="rounds over every case, each timing it once in a fresh process, the fastest kept (default: 3)")
     b.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS), metavar="WORKLOAD",
                    help=f"default: all ({', '.join(WORKLOADS)})")
+    b.add_argument("--systems", nargs="+", metavar="SYSTEM",
+                   help="only these systems of the chosen workloads (e.g. eventsim eventsim-lee2020 eventsim-bptt; "
+                        "default: all)")
     b.add_argument("--density", type=float, default=DEFAULT_DENSITY,
                    help=f"input spikes per channel and step of the cubalif-rnn workloads (default: {DEFAULT_DENSITY})")
     b.add_argument("--json", action="store_true", help="print the records as a JSON list instead of the table")

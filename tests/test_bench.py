@@ -95,6 +95,12 @@ def test_add_peak_joins_conv_scatter_and_per_core_workloads_run_once_on_one_core
                                                                ("conv-scatter", 7, 1)]
     run = cases(["lenet-nmnist-infer"], [5], [1, 2], batch=3, repeats=1, data=None)
     assert [(c.system, c.threads) for c in run] == [(s, n) for n in (1, 2) for s in ("eventsim", *LENET_PEERS)]
+    run = cases(["lenet-nmnist-infer", "lenet-nmnist-train", "add-peak"], [5], [2], batch=3, repeats=1, data=None,
+                systems=["eventsim", "eventsim-bptt"])
+    assert [(c.workload, c.system) for c in run] == [("add-peak", "machine"), ("lenet-nmnist-infer", "eventsim"),
+                                                     ("lenet-nmnist-train", "eventsim-bptt")]
+    with pytest.raises(OptionError, match="system"):
+        suite.run_bench(["lenet-nmnist-infer"], steps=[5], systems=["eventsim-bptt"], progress=None)
 
 
 def test_the_table_prints_the_speedup_over_the_fastest_peer_of_its_own_times(records):

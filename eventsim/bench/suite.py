@@ -18,12 +18,13 @@ DEFAULT_STEPS = (25, 100, 300)
 
 
 def cases(workloads: Sequence[str], steps: Sequence[int], threads: Sequence[int], batch: int, repeats: int,
-          data: str | None, density: float = DEFAULT_DENSITY) -> list[Case]:
+          data: str | None, density: float = DEFAULT_DENSITY, systems: Sequence[str] | None = None) -> list[Case]:
     """Every case of a run: add-peak first (once), then per T, per thread count, each workload's systems.
 
     Workloads measured per core (:data:`~eventsim.bench.workloads.PER_CORE`)
     run once per T, on one thread; add-peak joins conv-scatter, whose ratio
-    needs it.
+    needs it. ``systems``, when given, keeps only those systems (add-peak
+    stays where a ratio needs it).
     """
     chosen = list(dict.fromkeys(workloads))
     if "conv-scatter" in chosen and "add-peak" not in chosen:
@@ -35,7 +36,7 @@ def cases(workloads: Sequence[str], steps: Sequence[int], threads: Sequence[int]
                 if w in STEPLESS or (w in PER_CORE and n != threads[0]):
                     continue
                 out += [Case(w, s, t, 1 if w in PER_CORE else n, batch, repeats, data, density)
-                        for s in WORKLOADS[w]]
+                        for s in WORKLOADS[w] if systems is None or s in systems]
     return out
 
 
@@ -48,6 +49,7 @@ def run_bench(
     repeats: int = 3,
     data: str | None = None,
     density: float = DEFAULT_DENSITY,
+    systems: Sequence[str] | None = None,
     progress: TextIO | str | None = "stderr",
 ) -> list[dict]:
     """Measure every case of the run, each repetition in a fresh process; the records with their ratios.
@@ -68,6 +70,8 @@ def run_bench(
     repeats : rounds, each timing every case once (the fastest is kept)
     data : the data folder holding ``NMNIST/`` (and ``mnist/`` for mnist-epoch-data; default: ``EVENTSIM_DATA``, then the user folder)
     density : input spikes per channel and step of the recurrent CubaLIF workloads
+    systems : only these systems (:data:`~eventsim.bench.workloads.WORKLOADS`; default: all): e.g.
+        eventsim's alone, for its thread scaling or its growth with T, without the peers' long runs
     progress : where one line per finished measurement goes: a stream, "stderr" (the default) or None (silent)
 
     Returns
@@ -84,6 +88,10 @@ def run_bench(
     for what, values in (("workloads", workloads), ("steps", steps), ("threads", threads)):
         if not values:
             raise OptionError(f"{what}: give at least one")
+    if systems is not None:
+        known = sorted({s for w in workloads for s in WORKLOADS[w]})
+        for s in systems:
+            check_choice("system", s, tuple(known))
     # No data: say so now, not after the first measurements.
     if any(w not in STEPLESS | RECURRENT | {"mnist-epoch-data"} for w in workloads):
         NMNIST(data, "train")
@@ -91,7 +99,7 @@ def run_bench(
         load_mnist(data, "train")
     stream = sys.stderr if progress == "stderr" else progress
     missing = {name: peer.missing_reason() for name, peer in PEERS.items()}
-    todo = cases(workloads, steps, threads, batch, repeats, data, density)
+    todo = cases(workloads, steps, threads, batch, repeats, data, density, systems)
     best: list[dict | None] = [None] * len(todo)
     for round_ in range(1, repeats + 1):
         for i, case in enumerate(todo):
