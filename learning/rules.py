@@ -20,7 +20,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from eventsim.errors import LayerError, OptionError
+from eventsim import kernels
+from eventsim.errors import EventsError, LayerError, OptionError
 from eventsim.learning.configs import from_config
 from eventsim.events import Events
 from eventsim.layers import LIF, Delay, Linear, Readout, Recurrent
@@ -83,16 +84,17 @@ class Rule:
         """
         grad_output = self._check(network, events, result, grad_output)
         neuron = self._neuron_backward(network, result)
-        streams = self._streams(events, result)
-        rows = streams[None].steps  # frames per sample
 
         def sample_backward(b: int):
-            frames = Frames(streams, slice(b * rows, (b + 1) * rows),
-                            {k: m[b : b + 1] for k, m in result.masks.items()}, sample=b,
+            # The sample's own task builds its input streams: nothing of the
+            # backward runs on the calling thread alone before the threads start.
+            streams, rows = self._streams(events, result, b)
+            frames = Frames(streams, rows, {k: m[b : b + 1] for k, m in result.masks.items()}, sample=b,
                             norm_stats=result.norm_stats)
             top = to_channel_last(grad_output[b], network.output_shape)
+            top = np.ascontiguousarray(np.broadcast_to(top, (rows.stop - rows.start, top.shape[0])))
             backprop = Backprop(network, neuron)
-            yield from backprop.run(frames, np.ascontiguousarray(np.broadcast_to(top, (rows, top.shape[0]))))
+            yield from backprop.run(frames, top)
             return backprop
 
         # Samples in parallel (eventsim.threads), meeting at norms for the
@@ -110,12 +112,14 @@ class Rule:
     def _neuron_backward(self, network: Network, result: RunResult):
         raise NotImplementedError
 
-    def _streams(self, events: Events, result: RunResult) -> dict[str | None, Events]:
-        """The input events of every layer by name (None: the network's input), one frame per row.
+    def _streams(self, events: Events, result: RunResult, sample: int) -> tuple[dict[str | None, Events], slice]:
+        """The input events of every layer by name (None: the network's input), one frame per row,
+        and the rows that are ``sample``'s frames.
 
-        Per-step rules: the recorded spikes, a frame per step of a sample.
+        Per-step rules: the recorded spikes of the batch, a frame per step of a sample.
         """
-        return {None: events, **result.spikes}
+        steps = events.steps
+        return {None: events, **result.spikes}, slice(sample * steps, (sample + 1) * steps)
 
     def _check(self, network, events, result, grad_output) -> np.ndarray:
         if not self.normalises:
@@ -210,6 +214,11 @@ def _neuron_ng(neuron: LIF, gamma: np.ndarray, trace: np.ndarray) -> np.ndarray:
     return leak_correction(gamma, trace, neuron.leak)
 
 
+def _one_frame(values: np.ndarray, shape: tuple[int, ...]) -> Events:
+    """The nonzero entries of ``(1, N)`` values in C order as one frame of events (as :meth:`Events.from_dense`)."""
+    return Events(*kernels.currents_to_events(values, 1), batch=1, steps=1, shape=shape, check=False)
+
+
 # ===================================================================== lee2020
 @dataclass
 class Lee2020(Rule):
@@ -236,13 +245,23 @@ class Lee2020(Rule):
         out.update({f"masks/{k}": v for k, v in result.masks.items()})
         return out
 
-    def _streams(self, events: Events, result: RunResult) -> dict[str | None, Events]:
-        """One frame per sample: its summed input and spike counts."""
-        saved = self.saved(events, result)
-        streams: dict[str | None, Events] = {None: Events.from_dense(saved["input"][:, None])}
+    def _streams(self, events: Events, result: RunResult, sample: int) -> tuple[dict[str | None, Events], slice]:
+        """One frame of the sample: its summed input (:meth:`saved`'s ``input``) and spike counts, as events.
+
+        Built by Numba kernels without the GIL, in the sample's own task.
+        """
+        rows = events.sample_rows(sample)
+        total = np.zeros((1, events.size), events.dtype)
+        kernels.event_totals(total, rows, events.index, events.value, events.steps)
+        if not np.isfinite(total).all():
+            where = np.unravel_index(int(np.argmin(np.isfinite(total[0]))), events.shape)
+            raise EventsError(f"the input events of sample {sample} at position {tuple(int(i) for i in where)} sum "
+                              f"to a value that is not finite: the sum over the {events.steps} steps overflows "
+                              f"{events.dtype}; make the inputs smaller, or run the network in float64")
+        streams = {None: _one_frame(total, events.shape)}
         for name, counts in result.counts.items():
-            streams[name] = Events.from_dense(counts[:, None])
-        return streams
+            streams[name] = _one_frame(counts[sample].reshape(1, -1), counts.shape[1:])
+        return streams, slice(0, 1)
 
     def _neuron_backward(self, network: Network, result: RunResult):
         dtype = network.dtype

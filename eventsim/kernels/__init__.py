@@ -24,7 +24,7 @@ independently; the twin is the reference in tests.
 """
 
 from eventsim.kernels.conv import conv_scatter, conv_transpose, conv_weight_grad
-from eventsim.kernels.currents import add_bias, currents_to_events
+from eventsim.kernels.currents import add_bias, currents_to_events, event_totals
 from eventsim.kernels.dropout import dropout_events
 from eventsim.kernels.linear import linear_scatter, linear_transpose, linear_weight_grad
 from eventsim.kernels.neurons import lif_window, reverse_recursion
@@ -38,6 +38,7 @@ __all__ = [
     "conv_weight_grad",
     "currents_to_events",
     "dropout_events",
+    "event_totals",
     "lif_window",
     "linear_scatter",
     "linear_transpose",
