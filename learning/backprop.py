@@ -23,8 +23,10 @@ the batch totals (:func:`eventsim.norm.in_lockstep`).
 from __future__ import annotations
 
 import threading
+import weakref
 from dataclasses import dataclass, field
-from typing import Callable, Generator, Hashable, Protocol
+from math import prod
+from typing import Callable, Generator, Hashable, Protocol, Sequence
 
 import numpy as np
 
@@ -51,8 +53,10 @@ from eventsim.layers import (
     Weighted,
 )
 from eventsim.layout import as3, to_channel_last
+from eventsim.learning.chunks import tree_sum
 from eventsim.network import Network
 from eventsim.norm import NormStatistics, channel_sums, normed_layers
+from eventsim.threads import ordered_map
 
 #: A backward pass: yields partial sums of batch statistics, receives their batch totals.
 Pass = Generator[np.ndarray, np.ndarray, "np.ndarray | None"]
@@ -86,6 +90,44 @@ def scratch(owner: Network, key: Hashable, shape: tuple[int, ...], dtype: np.dty
     if zeroed:
         buf.fill(0)
     return buf
+
+
+#: Gradient accumulators no backward pass holds, by network, kept for the next
+#: samples: fresh megabyte arrays for every sample would fault their pages in again.
+_spares: "weakref.WeakKeyDictionary[Network, list[dict[str, np.ndarray]]]" = weakref.WeakKeyDictionary()
+
+#: Elements of one range of :meth:`Backprop.summed` (256 KiB of float32): a
+#: range's partial sums over a batch's samples stay in a core's cache.
+SUM_RANGE = 1 << 16
+
+
+def _zeroed_accumulators(spares: list, shapes: dict[str, tuple[int, ...]], dtype: np.dtype) -> dict[str, np.ndarray]:
+    """Gradient accumulators of ``shapes`` and ``dtype``, all zero: a set from ``spares``, else new ones.
+
+    Called in the sample's own task, so the zeroing runs in parallel. A
+    spare set of other shapes (the network's layers were changed) is dropped.
+    """
+    while spares:
+        try:
+            acc = spares.pop()
+        except IndexError:  # another thread took the last one
+            break
+        if acc.keys() == shapes.keys() and all(a.shape == shapes[k] and a.dtype == dtype for k, a in acc.items()):
+            for a in acc.values():
+                a.fill(0)
+            return acc
+    return {key: np.zeros(shape, dtype) for key, shape in shapes.items()}
+
+
+def _added(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a += b``; returns ``a`` (the ``add`` of :func:`eventsim.learning.chunks.tree_sum`)."""
+    return np.add(a, b, out=a)
+
+
+def _row_ranges(shape: tuple[int, ...]) -> list[tuple[int, int]]:
+    """Ranges of the first axis of an array of ``shape``, each about :data:`SUM_RANGE` elements (at least a row)."""
+    rows = max(1, SUM_RANGE // max(1, prod(shape[1:])))
+    return [(lo, min(lo + rows, shape[0])) for lo in range(0, shape[0], rows)]
 
 
 def channel_last_into(out: np.ndarray, a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -163,22 +205,24 @@ class Backprop:
         self.network = network
         self.neuron = neuron
         self.dtype = network.dtype
-        self._acc: dict[str, np.ndarray] = {}
         # A sample waiting at a norm's meeting point still holds its arrays,
         # which the next sample on the same thread must not overwrite.
         self._reuse = not normed_layers(network)
+        shapes: dict[str, tuple[int, ...]] = {}
         for layer in network.walk():
             if isinstance(layer, Conv2d):
                 o, c, kh, kw = layer.weight_shape
-                self._acc[f"{layer.name}.weight"] = np.zeros((c, kh, kw, o), self.dtype)
+                shapes[f"{layer.name}.weight"] = (c, kh, kw, o)
             elif isinstance(layer, Linear):
                 o, i = layer.weight_shape
-                self._acc[f"{layer.name}.weight"] = np.zeros((i, o), self.dtype)
+                shapes[f"{layer.name}.weight"] = (i, o)
             if isinstance(layer, Weighted) and layer.bias is not None:
-                self._acc[f"{layer.name}.bias"] = np.zeros(layer.out_size, self.dtype)
+                shapes[f"{layer.name}.bias"] = (layer.out_size,)
             if getattr(layer, "norm", None) is not None:
                 for what in ("scale", "shift"):
-                    self._acc[f"{layer.name}.norm.{what}"] = np.zeros(layer.norm.channels, self.dtype)
+                    shapes[f"{layer.name}.norm.{what}"] = (layer.norm.channels,)
+        self._spares = _spares.setdefault(network, [])
+        self._acc = _zeroed_accumulators(self._spares, shapes, self.dtype)
 
     # ------------------------------------------------------------------ driver
     def run(self, frames: Frames, top: np.ndarray) -> Generator[np.ndarray, np.ndarray, None]:
@@ -189,22 +233,36 @@ class Backprop:
         self._frames = frames
         yield from self._sequence(self.network.layers, None, top, need_input=False)
 
-    def add(self, other: "Backprop") -> "Backprop":
-        """Add the gradients ``other`` accumulated to this one's; returns self."""
-        for key, acc in self._acc.items():
-            acc += other._acc[key]
-        return self
+    @staticmethod
+    def summed(samples: Sequence["Backprop"]) -> dict[str, np.ndarray]:
+        """The gradients ``samples`` accumulated, summed over them, in the parameters' own layouts and dtype.
 
-    def finish(self) -> dict[str, np.ndarray]:
-        """The accumulated gradients in the parameters' own layouts and dtype."""
-        out = {}
-        for key, acc in self._acc.items():
-            if acc.ndim == 4:
-                out[key] = np.ascontiguousarray(acc.transpose(3, 0, 1, 2))
-            elif acc.ndim == 2:
-                out[key] = np.ascontiguousarray(acc.T)
-            else:
-                out[key] = acc
+        The sum is the fixed tree of :func:`eventsim.learning.chunks.tree_sum`
+        over the samples in their order, taken for each element of each
+        gradient. The elements are split into row ranges that the threads
+        sum in parallel (:func:`eventsim.threads.ordered_map`), each range
+        small enough for its partial sums to stay in cache; every element
+        still meets the same additions in the same tree, so the result is
+        that of adding whole arrays, whatever the number of threads. The
+        samples' accumulators then go back to be reused (their contents are
+        undefined from then on).
+        """
+        accs = [sample._acc for sample in samples]
+        out = {key: np.empty(acc.shape[-1:] + acc.shape[:-1], acc.dtype) for key, acc in accs[0].items()}
+
+        def sum_range(piece: tuple[str, int, int]) -> None:
+            key, lo, hi = piece
+            total = tree_sum([acc[key][lo:hi] for acc in accs], _added)
+            if total.ndim == 1:
+                out[key][lo:hi] = total
+            else:  # the accumulator's layout has the parameter's first axis last
+                out[key][:, lo:hi] = np.moveaxis(total, -1, 0)
+
+        list(ordered_map(sum_range, [(key, lo, hi) for key, acc in accs[0].items()
+                                     for lo, hi in _row_ranges(acc.shape)]))
+        for sample in samples:
+            sample._spares.append(sample._acc)
+            sample._acc = {}
         return out
 
     # --------------------------------------------------------------- the walk

@@ -28,7 +28,6 @@ from eventsim.layers import LIF, Delay, Linear, Readout, Recurrent
 from eventsim.network import Network, RunResult
 from eventsim.kernels import reverse_recursion
 from eventsim.layout import to_channel_last
-from eventsim.learning.chunks import tree_sum
 from eventsim.learning.backprop import Backprop, Frames, channel_last_into, neuron_thresholds, scratch
 from eventsim.learning.parameters import _entries
 from eventsim.learning.surrogates import StraightThrough, Surrogate, surrogate_from_config
@@ -102,7 +101,7 @@ class Rule:
         # (eventsim.learning.chunks): the sums are the same whatever the
         # number of threads, and whatever chunks the batch was split into.
         samples = in_lockstep(sample_backward(b) for b in range(result.batch))
-        return _finite(network, tree_sum(samples, Backprop.add).finish())
+        return _finite(network, Backprop.summed(samples))
 
     def config(self) -> dict:
         """JSON-ready description; :func:`rule_from_config` inverts it."""
