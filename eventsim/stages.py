@@ -314,6 +314,8 @@ class NeuronStage(Stage):
         self.v_rest = None if constants.v_rest == 0 else constants.v_rest
         self.v_min = None if constants.v_min == -np.inf else constants.v_min
         self.max_spikes = None if constants.max_spikes == 1 else constants.max_spikes
+        self.plain = (constants.arithmetic == "product" and not self.synaptic and self.v_rest is None
+                      and self.v_min is None and self.max_spikes is None)
 
     def counted_ops(self) -> list[tuple[str, str]]:
         return [(op.name, op.counter) for op in self.ops if op.name is not None]
@@ -335,6 +337,9 @@ class NeuronStage(Stage):
 
         ``synaptic``, a ``cur``-shaped buffer, receives J at every step.
         """
+        if self.plain:  # the loop that vectorises (kernels.plain_lif_window)
+            return kernels.plain_lif_window(state.potential, cur, self.theta, self.leak, self.soft, self.v_reset,
+                                            self.strict, counts, traces, self.gain, state.fired, clear)
         return kernels.lif_window(
             state.potential, cur, self.theta, self.leak, self.soft, self.v_reset, self.strict, counts, traces,
             self.gain, state.fired, clear, self.form, self.divisor, state.synaptic, self.syn_leak, self.syn_gain,

@@ -27,7 +27,7 @@ from eventsim.kernels.conv import conv_scatter, conv_transpose, conv_weight_grad
 from eventsim.kernels.currents import add_bias, currents_to_events, event_totals
 from eventsim.kernels.dropout import dropout_events
 from eventsim.kernels.linear import linear_scatter, linear_transpose, linear_weight_grad
-from eventsim.kernels.neurons import lif_window, reverse_recursion
+from eventsim.kernels.neurons import lif_window, plain_lif_window, reverse_recursion
 from eventsim.kernels.pooling import maxpool_events, maxpool_route, pool_scatter, pool_transpose
 from eventsim.kernels.recurrent import recurrent_window
 
@@ -43,6 +43,7 @@ __all__ = [
     "linear_scatter",
     "linear_transpose",
     "linear_weight_grad",
+    "plain_lif_window",
     "maxpool_events",
     "maxpool_route",
     "pool_scatter",
