@@ -215,7 +215,7 @@ def _neuron_ng(neuron: LIF, gamma: np.ndarray, trace: np.ndarray) -> np.ndarray:
 
 def _one_frame(values: np.ndarray, shape: tuple[int, ...]) -> Events:
     """The nonzero entries of ``(1, N)`` values in C order as one frame of events (as :meth:`Events.from_dense`)."""
-    return Events(*kernels.currents_to_events(values, 1), batch=1, steps=1, shape=shape, check=False)
+    return Events(*kernels.currents_to_events(values, 1, None), batch=1, steps=1, shape=shape, check=False)
 
 
 # ===================================================================== lee2020
