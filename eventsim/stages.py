@@ -80,12 +80,12 @@ def _zeroed(shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
     and window.
     """
     size = shape[0] * shape[1]
-    buf = getattr(_scratch, dtype.name, None)
+    buf = getattr(_scratch, dtype.char, None)  # the char, not the name: NumPy builds the name on every call
     if buf is None or buf.shape[0] < size:
         buf = np.zeros(max(size, WINDOW_ELEMENTS), dtype)
     # Taken out of the pool until released: a stage that fails midway leaves
     # the buffer dirty, and the next stage then gets a fresh one.
-    setattr(_scratch, dtype.name, None)
+    setattr(_scratch, dtype.char, None)
     return buf[:size].reshape(shape)
 
 
@@ -114,7 +114,7 @@ def _released(cur: np.ndarray, cleared: bool) -> None:
     """Hand a window buffer from :func:`_zeroed` back; zero it first unless the kernel ``cleared`` it."""
     if not cleared:
         cur.fill(0)
-    setattr(_scratch, cur.dtype.name, cur.base)  # NumPy keeps the owner of the memory as a view's base
+    setattr(_scratch, cur.dtype.char, cur.base)  # NumPy keeps the owner of the memory as a view's base
 
 
 # ============================================================ per-sample state
@@ -132,8 +132,29 @@ class NeuronState:
     synaptic: np.ndarray | None = None
     fired: np.ndarray | None = None
 
-    def copy(self) -> "NeuronState":
-        return NeuronState(*(None if a is None else a.copy() for a in (self.potential, self.synaptic, self.fired)))
+    def saved(self) -> "NeuronState":
+        """A copy in buffers of the calling thread, valid until its next call.
+
+        What a neuron stage keeps of the state before a window, in case the
+        window overflows (:meth:`NeuronStage._first_overflow`): nothing runs
+        on the thread between the copy and the window's end, so one set of
+        buffers per thread serves every stage and window, without an
+        allocation for each.
+        """
+        buffers = _scratch.__dict__.setdefault("saved", {})
+
+        def kept(role: str, a: np.ndarray | None) -> np.ndarray | None:
+            if a is None:
+                return None
+            buf = buffers.get(role)
+            if buf is None or buf.shape[0] < a.shape[0] or buf.dtype != a.dtype:
+                buf = buffers[role] = np.empty(a.shape[0], a.dtype)
+            out = buf[: a.shape[0]]
+            np.copyto(out, a)
+            return out
+
+        return NeuronState(kept("potential", self.potential), kept("synaptic", self.synaptic),
+                           kept("fired", self.fired))
 
 
 @dataclass
@@ -365,7 +386,7 @@ class NeuronStage(Stage):
         # The potentials are read back only when recorded or read out.
         keep = self.readout or self.name in sample.potentials
         state = sample.state[self.name]
-        before = state.copy()  # where an overflow's step is looked for
+        before = state.saved()  # where an overflow's step is looked for
         synaptic = np.empty_like(cur) if self.name in sample.synaptic else None
         indptr, index, value, overflow = self.integrate(
             state, cur, sample.totals[self.name], sample.traces[self.name], not keep, synaptic)
