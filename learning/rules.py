@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
+from numba import njit
 
 from eventsim import kernels
 from eventsim.errors import EventsError, LayerError, OptionError
@@ -27,7 +28,7 @@ from eventsim.events import Events
 from eventsim.layers import LIF, Delay, Linear, Readout, Recurrent
 from eventsim.network import Network, RunResult
 from eventsim.kernels import reverse_recursion
-from eventsim.layout import to_channel_last
+from eventsim.layout import as3, to_channel_last
 from eventsim.learning.backprop import Backprop, Frames, channel_last_into, neuron_thresholds, scratch
 from eventsim.learning.parameters import _entries
 from eventsim.learning.surrogates import StraightThrough, Surrogate, surrogate_from_config
@@ -207,9 +208,14 @@ def lee2020_derivative(gamma: np.ndarray, trace: np.ndarray, theta: np.ndarray |
     return (leak_correction(gamma, trace, leak) / np.asarray(theta, gamma.dtype)).astype(gamma.dtype)
 
 
-def _neuron_ng(neuron: LIF, gamma: np.ndarray, trace: np.ndarray) -> np.ndarray:
+def _check_leak(neuron: LIF) -> None:
+    """LayerError unless the leak correction's ``ln(leak)`` exists: leak > 0 (a LIF's leak is at most 1)."""
     if neuron.leak <= 0:
         raise LayerError(neuron, "the leak correction uses ln(leak) and needs leak > 0")
+
+
+def _neuron_ng(neuron: LIF, gamma: np.ndarray, trace: np.ndarray) -> np.ndarray:
+    _check_leak(neuron)
     return leak_correction(gamma, trace, neuron.leak)
 
 
@@ -266,18 +272,63 @@ class Lee2020(Rule):
         dtype = network.dtype
         steps = dtype.type(result.steps)
 
+        thresholds: dict[str, np.ndarray] = {}  # per layer, for every sample
+
         def backward(kind, name, neuron, shape, grad, frames):
             gain = dtype.type(neuron.input_gain)
             if kind == "readout":
                 return grad * gain / steps
-            b = frames.sample
-            gamma = to_channel_last(result.counts[name][b], shape)
+            b, channels = frames.sample, as3(shape)[0]
+            counts = result.counts[name][b].reshape(-1)
             if kind == "pool":
-                return grad * (gamma > 0)
-            ng = _neuron_ng(neuron, gamma, to_channel_last(result.traces[name][b], shape))
-            return grad * (gain * ng / neuron_thresholds(neuron, shape, dtype))
+                return _lee2020_delta(grad, counts, counts, counts, dtype.type(0), gain, channels, True)
+            if name not in thresholds:
+                _check_leak(neuron)
+                thresholds[name] = neuron_thresholds(neuron, shape, dtype)
+            return _lee2020_delta(grad, counts, result.traces[name][b].reshape(-1), thresholds[name],
+                                  dtype.type(np.log(neuron.leak)), gain, channels, False)
 
         return backward
+
+
+@njit(cache=True, nogil=True)
+def _lee2020_delta(grad, counts, traces, theta, log_leak, gain, channels, pool):
+    """``D`` of a hidden layer from ``G`` (``grad``), in one pass: :class:`Lee2020`'s neuron backward.
+
+    Spiking layers ``D = G * (g * NG / theta)`` with
+    :func:`leak_correction`'s ``NG = 1 + ln(lam) * (f / gamma)`` (0 where
+    gamma = 0); spiking average pooling (``pool``) ``D = G * 1[gamma > 0]``.
+    The operations of the NumPy expressions, in the dtype and in the same
+    order, so the same bits, without their temporaries.
+
+    Parameters
+    ----------
+    grad : (K, P*C) float array, channel-last.
+    counts, traces : (C*P,) float arrays in C order: gamma and f of the sample.
+    theta : (P*C,) float array, channel-last: each neuron's threshold.
+    log_leak, gain : floats of the dtype: ln(lam) and g.
+    channels : int
+        C.
+    pool : bool
+
+    Returns
+    -------
+    (K, P*C) array D.
+    """
+    out = np.empty_like(grad)
+    plane = grad.shape[1] // channels
+    one, zero = grad.dtype.type(1), grad.dtype.type(0)
+    for k in range(grad.shape[0]):
+        for p in range(plane):
+            for c in range(channels):
+                j = p * channels + c
+                gamma = counts[c * plane + p]
+                if pool:
+                    out[k, j] = grad[k, j] * (one if gamma > zero else zero)
+                else:
+                    ng = one + log_leak * (traces[c * plane + p] / gamma) if gamma > zero else zero
+                    out[k, j] = grad[k, j] * (gain * ng / theta[j])
+    return out
 
 
 # ================================================================ lee2020-code
