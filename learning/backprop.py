@@ -146,6 +146,15 @@ def neuron_thresholds(neuron: LIF, shape: tuple[int, ...], dtype: np.dtype) -> n
     return np.tile(neuron.thresholds((c, h, w)).astype(dtype), h * w)
 
 
+def pooling_neurons(network: Network) -> dict[str, LIF]:
+    """The IF neuron of every spiking average pooling layer, by the layer's name.
+
+    Built once for the samples of a batch: :attr:`SpikingAvgPool.neuron`
+    builds a new one, with all of its checks, on every access.
+    """
+    return {layer.name: layer.neuron for layer in network.walk() if isinstance(layer, SpikingAvgPool)}
+
+
 class NeuronBackward(Protocol):
     """What a rule supplies: ``D = dL/dI`` of a neuron layer from ``G = dL/d(output)``.
 
@@ -199,11 +208,16 @@ class Backprop:
     network : Network
     neuron : NeuronBackward
         The rule's neuron derivative.
+    pool_neurons : dict, optional
+        :func:`pooling_neurons` of the network, shared by the samples of a
+        batch; by default built here.
     """
 
-    def __init__(self, network: Network, neuron: NeuronBackward) -> None:
+    def __init__(self, network: Network, neuron: NeuronBackward,
+                 pool_neurons: dict[str, LIF] | None = None) -> None:
         self.network = network
         self.neuron = neuron
+        self._pool_neurons = pooling_neurons(network) if pool_neurons is None else pool_neurons
         self.dtype = network.dtype
         # A sample waiting at a norm's meeting point still holds its arrays,
         # which the next sample on the same thread must not overwrite.
@@ -313,7 +327,7 @@ class Backprop:
             delta = self.neuron(kind, layer.name, layer, out_shape, grad, self._frames)
             return (yield from self._norm(layer, out_shape, delta))
         if isinstance(layer, SpikingAvgPool):
-            delta = self.neuron("pool", layer.name, layer.neuron, out_shape, grad, self._frames)
+            delta = self.neuron("pool", layer.name, self._pool_neurons[layer.name], out_shape, grad, self._frames)
             return self._synapse(layer.pool, source, delta, need_input, shapes=(in_shape, out_shape))
         if isinstance(layer, MaxPool):
             if not need_input:

@@ -30,6 +30,7 @@ from eventsim.network import Network, RunResult
 from eventsim.kernels import reverse_recursion
 from eventsim.layout import as3, to_channel_last
 from eventsim.learning.backprop import Backprop, Frames, channel_last_into, neuron_thresholds, scratch
+from eventsim.learning.backprop import pooling_neurons
 from eventsim.learning.parameters import _entries
 from eventsim.learning.surrogates import StraightThrough, Surrogate, surrogate_from_config
 from eventsim.norm import in_lockstep, refuse_norms
@@ -84,6 +85,7 @@ class Rule:
         """
         grad_output = self._check(network, events, result, grad_output)
         neuron = self._neuron_backward(network, result)
+        pool_neurons = pooling_neurons(network)
 
         def sample_backward(b: int):
             # The sample's own task builds its input streams: nothing of the
@@ -93,7 +95,7 @@ class Rule:
                             norm_stats=result.norm_stats)
             top = to_channel_last(grad_output[b], network.output_shape)
             top = np.ascontiguousarray(np.broadcast_to(top, (rows.stop - rows.start, top.shape[0])))
-            backprop = Backprop(network, neuron)
+            backprop = Backprop(network, neuron, pool_neurons)
             yield from backprop.run(frames, top)
             return backprop
 
