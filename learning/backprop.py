@@ -25,8 +25,7 @@ from __future__ import annotations
 import threading
 import weakref
 from dataclasses import dataclass, field
-from math import prod
-from typing import Callable, Generator, Hashable, Protocol, Sequence
+from typing import Callable, Generator, Hashable, Protocol
 
 import numpy as np
 
@@ -53,7 +52,7 @@ from eventsim.layers import (
     Weighted,
 )
 from eventsim.layout import as3, to_channel_last
-from eventsim.learning.chunks import tree_sum
+from eventsim.learning.chunks import tree_sum_rows
 from eventsim.network import Network
 from eventsim.norm import NormStatistics, channel_sums, normed_layers
 from eventsim.threads import ordered_map
@@ -92,42 +91,105 @@ def scratch(owner: Network, key: Hashable, shape: tuple[int, ...], dtype: np.dty
     return buf
 
 
-#: Gradient accumulators no backward pass holds, by network, kept for the next
-#: samples: fresh megabyte arrays for every sample would fault their pages in again.
-_spares: "weakref.WeakKeyDictionary[Network, list[dict[str, np.ndarray]]]" = weakref.WeakKeyDictionary()
+#: Accumulators no backward call holds, by network, kept for the next calls.
+_spares: "weakref.WeakKeyDictionary[Network, list[Accumulators]]" = weakref.WeakKeyDictionary()
 
-#: Elements of one range of :meth:`Backprop.summed` (256 KiB of float32): a
-#: range's partial sums over a batch's samples stay in a core's cache.
+#: Elements of one range of :meth:`Accumulators.summed` (256 KiB of float32).
 SUM_RANGE = 1 << 16
 
 
-def _zeroed_accumulators(spares: list, shapes: dict[str, tuple[int, ...]], dtype: np.dtype) -> dict[str, np.ndarray]:
-    """Gradient accumulators of ``shapes`` and ``dtype``, all zero: a set from ``spares``, else new ones.
+def accumulator_shapes(network: Network) -> dict[str, tuple[int, ...]]:
+    """The layout of each parameter's gradient accumulator, by parameter key, in network order.
 
-    The spares are zero already: :meth:`Backprop.summed` zeroes each range
-    of them in its own task, right after reading it, while it is in cache
-    (a third faster than zeroing them cold here). A spare set of other
-    shapes (the network's layers were changed) is dropped.
+    The weights as the weight-gradient kernels read them, the parameter's
+    first axis last: conv ``(C, kh, kw, O)``, linear ``(Ni, No)``; biases and
+    norm scales and shifts as they are.
     """
-    while spares:
-        try:
-            acc = spares.pop()
-        except IndexError:  # another thread took the last one
-            break
-        if acc.keys() == shapes.keys() and all(a.shape == shapes[k] and a.dtype == dtype for k, a in acc.items()):
-            return acc
-    return {key: np.zeros(shape, dtype) for key, shape in shapes.items()}
+    shapes: dict[str, tuple[int, ...]] = {}
+    for layer in network.walk():
+        if isinstance(layer, Conv2d):
+            o, c, kh, kw = layer.weight_shape
+            shapes[f"{layer.name}.weight"] = (c, kh, kw, o)
+        elif isinstance(layer, Linear):
+            o, i = layer.weight_shape
+            shapes[f"{layer.name}.weight"] = (i, o)
+        if isinstance(layer, Weighted) and layer.bias is not None:
+            shapes[f"{layer.name}.bias"] = (layer.out_size,)
+        if getattr(layer, "norm", None) is not None:
+            for what in ("scale", "shift"):
+                shapes[f"{layer.name}.norm.{what}"] = (layer.norm.channels,)
+    return shapes
 
 
-def _added(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a += b``; returns ``a`` (the ``add`` of :func:`eventsim.learning.chunks.tree_sum`)."""
-    return np.add(a, b, out=a)
+class Accumulators:
+    """The parameter-gradient accumulators of the samples of one backward call, and their sum.
 
+    One zeroed array per parameter, ``(samples, *layout)``
+    (:func:`accumulator_shapes`): sample b accumulates into its own row b,
+    so the samples run in parallel. :meth:`taken` reuses what the network's
+    earlier calls left (fresh megabyte arrays for every sample would fault
+    their pages in again, and zeroing them cold costs more than their sum);
+    :meth:`summed` gives them back, zero again.
+    """
 
-def _row_ranges(shape: tuple[int, ...]) -> list[tuple[int, int]]:
-    """Ranges of the first axis of an array of ``shape``, each about :data:`SUM_RANGE` elements (at least a row)."""
-    rows = max(1, SUM_RANGE // max(1, prod(shape[1:])))
-    return [(lo, min(lo + rows, shape[0])) for lo in range(0, shape[0], rows)]
+    def __init__(self, shapes: dict[str, tuple[int, ...]], dtype: np.dtype, samples: int) -> None:
+        self.arrays = {key: np.zeros((samples,) + shape, dtype) for key, shape in shapes.items()}
+        self._home: list[Accumulators] = []
+
+    @classmethod
+    def taken(cls, network: Network, samples: int) -> "Accumulators":
+        """Zeroed accumulators for ``samples`` samples of ``network``: spares of an earlier call, else new ones.
+
+        Spares of other shapes (the network's layers were changed) or for
+        fewer samples are dropped.
+        """
+        shapes, spares = accumulator_shapes(network), _spares.setdefault(network, [])
+        found = None
+        while spares and found is None:
+            try:
+                spare = spares.pop()
+            except IndexError:  # another call took the last one
+                break
+            if spare.arrays.keys() == shapes.keys() and all(
+                    a.shape[0] >= samples and a.shape[1:] == shapes[k] and a.dtype == network.dtype
+                    for k, a in spare.arrays.items()):
+                found = spare
+        found = found or cls(shapes, network.dtype, samples)
+        found._home = spares
+        return found
+
+    def sample(self, b: int) -> dict[str, np.ndarray]:
+        """Sample ``b``'s accumulators by parameter key (views, zero until it adds to them)."""
+        return {key: a[b] for key, a in self.arrays.items()}
+
+    def summed(self, samples: int) -> tuple[dict[str, np.ndarray], bool]:
+        """The first ``samples`` samples' gradients summed over them, in the parameters' own layouts and dtype,
+        and whether they are all finite.
+
+        The sum is the fixed tree of :func:`eventsim.learning.chunks.tree_sum`
+        over the samples in their order, for each element
+        (:func:`~eventsim.learning.chunks.tree_sum_rows`). The elements are
+        split into row ranges that the threads sum in parallel
+        (:func:`eventsim.threads.ordered_map`), each range small enough for
+        its partial sums to stay in cache and zeroed right after it is read;
+        every element meets the same additions in the same tree whatever the
+        ranges and the threads. The accumulators then go back to be reused.
+        """
+        parts, out, pieces = {}, {}, []
+        for key, a in self.arrays.items():
+            cols = a.shape[-1]  # the parameter's first axis, last in the accumulator
+            parts[key] = a.reshape(a.shape[0], -1, cols)
+            out[key] = np.empty((cols,) + a.shape[1:-1], a.dtype)
+            rows = max(1, SUM_RANGE // cols)
+            pieces += [(key, lo, min(lo + rows, parts[key].shape[1])) for lo in range(0, parts[key].shape[1], rows)]
+
+        def sum_range(piece: tuple[str, int, int]) -> bool:
+            key, lo, hi = piece
+            return tree_sum_rows(parts[key], samples, out[key].reshape(out[key].shape[0], -1), lo, hi, True)
+
+        finite = all(ordered_map(sum_range, pieces))
+        self._home.append(self)
+        return out, finite
 
 
 def channel_last_into(out: np.ndarray, a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -208,35 +270,24 @@ class Backprop:
     network : Network
     neuron : NeuronBackward
         The rule's neuron derivative.
+    acc : dict
+        The chunk's zeroed gradient accumulators by parameter key, in the
+        layouts of :func:`accumulator_shapes` (:meth:`Accumulators.sample`).
     pool_neurons : dict, optional
         :func:`pooling_neurons` of the network, shared by the samples of a
         batch; by default built here.
     """
 
-    def __init__(self, network: Network, neuron: NeuronBackward,
+    def __init__(self, network: Network, neuron: NeuronBackward, acc: dict[str, np.ndarray],
                  pool_neurons: dict[str, LIF] | None = None) -> None:
         self.network = network
         self.neuron = neuron
+        self._acc = acc
         self._pool_neurons = pooling_neurons(network) if pool_neurons is None else pool_neurons
         self.dtype = network.dtype
         # A sample waiting at a norm's meeting point still holds its arrays,
         # which the next sample on the same thread must not overwrite.
         self._reuse = not normed_layers(network)
-        shapes: dict[str, tuple[int, ...]] = {}
-        for layer in network.walk():
-            if isinstance(layer, Conv2d):
-                o, c, kh, kw = layer.weight_shape
-                shapes[f"{layer.name}.weight"] = (c, kh, kw, o)
-            elif isinstance(layer, Linear):
-                o, i = layer.weight_shape
-                shapes[f"{layer.name}.weight"] = (i, o)
-            if isinstance(layer, Weighted) and layer.bias is not None:
-                shapes[f"{layer.name}.bias"] = (layer.out_size,)
-            if getattr(layer, "norm", None) is not None:
-                for what in ("scale", "shift"):
-                    shapes[f"{layer.name}.norm.{what}"] = (layer.norm.channels,)
-        self._spares = _spares.setdefault(network, [])
-        self._acc = _zeroed_accumulators(self._spares, shapes, self.dtype)
 
     # ------------------------------------------------------------------ driver
     def run(self, frames: Frames, top: np.ndarray) -> Generator[np.ndarray, np.ndarray, None]:
@@ -246,39 +297,6 @@ class Backprop:
         """
         self._frames = frames
         yield from self._sequence(self.network.layers, None, top, need_input=False)
-
-    @staticmethod
-    def summed(samples: Sequence["Backprop"]) -> dict[str, np.ndarray]:
-        """The gradients ``samples`` accumulated, summed over them, in the parameters' own layouts and dtype.
-
-        The sum is the fixed tree of :func:`eventsim.learning.chunks.tree_sum`
-        over the samples in their order, taken for each element of each
-        gradient. The elements are split into row ranges that the threads
-        sum in parallel (:func:`eventsim.threads.ordered_map`), each range
-        small enough for its partial sums to stay in cache; every element
-        still meets the same additions in the same tree, so the result is
-        that of adding whole arrays, whatever the number of threads. The
-        samples' accumulators are then zeroed and go back to be reused.
-        """
-        accs = [sample._acc for sample in samples]
-        out = {key: np.empty(acc.shape[-1:] + acc.shape[:-1], acc.dtype) for key, acc in accs[0].items()}
-
-        def sum_range(piece: tuple[str, int, int]) -> None:
-            key, lo, hi = piece
-            total = tree_sum([acc[key][lo:hi] for acc in accs], _added)
-            if total.ndim == 1:
-                out[key][lo:hi] = total
-            else:  # the accumulator's layout has the parameter's first axis last
-                out[key][:, lo:hi] = np.moveaxis(total, -1, 0)
-            for acc in accs:  # zero for the next samples (see _zeroed_accumulators)
-                acc[key][lo:hi] = 0
-
-        list(ordered_map(sum_range, [(key, lo, hi) for key, acc in accs[0].items()
-                                     for lo, hi in _row_ranges(acc.shape)]))
-        for sample in samples:
-            sample._spares.append(sample._acc)
-            sample._acc = {}
-        return out
 
     # --------------------------------------------------------------- the walk
     def _streams_out(self, layers: list[Layer], source: str | None) -> list[str | None]:

@@ -30,7 +30,7 @@ from eventsim.network import Network, RunResult
 from eventsim.kernels import reverse_recursion
 from eventsim.layout import as3, to_channel_last
 from eventsim.learning.backprop import Backprop, Frames, channel_last_into, neuron_thresholds, scratch
-from eventsim.learning.backprop import pooling_neurons
+from eventsim.learning.backprop import Accumulators, pooling_neurons
 from eventsim.learning.parameters import _entries
 from eventsim.learning.surrogates import StraightThrough, Surrogate, surrogate_from_config
 from eventsim.norm import in_lockstep, refuse_norms
@@ -86,6 +86,7 @@ class Rule:
         grad_output = self._check(network, events, result, grad_output)
         neuron = self._neuron_backward(network, result)
         pool_neurons = pooling_neurons(network)
+        accumulators = Accumulators.taken(network, result.batch)
 
         def sample_backward(b: int):
             # The sample's own task builds its input streams: nothing of the
@@ -95,16 +96,15 @@ class Rule:
                             norm_stats=result.norm_stats)
             top = to_channel_last(grad_output[b], network.output_shape)
             top = np.ascontiguousarray(np.broadcast_to(top, (rows.stop - rows.start, top.shape[0])))
-            backprop = Backprop(network, neuron, pool_neurons)
-            yield from backprop.run(frames, top)
-            return backprop
+            yield from Backprop(network, neuron, accumulators.sample(b), pool_neurons).run(frames, top)
 
         # Samples in parallel (eventsim.threads), meeting at norms for the
         # batch's sums, their gradients summed in one fixed tree
         # (eventsim.learning.chunks): the sums are the same whatever the
         # number of threads, and whatever chunks the batch was split into.
-        samples = in_lockstep(sample_backward(b) for b in range(result.batch))
-        return _finite(network, Backprop.summed(samples))
+        in_lockstep(sample_backward(b) for b in range(result.batch))
+        grads, finite = accumulators.summed(result.batch)
+        return grads if finite else _finite(network, grads)
 
     def config(self) -> dict:
         """JSON-ready description; :func:`rule_from_config` inverts it."""
