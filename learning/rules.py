@@ -293,7 +293,7 @@ class Lee2020(Rule):
         return backward
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _lee2020_delta(grad, counts, traces, theta, log_leak, gain, channels, pool):
     """``D`` of a hidden layer from ``G`` (``grad``), in one pass: :class:`Lee2020`'s neuron backward.
 
@@ -301,7 +301,9 @@ def _lee2020_delta(grad, counts, traces, theta, log_leak, gain, channels, pool):
     :func:`leak_correction`'s ``NG = 1 + ln(lam) * (f / gamma)`` (0 where
     gamma = 0); spiking average pooling (``pool``) ``D = G * 1[gamma > 0]``.
     The operations of the NumPy expressions, in the dtype and in the same
-    order, so the same bits, without their temporaries.
+    order, so the same bits, without their temporaries. NG is computed for
+    every neuron and the silent ones' (0 / 0) replaced by 0 after, a select
+    rather than a branch (NumPy's error model lets 0 / 0 be NaN).
 
     Parameters
     ----------
@@ -321,15 +323,16 @@ def _lee2020_delta(grad, counts, traces, theta, log_leak, gain, channels, pool):
     plane = grad.shape[1] // channels
     one, zero = grad.dtype.type(1), grad.dtype.type(0)
     for k in range(grad.shape[0]):
-        for p in range(plane):
-            for c in range(channels):
+        for c in range(channels):  # C order: counts and traces read in sequence
+            for p in range(plane):
                 j = p * channels + c
                 gamma = counts[c * plane + p]
+                fired = gamma > zero
                 if pool:
-                    out[k, j] = grad[k, j] * (one if gamma > zero else zero)
+                    out[k, j] = grad[k, j] * (one if fired else zero)
                 else:
-                    ng = one + log_leak * (traces[c * plane + p] / gamma) if gamma > zero else zero
-                    out[k, j] = grad[k, j] * (gain * ng / theta[j])
+                    ng = one + log_leak * (traces[c * plane + p] / gamma)
+                    out[k, j] = grad[k, j] * (gain * (ng if fired else zero) / theta[j])
     return out
 
 
