@@ -16,11 +16,12 @@ import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterator, Sequence
 
 import numpy as np
 
 from eventsim.errors import DataError, check_choice
+from eventsim.events import Events
 from eventsim.limits import check_size
 from eventsim.reading import fill, open_regular
 from eventsim.datasets.download import DOWNLOAD_HINT
@@ -186,6 +187,11 @@ class CodedImages:
     - ``"direct"``: :func:`eventsim.encoders.direct.direct`, ``scale`` times
       the pixel as the input current at every step (Ledinauskas et al. 2020,
       Sec. 2.1: the first spiking layer does the encoding).
+
+    :meth:`read_batch` codes several images in one call, with the events of
+    coding them one by one; it may be called from several threads at once
+    (the images are only read), which is how
+    :func:`eventsim.learning.steps.batch_of` codes a batch on the thread pool.
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, *, steps: int, encoding: str = "rate",
@@ -200,9 +206,21 @@ class CodedImages:
         return int(self.images.shape[0])
 
     def __getitem__(self, i: int):
-        i = int(i) % len(self)
-        x = self.images[i][None, None].astype(np.float64) / 255.0
+        events, labels = self.read_batch([i])
+        return events, int(labels[0])
+
+    def read_batch(self, indices: Sequence[int]) -> tuple[Events, np.ndarray]:
+        """The items ``indices`` as one batch: their events stacked in that order, and their labels (int64).
+
+        The events are those of ``Events.concat([self[i][0] for i in
+        indices])``, coded in one encoder call (image i still draws from its
+        own generator ``(seed, i)``), so the per-call work is paid once.
+        """
+        picked = [int(i) % len(self) for i in indices]
+        x = self.images[picked][:, None].astype(np.float64) / 255.0
         if self.encoding == "direct":
-            return direct(x * self.scale, self.steps, dtype=self.dtype), int(self.labels[i])
-        events = rate(x, self.steps, rng=np.random.default_rng((self.seed, i)), scale=self.scale, dtype=self.dtype)
-        return events, int(self.labels[i])
+            events = direct(x * self.scale, self.steps, dtype=self.dtype)
+        else:
+            generators = [np.random.default_rng((self.seed, i)) for i in picked]
+            events = rate(x, self.steps, rng=generators, scale=self.scale, dtype=self.dtype)
+        return events, self.labels[picked].astype(np.int64)

@@ -44,5 +44,11 @@ def direct(x: np.ndarray, steps: int, *, dtype: object = np.float32) -> Events:
         values = x.astype(dt)
     if not np.all(np.isfinite(values)):
         raise EventsError(f"direct: x overflows {dt} (largest magnitude {np.abs(x).max()!r})")
-    dense = np.broadcast_to(values[:, None], (x.shape[0], steps) + x.shape[1:])
-    return Events.from_dense(dense)
+    # Every step of a sample holds the same events: its nonzero entries, found once and repeated.
+    batch, samples = x.shape[0], values.reshape(x.shape[0], -1)
+    nonzero = [np.flatnonzero(sample) for sample in samples]
+    indptr = np.zeros(batch * steps + 1, np.int64)
+    np.cumsum(np.repeat([entries.size for entries in nonzero], steps), out=indptr[1:])
+    index = np.concatenate([np.tile(entries, steps) for entries in nonzero]).astype(np.int64, copy=False)
+    value = np.concatenate([np.tile(sample[entries], steps) for sample, entries in zip(samples, nonzero)])
+    return Events(indptr, index, value, batch=batch, steps=steps, shape=x.shape[1:], check=False)

@@ -14,7 +14,11 @@ documented call, or passed in by the caller, so that another implementation
 
 from __future__ import annotations
 
+import math
+from typing import Iterator, Sequence
+
 import numpy as np
+from numba import njit
 
 from eventsim.encoders.inputs import check_dtype, check_input, check_number, check_range, check_steps
 from eventsim.errors import EventsError, OptionError
@@ -25,7 +29,7 @@ def rate(
     x: np.ndarray,
     steps: int,
     *,
-    rng: np.random.Generator | None = None,
+    rng: np.random.Generator | Sequence[np.random.Generator] | None = None,
     uniforms: np.ndarray | None = None,
     scale: float = 1.0,
     dtype: object = np.float32,
@@ -44,10 +48,17 @@ def rate(
 
     Exactly one source of ``u`` must be given:
 
-    - ``rng``: ``u = rng.random((B, steps, *shape))``, float64, drawn in that
-      single call (C order: sample, then step, then the element in C order of
-      ``shape``). Another implementation reproduces the spikes by making the
-      same call on a Generator in the same state, or by taking ``u`` from it.
+    - ``rng``: ``u = rng.random((B, steps, *shape))``, float64 (C order:
+      sample, then step, then the element in C order of ``shape``; drawn
+      sample by sample, which gives the same numbers and leaves the
+      Generator in the same state as that one call). Another implementation
+      reproduces the spikes by making the same call on a Generator in the
+      same state, or by taking ``u`` from it.
+      A list (or tuple) of B Generators gives each sample its own:
+      ``u[b] = rng[b].random((steps, *shape))``, so sample b's spikes are
+      those of ``rate(x[b:b+1], steps, rng=rng[b])`` (samples coded from
+      seeds of their own, as :class:`eventsim.datasets.mnist.CodedImages`
+      codes images, are coded as one batch in one call).
     - ``uniforms``: the caller's own ``u``, a float array of shape
       ``(B, steps, *shape)`` with values in [0, 1) (float32 is converted to
       float64 exactly).
@@ -58,8 +69,8 @@ def rate(
         Finite real inputs with ``|scale * x| <= 1`` (a spike probability).
     steps : int
         Number of steps T >= 1.
-    rng : numpy.random.Generator, optional
-        Source of the uniform numbers.
+    rng : numpy.random.Generator or list of them, optional
+        Source of the uniform numbers: one for the batch, or one per sample.
     uniforms : array, shape ``(B, steps, *shape)``, optional
         The uniform numbers themselves.
     scale : float
@@ -79,19 +90,83 @@ def rate(
     x = check_input("rate", "x", x, ndim=2, layout="(B, *shape)")
     p = np.abs(scale * x)
     check_range("rate", "|scale * x|", p, 0.0, 1.0, "scale the input so that |scale * x| is a probability")
-    u = _uniforms(rng, uniforms, (x.shape[0], steps) + x.shape[1:])
-    spikes = p[:, None] > u
-    dense = np.where(spikes, np.sign(x)[:, None], 0.0).astype(dt)
-    return Events.from_dense(dense)
+    batch, shape = x.shape[0], x.shape[1:]
+    p, signs = np.ascontiguousarray(p.reshape(batch, -1)), np.sign(x).astype(dt).reshape(batch, -1)
+    drawn = _sample_uniforms(rng, uniforms, (batch, steps) + shape)
+    indptr = np.zeros(batch * steps + 1, np.int64)
+    # One slot past the most events there can be: the kernel writes every candidate before its test keeps it.
+    index = np.empty(steps * np.count_nonzero(p) + 1, np.int64)
+    value = np.empty(index.shape[0], dt)
+    end = 0
+    for b, u in enumerate(drawn):
+        end = _bernoulli_rows(p[b], signs[b], u, end, indptr[b * steps + 1 : (b + 1) * steps + 1], index, value)
+    # Views of the first `end` slots, not copies: a copy's fresh allocation costs page faults (in every
+    # thread coding at once), while the slots beyond hold at most the candidates that were not kept.
+    return Events(indptr, index[:end], value[:end], batch=batch, steps=steps, shape=shape, check=False)
 
 
-def _uniforms(rng: np.random.Generator | None, uniforms: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+@njit(cache=True, nogil=True)
+def _bernoulli_rows(p, signs, u, start, ends, index, value):
+    """One sample's events ``s[t, i] = signs[i] * 1[p[i] > u[t, i]]``, written from slot ``start`` on.
+
+    ``p`` and ``signs`` are ``(n,)``, ``u`` is ``(T, n)``. Step t's events go
+    to ``index`` and ``value`` with indices ascending (the order
+    ``Events.from_dense`` gives), and ``ends[t]`` receives the slot after
+    them; returns the slot after the sample's last event. Only elements with
+    ``p > 0`` can spike (``u >= 0``), so each step scans those alone: a
+    sparse image costs its bright pixels, not all of them.
+    """
+    steps, n = u.shape
+    bright = np.empty(n, np.int64)
+    m = 0
+    for i in range(n):
+        if p[i] > 0.0:
+            bright[m] = i
+            m += 1
+    e = start
+    for t in range(steps):
+        for k in range(m):
+            # Written, then kept by advancing e: no branch to mispredict on coin flips (p near 0.5).
+            i = bright[k]
+            index[e] = i
+            value[e] = signs[i]
+            e += p[i] > u[t, i]
+        ends[t] = e
+    return e
+
+
+def _sample_uniforms(rng: np.random.Generator | Sequence[np.random.Generator] | None, uniforms: np.ndarray | None,
+                     shape: tuple[int, ...]) -> Iterator[np.ndarray]:
+    """``u[b]`` for b = 0, 1, ... as ``(steps, n)`` float64 arrays, everything checked before the first is given.
+
+    Drawn sample after sample into one buffer (reused: each is read before
+    the next is drawn), so ``u`` is never held whole and each sample's
+    numbers are still in cache when they are compared. One Generator thus
+    draws the numbers of ``rng.random(shape)``, in the same order, leaving
+    it in the same state.
+    """
     if (rng is None) == (uniforms is None):
         raise OptionError("rate: give exactly one of rng (a numpy.random.Generator) and uniforms (an array)")
-    if rng is not None:
-        if not isinstance(rng, np.random.Generator):
-            raise OptionError(f"rate: rng must be a numpy.random.Generator, got {type(rng).__name__}")
-        return rng.random(shape)
+    batch, steps = shape[:2]
+    if uniforms is not None:
+        return iter(np.ascontiguousarray(_checked_uniforms(uniforms, shape)).reshape(batch, steps, -1))
+    if isinstance(rng, np.random.Generator):
+        rng = [rng] * batch
+    elif not isinstance(rng, (list, tuple)) or not all(isinstance(g, np.random.Generator) for g in rng):
+        raise OptionError("rate: rng must be a numpy.random.Generator or a list of them (one per sample), "
+                          f"got {type(rng).__name__}")
+    elif len(rng) != batch:
+        raise OptionError(f"rate: rng holds {len(rng)} generators for {batch} samples; give one per sample")
+    return _drawn(rng, np.empty((steps, math.prod(shape[2:]))))
+
+
+def _drawn(generators: Sequence[np.random.Generator], buffer: np.ndarray) -> Iterator[np.ndarray]:
+    for generator in generators:
+        generator.random(out=buffer)  # its next buffer.size numbers, as generator.random(buffer.shape) draws them
+        yield buffer
+
+
+def _checked_uniforms(uniforms: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     u = np.asarray(uniforms)
     if u.dtype.kind != "f":
         raise EventsError(f"rate: uniforms must be a float array, got dtype {u.dtype}")

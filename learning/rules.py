@@ -27,13 +27,13 @@ from eventsim.learning.configs import from_config
 from eventsim.events import Events
 from eventsim.layers import LIF, Delay, Linear, Readout, Recurrent
 from eventsim.network import Network, RunResult
-from eventsim.kernels import reverse_recursion
+from eventsim.kernels import reverse_recursion, surrogate_recursion
 from eventsim.layout import as3, to_channel_last
 from eventsim.learning.backprop import Backprop, Frames, channel_last_into, neuron_thresholds, scratch
 from eventsim.learning.backprop import Accumulators, pooling_neurons
 from eventsim.learning.parameters import _entries
 from eventsim.learning.surrogates import StraightThrough, Surrogate, surrogate_from_config
-from eventsim.norm import in_lockstep, refuse_norms
+from eventsim.norm import in_lockstep, normed_layers, refuse_norms
 
 
 class Rule:
@@ -413,6 +413,13 @@ class BPTT(Rule):
     ``dR/dU = 1, dR/ds = -theta`` (soft reset); at the readout
     ``D[t] = g * lam^(T - t) g_out / T``. Memory O(T x neurons).
 
+    With a detached reset, no clamp, no recurrent connection and a surrogate
+    that names its kernel form (``Surrogate.kernel_code``), E is computed by
+    :func:`eventsim.kernels.surrogate_recursion` in one sweep over the steps,
+    straight from the recorded potentials, bit for bit as the NumPy path
+    (sigma and the carry as ``(T, neurons)`` arrays, then
+    :func:`~eventsim.kernels.reverse_recursion`) computes it for the others.
+
     Parameters
     ----------
     surrogate : Surrogate
@@ -427,6 +434,8 @@ class BPTT(Rule):
     records: ClassVar[tuple[str, ...]] = ("spikes", "potentials")
     normalises: ClassVar[bool] = True
     covers_state: ClassVar[bool] = True
+    #: False: every layer takes the NumPy path (the tests compare the two paths).
+    _fused: ClassVar[bool] = True
 
     def __post_init__(self):
         if not isinstance(self.surrogate, Surrogate):
@@ -437,9 +446,15 @@ class BPTT(Rule):
     def config(self) -> dict:
         return {"name": self.name, "surrogate": self.surrogate.config(), "detach_reset": bool(self.detach_reset)}
 
+    def _fuses(self, neuron: LIF) -> bool:
+        """Whether :func:`surrogate_recursion` computes the neuron's E (a feed-forward layer; class docstring)."""
+        return self._fused and self.detach_reset and neuron.v_min == -np.inf and self.surrogate.kernel_code is not None
+
     def _neuron_backward(self, network: Network, result: RunResult):
         dtype = network.dtype
         steps = result.steps
+        # As Backprop's buffers: a sample waiting at a norm must keep its E.
+        reuse = not normed_layers(network)
 
         def backward(kind, name, neuron, shape, grad, frames, feedback=None):
             lam = dtype.type(neuron.leak)
@@ -449,15 +464,22 @@ class BPTT(Rule):
                 if neuron.synapse_leak is None:
                     return grad * (gain * powers / dtype.type(steps))[:, None]
                 return _synaptic_backward(neuron, grad * (powers / dtype.type(steps))[:, None], gain, dtype)
-            u = channel_last_into(scratch(network, f"{name}/potentials", grad.shape, dtype),
-                                  result.potentials[name][frames.sample], shape)
             theta = neuron_thresholds(neuron, shape, dtype)
-            s = scratch(network, f"{name}/spikes", grad.shape, np.dtype(bool))
-            (np.greater if neuron.strict else np.greater_equal)(u, theta, out=s)
-            held = _clamped(neuron, u, s, theta, dtype)
             # V = outer * R(inner * U, s): the leak is outside the reset by
             # default and inside it when the reset is delayed.
             outer, inner = (dtype.type(1), lam) if neuron.reset_delayed else (lam, dtype.type(1))
+            if feedback is None and self._fuses(neuron):
+                e = scratch(network, f"{name}/dL/dU", grad.shape, dtype) if reuse else np.empty(grad.shape, dtype)
+                potentials = np.asarray(result.potentials[name][frames.sample], dtype)
+                surrogate_recursion(e, potentials.reshape(steps, shape[0], -1), theta, np.ascontiguousarray(grad),
+                                    neuron.strict, neuron.reset == "soft", outer * inner,
+                                    self.surrogate.kernel_code, *self.surrogate.kernel_parameters())
+                return _synaptic_backward(neuron, e, gain, dtype)
+            u = channel_last_into(scratch(network, f"{name}/potentials", grad.shape, dtype),
+                                  result.potentials[name][frames.sample], shape)
+            s = scratch(network, f"{name}/spikes", grad.shape, np.dtype(bool))
+            (np.greater if neuron.strict else np.greater_equal)(u, theta, out=s)
+            held = _clamped(neuron, u, s, theta, dtype)
             if not self.detach_reset:
                 if neuron.reset == "soft":
                     d_r_ds = np.broadcast_to(-theta, u.shape)
@@ -507,7 +529,8 @@ def _clamped(neuron: LIF, u: np.ndarray, s: np.ndarray, theta: np.ndarray, dtype
                 count = np.maximum(np.ceil(q) - 1, 1) if neuron.strict else np.floor(q)
             limit = np.inf if neuron.max_spikes is None else neuron.max_spikes
             n = np.minimum(count, dtype.type(limit))
-        after = np.where(s, u - n * theta, u)
+        with np.errstate(invalid="ignore"):  # 0 * inf of a neuron that never fires, not selected
+            after = np.where(s, u - n * theta, u)
     return after < dtype.type(neuron.v_min)
 
 

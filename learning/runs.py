@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+from functools import partial
 import os
 import sys
 from contextlib import contextmanager
@@ -347,12 +348,19 @@ def interleaved_classes(labels: np.ndarray, count: int) -> np.ndarray:
     return np.sort(order[:count])
 
 
+def _subset_batch(data, picked: np.ndarray, indices) -> tuple:
+    """``data.read_batch`` of a subset's items ``indices`` (the items ``picked[indices]`` of ``data``)."""
+    return data.read_batch(picked[np.asarray(indices, np.int64)])
+
+
 class Subset(Sequence):
     """The items ``indices`` of a dataset, with their labels."""
 
     def __init__(self, data, indices: np.ndarray) -> None:
         self.data, self.indices = data, np.asarray(indices)
         self.labels = np.asarray(data.labels)[self.indices]
+        if hasattr(data, "read_batch"):  # batch_of codes the subset's batches on the thread pool too
+            self.read_batch = partial(_subset_batch, data, self.indices)
 
     def __len__(self) -> int:
         return int(self.indices.shape[0])

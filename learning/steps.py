@@ -31,7 +31,8 @@ import numpy as np
 from eventsim.errors import OptionError
 from eventsim.events import Events
 from eventsim.network import Network
-from eventsim.norm import apply_running_statistics, run_moments
+from eventsim.norm import apply_running_statistics, normed_layers, run_moments
+from eventsim.threads import get_threads, ordered_map
 from eventsim.learning.chunks import chunk_bounds, tree_sum
 from eventsim.learning.losses import Loss
 from eventsim.learning.optimizers import Optimizer
@@ -86,10 +87,36 @@ def mask_rows(masks: dict[str, np.ndarray], start: int, stop: int) -> dict[str, 
     return {name: m[start:stop] for name, m in masks.items()}
 
 
+#: What a forward run records per step: T x neurons arrays, per sample.
+PER_STEP = frozenset({"spikes", "potentials", "currents", "synaptic"})
+
+
+def one_sample_at_a_time(network: Network, rule: Rule) -> bool:
+    """Whether a chunk runs forward and backward one sample per task instead of the whole chunk at once.
+
+    So when the rule reads per-step records (``bptt``, ``lee2020-code``),
+    whose memory is T x neurons per sample, and the network has no
+    input-current norm (whose batch statistics tie the chunk's samples
+    together): then only one sample's records per thread are alive at once,
+    and the numbers are those of chunks of one sample, which are those of
+    any chunk size (:func:`merge`).
+    """
+    return bool(PER_STEP & set(rule.records)) and not normed_layers(network)
+
+
 def chunk_result(network: Network, rule: Rule, loss: Loss, events: Events, labels: np.ndarray, *,
                  batch: int, masks: dict[str, np.ndarray]) -> ChunkResult:
     """Forward in training mode with ``masks``, the loss as a share of a batch of ``batch``, the gradients by ``rule``."""
     started = time.perf_counter()
+    if one_sample_at_a_time(network, rule) and len(labels) > 1:
+        # The samples' tasks run on the thread pool; each one's forward and
+        # backward then run inside it, one after the other (eventsim.threads).
+        parts = list(ordered_map(
+            lambda b: chunk_result(network, rule, loss, events.samples(b, b + 1), labels[b : b + 1], batch=batch,
+                                   masks=mask_rows(masks, b, b + 1)),
+            range(len(labels))))
+        whole = merge(parts)
+        return ChunkResult(whole.grads, whole.losses, whole.correct, [{}], [time.perf_counter() - started])
     records = set(rule.records) | ({"counts"} if loss.reads == "counts" else set())
     result = network.run(events, record=records, train=True, masks=masks)
     moments = run_moments(network, result)
@@ -134,12 +161,32 @@ def local_chunks(network: Network, rule: Rule, loss: Loss, events: Events, label
 
 
 def batch_of(data: Sequence[tuple[Events, int]], indices: Sequence[int]) -> tuple[Events, np.ndarray]:
-    """Stack the samples ``indices`` of ``data`` into one batch."""
-    samples = [data[int(i)] for i in indices]
-    for i, (events, _) in zip(indices, samples):
-        if not isinstance(events, Events) or events.batch != 1:
-            raise OptionError(f"dataset item {int(i)} must be (Events of batch 1, label), got {type(events).__name__}")
-    return Events.concat([s[0] for s in samples]), np.array([int(s[1]) for s in samples], np.int64)
+    """Stack the samples ``indices`` of ``data`` into one batch.
+
+    A dataset with a method ``read_batch(indices) -> (Events, labels)``
+    that may be called from several threads at once (such as
+    :class:`eventsim.datasets.mnist.CodedImages`, which codes images when
+    they are read) gets one call per thread on the thread pool
+    (:mod:`eventsim.threads`), each for a run of consecutive samples, so the
+    coding runs in parallel; the runs are stacked in order. Any other dataset
+    is read item by item, in order, in the calling thread, since its items
+    may depend on that order (a transform drawing from a global generator).
+    """
+    indices = [int(i) for i in indices]
+    read_batch = getattr(data, "read_batch", None)
+    if read_batch is None or not indices:
+        samples = [data[i] for i in indices]
+        for i, (events, _) in zip(indices, samples):
+            if not isinstance(events, Events) or events.batch != 1:
+                raise OptionError(f"dataset item {i} must be (Events of batch 1, label), got {type(events).__name__}")
+        return Events.concat([s[0] for s in samples]), np.array([int(s[1]) for s in samples], np.int64)
+    runs = np.array_split(np.array(indices, np.int64), min(get_threads(), len(indices)))
+    parts = list(ordered_map(read_batch, runs))
+    for run, (events, labels) in zip(runs, parts):
+        if not isinstance(events, Events) or events.batch != len(run) or np.shape(labels) != (len(run),):
+            raise OptionError(f"{type(data).__name__}.read_batch of {len(run)} samples must give (Events of batch "
+                              f"{len(run)}, {len(run)} labels), got {type(events).__name__}")
+    return Events.concat([part[0] for part in parts]), np.concatenate([part[1] for part in parts]).astype(np.int64)
 
 
 # ------------------------------------------------------------------ a cluster

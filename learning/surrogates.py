@@ -26,6 +26,13 @@ straight-through estimator (Lee et al. 2020, eq. 13). The arctan, sigmoid and
 triangle bumps are the derivatives of ``atan(pi/2 alpha x)/pi + 1/2``,
 ``sig(alpha x)`` and a piecewise-linear ramp of width ``2 width``; each
 integrates to 1 over x.
+
+The surrogates built from ``+ - * /``, ``abs`` and comparisons alone
+(straight-through, fast sigmoid, triangle) also name their form in
+:func:`eventsim.kernels.surrogate_recursion` (``kernel_code``,
+:meth:`Surrogate.kernel_parameters`), which evaluates them with the same
+operations in the same order, bit for bit; ``exp`` and ``atan`` (sigmoid,
+arctan) may round differently in NumPy and Numba and stay with NumPy.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from typing import ClassVar
 import numpy as np
 
 from eventsim.errors import OptionError
+from eventsim.kernels.bptt import FAST_SIGMOID, STRAIGHT_THROUGH, TRIANGLE
 from eventsim.learning.configs import from_config
 
 
@@ -55,6 +63,14 @@ class Surrogate:
     """Base class: ``derivative(x, theta)`` with ``x = U - theta`` (same dtype as x)."""
 
     name: ClassVar[str] = ""
+    #: sigma's code in :func:`eventsim.kernels.surrogate_recursion`; None: NumPy only.
+    kernel_code: ClassVar[int | None] = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # A subclass with its own sigma is NumPy only unless it names its kernel form.
+        if ("_bump" in vars(cls) or "derivative" in vars(cls)) and "kernel_code" not in vars(cls):
+            cls.kernel_code = None
 
     def derivative(self, x: np.ndarray, theta: np.ndarray | float) -> np.ndarray:
         """sigma(x) for potentials ``U = x + theta``; 0 where theta is infinite."""
@@ -67,6 +83,10 @@ class Surrogate:
     def _bump(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def kernel_parameters(self) -> tuple[float, float]:
+        """The parameters ``(a, b)`` of :func:`eventsim.kernels.surrogate_recursion` for ``kernel_code``."""
+        return 0.0, 0.0
+
     def config(self) -> dict:
         """JSON-ready description; :func:`surrogate_from_config` inverts it."""
         return {"name": self.name, **asdict(self)}
@@ -77,6 +97,7 @@ class StraightThrough(Surrogate):
     """``sigma = 1/theta`` (Lee et al. 2020, eq. 13; Bengio et al. 2013)."""
 
     name: ClassVar[str] = "straight_through"
+    kernel_code: ClassVar[int | None] = STRAIGHT_THROUGH
 
     def _bump(self, x, theta):
         return np.broadcast_to(1 / theta, x.shape)
@@ -89,11 +110,15 @@ class FastSigmoid(Surrogate):
     c: float = 10.0
     b: float | None = None
     name: ClassVar[str] = "fast_sigmoid"
+    kernel_code: ClassVar[int | None] = FAST_SIGMOID
 
     def __post_init__(self):
         _positive(self.name, "c", self.c, zero=True)
         if self.b is not None:
             _positive(self.name, "b", self.b)
+
+    def kernel_parameters(self):
+        return self.c, 0.0 if self.b is None else self.b  # b > 0: 0 stands for 1/theta
 
     def _bump(self, x, theta):
         height = 1 / theta if self.b is None else x.dtype.type(self.b)
@@ -137,9 +162,13 @@ class Triangle(Surrogate):
 
     width: float = 1.0
     name: ClassVar[str] = "triangle"
+    kernel_code: ClassVar[int | None] = TRIANGLE
 
     def __post_init__(self):
         _positive(self.name, "width", self.width)
+
+    def kernel_parameters(self):
+        return self.width, 0.0
 
     def _bump(self, x, theta):
         w = x.dtype.type(self.width)

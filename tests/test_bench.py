@@ -125,7 +125,7 @@ def test_ratios_pair_records_of_the_same_workload_T_and_threads():
         rec("lenet-nmnist-train", "eventsim-lee2020", 100, 2, 0.004, rss=200.0),
         rec("lenet-nmnist-train", "snntorch", 100, 2, 0.170, rss=1460.0),
         rec("lenet-nmnist-train", "eventsim-lee2020", 100, 1, 0.007),
-        rec("lenet-nmnist-train", "eventsim-lee2020", 300, 2, 0.010),
+        rec("lenet-nmnist-train", "eventsim-lee2020", 300, 2, 0.010, rss=300.0, synops_per_s=1.6e10),
         rec("conv-scatter", "eventsim", 100, 1, 0.001, synops_per_s=2e9),
         rec("lenet-nmnist-train", "norse", 100, 2, 0.100, rss=800.0),
         rec("lenet-nmnist-train", "sinabs", 100, 2, None, skipped="sinabs is not installed"),
@@ -140,6 +140,11 @@ def test_ratios_pair_records_of_the_same_workload_T_and_threads():
     assert out[1]["speedup_over_1_thread"] == pytest.approx(1.75)
     assert out[3]["best_peer"] == "pytorch" and out[3]["speedup_over_best_peer"] == pytest.approx(50 / 7)
     assert "best_peer" not in out[4] and "speedup_over_best_peer" not in out[4]  # no peer at T=300
+    # growth with T against the next smaller T of the same row: 4 -> 10 ms over 100 -> 300 steps
+    assert out[4]["previous_T"] == 100 and out[4]["time_exponent"] == pytest.approx(0.834, abs=1e-3)
+    assert out[4]["rss_over_previous_T"] == pytest.approx(1.5)
+    assert "time_exponent" not in out[1] and "time_exponent" not in out[3]  # nothing smaller in their rows
+    assert out[4]["fraction_of_add_peak"] == pytest.approx(0.2)  # 16 G SynOps/s over 2 cores of 40 G adds/s
     assert out[5]["fraction_of_add_peak"] == pytest.approx(0.05)
     assert "best_peer" not in out[6]  # ratios are eventsim's
 
@@ -214,6 +219,16 @@ def test_epoch_data_splits_an_epoch_into_data_work_and_train_steps():
     assert r["seconds_per_sample"] * r["epoch_samples"] == pytest.approx(parts)
     assert 0 < r["data_share"] < 1 and 0 < r["data_share_first_epoch"] < 1
     assert r["data_share"] == pytest.approx((parts - r["train_seconds"]) / parts)
+
+
+def test_mnist_epoch_data_splits_its_batches_into_coding_and_train_steps():
+    from eventsim.bench.workloads import MNIST_BATCHES_TIMED
+
+    (r,) = json.loads(bench(*SMALL, "--json", "--workloads", "mnist-epoch-data"))
+    samples = MNIST_BATCHES_TIMED * 2
+    assert r["seconds_per_sample"] * samples == pytest.approx(r["coding_seconds"] + r["train_seconds"])
+    assert r["data_share"] == pytest.approx(r["coding_seconds"] / (r["coding_seconds"] + r["train_seconds"]))
+    assert 0 < r["data_share"] < 1
 
 
 def test_bad_settings_are_named():

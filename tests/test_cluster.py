@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 import eventsim as es
 from eventsim.errors import ClusterError, LayerError, OptionError
-from eventsim.learning import BPTT, Adam, CrossEntropy, Lee2020, LeeMSE, Trainer, init_lee2020
+from eventsim.learning import BPTT, Adam, CrossEntropy, Lee2020, Lee2020Code, LeeMSE, Trainer, init_lee2020
 from eventsim.learning.checkpoint import load_checkpoint
 from eventsim.learning.chunks import check_chunk_size, chunk_bounds, split_point, tree_sum
 from eventsim.learning.tally import evaluate
@@ -109,6 +109,32 @@ def test_a_step_without_norm_gives_the_same_weights_at_every_chunk_size(rule):
             assert other[key].tobytes() == value.tobytes(), key
     # the step moved the weights: the comparison is not between untouched initial values
     assert not np.array_equal(weights[0]["fc.weight"], es.learning.parameters(_net(norm=False, dropout=0.3))["fc.weight"])
+
+
+@pytest.mark.parametrize("rule", [BPTT(), Lee2020Code()], ids=lambda r: r.name)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_chunk_one_sample_at_a_time_is_the_chunk_run_at_once(rule, threads):
+    """A per-step rule runs a chunk's samples one per task (their T x neurons records one at a time):
+    the gradients, losses and predictions are those of the chunk run through the network at once."""
+    from eventsim.learning.steps import chunk_result, one_sample_at_a_time
+
+    events, labels = _batch(5)
+    network, loss = _net(norm=False, dropout=0.3), LeeMSE()
+    masks = network.dropout_masks(5, np.random.default_rng(2))
+    assert one_sample_at_a_time(network, rule)
+    result = network.run(events, record=rule.records, train=True, masks=masks)
+    losses, grad_output = loss.sample_losses(network, result, labels, batch=8)
+    whole = rule.gradients(network, events, result, grad_output)
+    es.set_threads(threads)
+    try:
+        chunk = chunk_result(network, rule, loss, events, labels, batch=8, masks=masks)
+    finally:
+        es.set_threads(None)
+    for key, value in whole.items():
+        assert chunk.grads[key].tobytes() == value.tobytes(), key
+    assert chunk.losses.tobytes() == losses.tobytes()
+    assert chunk.correct == int(np.sum(loss.predictions(network, result) == labels))
+    assert not one_sample_at_a_time(_net(norm=True, dropout=0.0), rule)  # a norm ties the samples together
 
 
 def test_a_chunk_is_the_batch_of_its_norm():

@@ -33,6 +33,14 @@ def arrays_in(low=-1.0, high=1.0, shape=SHAPES):
     return hnp.arrays(np.float64, shape, elements=elements)
 
 
+def assert_same_events(a: Events, b: Events) -> None:
+    """The same container field by field: row pointers, indices in their order, values and dtypes."""
+    assert (a.batch, a.steps, a.shape) == (b.batch, b.steps, b.shape)
+    for field in ("indptr", "index", "value"):
+        x, y = getattr(a, field), getattr(b, field)
+        assert x.dtype == y.dtype and np.array_equal(x, y), field
+
+
 def digit(size=28):
     """A blocky 7-like stroke on black, values in {0, 1}."""
     img = np.zeros((size, size))
@@ -69,6 +77,18 @@ def test_rate_is_its_formula_and_signs_follow_x(x, steps, seed, dtype):
     assert np.all(dense[dense != 0] == sign[dense != 0])
 
 
+@given(x=arrays_in(), steps=st.integers(1, 6), seed=SEEDS, dtype=DTYPES, scale=st.sampled_from([1.0, 0.5, 0.3]))
+def test_rate_events_are_laid_out_as_from_dense_of_the_formula(x, steps, seed, dtype, scale):
+    # The events are written straight into their container; from_dense of the
+    # dense formula fixes the layout (rows b * T + t, indices ascending, valid
+    # events that pass Events' own checks).
+    u = np.random.default_rng(seed).random((x.shape[0], steps) + x.shape[1:])
+    expected = Events.from_dense((np.sign(x)[:, None] * (np.abs(scale * x)[:, None] > u)).astype(dtype))
+    events = rate(x, steps, uniforms=u, scale=scale, dtype=dtype)
+    assert_same_events(events, expected)
+    Events(events.indptr, events.index, events.value, batch=events.batch, steps=steps, shape=events.shape)
+
+
 @given(x=arrays_in(), steps=st.integers(1, 6), seed=SEEDS)
 def test_rate_rng_draws_the_documented_uniforms(x, steps, seed):
     from_rng = rate(x, steps, rng=np.random.default_rng(seed))
@@ -76,6 +96,22 @@ def test_rate_rng_draws_the_documented_uniforms(x, steps, seed):
     from_uniforms = rate(x, steps, uniforms=u)
     np.testing.assert_array_equal(from_rng.to_dense(), from_uniforms.to_dense())
     np.testing.assert_array_equal(rate(x, steps, uniforms=u).to_dense(), from_uniforms.to_dense())
+
+
+def test_rate_leaves_the_generator_where_its_documented_call_does():
+    used, called = np.random.default_rng(4), np.random.default_rng(4)
+    rate(np.full((3, 2, 5), 0.5), 7, rng=used)
+    called.random((3, 7, 2, 5))
+    assert used.bit_generator.state == called.bit_generator.state
+
+
+@given(x=arrays_in(), steps=st.integers(1, 6), seed=SEEDS)
+def test_rate_with_a_generator_per_sample_codes_each_sample_as_alone(x, steps, seed):
+    alone = [rate(x[b : b + 1], steps, rng=np.random.default_rng((seed, b))) for b in range(x.shape[0])]
+    together = rate(x, steps, rng=[np.random.default_rng((seed, b)) for b in range(x.shape[0])])
+    assert_same_events(together, Events.concat(alone))
+    u = np.stack([np.random.default_rng((seed, b)).random((steps,) + x.shape[1:]) for b in range(x.shape[0])])
+    assert_same_events(together, rate(x, steps, uniforms=u))
 
 
 def test_rate_same_seed_same_events_other_seed_other_events():
@@ -102,6 +138,19 @@ def test_direct_repeats_x_at_every_step(x, steps, dtype):
     for t in range(steps):
         np.testing.assert_array_equal(dense[:, t], x.astype(dtype))
     assert events.n_events == steps * np.count_nonzero(x.astype(dtype))
+
+
+@given(x=arrays_in(-4.0, 4.0), steps=st.integers(1, 5), dtype=DTYPES)
+def test_direct_events_are_laid_out_as_from_dense_of_x_repeated(x, steps, dtype):
+    expected = Events.from_dense(np.repeat(x.astype(dtype)[:, None], steps, axis=1))
+    assert_same_events(direct(x, steps, dtype=dtype), expected)
+
+
+def test_direct_drops_entries_that_round_to_zero_in_its_dtype():
+    x = np.array([[1e-50, 0.0, -3.0], [0.0, 0.0, 0.0]])
+    events = direct(x, 2, dtype=np.float32)
+    assert events.n_events == 2 and list(events.index) == [2, 2] and list(events.value) == [-3.0, -3.0]
+    assert list(events.indptr) == [0, 1, 2, 2, 2]
 
 
 # ------------------------------------------------------------------- latency
@@ -285,7 +334,10 @@ GEN = np.random.default_rng(0)
          r"rate: \|scale \* x\| must be in \[0, 1\], got 2.0 at index \(0, 0\); scale the input"),
         (lambda: rate(X, 3), OptionError, "rate: give exactly one of rng"),
         (lambda: rate(X, 3, rng=GEN, uniforms=np.zeros((2, 3, 4))), OptionError, "exactly one of rng"),
-        (lambda: rate(X, 3, rng=0), OptionError, "rate: rng must be a numpy.random.Generator, got int"),
+        (lambda: rate(X, 3, rng=0), OptionError,
+         r"rate: rng must be a numpy.random.Generator or a list of them \(one per sample\), got int"),
+        (lambda: rate(X, 3, rng=[GEN, 0]), OptionError, "rate: rng must be a numpy.random.Generator or a list"),
+        (lambda: rate(X, 3, rng=[GEN]), OptionError, "rate: rng holds 1 generators for 2 samples; give one per"),
         (lambda: rate(X, 3, uniforms=np.zeros((2, 4, 4))), EventsError, r"uniforms must have shape .* \(2, 3, 4\)"),
         (lambda: rate(X, 1, uniforms=np.ones((2, 1, 4))), EventsError, r"uniforms must lie in \[0, 1\)"),
         (lambda: rate(X, 1, uniforms=np.zeros((2, 1, 4), int)), EventsError, "uniforms must be a float array"),

@@ -24,7 +24,7 @@ from eventsim.threads import ENV_VAR, ordered_map
 
 THREAD_COUNTS = (1, 2, 3)
 CASES = st.one_of(net_cases(weights="float", hard_zero=True), deep_cases(weights="float", hard_zero=True))
-RULES = (Lee2020(), Lee2020Code(), BPTT(surrogate=FastSigmoid(c=4.0), detach_reset=False))
+RULES = (Lee2020(), Lee2020Code(), BPTT(surrogate=FastSigmoid(c=4.0), detach_reset=False), BPTT(surrogate=FastSigmoid(c=4.0)))
 
 
 @pytest.fixture(autouse=True)

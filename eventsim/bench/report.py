@@ -15,7 +15,14 @@ moment), matched on workload, T and threads:
   row (workload, T, threads), and ``speedup_over_best_peer``,
   ``rss_over_best_peer``, ``rise_over_best_peer``: the ratios against it;
 - ``fraction_of_add_peak`` (conv-scatter): its SynOps/s over the core's float32
-  adds/s measured by add-peak, both on one core;
+  adds/s measured by add-peak, both on one core; (eventsim's LeNet training
+  and inference) its SynOps/s over the add peak of its thread count's cores
+  (add-peak's one-core rate times the threads);
+- ``previous_T``, ``time_exponent`` and ``rss_over_previous_T`` (every
+  record with a smaller T of the same workload, system and threads in the
+  run): how time and peak memory grow with T, ``time_exponent = log(t2 /
+  t1) / log(T2 / T1)`` against the next smaller T (0.4 means time grows as
+  T^0.4);
 - ``speedup_over_1_thread`` (records with more threads): the one-thread
   record's seconds per sample over this one's;
 - ``efficiency_vs_process`` (cluster-train on a cluster): the ``process``
@@ -23,6 +30,8 @@ moment), matched on workload, T and threads:
 """
 
 from __future__ import annotations
+
+import math
 
 from eventsim.bench.peers import PEERS
 
@@ -65,6 +74,18 @@ def with_ratios(records: list[dict]) -> list[dict]:
                 r.update({f"{name}_over_best_peer": value for name, value in _peer_ratios(r, best).items()})
         if r["workload"] == "conv-scatter" and _ratio(r.get("synops_per_s"), adds) is not None:
             r["fraction_of_add_peak"] = r["synops_per_s"] / adds
+        if (r["workload"] in ("lenet-nmnist-train", "lenet-nmnist-infer") and r["system"].startswith("eventsim")
+                and _ratio(r.get("synops_per_s"), adds) is not None):
+            r["fraction_of_add_peak"] = r["synops_per_s"] / (adds * r["threads"])
+        smaller = [q for q in records if q.get("T") is not None and r.get("T") is not None and q["T"] < r["T"]
+                   and _key(q, T=r["T"]) == _key(r) and _ratio(q.get("seconds_per_sample"), mine) is not None]
+        if smaller:
+            q = max(smaller, key=lambda q: q["T"])
+            r["previous_T"] = q["T"]
+            r["time_exponent"] = math.log(mine / q["seconds_per_sample"]) / math.log(r["T"] / q["T"])
+            value = _ratio(r.get("peak_rss_mb"), q.get("peak_rss_mb"))
+            if value is not None:
+                r["rss_over_previous_T"] = value
         if r["workload"] == "cluster-train" and r["system"] != "process":
             value = _ratio(seconds.get(_key(r, system="process")), mine)
             if value is not None:
@@ -99,8 +120,10 @@ def _note(r: dict) -> str:
         return f"failed: {r['failed']}"
     if r["workload"] == "add-peak":
         return f"{r['adds_per_s'] / 1e9:.3g} G float32 adds/s per core"
-    if "fraction_of_add_peak" in r:
+    if r["workload"] == "conv-scatter" and "fraction_of_add_peak" in r:
         return f"{100 * r['fraction_of_add_peak']:.3g} % of add-peak, one core"
+    if r["workload"] == "mnist-epoch-data":
+        return f"coding {100 * r['data_share']:.3g} % of the epoch's batches (coding and train steps)"
     if r["workload"] == "nmnist-epoch-data":
         return (f"data {100 * r['data_share']:.3g} % of a cached epoch, "
                 f"{100 * r['data_share_first_epoch']:.3g} % of the first (encoding)")
@@ -116,6 +139,11 @@ def _note(r: dict) -> str:
         title = PEERS[r["best_peer"]].title
         memory = f", peak memory {r['rss_over_best_peer']:.3g}x {title}'s" if "rss_over_best_peer" in r else ""
         parts.append(f"best peer {title}{memory}")
+    if r["workload"] != "conv-scatter" and "fraction_of_add_peak" in r:
+        parts.append(f"{100 * r['fraction_of_add_peak']:.3g} % of add-peak on {r['threads']} cores")
+    if "time_exponent" in r:
+        memory = f", memory {r['rss_over_previous_T']:.3g}x" if "rss_over_previous_T" in r else ""
+        parts.append(f"time ~T^{r['time_exponent']:.2f} from T = {r['previous_T']}{memory}")
     if "hidden_rate" in r:
         parts.append(f"hidden {100 * r['hidden_rate']:.3g} % per step")
     if "spike_counts_equal" in r:

@@ -11,7 +11,7 @@ from eventsim.bench.measure import measure
 from eventsim.bench.peers import PEERS
 from eventsim.bench.report import with_ratios
 from eventsim.bench.workloads import DEFAULT_DENSITY, PER_CORE, RECURRENT, STEPLESS, WORKLOADS, Case
-from eventsim.datasets import NMNIST
+from eventsim.datasets import NMNIST, load_mnist
 from eventsim.errors import OptionError, check_choice
 
 DEFAULT_STEPS = (25, 100, 300)
@@ -66,7 +66,7 @@ def run_bench(
     threads : thread counts (1 and 2 give the scaling from one core to two)
     batch : samples per batch
     repeats : rounds, each timing every case once (the fastest is kept)
-    data : the data folder holding ``NMNIST/`` (default: ``EVENTSIM_DATA``, then the user folder)
+    data : the data folder holding ``NMNIST/`` (and ``mnist/`` for mnist-epoch-data; default: ``EVENTSIM_DATA``, then the user folder)
     density : input spikes per channel and step of the recurrent CubaLIF workloads
     progress : where one line per finished measurement goes: a stream, "stderr" (the default) or None (silent)
 
@@ -84,8 +84,11 @@ def run_bench(
     for what, values in (("workloads", workloads), ("steps", steps), ("threads", threads)):
         if not values:
             raise OptionError(f"{what}: give at least one")
-    if any(w not in STEPLESS | RECURRENT for w in workloads):
-        NMNIST(data, "train")  # no data: say so now, not after the first measurements
+    # No data: say so now, not after the first measurements.
+    if any(w not in STEPLESS | RECURRENT | {"mnist-epoch-data"} for w in workloads):
+        NMNIST(data, "train")
+    if "mnist-epoch-data" in workloads:
+        load_mnist(data, "train")
     stream = sys.stderr if progress == "stderr" else progress
     missing = {name: peer.missing_reason() for name, peer in PEERS.items()}
     todo = cases(workloads, steps, threads, batch, repeats, data, density)

@@ -30,6 +30,9 @@ nmnist-epoch-data   eventsim-lee2020  one epoch's data work on the training spli
                                       cache every recording, load the cache, batch) against its
                                       train steps (:data:`EPOCH_STEPS_TIMED` steps timed,
                                       scaled to the epoch)
+mnist-epoch-data    eventsim-lee2020  the first :data:`MNIST_BATCHES_TIMED` batches of an epoch of
+                                      ``eventsim train mnist`` (rate coding when a batch is read,
+                                      then its train step), coding timed apart from training
 cubalif-rnn-infer   eventsim          the forward pass of the recurrent CubaLIF network
                     snntorch          (:mod:`eventsim.bench.recurrent`) on a batch of Bernoulli
                                       input of density ``Case.density``; snnTorch under
@@ -89,6 +92,7 @@ WORKLOADS: dict[str, tuple[str, ...]] = {
     "conv-scatter": ("eventsim",),
     "add-peak": ("machine",),
     "nmnist-epoch-data": ("eventsim-lee2020",),
+    "mnist-epoch-data": ("eventsim-lee2020",),
     "cubalif-rnn-infer": ("eventsim", PEER),
     "cubalif-rnn-train": ("eventsim-bptt", PEER),
     "cluster-train": ("process", "local:1", "local:2"),
@@ -103,6 +107,8 @@ RECURRENT = frozenset({"cubalif-rnn-infer", "cubalif-rnn-train"})
 DEFAULT_DENSITY = 0.02
 #: Train steps timed by nmnist-epoch-data; the epoch's train time is scaled from them per sample.
 EPOCH_STEPS_TIMED = 4
+#: Batches of mnist-epoch-data: each coded (timed) and trained on (timed); the shares are of their sums.
+MNIST_BATCHES_TIMED = 8
 
 
 @dataclass(frozen=True)
@@ -308,6 +314,32 @@ def _epoch_data(case: Case) -> Prepared:
     return Prepared(fresh, len(source))
 
 
+def _mnist_epoch_data(case: Case) -> Prepared:
+    """``eventsim train mnist`` at T steps: the first batches of an epoch coded, and trained on, timed apart."""
+    job = Job(dataset="mnist", steps=case.steps, batch_size=case.batch)
+    data = job.data("train", case.data, progress=None)
+    order = np.random.default_rng(job.seed).permutation(len(data))[: MNIST_BATCHES_TIMED * job.batch_size]
+    runs = [order[start : start + job.batch_size] for start in range(0, len(order), job.batch_size)]
+
+    def fresh() -> Callable[[], dict]:
+        step = _training(job)
+
+        def batches() -> dict:
+            coding = stepping = 0.0
+            for picked in runs:
+                t0 = time.perf_counter()
+                events, labels = batch_of(data, picked)
+                t1 = time.perf_counter()
+                step(events, labels)
+                coding, stepping = coding + t1 - t0, stepping + time.perf_counter() - t1
+            return {"seconds_per_sample": (coding + stepping) / len(order), "coding_seconds": coding,
+                    "train_seconds": stepping, "data_share": coding / (coding + stepping)}
+
+        return batches
+
+    return Prepared(fresh, len(order))
+
+
 def _eventsim_recurrent(case: Case, train: bool) -> Prepared:
     """The recurrent CubaLIF network on eventsim: bptt's forward and backward, or the forward pass."""
     task = recurrent.problem(case.batch, case.steps, case.density)
@@ -361,6 +393,7 @@ def prepare(case: Case) -> Prepared:
         ("conv-scatter", "eventsim"): _conv_scatter,
         ("add-peak", "machine"): _add_peak,
         ("nmnist-epoch-data", "eventsim-lee2020"): _epoch_data,
+        ("mnist-epoch-data", "eventsim-lee2020"): _mnist_epoch_data,
         **{("cluster-train", system): cluster_epoch for system in WORKLOADS["cluster-train"]},
         ("cubalif-rnn-infer", "eventsim"): partial(_eventsim_recurrent, train=False),
         ("cubalif-rnn-infer", PEER): partial(_snntorch_recurrent, train=False),

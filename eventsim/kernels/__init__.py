@@ -23,6 +23,7 @@ Each kernel has a dense NumPy twin in :mod:`eventsim.dense`, written
 independently; the twin is the reference in tests.
 """
 
+from eventsim.kernels.bptt import surrogate_recursion
 from eventsim.kernels.conv import conv_scatter, conv_transpose, conv_weight_grad
 from eventsim.kernels.currents import add_bias, currents_to_events, event_totals
 from eventsim.kernels.dropout import dropout_events
@@ -50,4 +51,5 @@ __all__ = [
     "pool_transpose",
     "recurrent_window",
     "reverse_recursion",
+    "surrogate_recursion",
 ]

@@ -1,7 +1,10 @@
 """2-D convolution as an event scatter."""
 
 import numpy as np
-from numba import njit, uint64
+from llvmlite import ir
+from numba import njit, types, uint64
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from eventsim.kernels.geometry import position, reached
 
@@ -141,32 +144,61 @@ def conv_weight_grad(grad_w, indptr, index, value, delta, in_hw, out_hw, stride,
     grad_w[:] = reversed_g[:, :, ::-1, :]
 
 
+#: Width of the vectors of :func:`conv_transpose`'s micro-kernel, in bytes: one
+#: AVX-512 register (16 float32 or 8 float64 lanes). LLVM's loop vectoriser
+#: keeps to 256-bit vectors on most AVX-512 cores; the micro-kernel names its
+#: vector type itself, so it gets full registers there, and LLVM splits the
+#: vectors where the core has only narrower registers (same results).
+VECTOR_BYTES = 64
+#: Chunks of ``lanes`` positions one call of the micro-kernel sums at once:
+#: each broadcast weight then serves two vectors (one load per 16 arithmetic
+#: operations instead of 8). Three or more would spill registers at 8 input
+#: channels per tile.
+CHUNKS = 2
+#: Input channels of one tile: the micro-kernel keeps ``TILE x CHUNKS`` sums in
+#: registers (16 of AVX-512's 32) next to the ``4 x CHUNKS`` delta vectors.
+TILE = 8
+#: Fields of a tap record: delta offset, weight offset, then one lane mask per chunk.
+TAP_FIELDS = 2 + CHUNKS
+
+
 @njit(cache=True, nogil=True)
 def conv_transpose(grad_in, delta, weight, in_hw, out_hw, stride, padding):
     """Add the input gradient of a 2-D convolution (its adjoint) for K frames.
 
     ``dL/ds[c, y, x] = sum_{o, oy, ox} W[o, c, ky, kx] * D[o, oy, ox]`` over the
-    outputs whose window holds ``(y, x)`` at tap ``(ky, kx)``; inputs no output
-    reaches (stride larger than the kernel) get nothing.
+    outputs whose window holds ``(y, x)`` at tap ``(ky, kx) = (y + ph - oy*sh,
+    x + pw - ox*sw)``; inputs no output reaches (stride larger than the
+    kernel) get nothing.
 
-    Computed as the scatter of the delta into the *padded* input map: output
-    ``(oy, ox)`` adds ``W[o, c, ky, kx] * D[o, oy, ox]`` at padded position
-    ``(oy*sh + ky, ox*sw + kx)``, always inside the padded map, so no tap needs
-    a bounds check; the border is cut off at the end. Per frame the delta is
-    laid out channel-first with rows of ``sh * m`` floats and the padded map
-    with rows of ``sw * m`` (m large enough for both widths), so delta element
-    i of a channel lands at ``i * sw`` plus the tap's offset: one tap is one
-    vector loop over a whole output plane (contiguous for stride 1), and the
-    zero columns past the delta's width add 0 into the cut-off border. The
-    loop body takes 4 output channels into 2 input channels at once (8
-    multiply-adds per 4 delta loads and 2 map updates: the dense delta of a
-    surrogate gradient makes this a compute-bound kernel); the channel counts
-    are padded with zero weights and zero deltas to whole blocks.
+    Computed as a gather over the input positions, ``lanes`` of them per
+    vector (16 in float32, 8 in float64). Per frame the delta is copied
+    channel-first into a *dilated* map (``D[o, oy, ox]`` at ``(oy*sh,
+    ox*sw)``, zeros between and around) with rows of ``r = max(w, (wo - 1)*sw
+    + 1)`` floats, and the input positions are numbered ``p = y*r + x`` the
+    same way, so tap ``(ky, kx)`` of position p reads the map at ``p + (ph -
+    ky)*r + pw - kx``: one vector load per tap for a whole run of positions,
+    across row ends. Lanes whose column ``x + pw - kx`` lies outside the row
+    would read the neighbouring row; their loads are masked to 0. No lane is
+    spent on padding (r = w unless the padding exceeds half the kernel), only
+    the last vector of a frame is partly empty, and every stride and padding
+    takes the same path (a stride above 1 multiplies the taps that meet the
+    zeros of the dilated map).
 
-    Order of summation, fixed whatever the thread count: blocks of 4 output
-    channels ascending, then ky, then kx, each adding
-    ``(w0*d0 + w1*d1) + (w2*d2 + w3*d3)``. Frames whose delta is all 0, and
-    blocks of output channels whose delta is all 0 in a frame, are skipped.
+    Order of summation, fixed by the layer's shape whatever the thread
+    count: for every input value, blocks of 4 output channels ascending,
+    then ky, then kx, each adding ``(w0*d0 + w1*d1) + (w2*d2 + w3*d3)`` to a
+    sum that starts at 0, the sum then added to ``grad_in``. Taps that meet
+    no delta row for any position of a vector are skipped, the others add
+    ``w * 0`` where they meet padding (which changes at most the sign of a
+    zero sum). The order takes a multiplication and an addition per
+    multiply-add (a fused multiply-add would round differently), so the
+    arithmetic bounds the kernel: the micro-kernel (:func:`_tap_tile`)
+    holds the sums of ``TILE`` input channels of ``CHUNKS`` vectors in
+    registers across all taps of all output channels, with full AVX-512
+    vectors where LLVM's own vectoriser would use half as wide. Frames
+    whose delta is all 0, and blocks of output channels whose delta is all
+    0 in a frame, are skipped.
 
     Parameters
     ----------
@@ -181,62 +213,277 @@ def conv_transpose(grad_in, delta, weight, in_hw, out_hw, stride, padding):
     ph, pw = padding
     if not grad_in.flags.c_contiguous:
         raise ValueError("conv_transpose: the gradient buffer must be C-contiguous")
-    co_b, ci_b = -(-co // 4) * 4, -(-ci // 2) * 2
-    blocked = np.zeros((co_b, ci_b, kh, kw), grad_in.dtype)
-    blocked[:co, :ci] = weight
-    m = max(-(-wo // sh), -(-(w + 2 * pw) // sw))
-    d_row, p_row = sh * m, sw * m  # row strides: delta, padded map
-    run = uint64((ho - 1) * d_row + wo)  # delta floats from the first output to the last
-    d_plane = ho * d_row
-    # Rows of the padded map: all that an input reads, and all that the last
-    # output's run reaches at the largest tap.
-    p_plane = max(h + 2 * ph, (ho - 1) * sh + kh) * p_row + kw
-    dpad = np.zeros(co_b * d_plane, grad_in.dtype)
-    pad = np.empty(ci_b * p_plane, grad_in.dtype)
-    live = np.empty(co_b // 4, np.bool_)
-    flat_in = grad_in.ravel()
-    step = uint64(sw)
+    lanes = VECTOR_BYTES // grad_in.itemsize
+    n_blocks = -(-co // 4)
+    blocked = _blocked_weights(weight, n_blocks, grad_in.dtype)
+    # The dilated map, one plane per output channel (padded to whole blocks):
+    # `top` zero rows above the first delta row, so that the rows above the
+    # input (y + ph - ky < 0) exist, and a margin of kw - 1 floats before the
+    # first plane for the masked lanes of the first taps.
+    hd, wd = (ho - 1) * sh + 1, (wo - 1) * sw + 1
+    row = max(w, wd)
+    top = max(0, kh - 1 - ph)
+    margin = kw - 1
+    plane = (top + max(hd, h + ph)) * row
+    n_chunks = -(-(h * row) // lanes)
+    # Past the last plane's first float: the plane itself, or the furthest
+    # read, the last lane of the last chunk at tap (0, 0).
+    last = max(plane, n_chunks * lanes + (ph + top) * row + pw)
+    dmap = np.zeros(margin + (4 * n_blocks - 1) * plane + last, grad_in.dtype)
+    taps, n_taps, n_groups = _tap_records(h, row, hd, kh, kw, sh, ph, pw, top, margin, ci, lanes, n_chunks)
+    sums = np.empty(ci * n_chunks * lanes, grad_in.dtype)
+    live = np.empty(n_blocks, np.int64)
     for k in range(delta.shape[0]):
-        live[:] = False
-        for oy in range(ho):
-            for ox in range(wo):
-                d_at = (oy * wo + ox) * co
-                to = oy * d_row + ox
-                for o in range(co):
-                    d = delta[k, d_at + o]
-                    dpad[o * d_plane + to] = d
-                    if d != 0:
-                        live[o // 4] = True
-        if not live.any():
+        n_live = _live_blocks(live, delta[k], co)
+        if n_live == 0:
             continue
-        pad[:] = 0
-        for ob in range(co_b // 4):
-            if live[ob]:
-                _block_into_map(pad, dpad, blocked, 4 * ob, d_plane, p_plane, p_row, run, step)
-        for y in range(h):
-            for x in range(w):
-                in_at = uint64(k * grad_in.shape[1] + (y * w + x) * ci)
-                p_at = (y + ph) * p_row + x + pw
-                for c in range(ci):
-                    flat_in[in_at + c] += pad[c * p_plane + p_at]
+        _into_dilated_map(dmap, delta[k], co, ho, wo, sh, sw, margin + top * row, row, plane)
+        for g in range(n_groups):
+            n_v = min(CHUNKS, n_chunks - g * CHUNKS)
+            offsets = (g * CHUNKS * lanes, n_chunks * lanes, plane, kh * kw * ci * 4)
+            _group_sums(sums, dmap, blocked, live, taps[g], (n_live, n_taps[g]), offsets, ci, n_v)
+        _add_channel_last(grad_in[k], sums, h, w, ci, row, n_chunks * lanes)
 
 
 @njit(cache=True, nogil=True)
-def _block_into_map(pad, dpad, blocked, o, d_plane, p_plane, p_row, run, step):
-    """One block of 4 output channels (o..o+3) of :func:`conv_transpose` into the padded map."""
-    ci_b, kh, kw = blocked.shape[1], blocked.shape[2], blocked.shape[3]
-    d0 = uint64(o * d_plane)
-    d1, d2, d3 = d0 + uint64(d_plane), d0 + uint64(2 * d_plane), d0 + uint64(3 * d_plane)
-    for c in range(0, ci_b, 2):
+def _blocked_weights(weight, n_blocks, dtype):
+    """The weights as ``(block, ky, kx, c, 4)``, zeros past the last output channel.
+
+    The 4 weights one tap of one input channel multiplies with the 4 delta
+    vectors of a block of output channels lie together, and the taps follow
+    in the micro-kernel's order.
+    """
+    co, ci, kh, kw = weight.shape
+    blocked = np.zeros(n_blocks * kh * kw * ci * 4, dtype)
+    for o in range(co):
+        for c in range(ci):
+            for ky in range(kh):
+                for kx in range(kw):
+                    blocked[(((o // 4 * kh + ky) * kw + kx) * ci + c) * 4 + o % 4] = weight[o, c, ky, kx]
+    return blocked
+
+
+@njit(cache=True, nogil=True)
+def _tap_records(h, row, hd, kh, kw, sh, ph, pw, top, margin, ci, lanes, n_chunks):
+    """The taps of each group of ``CHUNKS`` chunks of positions, in the order of summation.
+
+    A record holds the tap's offset in the dilated map relative to the
+    group's first position (the first block's plane), its offset in the
+    blocked weights (first block, first channel) and, per chunk, the mask of
+    the lanes whose column ``x + pw - kx`` lies in the row. A tap ``ky`` is
+    left out when none of the group's input rows meets a delta row through it.
+    """
+    n_groups = -(-n_chunks // CHUNKS)
+    taps = np.zeros((n_groups, kh * kw, TAP_FIELDS), np.int64)
+    n_taps = np.zeros(n_groups, np.int64)
+    masks = np.empty((CHUNKS, kw), np.int64)
+    for g in range(n_groups):
+        p0 = g * CHUNKS * lanes
+        n_v = min(CHUNKS, n_chunks - g * CHUNKS)
+        masks[:] = (1 << lanes) - 1
+        for v in range(n_v):
+            for lane in range(lanes):
+                x = (p0 + v * lanes + lane) % row
+                for kx in range(kw):
+                    if not 0 <= x + pw - kx < row:
+                        masks[v, kx] &= ~(1 << lane)
+        y_last = min(h - 1, (p0 + n_v * lanes - 1) // row)
+        t = 0
         for ky in range(kh):
+            meets = False
+            for y in range(p0 // row, y_last + 1):
+                yy = y + ph - ky
+                meets |= 0 <= yy < hd and yy % sh == 0
+            if not meets:
+                continue
             for kx in range(kw):
-                w0, w1 = blocked[o, c, ky, kx], blocked[o + 1, c, ky, kx]
-                w2, w3 = blocked[o + 2, c, ky, kx], blocked[o + 3, c, ky, kx]
-                v0, v1 = blocked[o, c + 1, ky, kx], blocked[o + 1, c + 1, ky, kx]
-                v2, v3 = blocked[o + 2, c + 1, ky, kx], blocked[o + 3, c + 1, ky, kx]
-                at = uint64(c * p_plane + ky * p_row + kx)
-                bt = at + uint64(p_plane)
-                for i in range(run):
-                    a, b, e, f = dpad[d0 + i], dpad[d1 + i], dpad[d2 + i], dpad[d3 + i]
-                    pad[at + i * step] += (w0 * a + w1 * b) + (w2 * e + w3 * f)
-                    pad[bt + i * step] += (v0 * a + v1 * b) + (v2 * e + v3 * f)
+                taps[g, t, 0] = margin + p0 + (top + ph - ky) * row + pw - kx
+                taps[g, t, 1] = (ky * kw + kx) * ci * 4
+                taps[g, t, 2:] = masks[:, kx]
+                t += 1
+        n_taps[g] = t
+    return taps, n_taps, n_groups
+
+
+@njit(cache=True, nogil=True)
+def _live_blocks(live, delta_row, co):
+    """Write the blocks of 4 output channels with a nonzero delta into ``live``; return how many."""
+    n_live = 0
+    n_pos = delta_row.shape[0] // max(co, 1)
+    for b in range(live.shape[0]):
+        found = False
+        for p in range(n_pos):
+            at = uint64(p * co)
+            for o in range(4 * b, min(co, 4 * b + 4)):
+                found |= delta_row[at + o] != 0
+            if found:
+                break
+        if found:
+            live[n_live] = b
+            n_live += 1
+    return n_live
+
+
+@njit(cache=True, nogil=True)
+def _into_dilated_map(dmap, delta_row, co, ho, wo, sh, sw, first, row, plane):
+    """Copy one frame's channel-last delta into the channel planes of the dilated map."""
+    for oy in range(ho):
+        for ox in range(wo):
+            src = uint64((oy * wo + ox) * co)
+            dst = uint64(first + oy * sh * row + ox * sw)
+            for o in range(co):
+                dmap[dst + uint64(o * plane)] = delta_row[src + o]
+
+
+@njit(cache=True, nogil=True)
+def _add_channel_last(grad_row, sums, h, w, ci, row, sums_plane):
+    """``grad_row[(y*w + x)*ci + c] += sums[c*sums_plane + y*row + x]``: the frame's sums, channel-last."""
+    for y in range(h):
+        for x in range(w):
+            at = uint64((y * w + x) * ci)
+            src = uint64(y * row + x)
+            for c in range(ci):
+                grad_row[at + c] += sums[src + uint64(c * sums_plane)]
+
+
+@njit(cache=True, nogil=True)
+def _group_sums(sums, dmap, blocked, live, taps, counts, offsets, ci, n_v):
+    """The sums of one group of positions, tile by tile of input channels (``TILE``, then 4, 2, 1).
+
+    ``counts`` is ``(live blocks, taps)``, ``offsets`` is ``(first position,
+    sums plane, map plane, weights per block)``; ``n_v`` the group's chunks.
+    """
+    c0 = 0
+    while ci - c0 >= TILE:
+        _group_tile(sums, dmap, blocked, live, taps, counts, offsets, c0, TILE, n_v)
+        c0 += TILE
+    if ci - c0 >= 4:
+        _group_tile(sums, dmap, blocked, live, taps, counts, offsets, c0, 4, n_v)
+        c0 += 4
+    if ci - c0 >= 2:
+        _group_tile(sums, dmap, blocked, live, taps, counts, offsets, c0, 2, n_v)
+        c0 += 2
+    if ci - c0 >= 1:
+        _group_tile(sums, dmap, blocked, live, taps, counts, offsets, c0, 1, n_v)
+
+
+@njit(cache=True, nogil=True)
+def _group_tile(sums, dmap, blocked, live, taps, counts, offsets, c0, n_c, n_v):
+    """:func:`_tap_tile` with the chunk count as a constant (1 only for the last group of an odd count)."""
+    if n_v == CHUNKS:
+        _tap_tile(sums, dmap, blocked, live, taps.ravel(), counts, offsets, c0, n_c, CHUNKS)
+    else:
+        _tap_tile(sums, dmap, blocked, live, taps.ravel(), counts, offsets, c0, n_c, 1)
+
+
+@intrinsic(prefer_literal=True)
+def _tap_tile(typingctx, sums, dmap, blocked, live, taps, counts, offsets, c0, n_c, n_v):
+    """Micro-kernel: the sums of ``n_c`` input channels from ``c0``, ``n_v`` vectors of positions.
+
+    With ``counts = (n_live, n_taps)`` and ``offsets = (p0, sums_plane,
+    plane, block_weights)``: for each live block b of 4 output channels
+    (``live[:n_live]``) and each of the ``n_taps`` tap records, in order,
+    load the block's 4 delta vectors of each chunk at the record's offset
+    ``+ 4*b*plane`` (``+ plane`` per channel, ``+ lanes`` per chunk),
+    masked by the chunk's lane mask; then for each input channel c
+    broadcast its 4 weights at ``b*block_weights`` + the record's weight
+    offset ``+ 4*c`` and add ``(w0*d0 + w1*d1) + (w2*d2 + w3*d3)`` to the
+    channel's sum of each chunk. The ``n_c x n_v`` sums stay in registers
+    from 0 to the end, where they are stored to ``sums[(c0 + c)*sums_plane
+    + p0 ...]``. ``n_c`` and ``n_v`` must be constants: the loops over
+    channels and chunks are unrolled when the code is generated.
+
+    An intrinsic because the vectors must be full AVX-512 registers (see
+    ``VECTOR_BYTES``) held across the loop over taps, which Numba's loops do
+    not express; plain IEEE multiplications and additions, no fast-math flags.
+    """
+    if not (isinstance(n_c, types.IntegerLiteral) and isinstance(n_v, types.IntegerLiteral)):
+        return None
+    arrays = (sums, dmap, blocked, live, taps)
+    if any(not isinstance(a, types.Array) or a.ndim != 1 or a.layout != "C" for a in arrays):
+        return None
+    floats, indices = (sums, dmap, blocked), (live, taps)
+    if any(a.dtype != sums.dtype for a in floats) or any(a.dtype != types.int64 for a in indices):
+        return None
+    if not (isinstance(counts, types.BaseTuple) and isinstance(offsets, types.BaseTuple)):
+        return None
+    scalars = (*counts, *offsets, c0)
+    if len(scalars) != 7 or not all(isinstance(t, types.Integer) for t in scalars):
+        return None
+    n_c, n_v = n_c.literal_value, n_v.literal_value
+    sig = types.void(sums, dmap, blocked, live, taps, counts, offsets, c0, types.literal(n_c), types.literal(n_v))
+
+    def codegen(context, builder, signature, args):
+        arrays = (context.make_array(t)(context, builder, a).data for t, a in zip(signature.args[:5], args[:5]))
+        sums_p, dmap_p, blocked_p, live_p, taps_p = arrays
+        counts_t, offsets_t, c0_t = signature.args[5:8]
+        i64 = ir.IntType(64)
+
+        def integer(value, ty):
+            return context.cast(builder, value, ty, types.int64)
+
+        n_live, n_taps = (integer(builder.extract_value(args[5], i), counts_t[i]) for i in range(2))
+        p0, sums_plane, plane, block_weights = (
+            integer(builder.extract_value(args[6], i), offsets_t[i]) for i in range(4))
+        c0_v = integer(args[7], c0_t)
+        element = context.get_value_type(signature.args[0].dtype)
+        size = context.get_abi_sizeof(element)
+        lanes = VECTOR_BYTES // size
+        vector = ir.VectorType(element, lanes)
+
+        def num(value):
+            return ir.Constant(i64, value)
+
+        def at(pointer, offset):
+            return builder.load(builder.gep(pointer, [offset]))
+
+        def vector_at(pointer, offset):
+            return builder.bitcast(builder.gep(pointer, [offset]), vector.as_pointer())
+
+        zero = ir.Constant(vector, [0.0] * lanes)
+        undefined = ir.Constant(vector, ir.Undefined)
+        first_lane = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
+
+        def broadcast(scalar):
+            one = builder.insert_element(undefined, scalar, ir.Constant(ir.IntType(32), 0))
+            return builder.shuffle_vector(one, undefined, first_lane)
+
+        # Allocas of the entry block, which LLVM promotes to registers.
+        acc = [[cgutils.alloca_once(builder, vector) for _ in range(n_v)] for _ in range(n_c)]
+        for slots in acc:
+            for slot in slots:
+                builder.store(zero, slot)
+        block_plane = builder.mul(plane, num(4))
+        with cgutils.for_range(builder, n_live) as blocks:
+            b = at(live_p, blocks.index)
+            d_block = builder.mul(b, block_plane)
+            w_block = builder.add(builder.mul(b, block_weights), builder.mul(c0_v, num(4)))
+            with cgutils.for_range(builder, n_taps) as tap:
+                record = builder.mul(tap.index, num(TAP_FIELDS))
+                d_at = builder.add(d_block, at(taps_p, record))
+                w_at = builder.add(w_block, at(taps_p, builder.add(record, num(1))))
+                deltas = []
+                for v in range(n_v):
+                    bits = builder.trunc(at(taps_p, builder.add(record, num(2 + v))), ir.IntType(lanes))
+                    mask = builder.bitcast(bits, ir.VectorType(ir.IntType(1), lanes))
+                    offset = builder.add(d_at, num(v * lanes))
+                    chunk = []
+                    for _ in range(4):
+                        chunk.append(builder.select(mask, builder.load(vector_at(dmap_p, offset), align=size), zero))
+                        offset = builder.add(offset, plane)
+                    deltas.append(chunk)
+                for c in range(n_c):
+                    wc = [broadcast(at(blocked_p, builder.add(w_at, num(4 * c + j)))) for j in range(4)]
+                    for v in range(n_v):
+                        d = deltas[v]
+                        pair01 = builder.fadd(builder.fmul(wc[0], d[0]), builder.fmul(wc[1], d[1]))
+                        pair23 = builder.fadd(builder.fmul(wc[2], d[2]), builder.fmul(wc[3], d[3]))
+                        builder.store(builder.fadd(builder.load(acc[c][v]), builder.fadd(pair01, pair23)), acc[c][v])
+        for c in range(n_c):
+            channel = builder.add(p0, builder.mul(builder.add(c0_v, num(c)), sums_plane))
+            for v in range(n_v):
+                target = vector_at(sums_p, builder.add(channel, num(v * lanes)))
+                builder.store(builder.load(acc[c][v]), target, align=size)
+        return context.get_dummy_value()
+
+    return sig, codegen
