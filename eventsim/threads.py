@@ -92,15 +92,14 @@ def _executor(n: int) -> ThreadPoolExecutor:
 def ordered_map(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
     """``fn`` applied to every item on :func:`get_threads` threads; the results in the items' order.
 
-    One task per thread, not per item: the calling thread and up to
-    ``get_threads() - 1`` threads of the pool each take the next item not
-    yet taken until none is left, so a thread that drew short items takes
-    more of them, and handing over costs one task per thread, not one per
-    item. With one thread, one item, or when called from inside a task (a
-    map in a map would wait on the pool it occupies), the items run one
-    after the other in the calling thread. What ``fn`` computes for an item
-    must not depend on the other items: then the results do not depend on
-    the threads.
+    One task per thread, not per item: up to ``get_threads()`` threads of
+    the pool each take the next item not yet taken until none is left, so a
+    thread that drew short items takes more of them, and handing over costs
+    one task per thread, not one per item; the calling thread waits. With
+    one thread, one item, or when called from inside a task (a map in a map
+    would wait on the pool it occupies), the items run one after the other
+    in the calling thread. What ``fn`` computes for an item must not depend
+    on the other items: then the results do not depend on the threads.
 
     Every item runs even when one fails; then the error of the first failed
     item (in the items' order) is raised.
@@ -123,15 +122,7 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
             except BaseException as exc:  # noqa: BLE001 -- raised below, in the items' order
                 errors[i] = exc
 
-    helpers = [_executor(threads - 1).submit(take_items) for _ in range(n - 1)]
-    _in_task.active = True  # the calling thread works as a task too: a map inside fn runs serially
-    try:
-        take_items()
-    finally:
-        _in_task.active = False
-        for helper in helpers:  # every item is taken: a helper that has not started has nothing to do
-            helper.cancel()
-        wait(helpers)
+    wait([_executor(threads).submit(take_items) for _ in range(n)])
     if errors:
         raise errors[min(errors)]
     return results
