@@ -24,6 +24,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from eventsim import kernels
 from eventsim.errors import EventsError
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -340,11 +341,11 @@ class Events:
         """Summed event values per sample and neuron, shape ``(batch, *shape)``.
 
         For unit spikes this is the spike count; for signed input it is the
-        signed count (the ``x`` of Lee et al. 2020, eq. 4).
+        signed count (the ``x`` of Lee et al. 2020, eq. 4). Each sum is taken
+        in the order the events are stored (:func:`eventsim.kernels.event_totals`).
         """
         out = np.zeros((self.batch, self.size), dtype=self.dtype)
-        sample = np.repeat(np.arange(self.batch * self.steps), np.diff(self.indptr)) // self.steps
-        np.add.at(out, (sample, self.index), self.value)
+        kernels.event_totals(out, self.indptr, self.index, self.value, self.steps)
         return out.reshape((self.batch,) + self.shape)
 
     def event_counts(self) -> np.ndarray:

@@ -47,8 +47,12 @@ from eventsim.layers import (
 from eventsim.layout import as3, to_c_order
 from eventsim.norm import affine, batch_statistics
 
-#: Default bound on a window's current buffer, in elements (4 MiB in float32).
-WINDOW_ELEMENTS = 1 << 20
+#: Default bound on a window's current buffer, in elements (16 MiB in float32).
+#: Larger windows mean fewer passes through the stages' Python per sample,
+#: which the threads share the GIL for: 2^22 against 2^20 made inference of
+#: Lee's N-MNIST LeNet 5-15 % faster at T = 100 and 300 (a whole sample's
+#: 100 steps of its widest layer in one window), the more so on 2 threads.
+WINDOW_ELEMENTS = 1 << 22
 
 Window = tuple  # (indptr, index, value) of K steps, see eventsim.kernels
 #: A stage's run over one window: a generator that yields partial sums of a
@@ -80,12 +84,12 @@ def _zeroed(shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
     and window.
     """
     size = shape[0] * shape[1]
-    buf = getattr(_scratch, dtype.name, None)
+    buf = getattr(_scratch, dtype.char, None)  # the char, not the name: NumPy builds the name on every call
     if buf is None or buf.shape[0] < size:
         buf = np.zeros(max(size, WINDOW_ELEMENTS), dtype)
     # Taken out of the pool until released: a stage that fails midway leaves
     # the buffer dirty, and the next stage then gets a fresh one.
-    setattr(_scratch, dtype.name, None)
+    setattr(_scratch, dtype.char, None)
     return buf[:size].reshape(shape)
 
 
@@ -114,7 +118,7 @@ def _released(cur: np.ndarray, cleared: bool) -> None:
     """Hand a window buffer from :func:`_zeroed` back; zero it first unless the kernel ``cleared`` it."""
     if not cleared:
         cur.fill(0)
-    setattr(_scratch, cur.dtype.name, cur.base)  # NumPy keeps the owner of the memory as a view's base
+    setattr(_scratch, cur.dtype.char, cur.base)  # NumPy keeps the owner of the memory as a view's base
 
 
 # ============================================================ per-sample state
@@ -132,8 +136,29 @@ class NeuronState:
     synaptic: np.ndarray | None = None
     fired: np.ndarray | None = None
 
-    def copy(self) -> "NeuronState":
-        return NeuronState(*(None if a is None else a.copy() for a in (self.potential, self.synaptic, self.fired)))
+    def saved(self) -> "NeuronState":
+        """A copy in buffers of the calling thread, valid until its next call.
+
+        What a neuron stage keeps of the state before a window, in case the
+        window overflows (:meth:`NeuronStage._first_overflow`): nothing runs
+        on the thread between the copy and the window's end, so one set of
+        buffers per thread serves every stage and window, without an
+        allocation for each.
+        """
+        buffers = _scratch.__dict__.setdefault("saved", {})
+
+        def kept(role: str, a: np.ndarray | None) -> np.ndarray | None:
+            if a is None:
+                return None
+            buf = buffers.get(role)
+            if buf is None or buf.shape[0] < a.shape[0] or buf.dtype != a.dtype:
+                buf = buffers[role] = np.empty(a.shape[0], a.dtype)
+            out = buf[: a.shape[0]]
+            np.copyto(out, a)
+            return out
+
+        return NeuronState(kept("potential", self.potential), kept("synaptic", self.synaptic),
+                           kept("fired", self.fired))
 
 
 @dataclass
@@ -181,21 +206,44 @@ class SynapseOp:
                     continue
                 if arr.dtype != dtype:
                     raise LayerError(layer, f"holds a {arr.dtype} {what} but the network runs in {dtype}")
-                if not np.isfinite(arr).all():  # the quick test; check_finite then names the entry
-                    check_finite(layer, what, arr)
-        if isinstance(layer, Conv2d):
-            self.weight = np.ascontiguousarray(layer.weight.transpose(1, 2, 3, 0))
-        elif isinstance(layer, Linear):
-            self.weight = np.ascontiguousarray(layer.weight.T)
-            if layer.delay is not None:  # transposed like the weights
-                self.delay = np.ascontiguousarray(layer.delay.T)
-                self.reach = int(self.delay.max())
+            if layer.bias is not None and not np.isfinite(layer.bias).all():  # the weights: in _layout
+                check_finite(layer, "bias", layer.bias)
+        self._weight = None
+        self._building = threading.Lock()
+        if isinstance(layer, Linear) and layer.delay is not None:  # transposed like the weights
+            self.delay = np.ascontiguousarray(layer.delay.T)
+            self.reach = int(self.delay.max())
         elif isinstance(layer, (AvgPool, SumPool)):
-            self.weight = dtype.type(layer.window_weight)
+            self._weight = dtype.type(layer.window_weight)
             self.window = layer.kernel_size
-        else:  # Identity, or the identity currents of a neuron layer after no synapse
-            self.weight = dtype.type(1)
+        elif not isinstance(layer, Weighted):  # Identity, or the identity currents of a neuron layer after no synapse
+            self._weight = dtype.type(1)
             self.window = (1, 1)
+
+    @property
+    def weight(self) -> np.ndarray | np.floating:
+        """What the scatter kernel multiplies by: the weights in its layout (conv ``(C, kh, kw, O)``,
+        linear ``(Ni, No)``), or a pooling window's weight.
+
+        The layout of a layer's weights is built, and the weights checked
+        finite, by the first sample of a run that needs them, not by the
+        calling thread before the samples start: with several threads, the
+        others go on with their samples' earlier layers meanwhile (fc1 of
+        Lee's LeNet: a 2.6 MB transposed copy, about 0.7 ms).
+        """
+        if self._weight is None:
+            with self._building:  # built once: the other samples wait for it
+                if self._weight is None:
+                    self._weight = self._layout()
+        return self._weight
+
+    def _layout(self) -> np.ndarray:
+        weight, layer = self.layer.weight, self.layer
+        if not np.isfinite(weight).all():  # the quick test; check_finite then names the entry
+            check_finite(layer, "weight", weight)
+        if isinstance(layer, Conv2d):
+            return np.ascontiguousarray(weight.transpose(1, 2, 3, 0))
+        return np.ascontiguousarray(weight.T)
 
     def scatter(self, cur: np.ndarray, x: Window, steps: int | None = None, limit: int = 0) -> int:
         """Add this synapse's currents for a window of ``steps`` steps of events into ``cur``.
@@ -314,6 +362,8 @@ class NeuronStage(Stage):
         self.v_rest = None if constants.v_rest == 0 else constants.v_rest
         self.v_min = None if constants.v_min == -np.inf else constants.v_min
         self.max_spikes = None if constants.max_spikes == 1 else constants.max_spikes
+        self.plain = (constants.arithmetic == "product" and not self.synaptic and self.v_rest is None
+                      and self.v_min is None and self.max_spikes is None)
 
     def counted_ops(self) -> list[tuple[str, str]]:
         return [(op.name, op.counter) for op in self.ops if op.name is not None]
@@ -335,6 +385,9 @@ class NeuronStage(Stage):
 
         ``synaptic``, a ``cur``-shaped buffer, receives J at every step.
         """
+        if self.plain:  # the loop that vectorises (kernels.plain_lif_window)
+            return kernels.plain_lif_window(state.potential, cur, self.theta, self.leak, self.soft, self.v_reset,
+                                            self.strict, counts, traces, self.gain, state.fired, clear)
         return kernels.lif_window(
             state.potential, cur, self.theta, self.leak, self.soft, self.v_reset, self.strict, counts, traces,
             self.gain, state.fired, clear, self.form, self.divisor, state.synaptic, self.syn_leak, self.syn_gain,
@@ -360,7 +413,7 @@ class NeuronStage(Stage):
         # The potentials are read back only when recorded or read out.
         keep = self.readout or self.name in sample.potentials
         state = sample.state[self.name]
-        before = state.copy()  # where an overflow's step is looked for
+        before = state.saved()  # where an overflow's step is looked for
         synaptic = np.empty_like(cur) if self.name in sample.synaptic else None
         indptr, index, value, overflow = self.integrate(
             state, cur, sample.totals[self.name], sample.traces[self.name], not keep, synaptic)

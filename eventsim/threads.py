@@ -1,9 +1,10 @@
 """How many threads a batch runs on, and the map that spreads its samples over them.
 
 The samples of a batch are independent until something is summed over them,
-so :meth:`eventsim.Network.run` and the gradient rules hand one sample to each
-task of :func:`ordered_map`. The Numba kernels release the GIL (``nogil``),
-so the tasks run in parallel on the cores. Results come back in sample order,
+so :meth:`eventsim.Network.run` and the gradient rules hand their samples to
+:func:`ordered_map`, whose threads each take the next sample until none is
+left. The Numba kernels release the GIL (``nogil``), so the threads run in
+parallel on the cores. Results come back in sample order,
 and every sum over samples is taken in that order by the caller, so a result
 is bit-identical whatever the number of threads.
 
@@ -13,10 +14,11 @@ The number of threads is ``set_threads(n)``, else the environment variable
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterable, Iterator, TypeVar
+from concurrent.futures import ThreadPoolExecutor, wait
+from typing import Callable, Iterable, TypeVar
 
 import numpy as np
 
@@ -87,16 +89,40 @@ def _executor(n: int) -> ThreadPoolExecutor:
         return _pool
 
 
-def ordered_map(fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
-    """``fn`` applied to every item on :func:`get_threads` threads; results in the items' order.
+def ordered_map(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    """``fn`` applied to every item on :func:`get_threads` threads; the results in the items' order.
 
-    With one thread, one item, or when called from inside a task (a map in a
-    map would wait on the pool it occupies), the items run one after the
-    other in the calling thread. What ``fn`` computes for an item must not
-    depend on the other items: then the results do not depend on the threads.
+    One task per thread, not per item: up to ``get_threads()`` threads of
+    the pool each take the next item not yet taken until none is left, so a
+    thread that drew short items takes more of them, and handing over costs
+    one task per thread, not one per item; the calling thread waits. With
+    one thread, one item, or when called from inside a task (a map in a map
+    would wait on the pool it occupies), the items run one after the other
+    in the calling thread. What ``fn`` computes for an item must not depend
+    on the other items: then the results do not depend on the threads.
+
+    Every item runs even when one fails; then the error of the first failed
+    item (in the items' order) is raised.
     """
     items = list(items)
-    n = min(get_threads(), len(items))
+    threads = get_threads()
+    n = min(threads, len(items))
     if n <= 1 or getattr(_in_task, "active", False):
-        return map(fn, items)
-    return _executor(get_threads()).map(fn, items)
+        return [fn(item) for item in items]
+    results: list = [None] * len(items)
+    errors: dict[int, BaseException] = {}
+    taken = itertools.count()  # next() on it is atomic under the GIL: each item is taken once
+
+    def take_items() -> None:
+        for i in iter(taken.__next__, None):
+            if i >= len(items):
+                return
+            try:
+                results[i] = fn(items[i])
+            except BaseException as exc:  # noqa: BLE001 -- raised below, in the items' order
+                errors[i] = exc
+
+    wait([_executor(threads).submit(take_items) for _ in range(n)])
+    if errors:
+        raise errors[min(errors)]
+    return results

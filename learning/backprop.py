@@ -23,6 +23,7 @@ the batch totals (:func:`eventsim.norm.in_lockstep`).
 from __future__ import annotations
 
 import threading
+import weakref
 from dataclasses import dataclass, field
 from typing import Callable, Generator, Hashable, Protocol
 
@@ -51,8 +52,10 @@ from eventsim.layers import (
     Weighted,
 )
 from eventsim.layout import as3, to_channel_last
+from eventsim.learning.chunks import tree_sum_rows
 from eventsim.network import Network
 from eventsim.norm import NormStatistics, channel_sums, normed_layers
+from eventsim.threads import ordered_map
 
 #: A backward pass: yields partial sums of batch statistics, receives their batch totals.
 Pass = Generator[np.ndarray, np.ndarray, "np.ndarray | None"]
@@ -88,6 +91,107 @@ def scratch(owner: Network, key: Hashable, shape: tuple[int, ...], dtype: np.dty
     return buf
 
 
+#: Accumulators no backward call holds, by network, kept for the next calls.
+_spares: "weakref.WeakKeyDictionary[Network, list[Accumulators]]" = weakref.WeakKeyDictionary()
+
+#: Elements of one range of :meth:`Accumulators.summed` (256 KiB of float32).
+SUM_RANGE = 1 << 16
+
+
+def accumulator_shapes(network: Network) -> dict[str, tuple[int, ...]]:
+    """The layout of each parameter's gradient accumulator, by parameter key, in network order.
+
+    The weights as the weight-gradient kernels read them, the parameter's
+    first axis last: conv ``(C, kh, kw, O)``, linear ``(Ni, No)``; biases and
+    norm scales and shifts as they are.
+    """
+    shapes: dict[str, tuple[int, ...]] = {}
+    for layer in network.walk():
+        if isinstance(layer, Conv2d):
+            o, c, kh, kw = layer.weight_shape
+            shapes[f"{layer.name}.weight"] = (c, kh, kw, o)
+        elif isinstance(layer, Linear):
+            o, i = layer.weight_shape
+            shapes[f"{layer.name}.weight"] = (i, o)
+        if isinstance(layer, Weighted) and layer.bias is not None:
+            shapes[f"{layer.name}.bias"] = (layer.out_size,)
+        if getattr(layer, "norm", None) is not None:
+            for what in ("scale", "shift"):
+                shapes[f"{layer.name}.norm.{what}"] = (layer.norm.channels,)
+    return shapes
+
+
+class Accumulators:
+    """The parameter-gradient accumulators of the samples of one backward call, and their sum.
+
+    One zeroed array per parameter, ``(samples, *layout)``
+    (:func:`accumulator_shapes`): sample b accumulates into its own row b,
+    so the samples run in parallel. :meth:`taken` reuses what the network's
+    earlier calls left (fresh megabyte arrays for every sample would fault
+    their pages in again, and zeroing them cold costs more than their sum);
+    :meth:`summed` gives them back, zero again.
+    """
+
+    def __init__(self, shapes: dict[str, tuple[int, ...]], dtype: np.dtype, samples: int) -> None:
+        self.arrays = {key: np.zeros((samples,) + shape, dtype) for key, shape in shapes.items()}
+        self._home: list[Accumulators] = []
+
+    @classmethod
+    def taken(cls, network: Network, samples: int) -> "Accumulators":
+        """Zeroed accumulators for ``samples`` samples of ``network``: spares of an earlier call, else new ones.
+
+        Spares of other shapes (the network's layers were changed) or for
+        fewer samples are dropped.
+        """
+        shapes, spares = accumulator_shapes(network), _spares.setdefault(network, [])
+        found = None
+        while spares and found is None:
+            try:
+                spare = spares.pop()
+            except IndexError:  # another call took the last one
+                break
+            if spare.arrays.keys() == shapes.keys() and all(
+                    a.shape[0] >= samples and a.shape[1:] == shapes[k] and a.dtype == network.dtype
+                    for k, a in spare.arrays.items()):
+                found = spare
+        found = found or cls(shapes, network.dtype, samples)
+        found._home = spares
+        return found
+
+    def sample(self, b: int) -> dict[str, np.ndarray]:
+        """Sample ``b``'s accumulators by parameter key (views, zero until it adds to them)."""
+        return {key: a[b] for key, a in self.arrays.items()}
+
+    def summed(self, samples: int) -> tuple[dict[str, np.ndarray], bool]:
+        """The first ``samples`` samples' gradients summed over them, in the parameters' own layouts and dtype,
+        and whether they are all finite.
+
+        The sum is the fixed tree of :func:`eventsim.learning.chunks.tree_sum`
+        over the samples in their order, for each element
+        (:func:`~eventsim.learning.chunks.tree_sum_rows`). The elements are
+        split into row ranges that the threads sum in parallel
+        (:func:`eventsim.threads.ordered_map`), each range small enough for
+        its partial sums to stay in cache and zeroed right after it is read;
+        every element meets the same additions in the same tree whatever the
+        ranges and the threads. The accumulators then go back to be reused.
+        """
+        parts, out, pieces = {}, {}, []
+        for key, a in self.arrays.items():
+            cols = a.shape[-1]  # the parameter's first axis, last in the accumulator
+            parts[key] = a.reshape(a.shape[0], -1, cols)
+            out[key] = np.empty((cols,) + a.shape[1:-1], a.dtype)
+            rows = max(1, SUM_RANGE // cols)
+            pieces += [(key, lo, min(lo + rows, parts[key].shape[1])) for lo in range(0, parts[key].shape[1], rows)]
+
+        def sum_range(piece: tuple[str, int, int]) -> bool:
+            key, lo, hi = piece
+            return tree_sum_rows(parts[key], samples, out[key].reshape(out[key].shape[0], -1), lo, hi, True)
+
+        finite = all(ordered_map(sum_range, pieces))
+        self._home.append(self)
+        return out, finite
+
+
 def channel_last_into(out: np.ndarray, a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """``(K, *shape)`` in C order written into ``out``, ``(K, P*C)`` channel-last; returns ``out``.
 
@@ -102,6 +206,15 @@ def neuron_thresholds(neuron: LIF, shape: tuple[int, ...], dtype: np.dtype) -> n
     """The neuron's thresholds per neuron, channel-last, in the run's dtype (as the forward compares)."""
     c, h, w = as3(shape)
     return np.tile(neuron.thresholds((c, h, w)).astype(dtype), h * w)
+
+
+def pooling_neurons(network: Network) -> dict[str, LIF]:
+    """The IF neuron of every spiking average pooling layer, by the layer's name.
+
+    Built once for the samples of a batch: :attr:`SpikingAvgPool.neuron`
+    builds a new one, with all of its checks, on every access.
+    """
+    return {layer.name: layer.neuron for layer in network.walk() if isinstance(layer, SpikingAvgPool)}
 
 
 class NeuronBackward(Protocol):
@@ -157,28 +270,24 @@ class Backprop:
     network : Network
     neuron : NeuronBackward
         The rule's neuron derivative.
+    acc : dict
+        The chunk's zeroed gradient accumulators by parameter key, in the
+        layouts of :func:`accumulator_shapes` (:meth:`Accumulators.sample`).
+    pool_neurons : dict, optional
+        :func:`pooling_neurons` of the network, shared by the samples of a
+        batch; by default built here.
     """
 
-    def __init__(self, network: Network, neuron: NeuronBackward) -> None:
+    def __init__(self, network: Network, neuron: NeuronBackward, acc: dict[str, np.ndarray],
+                 pool_neurons: dict[str, LIF] | None = None) -> None:
         self.network = network
         self.neuron = neuron
+        self._acc = acc
+        self._pool_neurons = pooling_neurons(network) if pool_neurons is None else pool_neurons
         self.dtype = network.dtype
-        self._acc: dict[str, np.ndarray] = {}
         # A sample waiting at a norm's meeting point still holds its arrays,
         # which the next sample on the same thread must not overwrite.
         self._reuse = not normed_layers(network)
-        for layer in network.walk():
-            if isinstance(layer, Conv2d):
-                o, c, kh, kw = layer.weight_shape
-                self._acc[f"{layer.name}.weight"] = np.zeros((c, kh, kw, o), self.dtype)
-            elif isinstance(layer, Linear):
-                o, i = layer.weight_shape
-                self._acc[f"{layer.name}.weight"] = np.zeros((i, o), self.dtype)
-            if isinstance(layer, Weighted) and layer.bias is not None:
-                self._acc[f"{layer.name}.bias"] = np.zeros(layer.out_size, self.dtype)
-            if getattr(layer, "norm", None) is not None:
-                for what in ("scale", "shift"):
-                    self._acc[f"{layer.name}.norm.{what}"] = np.zeros(layer.norm.channels, self.dtype)
 
     # ------------------------------------------------------------------ driver
     def run(self, frames: Frames, top: np.ndarray) -> Generator[np.ndarray, np.ndarray, None]:
@@ -188,24 +297,6 @@ class Backprop:
         """
         self._frames = frames
         yield from self._sequence(self.network.layers, None, top, need_input=False)
-
-    def add(self, other: "Backprop") -> "Backprop":
-        """Add the gradients ``other`` accumulated to this one's; returns self."""
-        for key, acc in self._acc.items():
-            acc += other._acc[key]
-        return self
-
-    def finish(self) -> dict[str, np.ndarray]:
-        """The accumulated gradients in the parameters' own layouts and dtype."""
-        out = {}
-        for key, acc in self._acc.items():
-            if acc.ndim == 4:
-                out[key] = np.ascontiguousarray(acc.transpose(3, 0, 1, 2))
-            elif acc.ndim == 2:
-                out[key] = np.ascontiguousarray(acc.T)
-            else:
-                out[key] = acc
-        return out
 
     # --------------------------------------------------------------- the walk
     def _streams_out(self, layers: list[Layer], source: str | None) -> list[str | None]:
@@ -254,7 +345,7 @@ class Backprop:
             delta = self.neuron(kind, layer.name, layer, out_shape, grad, self._frames)
             return (yield from self._norm(layer, out_shape, delta))
         if isinstance(layer, SpikingAvgPool):
-            delta = self.neuron("pool", layer.name, layer.neuron, out_shape, grad, self._frames)
+            delta = self.neuron("pool", layer.name, self._pool_neurons[layer.name], out_shape, grad, self._frames)
             return self._synapse(layer.pool, source, delta, need_input, shapes=(in_shape, out_shape))
         if isinstance(layer, MaxPool):
             if not need_input:

@@ -26,6 +26,9 @@ from __future__ import annotations
 
 from typing import Callable, Sequence, TypeVar
 
+import numpy as np
+from numba import njit
+
 from eventsim.errors import OptionError
 
 T = TypeVar("T")
@@ -48,6 +51,93 @@ def tree_sum(items: Sequence[T], add: Callable[[T, T], T]) -> T:
         return items[0]
     m = split_point(len(items))
     return add(tree_sum(items[:m], add), tree_sum(items[m:], add))
+
+
+@njit(cache=True, nogil=True)
+def tree_sum_rows(parts, n, out, lo, hi, clear):
+    """Rows ``lo:hi`` of the first ``n`` items of ``parts`` summed as :func:`tree_sum` sums, transposed into ``out``.
+
+    Per element, the additions of ``tree_sum(items, add)`` with ``add(a, b)
+    = a + b``, in the same tree: the items are taken left to right, and two
+    partial sums of the same number of items are added as soon as both
+    exist (a binary counter); the partial sums left at the end are added
+    from the right. After n items these are the sums of blocks of ``2^k1 >
+    2^k2 > ...`` items, the binary digits of n (for n a power of two, one
+    block: the sum of its two halves), and ``S(2^k1) + (S(2^k2) + ...)`` is
+    the tree of the module docstring, whose first split takes the largest
+    power of two below n.
+
+    Parameters
+    ----------
+    parts : (S, R, C) float array, S >= n
+        Item b is ``parts[b]``; rows ``lo:hi`` of the first n items are
+        zeroed afterwards if ``clear`` (only the rows that are not zero
+        already, +0 everywhere, as a gradient accumulator's untouched rows
+        are; its values are never -0, since ``+0 + x`` is not: a sample
+        leaves most rows of a linear layer's weight gradient untouched, and
+        a cache line that is not written need not go back to memory).
+    n : int
+        Items, at least 1.
+    out : (C, R) float array
+        ``out[c, r]`` receives the sum of ``parts[b, r, c]`` over the items.
+    lo, hi : int
+        The rows summed.
+    clear : bool
+
+    Returns
+    -------
+    bool
+        Whether every sum is finite.
+    """
+    cols = parts.shape[2]
+    stack = np.empty((64, cols), parts.dtype)  # partial sums; at most log2(n) + 1 at once
+    sizes = np.empty(64, np.int64)
+    written = np.zeros(n, np.bool_)
+    # The sums of 16 rows are written to out together: a row of sums is a
+    # column of out, one element per page when a row of out spans pages.
+    block = np.empty((16, cols), parts.dtype)
+    finite = True
+    for r in range(lo, hi):
+        top = 0
+        for b in range(n):
+            nonzero = False
+            if top > 0 and sizes[top - 1] == 1:  # the item joins the single one before it at once
+                for c in range(cols):
+                    v = parts[b, r, c]
+                    stack[top - 1, c] = stack[top - 1, c] + v
+                    nonzero |= v != 0
+                sizes[top - 1] = 2
+            else:
+                for c in range(cols):
+                    v = parts[b, r, c]
+                    stack[top, c] = v
+                    nonzero |= v != 0
+                sizes[top] = 1
+                top += 1
+            written[b] = nonzero
+            while top > 1 and sizes[top - 1] == sizes[top - 2]:
+                for c in range(cols):
+                    stack[top - 2, c] = stack[top - 2, c] + stack[top - 1, c]
+                sizes[top - 2] *= 2
+                top -= 1
+        while top > 1:
+            for c in range(cols):
+                stack[top - 2, c] = stack[top - 2, c] + stack[top - 1, c]
+            top -= 1
+        i = (r - lo) % 16
+        for c in range(cols):
+            block[i, c] = stack[0, c]
+            finite &= abs(stack[0, c]) < np.inf  # False for inf and NaN
+        if i == 15 or r == hi - 1:
+            for c in range(cols):
+                for k in range(i + 1):
+                    out[c, r - i + k] = block[k, c]
+        if clear:
+            for b in range(n):
+                if written[b]:  # a row of zeros is left alone: its memory stays clean
+                    for c in range(cols):
+                        parts[b, r, c] = 0
+    return finite
 
 
 def check_chunk_size(chunk_size: object) -> int:

@@ -19,16 +19,18 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
+from numba import njit
 
-from eventsim.errors import LayerError, OptionError
+from eventsim import kernels
+from eventsim.errors import EventsError, LayerError, OptionError
 from eventsim.learning.configs import from_config
 from eventsim.events import Events
 from eventsim.layers import LIF, Delay, Linear, Readout, Recurrent
 from eventsim.network import Network, RunResult
 from eventsim.kernels import reverse_recursion, surrogate_recursion
-from eventsim.layout import to_channel_last
-from eventsim.learning.chunks import tree_sum
+from eventsim.layout import as3, to_channel_last
 from eventsim.learning.backprop import Backprop, Frames, channel_last_into, neuron_thresholds, scratch
+from eventsim.learning.backprop import Accumulators, pooling_neurons
 from eventsim.learning.parameters import _entries
 from eventsim.learning.surrogates import StraightThrough, Surrogate, surrogate_from_config
 from eventsim.norm import in_lockstep, normed_layers, refuse_norms
@@ -83,24 +85,26 @@ class Rule:
         """
         grad_output = self._check(network, events, result, grad_output)
         neuron = self._neuron_backward(network, result)
-        streams = self._streams(events, result)
-        rows = streams[None].steps  # frames per sample
+        pool_neurons = pooling_neurons(network)
+        accumulators = Accumulators.taken(network, result.batch)
 
         def sample_backward(b: int):
-            frames = Frames(streams, slice(b * rows, (b + 1) * rows),
-                            {k: m[b : b + 1] for k, m in result.masks.items()}, sample=b,
+            # The sample's own task builds its input streams: nothing of the
+            # backward runs on the calling thread alone before the threads start.
+            streams, rows = self._streams(events, result, b)
+            frames = Frames(streams, rows, {k: m[b : b + 1] for k, m in result.masks.items()}, sample=b,
                             norm_stats=result.norm_stats)
             top = to_channel_last(grad_output[b], network.output_shape)
-            backprop = Backprop(network, neuron)
-            yield from backprop.run(frames, np.ascontiguousarray(np.broadcast_to(top, (rows, top.shape[0]))))
-            return backprop
+            top = np.ascontiguousarray(np.broadcast_to(top, (rows.stop - rows.start, top.shape[0])))
+            yield from Backprop(network, neuron, accumulators.sample(b), pool_neurons).run(frames, top)
 
         # Samples in parallel (eventsim.threads), meeting at norms for the
         # batch's sums, their gradients summed in one fixed tree
         # (eventsim.learning.chunks): the sums are the same whatever the
         # number of threads, and whatever chunks the batch was split into.
-        samples = in_lockstep(sample_backward(b) for b in range(result.batch))
-        return _finite(network, tree_sum(samples, Backprop.add).finish())
+        in_lockstep(sample_backward(b) for b in range(result.batch))
+        grads, finite = accumulators.summed(result.batch)
+        return grads if finite else _finite(network, grads)
 
     def config(self) -> dict:
         """JSON-ready description; :func:`rule_from_config` inverts it."""
@@ -110,12 +114,14 @@ class Rule:
     def _neuron_backward(self, network: Network, result: RunResult):
         raise NotImplementedError
 
-    def _streams(self, events: Events, result: RunResult) -> dict[str | None, Events]:
-        """The input events of every layer by name (None: the network's input), one frame per row.
+    def _streams(self, events: Events, result: RunResult, sample: int) -> tuple[dict[str | None, Events], slice]:
+        """The input events of every layer by name (None: the network's input), one frame per row,
+        and the rows that are ``sample``'s frames.
 
-        Per-step rules: the recorded spikes, a frame per step of a sample.
+        Per-step rules: the recorded spikes of the batch, a frame per step of a sample.
         """
-        return {None: events, **result.spikes}
+        steps = events.steps
+        return {None: events, **result.spikes}, slice(sample * steps, (sample + 1) * steps)
 
     def _check(self, network, events, result, grad_output) -> np.ndarray:
         if not self.normalises:
@@ -204,10 +210,20 @@ def lee2020_derivative(gamma: np.ndarray, trace: np.ndarray, theta: np.ndarray |
     return (leak_correction(gamma, trace, leak) / np.asarray(theta, gamma.dtype)).astype(gamma.dtype)
 
 
-def _neuron_ng(neuron: LIF, gamma: np.ndarray, trace: np.ndarray) -> np.ndarray:
+def _check_leak(neuron: LIF) -> None:
+    """LayerError unless the leak correction's ``ln(leak)`` exists: leak > 0 (a LIF's leak is at most 1)."""
     if neuron.leak <= 0:
         raise LayerError(neuron, "the leak correction uses ln(leak) and needs leak > 0")
+
+
+def _neuron_ng(neuron: LIF, gamma: np.ndarray, trace: np.ndarray) -> np.ndarray:
+    _check_leak(neuron)
     return leak_correction(gamma, trace, neuron.leak)
+
+
+def _one_frame(values: np.ndarray, shape: tuple[int, ...]) -> Events:
+    """The nonzero entries of ``(1, N)`` values in C order as one frame of events (as :meth:`Events.from_dense`)."""
+    return Events(*kernels.currents_to_events(values, 1, None), batch=1, steps=1, shape=shape, check=False)
 
 
 # ===================================================================== lee2020
@@ -236,30 +252,88 @@ class Lee2020(Rule):
         out.update({f"masks/{k}": v for k, v in result.masks.items()})
         return out
 
-    def _streams(self, events: Events, result: RunResult) -> dict[str | None, Events]:
-        """One frame per sample: its summed input and spike counts."""
-        saved = self.saved(events, result)
-        streams: dict[str | None, Events] = {None: Events.from_dense(saved["input"][:, None])}
+    def _streams(self, events: Events, result: RunResult, sample: int) -> tuple[dict[str | None, Events], slice]:
+        """One frame of the sample: its summed input (:meth:`saved`'s ``input``) and spike counts, as events.
+
+        Built by Numba kernels without the GIL, in the sample's own task.
+        """
+        rows = events.sample_rows(sample)
+        total = np.zeros((1, events.size), events.dtype)
+        kernels.event_totals(total, rows, events.index, events.value, events.steps)
+        if not np.isfinite(total).all():
+            where = np.unravel_index(int(np.argmin(np.isfinite(total[0]))), events.shape)
+            raise EventsError(f"the input events of sample {sample} at position {tuple(int(i) for i in where)} sum "
+                              f"to a value that is not finite: the sum over the {events.steps} steps overflows "
+                              f"{events.dtype}; make the inputs smaller, or run the network in float64")
+        streams = {None: _one_frame(total, events.shape)}
         for name, counts in result.counts.items():
-            streams[name] = Events.from_dense(counts[:, None])
-        return streams
+            streams[name] = _one_frame(counts[sample].reshape(1, -1), counts.shape[1:])
+        return streams, slice(0, 1)
 
     def _neuron_backward(self, network: Network, result: RunResult):
         dtype = network.dtype
         steps = dtype.type(result.steps)
 
+        thresholds: dict[str, np.ndarray] = {}  # per layer, for every sample
+
         def backward(kind, name, neuron, shape, grad, frames):
             gain = dtype.type(neuron.input_gain)
             if kind == "readout":
                 return grad * gain / steps
-            b = frames.sample
-            gamma = to_channel_last(result.counts[name][b], shape)
+            b, channels = frames.sample, as3(shape)[0]
+            counts = result.counts[name][b].reshape(-1)
             if kind == "pool":
-                return grad * (gamma > 0)
-            ng = _neuron_ng(neuron, gamma, to_channel_last(result.traces[name][b], shape))
-            return grad * (gain * ng / neuron_thresholds(neuron, shape, dtype))
+                return _lee2020_delta(grad, counts, counts, counts, dtype.type(0), gain, channels, True)
+            if name not in thresholds:
+                _check_leak(neuron)
+                thresholds[name] = neuron_thresholds(neuron, shape, dtype)
+            return _lee2020_delta(grad, counts, result.traces[name][b].reshape(-1), thresholds[name],
+                                  dtype.type(np.log(neuron.leak)), gain, channels, False)
 
         return backward
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _lee2020_delta(grad, counts, traces, theta, log_leak, gain, channels, pool):
+    """``D`` of a hidden layer from ``G`` (``grad``), in one pass: :class:`Lee2020`'s neuron backward.
+
+    Spiking layers ``D = G * (g * NG / theta)`` with
+    :func:`leak_correction`'s ``NG = 1 + ln(lam) * (f / gamma)`` (0 where
+    gamma = 0); spiking average pooling (``pool``) ``D = G * 1[gamma > 0]``.
+    The operations of the NumPy expressions, in the dtype and in the same
+    order, so the same bits, without their temporaries. NG is computed for
+    every neuron and the silent ones' (0 / 0) replaced by 0 after, a select
+    rather than a branch (NumPy's error model lets 0 / 0 be NaN).
+
+    Parameters
+    ----------
+    grad : (K, P*C) float array, channel-last.
+    counts, traces : (C*P,) float arrays in C order: gamma and f of the sample.
+    theta : (P*C,) float array, channel-last: each neuron's threshold.
+    log_leak, gain : floats of the dtype: ln(lam) and g.
+    channels : int
+        C.
+    pool : bool
+
+    Returns
+    -------
+    (K, P*C) array D.
+    """
+    out = np.empty_like(grad)
+    plane = grad.shape[1] // channels
+    one, zero = grad.dtype.type(1), grad.dtype.type(0)
+    for k in range(grad.shape[0]):
+        for c in range(channels):  # C order: counts and traces read in sequence
+            for p in range(plane):
+                j = p * channels + c
+                gamma = counts[c * plane + p]
+                fired = gamma > zero
+                if pool:
+                    out[k, j] = grad[k, j] * (one if fired else zero)
+                else:
+                    ng = one + log_leak * (traces[c * plane + p] / gamma)
+                    out[k, j] = grad[k, j] * (gain * (ng if fired else zero) / theta[j])
+    return out
 
 
 # ================================================================ lee2020-code

@@ -25,10 +25,10 @@ independently; the twin is the reference in tests.
 
 from eventsim.kernels.bptt import surrogate_recursion
 from eventsim.kernels.conv import conv_scatter, conv_transpose, conv_weight_grad
-from eventsim.kernels.currents import add_bias, currents_to_events
+from eventsim.kernels.currents import add_bias, currents_to_events, event_totals
 from eventsim.kernels.dropout import dropout_events
 from eventsim.kernels.linear import linear_scatter, linear_transpose, linear_weight_grad
-from eventsim.kernels.neurons import lif_window, reverse_recursion
+from eventsim.kernels.neurons import lif_window, plain_lif_window, reverse_recursion
 from eventsim.kernels.pooling import maxpool_events, maxpool_route, pool_scatter, pool_transpose
 from eventsim.kernels.recurrent import recurrent_window
 
@@ -39,10 +39,12 @@ __all__ = [
     "conv_weight_grad",
     "currents_to_events",
     "dropout_events",
+    "event_totals",
     "lif_window",
     "linear_scatter",
     "linear_transpose",
     "linear_weight_grad",
+    "plain_lif_window",
     "maxpool_events",
     "maxpool_route",
     "pool_scatter",
