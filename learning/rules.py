@@ -439,7 +439,8 @@ class BPTT(Rule):
 
     with ``dR/dU = 1 - s, dR/ds(x) = v_reset - x`` (hard reset) or
     ``dR/dU = 1, dR/ds = -theta`` (soft reset); at the readout
-    ``D[t] = g * lam^(T - t) g_out / T``. Memory O(T x neurons).
+    ``D[t] = g * lam^(T - t) g_out / T``. Memory O(T x neurons), or less in
+    segments (below).
 
     With a detached reset, no clamp, no recurrent connection and a surrogate
     that names its kernel form (``Surrogate.kernel_code``), E is computed by
