@@ -62,6 +62,7 @@ from eventsim.stages import (
     DropoutStage,
     MaxPoolStage,
     NeuronStage,
+    NeuronState,
     PassStage,
     RecurrentStage,
     ResidualStage,
@@ -117,6 +118,10 @@ class RunResult:
         with "currents".
     masks : dict of ``(batch, *shape)`` bool
         The dropout masks used (training runs only).
+    states : dict of dict of NeuronState
+        By step t of ``checkpoints=``, by neuron layer name, the state the
+        layer starts step t from (:class:`eventsim.stages.NeuronState`,
+        arrays ``(batch, N)`` channel-last), as ``initial=`` takes it.
     norm_stats : dict of eventsim.norm.NormStatistics
         The batch statistics of every layer with an input-current norm, with
         its raw currents (training runs only; docs/semantics.md,
@@ -138,6 +143,7 @@ class RunResult:
     currents: dict[str, np.ndarray] = field(default_factory=dict)
     synaptic: dict[str, np.ndarray] = field(default_factory=dict)
     masks: dict[str, np.ndarray] = field(default_factory=dict)
+    states: dict[int, dict[str, NeuronState]] = field(default_factory=dict)
     norm_stats: dict[str, NormStatistics] = field(default_factory=dict)
     recorded: frozenset = frozenset()
 
@@ -335,6 +341,8 @@ class Network:
         rng: np.random.Generator | None = None,
         masks: dict[str, np.ndarray] | None = None,
         window: int | None = None,
+        initial: dict[str, NeuronState] | None = None,
+        checkpoints: Iterable[int] = (),
     ) -> RunResult:
         """Run a batch of input events through the network.
 
@@ -359,6 +367,18 @@ class Network:
             Steps each stage processes at once; by default as many as keep a
             current buffer within ``WINDOW_ELEMENTS`` elements. Results do not
             depend on it.
+        initial : dict, optional
+            The state every neuron layer starts from, by layer name, as
+            ``RunResult.states`` hands it back: to continue an earlier run
+            from one of its checkpoints, given the input from that step on.
+            Steps count from 0 in this run (the readout divides by this
+            run's steps; counts and traces cover this run's steps). Only for
+            networks whose state is their neurons' (no Delay, no recurrent
+            block, no synaptic delays).
+        checkpoints : iterable of int
+            Steps ``0 <= t < T`` at whose start the state of every neuron
+            layer is handed back (``RunResult.states[t]``). The potentials
+            and spikes are those of a run without checkpoints.
         """
         record = frozenset(record)
         for r in record:
@@ -376,6 +396,8 @@ class Network:
         elif int(window) < 1:
             raise OptionError(f"window must be >= 1 step, got {window!r}")
         window = int(window)
+        checkpoints = self._checkpoints(stages, checkpoints, steps)
+        initial = self._initial(stages, initial, batch)
 
         # The T-sized records are allocated once; each sample fills its slice.
         per_step = {
@@ -403,7 +425,8 @@ class Network:
         # run in parallel (eventsim.threads), meeting where a norm needs the
         # batch's sums, and every per-sample result lands in its own slot.
         samples = in_lockstep(
-            self._run_sample(stages, events, b, record, window, per_step, per_neuron, keep, norm_currents)
+            self._run_sample(stages, events, b, record, window, per_step, per_neuron, keep, norm_currents,
+                             initial, checkpoints)
             for b in range(batch)
         )
         result = self._collect(stages, samples, record, keep, steps)
@@ -415,7 +438,46 @@ class Network:
             setattr(result, what, arrays)
         result.counts = per_neuron.get("totals", {})
         result.traces = per_neuron.get("traces", {})
+        result.states = {t: {name: _stacked([smp.checkpoints[t][name] for smp in samples])
+                             for name in samples[0].checkpoints[t]} for t in checkpoints}
         return result
+
+    def _checkpoints(self, stages: list[Stage], checkpoints: Iterable[int], steps: int) -> list[int]:
+        """The steps of ``checkpoints=``, sorted, checked inside ``[0, T)`` and for a network whose state is its neurons'."""
+        chosen = sorted({int(t) for t in checkpoints})
+        if chosen and not 0 <= chosen[0] <= chosen[-1] < steps:
+            raise OptionError(f"checkpoints must be steps in [0, {steps}), got {chosen[0]} to {chosen[-1]}")
+        if chosen:
+            self._state_is_neurons(stages, "checkpoints")
+        return chosen
+
+    def _initial(self, stages: list[Stage], initial: dict[str, NeuronState] | None, batch: int) -> dict | None:
+        """``initial=`` checked against the neuron layers: a state of the right shapes for each, and no other."""
+        if initial is None:
+            return None
+        self._state_is_neurons(stages, "initial")
+        neurons = {s.name: s for s in leaves(stages) if isinstance(s, NeuronStage)}
+        if set(initial) != set(neurons):
+            raise OptionError(f"initial must give the state of every neuron layer {sorted(neurons)}, "
+                              f"got {sorted(initial)}")
+        for name, state in initial.items():
+            stage, n = neurons[name], prod(neurons[name].shape)
+            for what, dtype, needed in (("potential", self.dtype, True), ("synaptic", self.dtype, stage.synaptic),
+                                        ("fired", np.dtype(bool), stage.delayed)):
+                a = getattr(state, what, None) if isinstance(state, NeuronState) else None
+                if needed and (a is None or a.shape != (batch, n) or a.dtype != dtype):
+                    raise OptionError(f"initial[{name!r}].{what} must be a {dtype} array of shape {(batch, n)} "
+                                      "(RunResult.states of a run with the same batch)")
+        return initial
+
+    @staticmethod
+    def _state_is_neurons(stages: list[Stage], option: str) -> None:
+        """OptionError for ``option`` where a stage keeps state beyond its neurons (held events or currents)."""
+        for stage in leaves(stages):
+            if isinstance(stage, (DelayStage, RecurrentStage)) or any(
+                    op.reach for op in getattr(stage, "ops", ())):
+                raise OptionError(f"{option} covers networks whose state is their neurons' potentials; "
+                                  f"{stage.name} also holds events or currents for later steps")
 
     def _check_input(self, events: Events) -> None:
         if not isinstance(events, Events):
@@ -465,7 +527,7 @@ class Network:
         return used
 
     def _run_sample(self, stages, events: Events, b: int, record, window: int, per_step, per_neuron, keep,
-                    norm_currents) -> Generator[np.ndarray, np.ndarray, Sample]:
+                    norm_currents, initial=None, checkpoints=()) -> Generator[np.ndarray, np.ndarray, Sample]:
         steps = events.steps
         sample = Sample(batch=events.batch, number=b, steps=steps)
         for what, arrays in per_step.items():
@@ -474,9 +536,14 @@ class Network:
         sample.keep = {name: mask[b].reshape(-1) for name, mask in keep.items()}
         for stage in stages:
             stage.start(sample, record)
+        for name, state in (initial or {}).items():
+            sample.state[name] = _copied(state, b)
         rows = events.sample_rows(b)
-        for t0 in range(0, steps, window):
-            t1 = min(steps, t0 + window)
+        # A window ends at every checkpoint, whose state is then copied.
+        starts = sorted(set(range(0, steps, window)) | set(checkpoints))
+        for t0, t1 in zip(starts, starts[1:] + [steps]):
+            if t0 in checkpoints:
+                sample.checkpoints[t0] = {name: _copied(state) for name, state in sample.state.items()}
             sample.window_start = t0
             x = (rows[t0 : t1 + 1], events.index, events.value)
             for stage in stages:
@@ -509,6 +576,18 @@ class Network:
                 last_u = in_c_order(np.stack([smp.last_u[name] for smp in samples]), stage)
                 result.output = last_u / stage.dtype.type(steps)
         return result
+
+def _copied(state: NeuronState, row: int | None = None) -> NeuronState:
+    """A copy of ``state``, or of its row ``row`` (of a batch's state)."""
+    return NeuronState(*(None if a is None else (a if row is None else a[row]).copy()
+                         for a in (state.potential, state.synaptic, state.fired)))
+
+
+def _stacked(states: list[NeuronState]) -> NeuronState:
+    """The states of the samples of a batch as one state of ``(batch, N)`` arrays."""
+    return NeuronState(*(None if getattr(states[0], what) is None else np.stack([getattr(s, what) for s in states])
+                         for what in ("potential", "synaptic", "fired")))
+
 
 def _join_windows(per_sample: list[list[Window]], steps: int, shape, dtype) -> Events:
     """Concatenate the windows of every sample into one Events container."""

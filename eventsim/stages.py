@@ -182,6 +182,7 @@ class Sample:
     last_u: dict = field(default_factory=dict)
     keep: dict = field(default_factory=dict)  # dropout keep-masks of this sample, (N,) bool
     norm_stats: dict = field(default_factory=dict)  # batch (mean, var, count) of normalised layers
+    checkpoints: dict = field(default_factory=dict)  # by step, the NeuronState of each neuron layer at its start
 
 
 # ==================================================================== stages

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from math import prod
 from dataclasses import dataclass, field
 from typing import Callable, Generator, Hashable, Protocol
 
@@ -76,16 +77,19 @@ def scratch(owner: Network, key: Hashable, shape: tuple[int, ...], dtype: np.dty
     share a buffer (a layer's id, where layers inside a composite have no
     name); a sample's arrays are done with when its backward returns
     (what survives, the parameter gradients, lives elsewhere). A thread keeps
-    the buffers of one ``owner`` network at a time. The contents are
-    undefined unless ``zeroed``.
+    the buffers of one ``owner`` network at a time; a smaller array of a
+    role is the start of its larger buffer (the shorter segment of a
+    backward in segments does not replace it). The contents are undefined
+    unless ``zeroed``.
     """
     pool = _buffers.__dict__.setdefault("pool", {})
     if pool.get("owner") != id(owner):  # another network's buffers would only take memory
         pool.clear()
         pool["owner"] = id(owner)
-    buf = pool.get(key)
-    if buf is None or buf.shape != shape or buf.dtype != dtype:
-        buf = pool[key] = np.empty(shape, dtype)
+    buf, size = pool.get(key), prod(shape)
+    if buf is None or buf.size < size or buf.dtype != dtype:
+        buf = pool[key] = np.empty(size, dtype)
+    buf = buf[:size].reshape(shape)
     if zeroed:
         buf.fill(0)
     return buf

@@ -25,8 +25,9 @@ from eventsim import kernels
 from eventsim.errors import EventsError, LayerError, OptionError
 from eventsim.learning.configs import from_config
 from eventsim.events import Events
-from eventsim.layers import LIF, Delay, Linear, Readout, Recurrent
+from eventsim.layers import LIF, Delay, Linear, Readout, Recurrent, Residual
 from eventsim.network import Network, RunResult
+from eventsim.stages import NeuronState
 from eventsim.kernels import reverse_recursion, surrogate_recursion
 from eventsim.layout import as3, to_channel_last
 from eventsim.learning.backprop import Backprop, Frames, channel_last_into, neuron_thresholds, scratch
@@ -34,6 +35,14 @@ from eventsim.learning.backprop import Accumulators, pooling_neurons
 from eventsim.learning.parameters import _entries
 from eventsim.learning.surrogates import StraightThrough, Surrogate, surrogate_from_config
 from eventsim.norm import in_lockstep, normed_layers, refuse_norms
+
+
+#: Steps per segment of a :class:`BPTT` backward in segments. Lee's N-MNIST
+#: LeNet, batch 16, 2 threads: peak RSS 320 MiB at T = 100 and 335 MiB at
+#: T = 300 (380 and 630 MiB in one sweep) for 20-30 % more time, each
+#: segment's forward run being run twice; 25 steps took 285-290 MiB and
+#: 25-45 % more time.
+DEFAULT_SEGMENT = 50
 
 
 class Rule:
@@ -84,25 +93,13 @@ class Rule:
             arrays of the parameters' shapes and dtype.
         """
         grad_output = self._check(network, events, result, grad_output)
-        neuron = self._neuron_backward(network, result)
-        pool_neurons = pooling_neurons(network)
+        sample_backward = self._sample_backward(network, events, result, grad_output)
         accumulators = Accumulators.taken(network, result.batch)
-
-        def sample_backward(b: int):
-            # The sample's own task builds its input streams: nothing of the
-            # backward runs on the calling thread alone before the threads start.
-            streams, rows = self._streams(events, result, b)
-            frames = Frames(streams, rows, {k: m[b : b + 1] for k, m in result.masks.items()}, sample=b,
-                            norm_stats=result.norm_stats)
-            top = to_channel_last(grad_output[b], network.output_shape)
-            top = np.ascontiguousarray(np.broadcast_to(top, (rows.stop - rows.start, top.shape[0])))
-            yield from Backprop(network, neuron, accumulators.sample(b), pool_neurons).run(frames, top)
-
         # Samples in parallel (eventsim.threads), meeting at norms for the
         # batch's sums, their gradients summed in one fixed tree
         # (eventsim.learning.chunks): the sums are the same whatever the
         # number of threads, and whatever chunks the batch was split into.
-        in_lockstep(sample_backward(b) for b in range(result.batch))
+        in_lockstep(sample_backward(b, accumulators.sample(b)) for b in range(result.batch))
         grads, finite = accumulators.summed(result.batch)
         return grads if finite else _finite(network, grads)
 
@@ -110,7 +107,32 @@ class Rule:
         """JSON-ready description; :func:`rule_from_config` inverts it."""
         return {"name": self.name}
 
+    def forward_plan(self, network: Network, steps: int) -> tuple[tuple[str, ...], tuple[int, ...]]:
+        """What a forward run of ``steps`` steps must record for :meth:`gradients`, and its ``checkpoints=``
+        (:meth:`eventsim.Network.run`)."""
+        return self.records, ()
+
     # ----------------------------------------------------------------- hooks
+    def _sample_backward(self, network: Network, events: Events, result: RunResult, grad_output: np.ndarray):
+        """The backward pass of one sample, ``(b, acc) -> Pass``, accumulating into ``acc`` (:class:`Backprop`)."""
+        neuron = self._neuron_backward(network, result)
+        pool_neurons = pooling_neurons(network)
+
+        def sample_backward(b: int, acc: dict[str, np.ndarray]):
+            # The sample's own task builds its input streams: nothing of the
+            # backward runs on the calling thread alone before the threads start.
+            streams, rows = self._streams(events, result, b)
+            frames = Frames(streams, rows, {k: m[b : b + 1] for k, m in result.masks.items()}, sample=b,
+                            norm_stats=result.norm_stats)
+            top = _top_rows(network, grad_output[b], rows.stop - rows.start)
+            yield from Backprop(network, neuron, acc, pool_neurons).run(frames, top)
+
+        return sample_backward
+
+    def _needed(self, result: RunResult) -> tuple[str, ...]:
+        """The records :meth:`gradients` reads from ``result``."""
+        return self.records
+
     def _neuron_backward(self, network: Network, result: RunResult):
         raise NotImplementedError
 
@@ -128,7 +150,7 @@ class Rule:
             refuse_norms(network, f"rule {self.name!r}")
         if not self.covers_state:
             refuse_state(network, f"rule {self.name!r}")
-        missing = [r for r in self.records if r not in result.recorded]
+        missing = [r for r in self._needed(result) if r not in result.recorded]
         if missing:
             raise OptionError(
                 f"rule {self.name!r} needs a forward run with record={self.records!r}; "
@@ -146,6 +168,12 @@ class Rule:
         if not np.all(np.isfinite(grad_output)):
             raise OptionError("grad_output is not finite")
         return grad_output.astype(network.dtype, copy=False)
+
+
+def _top_rows(network: Network, grad_output: np.ndarray, rows: int) -> np.ndarray:
+    """One sample's ``dL/d(output)``, channel-last, repeated in ``rows`` rows (one per frame)."""
+    top = to_channel_last(grad_output, network.output_shape)
+    return np.ascontiguousarray(np.broadcast_to(top, (rows, top.shape[0])))
 
 
 def refuse_state(network: Network, who: str, instead: str = "use rule 'bptt'") -> None:
@@ -411,7 +439,8 @@ class BPTT(Rule):
 
     with ``dR/dU = 1 - s, dR/ds(x) = v_reset - x`` (hard reset) or
     ``dR/dU = 1, dR/ds = -theta`` (soft reset); at the readout
-    ``D[t] = g * lam^(T - t) g_out / T``. Memory O(T x neurons).
+    ``D[t] = g * lam^(T - t) g_out / T``. Memory O(T x neurons), or less in
+    segments (below).
 
     With a detached reset, no clamp, no recurrent connection and a surrogate
     that names its kernel form (``Surrogate.kernel_code``), E is computed by
@@ -420,16 +449,34 @@ class BPTT(Rule):
     (sigma and the carry as ``(T, neurons)`` arrays, then
     :func:`~eventsim.kernels.reverse_recursion`) computes it for the others.
 
+    In segments. For such layers fed forward (Conv2d, Linear without
+    delays, pooling, Flatten, Dropout, LIF/IF neurons, SpikingAvgPool and a
+    Readout, with none of the options of "State beyond the potential" and
+    no norm), the forward run of :meth:`forward_plan` keeps the neuron
+    states at the start of every ``segment`` steps alone; the
+    backward then takes the segments from the last to the first, running
+    the forward again from the segment's states to record its potentials
+    (the same kernels in the same order: the same bits) and carrying E from
+    one segment into the one before. Memory O(segment x neurons + events)
+    instead of O(T x neurons); E is the same; the weight gradients are
+    summed over the steps in another order (segment by segment, from the
+    last), so they differ from the one sweep's by rounding, and equal it
+    where one segment covers all T.
+
     Parameters
     ----------
     surrogate : Surrogate
         sigma; straight-through ``1/theta`` by default.
     detach_reset : bool
         Treat the reset as a constant (default, as snnTorch, SpikingJelly and Norse).
+    segment : int or None
+        Steps per segment of the backward (above); None: one sweep over the
+        recorded potentials of all T steps.
     """
 
     surrogate: Surrogate = field(default_factory=StraightThrough)
     detach_reset: bool = True
+    segment: int | None = DEFAULT_SEGMENT
     name: ClassVar[str] = "bptt"
     records: ClassVar[tuple[str, ...]] = ("spikes", "potentials")
     normalises: ClassVar[bool] = True
@@ -442,28 +489,89 @@ class BPTT(Rule):
             raise OptionError(f"bptt: surrogate must be a Surrogate (eventsim.learning.surrogates), got {self.surrogate!r}")
         if not isinstance(self.detach_reset, (bool, np.bool_)):
             raise OptionError(f"bptt: detach_reset must be True or False, got {self.detach_reset!r}")
+        if self.segment is not None and (isinstance(self.segment, (bool, np.bool_)) or
+                                         not isinstance(self.segment, (int, np.integer)) or self.segment < 1):
+            raise OptionError(f"bptt: segment must be a number of steps >= 1 or None, got {self.segment!r}")
 
     def config(self) -> dict:
-        return {"name": self.name, "surrogate": self.surrogate.config(), "detach_reset": bool(self.detach_reset)}
+        return {"name": self.name, "surrogate": self.surrogate.config(), "detach_reset": bool(self.detach_reset),
+                "segment": None if self.segment is None else int(self.segment)}
+
+    def forward_plan(self, network: Network, steps: int) -> tuple[tuple[str, ...], tuple[int, ...]]:
+        """A checkpoint every ``segment`` steps and no record where the network is run in segments (class
+        docstring: the segments' runs record what their backward reads), else the spikes and potentials of
+        every step: so also where one segment would cover all T, whose backward is the one sweep's."""
+        if self.segment is None or self.segment >= steps or not self._segmentable(network):
+            return self.records, ()
+        return (), tuple(range(0, steps, int(self.segment)))
+
+    def _segmentable(self, network: Network) -> bool:
+        """Whether the backward can run in segments: layers fed forward, E from :func:`surrogate_recursion` alone."""
+        if not (self._fused and self.detach_reset and self.surrogate.kernel_code is not None) or normed_layers(network):
+            return False
+        for layer in network.walk():
+            if isinstance(layer, (Recurrent, Delay, Residual)) or (isinstance(layer, Linear) and layer.delay is not None):
+                return False
+            if isinstance(layer, LIF) and layer.extended:
+                return False
+        return True
+
+    def _in_segments(self, result: RunResult) -> bool:
+        """Whether ``result`` is a forward run of :meth:`forward_plan` in segments: checkpoints, no potentials."""
+        return bool(result.states) and "potentials" not in result.recorded
+
+    def _needed(self, result: RunResult) -> tuple[str, ...]:
+        return () if self._in_segments(result) else self.records
+
+    def _sample_backward(self, network: Network, events: Events, result: RunResult, grad_output: np.ndarray):
+        if not self._in_segments(result):
+            return super()._sample_backward(network, events, result, grad_output)
+        if not self._segmentable(network) or 0 not in result.states:
+            raise OptionError("bptt in segments covers layers fed forward without the options of 'State beyond "
+                              "the potential', with a checkpoint at step 0; record the potentials instead")
+        pool_neurons = pooling_neurons(network)
+        steps = result.steps
+        starts = sorted(result.states)
+        bounds = list(zip(starts, starts[1:] + [steps]))
+
+        def sample_backward(b: int, acc: dict[str, np.ndarray]):
+            sample = events.sample(b)
+            masks = {k: m[b : b + 1] for k, m in result.masks.items()}
+            later: dict[str, np.ndarray] = {}  # E of each layer at the first step of the segment after
+            for t0, t1 in reversed(bounds):
+                initial = {name: NeuronState(*(None if a is None else a[b : b + 1]
+                                                for a in (st.potential, st.synaptic, st.fired)))
+                           for name, st in result.states[t0].items()}
+                part_events = _steps_of(sample, t0, t1)
+                part = network.run(part_events, record=self.records, train=True, masks=masks, initial=initial)
+                neuron = self._neuron_backward(network, part, _Segment(t0, steps, later))
+                streams, rows = self._streams(part_events, part, 0)
+                top = _top_rows(network, grad_output[b], t1 - t0)
+                yield from Backprop(network, neuron, acc, pool_neurons).run(Frames(streams, rows, masks, sample=0), top)
+
+        return sample_backward
 
     def _fuses(self, neuron: LIF) -> bool:
         """Whether :func:`surrogate_recursion` computes the neuron's E (a feed-forward layer; class docstring)."""
         return self._fused and self.detach_reset and neuron.v_min == -np.inf and self.surrogate.kernel_code is not None
 
-    def _neuron_backward(self, network: Network, result: RunResult):
+    def _neuron_backward(self, network: Network, result: RunResult, segment: "_Segment | None" = None):
+        """The neuron backward over the steps of ``result``: all T, or the ``segment`` whose potentials it recorded."""
         dtype = network.dtype
         steps = result.steps
+        start, total = (0, steps) if segment is None else (segment.start, segment.total)
         # As Backprop's buffers: a sample waiting at a norm must keep its E.
         reuse = not normed_layers(network)
 
         def backward(kind, name, neuron, shape, grad, frames, feedback=None):
             lam = dtype.type(neuron.leak)
             gain = dtype.type(neuron.input_gain)
-            if kind == "readout":
-                powers = (np.float64(neuron.leak) ** np.arange(steps - 1, -1, -1)).astype(dtype)
+            if kind == "readout":  # lam^(T-1-t) for the absolute steps t of the frames
+                powers = (np.float64(neuron.leak) ** np.arange(total - 1 - start, total - 1 - start - steps, -1)
+                          ).astype(dtype)
                 if neuron.synapse_leak is None:
-                    return grad * (gain * powers / dtype.type(steps))[:, None]
-                return _synaptic_backward(neuron, grad * (powers / dtype.type(steps))[:, None], gain, dtype)
+                    return grad * (gain * powers / dtype.type(total))[:, None]
+                return _synaptic_backward(neuron, grad * (powers / dtype.type(total))[:, None], gain, dtype)
             theta = neuron_thresholds(neuron, shape, dtype)
             # V = outer * R(inner * U, s): the leak is outside the reset by
             # default and inside it when the reset is delayed.
@@ -473,7 +581,10 @@ class BPTT(Rule):
                 potentials = np.asarray(result.potentials[name][frames.sample], dtype)
                 surrogate_recursion(e, potentials.reshape(steps, shape[0], -1), theta, np.ascontiguousarray(grad),
                                     neuron.strict, neuron.reset == "soft", outer * inner,
-                                    self.surrogate.kernel_code, *self.surrogate.kernel_parameters())
+                                    self.surrogate.kernel_code, *self.surrogate.kernel_parameters(),
+                                    None if segment is None else segment.later.get(name))
+                if segment is not None:  # E before the gain: the carry into the segment before
+                    segment.later[name] = e[0].copy()
                 return _synaptic_backward(neuron, e, gain, dtype)
             u = channel_last_into(scratch(network, f"{name}/potentials", grad.shape, dtype),
                                   result.potentials[name][frames.sample], shape)
@@ -509,6 +620,24 @@ class BPTT(Rule):
             return _recurrent_backward(neuron, sigma, grad, carry, gain, dtype, feedback)
 
         return backward
+
+
+@dataclass
+class _Segment:
+    """Where the steps of a :class:`BPTT` backward in segments lie: the first step, the sample's T, and
+    ``later``, the E of each neuron layer at the first step of the segment after (updated as it goes)."""
+
+    start: int
+    total: int
+    later: dict[str, np.ndarray]
+
+
+def _steps_of(events: Events, start: int, stop: int) -> Events:
+    """The steps ``start`` to ``stop - 1`` of a sample's events (batch 1), as a run of ``stop - start`` steps."""
+    rows = events.indptr[start : stop + 1]
+    lo, hi = rows[0], rows[-1]
+    return Events(rows - lo, events.index[lo:hi], events.value[lo:hi], batch=1, steps=stop - start,
+                  shape=events.shape, check=False)
 
 
 def _clamped(neuron: LIF, u: np.ndarray, s: np.ndarray, theta: np.ndarray, dtype: np.dtype) -> np.ndarray | None:

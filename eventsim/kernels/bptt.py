@@ -64,8 +64,12 @@ def _step(e, nxt, u, grad, theta, height, silent, strict, soft, scale, surrogate
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def surrogate_recursion(out, potentials, theta, grad, strict, soft, scale, surrogate, a, b):
+def surrogate_recursion(out, potentials, theta, grad, strict, soft, scale, surrogate, a, b, last=None):
     """Write ``E = dL/dU`` of one sample's spiking layer into ``out``; returns ``out``.
+
+    The steps may be a segment of the sample's: ``last`` is then the E of
+    the step after the segment (``E[T] = 0`` after the last step), so that
+    the segments, taken from the last to the first, give the E of one sweep.
 
     Parameters
     ----------
@@ -83,6 +87,8 @@ def surrogate_recursion(out, potentials, theta, grad, strict, soft, scale, surro
         STRAIGHT_THROUGH, FAST_SIGMOID or TRIANGLE.
     a, b : float
         The surrogate's parameters (module docstring), unrounded.
+    last : (P*C,) float array, channel-last, optional
+        E of the step after the last one given; zeros by default.
 
     All arrays share one float dtype; the scalars are rounded to it once,
     as the NumPy forms round them.
@@ -101,11 +107,14 @@ def surrogate_recursion(out, potentials, theta, grad, strict, soft, scale, surro
         height[j] = one / theta[j] if per_theta else b
         silent[j] = np.isinf(theta[j])
     u = np.empty(size, out.dtype)
-    none = np.zeros(size, out.dtype)
+    if last is None:  # pruned by Numba at compile time, for either type of the argument
+        after = np.zeros(size, out.dtype)
+    else:
+        after = last
     for t in range(steps - 1, -1, -1):
         for p in range(plane):  # the step's potentials, channel-last
             for c in range(channels):
                 u[p * channels + c] = potentials[t, c, p]
-        _step(out[t], none if t == steps - 1 else out[t + 1], u, grad[t], theta, height, silent,
+        _step(out[t], after if t == steps - 1 else out[t + 1], u, grad[t], theta, height, silent,
               strict, soft, scale, surrogate, a)
     return out
