@@ -77,7 +77,7 @@ def reference_potential_gradients(network: Network, spikes: np.ndarray,
     ``L = sum(out * request.grad_output)`` as for parameter gradients
     (:func:`eventsim.testing.compare.reference_gradients`).
     """
-    rule = _RecordingBPTT(surrogate=request.surrogate, detach_reset=request.detach_reset)
+    rule = _RecordingBPTT(surrogate=request.surrogate, detach_reset=request.detach_reset, segment=None)  # whole-T deltas
     events = events_of(spikes)
     normed = any(getattr(layer, "norm", None) is not None for layer in network.walk())
     result = network.run(events, record=rule.records, train=normed)
