@@ -6,11 +6,12 @@ from numba import njit, types, uint64
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from eventsim.kernels.currents import mark_blocks
 from eventsim.kernels.geometry import position, reached
 
 
 @njit(cache=True, nogil=True)
-def conv_scatter(cur, indptr, index, value, weight, in_hw, out_hw, stride, padding):
+def conv_scatter(cur, indptr, index, value, weight, in_hw, out_hw, stride, padding, flags=None, shift=0):
     """Add the currents of a window of input events through a 2-D convolution.
 
     Convolution (cross-correlation) read from the input side: an event of value
@@ -28,6 +29,12 @@ def conv_scatter(cur, indptr, index, value, weight, in_hw, out_hw, stride, paddi
         ``(Co, Ci, kh, kw)`` weights with the output channel moved last, so each
         reached output position takes one contiguous vector add.
     in_hw, out_hw, stride, padding : (int, int) pairs.
+    flags : (K, ceil(Ho*Wo*Co / 2^shift)) uint8 array, optional
+        Set to 1 for every block of ``2^shift`` channel-last neurons of a step
+        that this call adds a current to (:func:`eventsim.kernels.flagged_lif_window`
+        skips the others); None: not kept.
+    shift : int
+        log2 of the block size of ``flags``.
 
     Returns
     -------
@@ -74,6 +81,8 @@ def conv_scatter(cur, indptr, index, value, weight, in_hw, out_hw, stride, paddi
             runs, run = (1, uint64(n_ox * co)) if sw == 1 else (n_ox, n_out)
             for oy in range(oy_lo, oy_hi + 1):
                 ky = ty - oy * sh
+                if flags is not None and n_ox > 0:  # the span of the row's runs, strided gaps included
+                    mark_blocks(flags, k, (oy * wo + ox_lo) * co, (oy * wo + ox_hi + 1) * co, shift)
                 out_at = uint64(k * row_size + (oy * wo + ox_lo) * co)
                 w_at = uint64(((c * kh + ky) * kw + kw - 1 - (tx - ox_lo * sw)) * co)
                 for r in range(runs):

@@ -191,25 +191,10 @@ def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.
                     overflow |= not abs(uu) < np.inf  # the clamp would hide a -inf
                     kept = v_min if kept < v_min else kept  # NaN stays NaN
                 v[j] = kept
-        if n + n_fired > out_idx.shape[0]:
-            out_idx = grown_to(out_idx, n + n_fired)
-            out_val = grown_to(out_val, n + n_fired)
-        end = n + n_fired
-        word = 0
-        while n < end:
-            bits = spiked_words[word]
-            while bits != 0:  # each flag byte is 0 or 1: one set bit per spike
-                byte = trailing_zeros(bits) // 8
-                j = 8 * word + (byte if LITTLE_ENDIAN else 7 - byte)
-                p = j // channels
-                out_idx[n] = (j - p * channels) * plane + p
-                out_val[n] = one if max_spikes is None else spike_count(u[k, j], th_of[j], strict, max_spikes)
-                overflow |= not abs(u[k, j]) < np.inf  # +inf, the one non-finite U that fires
-                if clear:
-                    u[k, j] = zero
-                n += 1
-                bits &= bits - uint64(1)
-            word += 1
+        out_idx, out_val, emitted_overflow = _emit_step(u, k, spiked_words, th_of, channels, strict, max_spikes,
+                                                        clear, n, n_fired, out_idx, out_val)
+        overflow |= emitted_overflow
+        n += n_fired
         out_ptr[k + 1] = n
     for j in range(size):  # inf and NaN alike
         overflow |= not abs(v[j]) < np.inf
@@ -232,6 +217,141 @@ def plain_lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, g
     take (about 0.15 ms a call).
     """
     return lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain, fired, clear)
+
+
+@njit(cache=True, nogil=True)
+def _emit_step(u, k, spiked_words, th_of, channels, strict, max_spikes, clear, n, n_fired, out_idx, out_val):
+    """Emit the ``n_fired`` spikes of step ``k`` flagged in ``spiked_words`` as events ``n ..``.
+
+    The scan of :func:`lif_window`: the flag bytes are read as 64-bit words,
+    so that 8 silent neurons are skipped at a time. The value of an event is
+    1, or the spike count of U (``max_spikes`` given); U is tested finite
+    (+inf is the one non-finite U that fires) and, with ``clear``, zeroed.
+
+    Returns
+    -------
+    (out_idx, out_val, overflow)
+        The event arrays, grown if they had no room, and whether an emitted U was inf.
+    """
+    size = u.shape[1]
+    plane = size // channels
+    one, zero = u.dtype.type(1), u.dtype.type(0)
+    end = n + n_fired
+    if end > out_idx.shape[0]:
+        out_idx = grown_to(out_idx, end)
+        out_val = grown_to(out_val, end)
+    overflow = False
+    word = 0
+    while n < end:
+        bits = spiked_words[word]
+        while bits != 0:  # each flag byte is 0 or 1: one set bit per spike
+            byte = trailing_zeros(bits) // 8
+            j = 8 * word + (byte if LITTLE_ENDIAN else 7 - byte)
+            p = j // channels
+            out_idx[n] = (j - p * channels) * plane + p
+            out_val[n] = one if max_spikes is None else spike_count(u[k, j], th_of[j], strict, max_spikes)
+            overflow |= not abs(u[k, j]) < np.inf
+            if clear:
+                u[k, j] = zero
+            n += 1
+            bits &= bits - uint64(1)
+        word += 1
+    return out_idx, out_val, overflow
+
+
+@njit(cache=True, nogil=True)
+def flagged_lif_window(v, u, flags, shift, theta, leak, soft, v_reset, strict, counts, traces, gain):
+    """:func:`plain_lif_window` with ``clear``, reading only the blocks of neurons that received a current.
+
+    ``flags[k, b]`` is nonzero where a scatter kernel added a current to
+    block b (the channel-last neurons ``b * 2^shift ..``, the last block
+    possibly shorter) at step k; the kernel zeroes the flags it reads. A
+    block without a flag holds zeros in ``u``, and is updated as
+    :func:`lif_window` updates it with ``I = +0`` (the same operations, so
+    the same bits: ``U = lam * R + g * 0``, the threshold test, the reset,
+    the count and the trace), without reading or writing ``u``, except the
+    U of a neuron that fires all the same (a soft reset's remainder, an
+    initial potential above theta), kept for the emitting scan. The
+    immediate reset only: with the delayed one a neuron without input
+    resets, which this kernel does not do.
+
+    Parameters
+    ----------
+    flags : (K, ceil(N / 2^shift)) uint8 array, zeroed on exit.
+    shift : int, log2 of the block size.
+    (the others) : as in :func:`lif_window`.
+
+    Returns
+    -------
+    (indptr, index, value, overflow, skipped)
+        As :func:`lif_window`, and the number of (step, block) pairs whose currents were not read.
+    """
+    steps, size = u.shape
+    channels = theta.shape[0]
+    plane = size // channels
+    block = 1 << shift
+    g = u.dtype.type(gain)
+    zero = u.dtype.type(0)
+    spiked = np.zeros((size + 7) // 8 * 8, np.uint8)
+    spiked_words = spiked.view(np.uint64)
+    th_of = np.empty(size, u.dtype)
+    for p in range(plane):
+        th_of[p * channels : (p + 1) * channels] = theta
+    held = np.empty(block, u.dtype)  # the U of a silent block, for the few of its neurons that fire
+    out_ptr = np.zeros(steps + 1, np.int64)
+    out_idx = np.empty(64, np.int64)
+    out_val = np.empty(64, u.dtype)
+    n = 0
+    skipped = 0
+    overflow = False
+    for k in range(steps):
+        n_fired = 0
+        for b in range(flags.shape[1]):
+            lo = b << shift
+            hi = min(lo + block, size)
+            if flags[k, b]:
+                flags[k, b] = 0
+                for j in range(lo, hi):
+                    uu, fire = _plain_update(v, counts, traces, j, u[k, j], th_of[j], leak, g, soft, v_reset, strict)
+                    u[k, j] = uu if fire else zero
+                    spiked[j] = fire
+                    n_fired += fire
+            else:
+                skipped += 1
+                fired_here = 0
+                for j in range(lo, hi):
+                    uu, fire = _plain_update(v, counts, traces, j, zero, th_of[j], leak, g, soft, v_reset, strict)
+                    held[j - lo] = uu
+                    spiked[j] = fire
+                    fired_here += fire
+                if fired_here:
+                    for j in range(lo, hi):
+                        if spiked[j]:
+                            u[k, j] = held[j - lo]
+                n_fired += fired_here
+        out_idx, out_val, emitted_overflow = _emit_step(u, k, spiked_words, th_of, channels, strict, None, True,
+                                                        n, n_fired, out_idx, out_val)
+        overflow |= emitted_overflow
+        n += n_fired
+        out_ptr[k + 1] = n
+    for j in range(size):
+        overflow |= not abs(v[j]) < np.inf
+    return out_ptr, out_idx[:n], out_val[:n], overflow, skipped
+
+
+@njit(cache=True, nogil=True)
+def _plain_update(v, counts, traces, j, x, th, leak, g, soft, v_reset, strict):
+    """One neuron and step of :func:`plain_lif_window` (immediate reset): updates R, the count and the trace.
+
+    Returns ``(U, fired)``.
+    """
+    uu = leak * v[j] + g * x
+    fire = uu > th if strict else uu >= th
+    spikes = v.dtype.type(1) if fire else v.dtype.type(0)
+    counts[j] += spikes
+    traces[j] = leak * traces[j] + spikes
+    v[j] = (uu - th if soft else v_reset) if fire else uu
+    return uu, fire
 
 
 @njit(cache=True, nogil=True)
