@@ -56,7 +56,7 @@ WINDOW_ELEMENTS = 1 << 22
 
 #: log2 of the neurons per block of a window's current flags (kernels.flagged_lif_window):
 #: a block is read only at the steps a synapse added a current to it.
-FLAG_SHIFT = 4
+FLAG_SHIFT = 6
 
 Window = tuple  # (indptr, index, value) of K steps, see eventsim.kernels
 #: A stage's run over one window: a generator that yields partial sums of a
@@ -387,13 +387,14 @@ class NeuronStage(Stage):
         self.max_spikes = None if constants.max_spikes == 1 else constants.max_spikes
         self.plain = (constants.arithmetic == "product" and not self.synaptic and self.v_rest is None
                       and self.v_min is None and self.max_spikes is None)
-        # Whether a neuron that receives no current in a step may be updated
-        # without reading the buffer (kernels.flagged_lif_window): the plain
-        # loop with the immediate reset (a delayed reset acts without input),
-        # and currents that come only from scatters that flag the blocks they
-        # reach (not a bias or a norm's shift, which reach every neuron).
-        self.skips_silent = (self.plain and not self.delayed and self.norm is None
-                             and all(op.marks_blocks for op in ops))
+        # Whether the neurons without current in a step may be only leaked,
+        # later (kernels.flagged_lif_window): the plain loop with the
+        # immediate reset (a delayed reset acts without input), a leak in
+        # [0, 1] and a finite gain (so that they cannot fire), and currents
+        # that come only from scatters that flag the blocks they reach (not
+        # a bias or a norm's shift, which reach every neuron).
+        self.skips_silent = (self.plain and not self.delayed and self.norm is None and 0 <= self.leak <= 1
+                             and bool(np.isfinite(self.gain)) and all(op.marks_blocks for op in ops))
 
     def counted_ops(self) -> list[tuple[str, str]]:
         return [(op.name, op.counter) for op in self.ops if op.name is not None]
