@@ -81,8 +81,6 @@ def conv_scatter(cur, indptr, index, value, weight, in_hw, out_hw, stride, paddi
             runs, run = (1, uint64(n_ox * co)) if sw == 1 else (n_ox, n_out)
             for oy in range(oy_lo, oy_hi + 1):
                 ky = ty - oy * sh
-                if flags is not None and n_ox > 0:  # the span of the row's runs, strided gaps included
-                    mark_blocks(flags, k, (oy * wo + ox_lo) * co, (oy * wo + ox_hi + 1) * co, shift)
                 out_at = uint64(k * row_size + (oy * wo + ox_lo) * co)
                 w_at = uint64(((c * kh + ky) * kw + kw - 1 - (tx - ox_lo * sw)) * co)
                 for r in range(runs):
@@ -91,6 +89,17 @@ def conv_scatter(cur, indptr, index, value, weight, in_hw, out_hw, stride, paddi
                     out_at += n_out
                     w_at += w_step
             synops += max(0, oy_hi - oy_lo + 1) * n_ox * co
+    if flags is not None:
+        # A pass of its own: in the loop above, the stores to the flags
+        # would slow the adds down by a third (they might alias the buffer).
+        for k in range(indptr.shape[0] - 1):
+            for e in range(indptr[k], indptr[k + 1]):
+                _, y, x = position(index[e], plane, w)
+                oy_lo, oy_hi = reached(y + ph, kh, sh, ho)
+                ox_lo, ox_hi = reached(x + pw, kw, sw, wo)
+                if ox_hi >= ox_lo:  # the span of a row's runs, strided gaps included
+                    for oy in range(oy_lo, oy_hi + 1):
+                        mark_blocks(flags, k, (oy * wo + ox_lo) * co, (oy * wo + ox_hi + 1) * co, shift)
     return synops
 
 

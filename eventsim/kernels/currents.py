@@ -2,7 +2,7 @@
 the flags of the neuron blocks a window's currents reach."""
 
 import numpy as np
-from numba import njit
+from numba import njit, uint64
 
 
 @njit(cache=True, nogil=True)
@@ -99,5 +99,7 @@ def mark_blocks(flags, k, lo, hi, shift):
     (:func:`eventsim.kernels.flagged_lif_window`). A flag set where the
     current summed to zero only costs that block the ordinary update.
     """
-    for b in range(lo >> shift, ((hi - 1) >> shift) + 1):
+    # Unsigned: no test for an index wrapping around from the end (the
+    # scatter kernels call this for every row of outputs an event reaches).
+    for b in range(uint64(lo >> shift), uint64(((hi - 1) >> shift) + 1)):
         flags[k, b] = 1
