@@ -311,66 +311,69 @@ def flagged_lif_window(v, u, flags, shift, theta, leak, soft, v_reset, strict, c
         th_of[p * channels : (p + 1) * channels] = theta
     hot = np.empty(blocks, np.bool_)
     for b in range(blocks):
-        hot[b] = _may_fire(v, th_of, b, shift, size, strict)
-    owed = np.zeros(blocks, np.int64)  # steps of leak not yet applied
+        lo, hi = uint64(b << shift), uint64(min((b + 1) << shift, size))
+        hot[b] = not _cold(v, th_of, lo, hi, strict)
+    # The step after each block's last update: the steps of leak it owes
+    # run from there, so that a block that is skipped costs no store.
+    due = np.zeros(blocks, np.int64)
     out_ptr = np.zeros(steps + 1, np.int64)
     out_idx = np.empty(64, np.int64)
     out_val = np.empty(64, u.dtype)
     n = 0
-    skipped = 0
+    updated = 0
     overflow = False
     for k in range(steps):
         n_fired = 0
         for b in range(blocks):
             if flags[k, b] == 0 and not hot[b]:
-                owed[b] += 1
-                skipped += 1
                 continue
             flags[k, b] = 0
-            _leaked(v, traces, b, shift, size, owed[b], leak, g_zero)
-            owed[b] = 0
+            updated += 1
             # Unsigned, so that no index is tested for wrapping around from
-            # the end, which keeps LLVM from vectorising the loop (about 4x).
-            for j in range(uint64(b << shift), uint64(min((b + 1) << shift, size))):
+            # the end, which keeps LLVM from vectorising the loops (about 4x).
+            lo, hi = uint64(b << shift), uint64(min((b + 1) << shift, size))
+            _leaked(v, traces, lo, hi, k - due[b], leak, g_zero)
+            due[b] = k + 1
+            for j in range(lo, hi):
                 uu, fire = _plain_update(v, counts, traces, j, u[k, j], th_of[j], leak, g, soft, v_reset, strict)
                 u[k, j] = uu if fire else zero
                 spiked[j] = fire
                 n_fired += fire
-            hot[b] = _may_fire(v, th_of, b, shift, size, strict)
+            hot[b] = not _cold(v, th_of, lo, hi, strict)
         out_idx, out_val, emitted_overflow = _emit_step(u, k, spiked_words, th_of, channels, strict, None, True,
                                                         n, n_fired, out_idx, out_val)
         overflow |= emitted_overflow
         n += n_fired
         out_ptr[k + 1] = n
     for b in range(blocks):
-        _leaked(v, traces, b, shift, size, owed[b], leak, g_zero)
+        _leaked(v, traces, uint64(b << shift), uint64(min((b + 1) << shift, size)), steps - due[b], leak, g_zero)
     for j in range(size):
         overflow |= not abs(v[j]) < np.inf
-    return out_ptr, out_idx[:n], out_val[:n], overflow, skipped
+    return out_ptr, out_idx[:n], out_val[:n], overflow, steps * blocks - updated
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _may_fire(v, th_of, b, shift, size, strict):
-    """Whether a neuron of block b could fire at the next step without a current (see :func:`flagged_lif_window`).
+def _cold(v, th_of, lo, hi, strict):
+    """Whether no neuron ``lo .. hi - 1`` can fire at the next step without a current (see :func:`flagged_lif_window`).
 
-    Not if ``0 < theta`` and ``R < theta``, or ``R <= theta`` with the strict
+    So if ``0 < theta`` and ``R < theta``, or ``R <= theta`` with the strict
     test (``U > theta``): a potential that reached theta exactly stays below
     it as it leaks.
     """
     cold = True
-    for j in range(uint64(b << shift), uint64(min((b + 1) << shift, size))):
+    for j in range(lo, hi):
         th = th_of[j]
         r = v[j]
         cold &= ((r <= th) if strict else (r < th)) & (th > 0)  # False for a NaN R
-    return not cold
+    return cold
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _leaked(v, traces, b, shift, size, owed, leak, g_zero):
-    """``owed`` steps without current of block b: ``R = lam * R + g * 0`` and ``f = lam * f + 0``, step by step."""
+def _leaked(v, traces, lo, hi, owed, leak, g_zero):
+    """``owed`` steps without current of the neurons ``lo .. hi - 1``: ``R = lam * R + g * 0``, ``f = lam * f + 0``."""
     zero = v.dtype.type(0)
     for _ in range(owed):
-        for j in range(uint64(b << shift), uint64(min((b + 1) << shift, size))):
+        for j in range(lo, hi):
             v[j] = leak * v[j] + g_zero
             traces[j] = leak * traces[j] + zero
 
