@@ -55,7 +55,9 @@ from eventsim.norm import affine, batch_statistics
 WINDOW_ELEMENTS = 1 << 22
 
 #: log2 of the neurons per block of a window's current flags (kernels.flagged_lif_window):
-#: a block is read only at the steps a synapse added a current to it.
+#: a block is read only at the steps a synapse added a current to it. Blocks of 64 against
+#: 16: 6.3 against 9.5 ms per sample in the neuron kernel (Lee's N-MNIST LeNet, T = 300),
+#: the cost of each updated block outweighing the few more blocks of 16 that are skipped.
 FLAG_SHIFT = 6
 
 Window = tuple  # (indptr, index, value) of K steps, see eventsim.kernels

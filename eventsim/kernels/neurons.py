@@ -219,7 +219,7 @@ def plain_lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, g
     return lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain, fired, clear)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _emit_step(u, k, spiked_words, th_of, channels, strict, max_spikes, clear, n, n_fired, out_idx, out_val):
     """Emit the ``n_fired`` spikes of step ``k`` flagged in ``spiked_words`` as events ``n ..``.
 
