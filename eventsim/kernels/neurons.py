@@ -272,19 +272,19 @@ def flagged_lif_window(v, u, flags, shift, theta, leak, soft, v_reset, strict, c
     flagged or *hot*: when one of its neurons could fire without a current
     (``R >= theta``, ``R > theta`` with the strict test, a threshold not
     above 0, or R NaN; a soft reset's remainder, an initial potential above
-    theta). Any other block holds
-    zeros in ``u`` and none of its neurons fires, so the step only leaks it,
-    ``R = lam * R + g * 0`` and ``f = lam * f + 0`` (its count would add
-    +0): these are owed, and applied as the same products, step after step,
-    when the block is next updated and at the window's end, so that the
-    potentials and traces have the bits of :func:`plain_lif_window`'s.
+    theta). Any other block holds zeros in ``u`` and none of its neurons
+    fires, so the step only leaks it, ``R = lam * R + g * 0`` and
+    ``f = lam * f + 0`` (its count would add +0): these steps are owed, and
+    applied as the same products, step after step, when the block is next
+    updated and at the window's end, so that the potentials and traces have
+    the bits of :func:`plain_lif_window`'s.
 
     Valid for ``0 <= lam <= 1`` and a finite g (the caller's to ensure):
     then ``R < theta`` with ``theta > 0`` gives ``lam * R + g * 0 < theta``
-    (the rounded product is at most ``max(R, 0)``; ``<=`` alike), so a neuron that is
-    neither flagged nor hot cannot fire at the steps it is owed. The
-    immediate reset only: with the delayed one a neuron without input
-    resets.
+    (the rounded product is at most ``max(R, 0)``; ``<=`` alike), so a
+    neuron that is neither flagged nor hot cannot fire at the steps it
+    owes. The immediate reset only: with the delayed one a neuron without
+    input resets.
 
     Parameters
     ----------
