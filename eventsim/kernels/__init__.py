@@ -16,6 +16,9 @@ Conventions shared by every kernel:
 - Backward kernels (``*_transpose``, ``*_weight_grad``, ``maxpool_route``)
   read gradients in the same channel-last ``(K, P*C)`` layout, one row per
   frame (a step, or a sample's totals), and add into the buffer they are given.
+- Scatter kernels into a neuron layer's buffer can also set, in a ``(K, ceil(N / 2^shift))``
+  uint8 array, the flag of every (step, block of ``2^shift`` channel-last
+  neurons) they add to; :func:`flagged_lif_window` reads only the flagged blocks.
 - Kernels never change dtype: buffers, weights and values share one float
   dtype, chosen by the caller.
 
@@ -25,10 +28,10 @@ independently; the twin is the reference in tests.
 
 from eventsim.kernels.bptt import surrogate_recursion
 from eventsim.kernels.conv import conv_scatter, conv_transpose, conv_weight_grad
-from eventsim.kernels.currents import add_bias, currents_to_events, event_totals
+from eventsim.kernels.currents import add_bias, currents_to_events, event_totals, mark_blocks
 from eventsim.kernels.dropout import dropout_events
 from eventsim.kernels.linear import linear_scatter, linear_transpose, linear_weight_grad
-from eventsim.kernels.neurons import lif_window, plain_lif_window, reverse_recursion
+from eventsim.kernels.neurons import flagged_lif_window, lif_window, plain_lif_window, reverse_recursion
 from eventsim.kernels.pooling import maxpool_events, maxpool_route, pool_scatter, pool_transpose
 from eventsim.kernels.recurrent import recurrent_window
 
@@ -40,11 +43,13 @@ __all__ = [
     "currents_to_events",
     "dropout_events",
     "event_totals",
+    "flagged_lif_window",
     "lif_window",
     "linear_scatter",
     "linear_transpose",
     "linear_weight_grad",
     "plain_lif_window",
+    "mark_blocks",
     "maxpool_events",
     "maxpool_route",
     "pool_scatter",

@@ -6,11 +6,12 @@ from numba import njit, types, uint64
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from eventsim.kernels.currents import mark_blocks
 from eventsim.kernels.geometry import position, reached
 
 
 @njit(cache=True, nogil=True)
-def conv_scatter(cur, indptr, index, value, weight, in_hw, out_hw, stride, padding):
+def conv_scatter(cur, indptr, index, value, weight, in_hw, out_hw, stride, padding, flags=None, shift=0):
     """Add the currents of a window of input events through a 2-D convolution.
 
     Convolution (cross-correlation) read from the input side: an event of value
@@ -28,6 +29,12 @@ def conv_scatter(cur, indptr, index, value, weight, in_hw, out_hw, stride, paddi
         ``(Co, Ci, kh, kw)`` weights with the output channel moved last, so each
         reached output position takes one contiguous vector add.
     in_hw, out_hw, stride, padding : (int, int) pairs.
+    flags : (K, ceil(Ho*Wo*Co / 2^shift)) uint8 array, optional
+        Set to 1 for every block of ``2^shift`` channel-last neurons of a step
+        that this call adds a current to (:func:`eventsim.kernels.flagged_lif_window`
+        skips the others); None: not kept.
+    shift : int
+        log2 of the block size of ``flags``.
 
     Returns
     -------
@@ -82,6 +89,17 @@ def conv_scatter(cur, indptr, index, value, weight, in_hw, out_hw, stride, paddi
                     out_at += n_out
                     w_at += w_step
             synops += max(0, oy_hi - oy_lo + 1) * n_ox * co
+    if flags is not None:
+        # A pass of its own: in the loop above, the stores to the flags
+        # would slow the adds down by a third (they might alias the buffer).
+        for k in range(indptr.shape[0] - 1):
+            for e in range(indptr[k], indptr[k + 1]):
+                _, y, x = position(index[e], plane, w)
+                oy_lo, oy_hi = reached(y + ph, kh, sh, ho)
+                ox_lo, ox_hi = reached(x + pw, kw, sw, wo)
+                if ox_hi >= ox_lo:  # the span of a row's runs, strided gaps included
+                    for oy in range(oy_lo, oy_hi + 1):
+                        mark_blocks(flags, k, (oy * wo + ox_lo) * co, (oy * wo + ox_hi + 1) * co, shift)
     return synops
 
 

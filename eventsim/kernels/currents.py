@@ -1,7 +1,8 @@
-"""Currents that are passed on as events, constant (bias) currents, and the summed values of events."""
+"""Currents that are passed on as events, constant (bias) currents, the summed values of events, and
+the flags of the neuron blocks a window's currents reach."""
 
 import numpy as np
-from numba import njit
+from numba import njit, uint64
 
 
 @njit(cache=True, nogil=True)
@@ -87,3 +88,18 @@ def event_totals(out, indptr, index, value, steps):
         b = r // steps
         for e in range(indptr[r], indptr[r + 1]):
             out[b, index[e]] += value[e]
+
+
+@njit(cache=True, nogil=True)
+def mark_blocks(flags, k, lo, hi, shift):
+    """Flag the blocks of ``2^shift`` neurons that hold the channel-last offsets ``lo .. hi - 1`` at step ``k``.
+
+    What a scatter kernel records besides the currents it adds, so that the
+    neuron kernel reads only the blocks that received any
+    (:func:`eventsim.kernels.flagged_lif_window`). A flag set where the
+    current summed to zero only costs that block the ordinary update.
+    """
+    # Unsigned: no test for an index wrapping around from the end (the
+    # scatter kernels call this for every row of outputs an event reaches).
+    for b in range(uint64(lo >> shift), uint64(((hi - 1) >> shift) + 1)):
+        flags[k, b] = 1

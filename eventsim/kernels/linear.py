@@ -2,9 +2,11 @@
 
 from numba import njit
 
+from eventsim.kernels.currents import mark_blocks
+
 
 @njit(cache=True, nogil=True)
-def linear_scatter(cur, indptr, index, value, weight_t, delay_t=None, limit=0):
+def linear_scatter(cur, indptr, index, value, weight_t, delay_t=None, limit=0, flags=None, shift=0):
     """Add the currents of a window of input events through a linear layer.
 
     ``I[o] = sum_i W[o, i] * s[i]``: an event of value v at input i adds
@@ -23,6 +25,9 @@ def linear_scatter(cur, indptr, index, value, weight_t, delay_t=None, limit=0):
         The transposed delays in steps; None: none.
     limit : int
         With delays, the first row of ``cur`` that is at or past T.
+    flags, shift : optional, without delays only
+        The blocks of neurons reached (every block of a step with an event),
+        set as :func:`eventsim.kernels.conv_scatter` sets them.
 
     Returns
     -------
@@ -44,6 +49,8 @@ def linear_scatter(cur, indptr, index, value, weight_t, delay_t=None, limit=0):
                         ops += 1
         return ops
     for k in range(indptr.shape[0] - 1):
+        if flags is not None and indptr[k + 1] > indptr[k] and no > 0:
+            mark_blocks(flags, k, 0, no, shift)
         for e in range(indptr[k], indptr[k + 1]):
             i = index[e]
             v = value[e]

@@ -191,25 +191,10 @@ def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.
                     overflow |= not abs(uu) < np.inf  # the clamp would hide a -inf
                     kept = v_min if kept < v_min else kept  # NaN stays NaN
                 v[j] = kept
-        if n + n_fired > out_idx.shape[0]:
-            out_idx = grown_to(out_idx, n + n_fired)
-            out_val = grown_to(out_val, n + n_fired)
-        end = n + n_fired
-        word = 0
-        while n < end:
-            bits = spiked_words[word]
-            while bits != 0:  # each flag byte is 0 or 1: one set bit per spike
-                byte = trailing_zeros(bits) // 8
-                j = 8 * word + (byte if LITTLE_ENDIAN else 7 - byte)
-                p = j // channels
-                out_idx[n] = (j - p * channels) * plane + p
-                out_val[n] = one if max_spikes is None else spike_count(u[k, j], th_of[j], strict, max_spikes)
-                overflow |= not abs(u[k, j]) < np.inf  # +inf, the one non-finite U that fires
-                if clear:
-                    u[k, j] = zero
-                n += 1
-                bits &= bits - uint64(1)
-            word += 1
+        out_idx, out_val, emitted_overflow = _emit_step(u, k, spiked_words, th_of, channels, strict, max_spikes,
+                                                        clear, n, n_fired, out_idx, out_val)
+        overflow |= emitted_overflow
+        n += n_fired
         out_ptr[k + 1] = n
     for j in range(size):  # inf and NaN alike
         overflow |= not abs(v[j]) < np.inf
@@ -232,6 +217,180 @@ def plain_lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, g
     take (about 0.15 ms a call).
     """
     return lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain, fired, clear)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _emit_step(u, k, spiked_words, th_of, channels, strict, max_spikes, clear, n, n_fired, out_idx, out_val):
+    """Emit the ``n_fired`` spikes of step ``k`` flagged in ``spiked_words`` as events ``n ..``.
+
+    The scan of :func:`lif_window`: the flag bytes are read as 64-bit words,
+    so that 8 silent neurons are skipped at a time, and zeroed (a caller may
+    set only some flags of the next step). The value of an event is 1, or
+    the spike count of U (``max_spikes`` given); U is tested finite (+inf is
+    the one non-finite U that fires) and, with ``clear``, zeroed.
+
+    Returns
+    -------
+    (out_idx, out_val, overflow)
+        The event arrays, grown if they had no room, and whether an emitted U was inf.
+    """
+    size = u.shape[1]
+    plane = size // channels
+    one, zero = u.dtype.type(1), u.dtype.type(0)
+    end = n + n_fired
+    if end > out_idx.shape[0]:
+        out_idx = grown_to(out_idx, end)
+        out_val = grown_to(out_val, end)
+    overflow = False
+    word = 0
+    while n < end:
+        bits = spiked_words[word]
+        while bits != 0:  # each flag byte is 0 or 1: one set bit per spike
+            byte = trailing_zeros(bits) // 8
+            j = 8 * word + (byte if LITTLE_ENDIAN else 7 - byte)
+            p = j // channels
+            out_idx[n] = (j - p * channels) * plane + p
+            out_val[n] = one if max_spikes is None else spike_count(u[k, j], th_of[j], strict, max_spikes)
+            overflow |= not abs(u[k, j]) < np.inf
+            if clear:
+                u[k, j] = zero
+            n += 1
+            bits &= bits - uint64(1)
+        spiked_words[word] = 0  # every flag of the word was emitted
+        word += 1
+    return out_idx, out_val, overflow
+
+
+@njit(cache=True, nogil=True)
+def flagged_lif_window(v, u, flags, shift, theta, leak, soft, v_reset, strict, counts, traces, gain):
+    """:func:`plain_lif_window` with ``clear``, reading only the blocks of neurons that received a current.
+
+    ``flags[k, b]`` is nonzero where a scatter kernel added a current to
+    block b (the channel-last neurons ``b * 2^shift ..``, the last block
+    possibly shorter) at step k; the kernel zeroes the flags. A block is
+    updated at step k, as :func:`plain_lif_window` updates it, when it is
+    flagged or *hot*: when one of its neurons could fire without a current
+    (``R >= theta``, ``R > theta`` with the strict test, a threshold not
+    above 0, or R NaN; a soft reset's remainder, an initial potential above
+    theta). Any other block holds zeros in ``u`` and none of its neurons
+    fires, so the step only leaks it, ``R = lam * R + g * 0`` and
+    ``f = lam * f + 0`` (its count would add +0): these steps are owed, and
+    applied as the same products, step after step, when the block is next
+    updated and at the window's end, so that the potentials and traces have
+    the bits of :func:`plain_lif_window`'s.
+
+    Valid for ``0 <= lam <= 1`` and a finite g (the caller's to ensure):
+    then ``R < theta`` with ``theta > 0`` gives ``lam * R + g * 0 < theta``
+    (the rounded product is at most ``max(R, 0)``; ``<=`` alike), so a
+    neuron that is neither flagged nor hot cannot fire at the steps it
+    owes. The immediate reset only: with the delayed one a neuron without
+    input resets.
+
+    Parameters
+    ----------
+    flags : (K, ceil(N / 2^shift)) uint8 array, zeroed on exit.
+    shift : int, log2 of the block size.
+    (the others) : as in :func:`lif_window`.
+
+    Returns
+    -------
+    (indptr, index, value, overflow, skipped)
+        As :func:`lif_window`, and the number of (step, block) pairs that were only leaked.
+    """
+    steps, size = u.shape
+    channels = theta.shape[0]
+    plane = size // channels
+    blocks = flags.shape[1]
+    g = u.dtype.type(gain)
+    zero = u.dtype.type(0)
+    g_zero = g * zero  # g * I of a neuron without current: +0, or -0 for g < 0
+    spiked = np.zeros((size + 7) // 8 * 8, np.uint8)  # zeroed again by the emitting scan
+    spiked_words = spiked.view(np.uint64)
+    th_of = np.empty(size, u.dtype)
+    for p in range(plane):
+        th_of[p * channels : (p + 1) * channels] = theta
+    hot = np.empty(blocks, np.bool_)
+    for b in range(blocks):
+        lo, hi = uint64(b << shift), uint64(min((b + 1) << shift, size))
+        hot[b] = not _cold(v, th_of, lo, hi, strict)
+    # The step after each block's last update: the steps of leak it owes
+    # run from there, so that a block that is skipped costs no store.
+    due = np.zeros(blocks, np.int64)
+    out_ptr = np.zeros(steps + 1, np.int64)
+    out_idx = np.empty(64, np.int64)
+    out_val = np.empty(64, u.dtype)
+    n = 0
+    updated = 0
+    overflow = False
+    for k in range(steps):
+        n_fired = 0
+        for b in range(blocks):
+            if flags[k, b] == 0 and not hot[b]:
+                continue
+            flags[k, b] = 0
+            updated += 1
+            # Unsigned, so that no index is tested for wrapping around from
+            # the end, which keeps LLVM from vectorising the loops (about 4x).
+            lo, hi = uint64(b << shift), uint64(min((b + 1) << shift, size))
+            _leaked(v, traces, lo, hi, k - due[b], leak, g_zero)
+            due[b] = k + 1
+            for j in range(lo, hi):
+                uu, fire = _plain_update(v, counts, traces, j, u[k, j], th_of[j], leak, g, soft, v_reset, strict)
+                u[k, j] = uu if fire else zero
+                spiked[j] = fire
+                n_fired += fire
+            hot[b] = not _cold(v, th_of, lo, hi, strict)
+        out_idx, out_val, emitted_overflow = _emit_step(u, k, spiked_words, th_of, channels, strict, None, True,
+                                                        n, n_fired, out_idx, out_val)
+        overflow |= emitted_overflow
+        n += n_fired
+        out_ptr[k + 1] = n
+    for b in range(blocks):
+        _leaked(v, traces, uint64(b << shift), uint64(min((b + 1) << shift, size)), steps - due[b], leak, g_zero)
+    for j in range(size):
+        overflow |= not abs(v[j]) < np.inf
+    return out_ptr, out_idx[:n], out_val[:n], overflow, steps * blocks - updated
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _cold(v, th_of, lo, hi, strict):
+    """Whether no neuron ``lo .. hi - 1`` can fire at the next step without a current (see :func:`flagged_lif_window`).
+
+    So if ``0 < theta`` and ``R < theta``, or ``R <= theta`` with the strict
+    test (``U > theta``): a potential that reached theta exactly stays below
+    it as it leaks.
+    """
+    cold = True
+    for j in range(lo, hi):
+        th = th_of[j]
+        r = v[j]
+        cold &= ((r <= th) if strict else (r < th)) & (th > 0)  # False for a NaN R
+    return cold
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _leaked(v, traces, lo, hi, owed, leak, g_zero):
+    """``owed`` steps without current of the neurons ``lo .. hi - 1``: ``R = lam * R + g * 0``, ``f = lam * f + 0``."""
+    zero = v.dtype.type(0)
+    for _ in range(owed):
+        for j in range(lo, hi):
+            v[j] = leak * v[j] + g_zero
+            traces[j] = leak * traces[j] + zero
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _plain_update(v, counts, traces, j, x, th, leak, g, soft, v_reset, strict):
+    """One neuron and step of :func:`plain_lif_window` (immediate reset): updates R, the count and the trace.
+
+    Returns ``(U, fired)``.
+    """
+    uu = leak * v[j] + g * x
+    fire = uu > th if strict else uu >= th
+    spikes = v.dtype.type(1) if fire else v.dtype.type(0)
+    counts[j] += spikes
+    traces[j] = leak * traces[j] + spikes
+    v[j] = (uu - th if soft else v_reset) if fire else uu
+    return uu, fire
 
 
 @njit(cache=True, nogil=True)

@@ -8,7 +8,7 @@ from eventsim.kernels.geometry import position, reached
 
 
 @njit(cache=True, nogil=True)
-def pool_scatter(cur, indptr, index, value, weight, channels, in_hw, out_hw, kernel, stride):
+def pool_scatter(cur, indptr, index, value, weight, channels, in_hw, out_hw, kernel, stride, flags=None, shift=0):
     """Add the currents of a window of events through a fixed-weight pool.
 
     Sum pooling (``weight`` = 1) and linear average pooling (``weight`` =
@@ -26,6 +26,8 @@ def pool_scatter(cur, indptr, index, value, weight, channels, in_hw, out_hw, ker
     ----------
     cur : (K, Ho*Wo*C) float array, channel-last, accumulated into.
     weight : float scalar of the buffer's dtype.
+    flags, shift : optional
+        The blocks of neurons reached, set as :func:`eventsim.kernels.conv_scatter` sets them.
 
     Returns
     -------
@@ -59,7 +61,10 @@ def pool_scatter(cur, indptr, index, value, weight, channels, in_hw, out_hw, ker
             ox_lo, ox_hi = col_lo[x], col_hi[x]
             for oy in range(oy_lo, oy_hi + 1):
                 for ox in range(ox_lo, ox_hi + 1):
-                    cur[k, (oy * wo + ox) * channels + c] += contrib
+                    at = (oy * wo + ox) * channels + c
+                    cur[k, at] += contrib
+                    if flags is not None:
+                        flags[k, at >> shift] = 1
             ops += max(0, oy_hi - oy_lo + 1) * max(0, ox_hi - ox_lo + 1)
     return ops
 

@@ -1,0 +1,138 @@
+"""Neurons without current are only leaked, later: the numbers stay those of the full update, bit for bit.
+
+A neuron layer of the plain kind reads, at each step, only the blocks of
+neurons a synapse flagged as reached (kernels.flagged_lif_window); the other
+blocks owe steps of leak, applied when they are next read. The references:
+the same kernel's full update (kernels.plain_lif_window, itself checked
+against the stepwise recursion in test_kernels.py), and the dense twin
+(eventsim.dense.run_dense) for whole networks. A run that records the
+potentials takes the full update, so comparing a run with and without that
+record compares the two paths on the same network.
+"""
+
+from contextlib import contextmanager
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import eventsim as es
+from eventsim import kernels
+from eventsim.dense import run_dense
+from eventsim.testing.strategies import DTYPES, dyadic, net_cases, random_events
+
+seeds = st.integers(0, 2**32 - 1)
+
+
+@contextmanager
+def skipped_blocks():
+    """Count the (step, block) pairs that flagged_lif_window only leaked while the block runs."""
+    seen = {"calls": 0, "skipped": 0}
+    original = kernels.flagged_lif_window
+
+    def counting(*args):
+        out = original(*args)
+        seen["calls"] += 1
+        seen["skipped"] += out[4]
+        return out
+
+    kernels.flagged_lif_window = counting
+    try:
+        yield seen
+    finally:
+        kernels.flagged_lif_window = original
+
+
+def assert_same_bits(a: np.ndarray, b: np.ndarray, what: str) -> None:
+    assert a.dtype == b.dtype and a.shape == b.shape, what
+    assert a.tobytes() == b.tobytes(), f"{what} differs"
+
+
+@given(seed=seeds, dtype=DTYPES, steps=st.integers(1, 40), c=st.integers(1, 4), hw=st.integers(1, 9),
+       shift=st.integers(0, 6), leak=st.sampled_from([1.0, 0.5, 0.875, 0.99, 0.0]), soft=st.booleans(),
+       strict=st.booleans(), v_reset=st.sampled_from([0.0, -0.5, 0.25, 2.0]), v_init=st.sampled_from([0.0, 0.5, 3.0]),
+       density=st.sampled_from([0.0, 0.05, 0.3, 1.0]), extra=st.sampled_from([0.0, 0.2]))
+def test_flagged_window_equals_the_full_update(seed, dtype, steps, c, hw, shift, leak, soft, strict, v_reset, v_init,
+                                               density, extra):
+    """Sparse currents, flags where they are (and some where they are not), potentials that may start or be
+    reset at or above theta (soft remainders, v_reset above theta): every output and state bit is the same."""
+    rng = np.random.default_rng(seed)
+    n, block = c * hw * hw, 1 << shift
+    blocks = (n + block - 1) // block
+    reached = rng.random((steps, blocks)) < density
+    cur = np.where(np.repeat(reached, block, axis=1)[:, :n], dyadic(rng, (steps, n), dtype, scale=4), dtype(0))
+    flags = (reached | (rng.random(reached.shape) < extra)).astype(np.uint8)
+    theta = rng.choice([0.5, 1.0, 1.5, np.inf], size=c).astype(dtype)
+    args = (theta, dtype(leak), soft, dtype(v_reset), strict)
+    v, counts, traces = (np.full(n, v_init, dtype) for _ in range(3))
+    counts[:], traces[:] = 0, rng.integers(0, 3, n)
+    fv, fcur, fcounts, ftraces = v.copy(), cur.copy(), counts.copy(), traces.copy()
+    want = kernels.plain_lif_window(v, cur, *args, counts, traces, dtype(1), None, True)
+    got = kernels.flagged_lif_window(fv, fcur, flags, shift, *args, fcounts, ftraces, dtype(1))
+    for a, b, what in zip(got[:3], want[:3], ("indptr", "index", "value")):
+        assert_same_bits(a, b, what)
+    assert got[3] == want[3]
+    for a, b, what in ((fv, v, "potential"), (fcounts, counts, "counts"), (ftraces, traces, "traces"),
+                       (fcur, cur, "buffer")):
+        assert_same_bits(a, b, what)
+    assert not fcur.any() and not flags.any()  # left zeroed for the next window
+    assert got[4] <= steps * blocks - np.count_nonzero(reached)
+
+
+def test_silent_blocks_are_skipped_in_a_sparse_conv_network():
+    """The fast path runs where it should: most blocks of a sparse conv layer are only leaked."""
+    rng = np.random.default_rng(3)
+    dtype = np.float32
+    net = es.Network([es.Conv2d(2, 16, 3, padding=1, name="conv"), es.LIF(threshold=0.75, leak=0.9375, name="lif"),
+                      es.SumPool(2, name="pool"), es.LIF(threshold=1.0, leak=1.0, name="lif2")], (2, 24, 24), dtype=dtype)
+    net.layers[0].weight = dyadic(rng, (16, 2, 3, 3), dtype)
+    events = random_events(rng, 2, 30, (2, 24, 24), 0.01, dtype)
+    with skipped_blocks() as seen:
+        got = net.run(events, record=("spikes", "counts", "traces"))
+    assert seen["calls"] == 2 * 2 and seen["skipped"] > 0
+    ref = run_dense(net, events.to_dense())
+    full = net.run(events, record=("spikes", "counts", "traces", "potentials"))
+    for name in ("lif", "lif2"):
+        np.testing.assert_array_equal(got.spikes[name].to_dense(), ref.outputs[name])
+        assert_same_bits(got.counts[name], full.counts[name], f"counts of {name}")
+        assert_same_bits(got.traces[name], full.traces[name], f"traces of {name}")
+
+
+@settings(max_examples=60, deadline=None)
+@given(case=net_cases(), window=st.sampled_from([None, 1, 3]))
+def test_random_networks_without_potential_records_equal_the_dense_twin(case, window):
+    """Random networks, windows of any length: the skipping run equals the full one and the dense twin."""
+    net, events = case.network, case.events
+    got = net.run(events, record=("spikes", "counts", "traces"), window=window)
+    full = net.run(events, record=("spikes", "counts", "traces", "potentials"), window=window)
+    ref = run_dense(net, events.to_dense())
+    for name, spikes in got.spikes.items():
+        np.testing.assert_array_equal(spikes.to_dense(), ref.outputs[name], err_msg=f"output events of {name}")
+        assert_same_bits(got.counts[name], full.counts[name], f"counts of {name}")
+    for name in got.traces:
+        assert_same_bits(got.traces[name], full.traces[name], f"traces of {name}")
+    if ref.readout is not None:
+        assert_same_bits(got.output, full.output, "readout")
+        np.testing.assert_array_equal(got.output, ref.readout)
+
+
+def test_skipping_runs_are_bit_identical_across_thread_counts():
+    rng = np.random.default_rng(5)
+    dtype = np.float32
+    net = es.Network([es.Conv2d(2, 8, 3, name="conv"), es.LIF(threshold=0.5, leak=0.9, name="lif"),
+                      es.Flatten(), es.Linear(8 * 10 * 10, 6, name="fc"), es.LIF(leak=0.8, name="lif2")],
+                     (2, 12, 12), dtype=dtype)
+    net.layers[0].weight = rng.normal(0, 0.3, (8, 2, 3, 3)).astype(dtype)
+    net.layers[3].weight = rng.normal(0, 0.1, (6, 800)).astype(dtype)
+    events = random_events(rng, 5, 25, (2, 12, 12), 0.03, dtype)
+    runs = []
+    try:
+        for threads in (1, 2, 3):
+            es.set_threads(threads)
+            runs.append(net.run(events, record=("counts", "traces")))
+    finally:
+        es.set_threads(None)
+    for other in runs[1:]:
+        for name in ("lif", "lif2"):
+            assert_same_bits(other.traces[name], runs[0].traces[name], f"traces of {name}")
+            assert_same_bits(other.counts[name], runs[0].counts[name], f"counts of {name}")
