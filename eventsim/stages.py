@@ -59,6 +59,11 @@ WINDOW_ELEMENTS = 1 << 22
 #: 16: 6.3 against 9.5 ms per sample in the neuron kernel (Lee's N-MNIST LeNet, T = 300),
 #: the cost of each updated block outweighing the few more blocks of 16 that are skipped.
 FLAG_SHIFT = 6
+#: The largest share of a window's (step, block) pairs flagged for which the layer takes
+#: kernels.flagged_lif_window; above it, the full update (kernels.plain_lif_window, the same bits)
+#: is faster. Lee's N-MNIST LeNet: 20-35 % of the pairs are flagged at T = 300 (where skipping
+#: gains), 30-48 % at T = 100 and 40-60 % at T = 30 (where it loses 5-13 %).
+SILENT_SHARE = 0.25
 
 Window = tuple  # (indptr, index, value) of K steps, see eventsim.kernels
 #: A stage's run over one window: a generator that yields partial sums of a
@@ -450,6 +455,10 @@ class NeuronStage(Stage):
                             WINDOW_ELEMENTS >> FLAG_SHIFT)
         held = sample.pending.get((self.name, "currents"))
         buf = self.currents(sample, self.ops, xs, steps, held=held, flags=flags)
+        if flags is not None and np.count_nonzero(flags) > SILENT_SHARE * flags.size:
+            flags.fill(0)  # too few silent blocks to gain from skipping them: the full update
+            _released(flags, cleared=True)
+            flags = None
         self.hold(sample, buf, steps)
         cur = buf[:steps]
         t0 = sample.window_start

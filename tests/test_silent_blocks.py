@@ -13,11 +13,12 @@ record compares the two paths on the same network.
 from contextlib import contextmanager
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import eventsim as es
-from eventsim import kernels
+from eventsim import kernels, stages
 from eventsim.dense import run_dense
 from eventsim.testing.strategies import DTYPES, dyadic, net_cases, random_events
 
@@ -41,6 +42,12 @@ def skipped_blocks():
         yield seen
     finally:
         kernels.flagged_lif_window = original
+
+
+@pytest.fixture(autouse=True)
+def always_skip(monkeypatch):
+    """Every window of a layer that can skip does, whatever its share of flagged blocks (SILENT_SHARE)."""
+    monkeypatch.setattr(stages, "SILENT_SHARE", 1.0)
 
 
 def assert_same_bits(a: np.ndarray, b: np.ndarray, what: str) -> None:
@@ -136,3 +143,26 @@ def test_skipping_runs_are_bit_identical_across_thread_counts():
         for name in ("lif", "lif2"):
             assert_same_bits(other.traces[name], runs[0].traces[name], f"traces of {name}")
             assert_same_bits(other.counts[name], runs[0].counts[name], f"counts of {name}")
+
+
+def test_a_window_with_many_flagged_blocks_takes_the_full_update_with_the_same_bits(monkeypatch):
+    """Above SILENT_SHARE flagged (step, block) pairs the layer updates every neuron: the run does not change."""
+    rng = np.random.default_rng(4)
+    dtype = np.float32
+    net = es.Network([es.Conv2d(2, 16, 3, padding=1, name="conv"), es.LIF(threshold=0.75, leak=0.9375, name="lif")],
+                     (2, 24, 24), dtype=dtype)
+    net.layers[0].weight = dyadic(rng, (16, 2, 3, 3), dtype)
+    events = random_events(rng, 2, 30, (2, 24, 24), 0.01, dtype)
+    with skipped_blocks() as seen:
+        skipping = net.run(events, record=("spikes", "counts", "traces"))
+    assert seen["calls"] == 2
+    monkeypatch.setattr(stages, "SILENT_SHARE", 0.0)  # any flagged pair is too many
+    with skipped_blocks() as seen:
+        full = net.run(events, record=("spikes", "counts", "traces"))
+    assert seen["calls"] == 0
+    np.testing.assert_array_equal(full.spikes["lif"].to_dense(), skipping.spikes["lif"].to_dense())
+    for what in ("counts", "traces"):
+        assert_same_bits(getattr(full, what)["lif"], getattr(skipping, what)["lif"], what)
+    monkeypatch.setattr(stages, "SILENT_SHARE", 1.0)  # skipping again: the flags went back to the pool zeroed
+    again = net.run(events, record=("spikes", "counts", "traces"))
+    np.testing.assert_array_equal(again.spikes["lif"].to_dense(), skipping.spikes["lif"].to_dense())
