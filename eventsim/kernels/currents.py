@@ -92,7 +92,7 @@ def event_totals(out, indptr, index, value, steps):
 
 @njit(cache=True, nogil=True)
 def mark_blocks(flags, k, lo, hi, shift):
-    """Flag the blocks of ``2^shift`` neurons that hold the channel-last offsets ``lo .. hi - 1`` at step ``k``.
+    """Flag the blocks of ``2^shift`` neurons holding the channel-last offsets ``lo`` to ``hi - 1`` at step ``k``.
 
     What a scatter kernel records besides the currents it adds, so that the
     neuron kernel reads only the blocks that received any
