@@ -228,14 +228,15 @@ class Cluster:
                                    "bit-identical across processes only for the same versions: install the same "
                                    "ones on every worker")
 
-    def share(self, value: Any, *, keep: bool = False) -> Any:
+    def share(self, value: Any, *, keep: bool = False, again: bool = False) -> Any:
         """Send ``value`` to every worker; returns the handle tasks take in its place (a Dask future).
 
         ``keep``: ``value`` does not change (a dataset): it is sent once for
         this connection's lifetime, later calls with the same object
-        returning the same handle.
+        returning the same handle. ``again``: send it even so (after
+        :class:`LostInputs`), the new handle replacing the kept one.
         """
-        if keep and id(value) in self._kept:
+        if keep and not again and id(value) in self._kept:
             return self._kept[id(value)][1]
         limit = _wait_limit()
         try:
@@ -260,7 +261,10 @@ class Cluster:
         Raises what a call raised, or :class:`ClusterError` (module
         docstring).
         """
+        from concurrent.futures import CancelledError
+
         from distributed import KilledWorker, wait
+        from distributed.client import FuturesCancelledError
 
         futures = [self.client.submit(_exclusive, fn, *args, pure=False) for args in calls]
         index = {f.key: i for i, f in enumerate(futures)}
@@ -271,6 +275,9 @@ class Cluster:
                     done, pending = wait(pending, timeout=1.0, return_when="FIRST_COMPLETED")
                 except TimeoutError:  # nothing finished within the second: look at the cluster
                     done = set()
+                except (FuturesCancelledError, CancelledError) as exc:
+                    raise LostInputs(f"{what}: the scheduler dropped tasks whose inputs were on a worker that "
+                                     f"left ({exc}); send the inputs again") from None
                 for future in sorted(done, key=lambda f: index[f.key]):
                     i = index[future.key]
                     try:
@@ -278,6 +285,9 @@ class Cluster:
                     except KilledWorker as exc:
                         raise ClusterError(f"{what} {i} killed every worker it ran on ({exc}); it cannot be "
                                            "finished on this cluster") from None
+                    except (FuturesCancelledError, CancelledError) as exc:
+                        raise LostInputs(f"{what} {i}: the scheduler dropped it, its inputs having been on a "
+                                         f"worker that left ({exc}); send the inputs again") from None
                     if on_result is not None:
                         on_result(i, value)
                 if pending:
@@ -302,6 +312,12 @@ class Cluster:
         return (f"no worker has been connected to the cluster at {self.spec} for {limit:.0f} s ({WAIT_VAR}); "
                 "the work stopped: start workers and run the command again (a training run continues from its "
                 "last checkpoint with --resume)")
+
+
+class LostInputs(ClusterError):
+    """Tasks the scheduler dropped because a worker holding their shared inputs left as they were sent:
+    the work can go on once the inputs are sent again (:class:`eventsim.learning.steps.ClusterChunks`
+    does, a few times)."""
 
 
 _task_lock = threading.Lock()

@@ -39,6 +39,9 @@ from eventsim.learning.optimizers import Optimizer
 from eventsim.learning.parameters import load_parameters, parameters
 from eventsim.learning.rules import Rule, _finite
 
+#: How many times a step on a cluster sends its inputs again after workers that held them left.
+SEND_AGAIN = 3
+
 #: Samples per chunk unless a run says otherwise: a unit of work small enough
 #: to spread a batch of 32 over 4 workers, large enough for a chunk's own
 #: threads (eventsim.threads) and its norm statistics.
@@ -230,8 +233,13 @@ class ClusterChunks:
 
     def __init__(self, cluster: Any, network: Network, data: Any) -> None:
         self.cluster = cluster
-        self.network = cluster.share(network)
-        self.data = cluster.share(data, keep=True)
+        self._values = (network, data)
+        self._share()
+
+    def _share(self, again: bool = False) -> None:
+        network, data = self._values
+        self.network = self.cluster.share(network)
+        self.data = self.cluster.share(data, keep=True, again=again)
 
     def run(self, params: dict[str, np.ndarray], indices: np.ndarray, masks: dict[str, np.ndarray], rule: Rule,
             loss: Loss, chunk_size: int, *, what: str = "group of chunks") -> ChunkResult:
@@ -243,9 +251,21 @@ class ClusterChunks:
         gives the same bits (:func:`merge`); a worker lost midway has its
         group computed again elsewhere.
         """
-        shared = self.cluster.share(params)
-        batch = len(indices)
-        group = group_size(len(chunk_bounds(batch, chunk_size)), self.cluster.alive())
-        calls = [(self.network, shared, self.data, indices[lo:hi], mask_rows(masks, lo, hi), rule, loss, batch,
-                  chunk_size) for lo, hi in chunk_bounds(batch, group * chunk_size)]
-        return merge(self.cluster.map(remote_chunks, calls, what=what))
+        from eventsim.cluster import LostInputs
+
+        attempts = 0
+        while True:
+            shared = self.cluster.share(params)
+            batch = len(indices)
+            group = group_size(len(chunk_bounds(batch, chunk_size)), self.cluster.alive())
+            calls = [(self.network, shared, self.data, indices[lo:hi], mask_rows(masks, lo, hi), rule, loss, batch,
+                      chunk_size) for lo, hi in chunk_bounds(batch, group * chunk_size)]
+            try:
+                return merge(self.cluster.map(remote_chunks, calls, what=what))
+            except LostInputs:
+                # A worker that held the inputs left while they were sent: the tasks are pure,
+                # so sending everything again and computing the step again gives the same bits.
+                attempts += 1
+                if attempts > SEND_AGAIN:
+                    raise
+                self._share(again=True)

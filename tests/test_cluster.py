@@ -246,6 +246,39 @@ def test_a_worker_killed_in_the_middle_of_a_step_changes_nothing(tmp_path, clust
     _assert_same_run(tmp_path, "here", "cluster")
 
 
+def test_inputs_lost_with_a_worker_are_sent_again_and_the_step_is_the_same(tmp_path, cluster, monkeypatch):
+    """Tasks the scheduler drops because a worker holding their shared inputs left (Dask cancels them) come back
+    as LostInputs; a training step then sends its inputs again and computes the step again: the same run."""
+    import distributed
+    from concurrent.futures import CancelledError
+
+    from eventsim.cluster import LostInputs
+
+    real_wait, dropped, shared_again = distributed.wait, [], []
+
+    def wait_dropping_once(*args, **kwargs):  # the first wait of the run finds its tasks cancelled
+        if not dropped:
+            dropped.append(True)
+            raise CancelledError("already forgotten")
+        return real_wait(*args, **kwargs)
+
+    real_share = type(cluster).share
+
+    def share(self, value, *, keep=False, again=False):
+        shared_again.append(again)
+        return real_share(self, value, keep=keep, again=again)
+
+    _train(tmp_path, "here", BPTT(), norm=True)
+    monkeypatch.setattr(distributed, "wait", wait_dropping_once)
+    monkeypatch.setattr(type(cluster), "share", share)
+    _train(tmp_path, "cluster", BPTT(), norm=True, cluster=cluster)
+    assert dropped and True in shared_again  # the data went out again, not only the step's weights
+    _assert_same_run(tmp_path, "here", "cluster")
+    monkeypatch.setattr(distributed, "wait", lambda *a, **k: (_ for _ in ()).throw(CancelledError("gone")))
+    with pytest.raises(LostInputs, match="worker that left"):
+        cluster.map(abs, [(-1,)], what="the task")
+
+
 def test_evaluation_on_a_cluster_is_the_evaluation_here(cluster):
     data = samples(20, 12)
     network = _net(norm=False, dropout=0.0)
