@@ -319,12 +319,27 @@ class Events:
         """Samples ``start`` to ``stop - 1`` as a container of batch ``stop - start``."""
         if not 0 <= start < stop <= self.batch:
             raise EventsError(f"samples [{start}, {stop}) are not a non-empty range inside [0, {self.batch})")
-        rows = self.indptr[start * self.steps : stop * self.steps + 1]
+        return self._rows(start * self.steps, stop * self.steps, stop - start, self.steps, copy=True)
+
+    def step_range(self, start: int, stop: int) -> "Events":
+        """Steps ``start`` to ``stop - 1`` of a single sample (batch 1), as a run of ``stop - start`` steps.
+
+        The events are views of this container's (a run continued from a
+        checkpoint takes them as its input).
+        """
+        if self.batch != 1 or not 0 <= start < stop <= self.steps:
+            raise EventsError(f"steps [{start}, {stop}) of a batch of {self.batch} with {self.steps} steps: "
+                              "give one sample and a non-empty range of its steps")
+        return self._rows(start, stop, 1, stop - start, copy=False)
+
+    def _rows(self, first: int, last: int, batch: int, steps: int, *, copy: bool) -> "Events":
+        """Rows ``first`` to ``last - 1`` (sample-major steps) as a container of ``batch`` x ``steps`` rows."""
+        rows = self.indptr[first : last + 1]
         lo, hi = rows[0], rows[-1]
-        return Events(
-            rows - lo, self.index[lo:hi].copy(), self.value[lo:hi].copy(),
-            batch=stop - start, steps=self.steps, shape=self.shape, check=False,
-        )
+        index, value = self.index[lo:hi], self.value[lo:hi]
+        if copy:  # a batch's arrays are not kept alive by one of its samples
+            index, value = index.copy(), value.copy()
+        return Events(rows - lo, index, value, batch=batch, steps=steps, shape=self.shape, check=False)
 
     def astype(self, dtype: object) -> "Events":
         """The same events with values cast to ``dtype`` (float32 or float64)."""

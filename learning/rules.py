@@ -542,7 +542,7 @@ class BPTT(Rule):
                 initial = {name: NeuronState(*(None if a is None else a[b : b + 1]
                                                 for a in (st.potential, st.synaptic, st.fired)))
                            for name, st in result.states[t0].items()}
-                part_events = _steps_of(sample, t0, t1)
+                part_events = sample.step_range(t0, t1)
                 part = network.run(part_events, record=self.records, train=True, masks=masks, initial=initial)
                 neuron = self._neuron_backward(network, part, _Segment(t0, steps, later))
                 streams, rows = self._streams(part_events, part, 0)
@@ -630,14 +630,6 @@ class _Segment:
     start: int
     total: int
     later: dict[str, np.ndarray]
-
-
-def _steps_of(events: Events, start: int, stop: int) -> Events:
-    """The steps ``start`` to ``stop - 1`` of a sample's events (batch 1), as a run of ``stop - start`` steps."""
-    rows = events.indptr[start : stop + 1]
-    lo, hi = rows[0], rows[-1]
-    return Events(rows - lo, events.index[lo:hi], events.value[lo:hi], batch=1, steps=stop - start,
-                  shape=events.shape, check=False)
 
 
 def _clamped(neuron: LIF, u: np.ndarray, s: np.ndarray, theta: np.ndarray, dtype: np.dtype) -> np.ndarray | None:

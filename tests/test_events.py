@@ -122,3 +122,16 @@ def test_concat_refuses_mismatched_parts():
     b = Events.empty(batch=1, steps=3, shape=(3,))
     with pytest.raises(EventsError, match="part 1 has steps=3"):
         Events.concat([a, b])
+
+
+def test_a_range_of_steps_of_one_sample_is_those_steps_of_its_dense_form():
+    rng = np.random.default_rng(3)
+    dense = (rng.random((1, 7, 2, 3)) < 0.3) * rng.choice([-1.5, 2.0], size=(1, 7, 2, 3))
+    ev = Events.from_dense(dense)
+    part = ev.step_range(2, 6)
+    assert part.batch == 1 and part.steps == 4
+    np.testing.assert_array_equal(part.to_dense(), dense[:, 2:6])
+    with pytest.raises(EventsError, match="one sample"):
+        Events.from_dense(np.ones((2, 3, 1))).step_range(0, 1)
+    with pytest.raises(EventsError, match="non-empty range"):
+        ev.step_range(5, 5)
