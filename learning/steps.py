@@ -30,7 +30,7 @@ import numpy as np
 
 from eventsim.errors import OptionError
 from eventsim.events import Events
-from eventsim.network import Network
+from eventsim.network import PER_STEP_RECORDS, Network
 from eventsim.norm import apply_running_statistics, normed_layers, run_moments
 from eventsim.threads import get_threads, ordered_map
 from eventsim.learning.chunks import chunk_bounds, tree_sum
@@ -90,8 +90,8 @@ def mask_rows(masks: dict[str, np.ndarray], start: int, stop: int) -> dict[str, 
     return {name: m[start:stop] for name, m in masks.items()}
 
 
-#: What a forward run records per step: T x neurons arrays, per sample.
-PER_STEP = frozenset({"spikes", "potentials", "currents", "synaptic"})
+#: What a forward run records per step: T x neurons arrays, and the spikes of every step, per sample.
+PER_STEP = frozenset({"spikes", *PER_STEP_RECORDS})
 
 
 def one_sample_at_a_time(network: Network, rule: Rule) -> bool:
