@@ -32,9 +32,10 @@ meets the others at every normalised layer to sum the batch statistics
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from math import prod
-from typing import Generator, Iterable, Sequence
+from typing import Generator, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -60,6 +61,7 @@ from eventsim.stages import (
     WINDOW_ELEMENTS,
     DelayStage,
     DropoutStage,
+    Layouts,
     MaxPoolStage,
     NeuronStage,
     NeuronState,
@@ -185,6 +187,7 @@ class Network:
         if self.dtype not in FLOAT_DTYPES:
             raise LayerError(self, f"dtype must be float32 or float64, got {self.dtype}")
         self.name = "network"
+        self._layouts: Layouts | None = None  # set by fixed_weights()
         self._name_layers()
         #: (input shape, output shape) of every layer, by name.
         self.shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
@@ -225,6 +228,27 @@ class Network:
                     assign([layer.connection, layer.neuron], f"{layer.name}.")
 
         assign(self.layers, "")
+
+    @contextmanager
+    def fixed_weights(self) -> Iterator[None]:
+        """Promise that no weight changes within the block, so that its runs share the kernels' weight layouts.
+
+        Each run lays out the weights as its scatter kernels read them (fc1
+        of Lee's LeNet: a transposed copy) and checks them finite; within the
+        block this is done once per layer, by the first run that needs it,
+        for all runs on any thread. A training step runs its forward and
+        backward within it. Nested blocks share the outermost block's
+        layouts. Changing a weight within the block (in place or by
+        assigning a new array) leaves the runs reading the old one.
+        """
+        if self._layouts is not None:
+            yield
+            return
+        self._layouts = Layouts()
+        try:
+            yield
+        finally:
+            self._layouts = None
 
     def walk(self) -> Iterable[Layer]:
         """Every layer, depth first (a residual block, then its main path, skip, neuron; a
@@ -287,7 +311,7 @@ class Network:
 
     # ------------------------------------------------------------------ plan
     def _plan(self, layers: list[Layer], train: bool) -> list[Stage]:
-        dtype = self.dtype
+        dtype, layouts = self.dtype, self._layouts
         stages: list[Stage] = []
         i = 0
         while i < len(layers):
@@ -299,25 +323,26 @@ class Network:
             elif isinstance(layer, MaxPool):
                 stages.append(MaxPoolStage(layer, in_shape, out_shape, dtype))
             elif isinstance(layer, Synapse) and nxt is not None and is_neuron(nxt):
-                op = SynapseOp(layer, in_shape, out_shape, dtype)
+                op = SynapseOp(layer, in_shape, out_shape, dtype, layouts=layouts)
                 stages.append(self._neuron_stage([op], nxt, out_shape, train))
                 i += 1
             elif isinstance(layer, Synapse):
-                stages.append(PassStage(SynapseOp(layer, in_shape, out_shape, dtype), out_shape, dtype))
+                stages.append(PassStage(SynapseOp(layer, in_shape, out_shape, dtype, layouts=layouts), out_shape, dtype))
             elif is_neuron(layer):
                 op = SynapseOp(None, in_shape, out_shape, dtype)
                 stages.append(self._neuron_stage([op], layer, out_shape, train))
             elif isinstance(layer, Delay):
                 stages.append(DelayStage(layer, out_shape, dtype))
             elif isinstance(layer, SpikingAvgPool):
-                op = SynapseOp(layer.pool, in_shape, out_shape, dtype, name=layer.name)
+                op = SynapseOp(layer.pool, in_shape, out_shape, dtype, name=layer.name, layouts=layouts)
                 stages.append(NeuronStage([op], layer.neuron, layer.name, out_shape, dtype, owner=layer))
             elif isinstance(layer, Dropout):
                 stages.append(DropoutStage(layer, out_shape, dtype))
             elif isinstance(layer, Residual):
                 last = layer.main[-1]
                 last_in, last_out = self.shapes[last.name]
-                ops = [SynapseOp(last, last_in, last_out, dtype), SynapseOp(layer.skip, *self.shapes[layer.skip.name], dtype)]
+                ops = [SynapseOp(last, last_in, last_out, dtype, layouts=layouts),
+                       SynapseOp(layer.skip, *self.shapes[layer.skip.name], dtype, layouts=layouts)]
                 merge = NeuronStage(ops, layer.neuron, layer.neuron.name, last_out, dtype, train)
                 stages.append(ResidualStage(self._plan(layer.main[:-1], train), merge))
             else:

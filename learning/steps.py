@@ -159,9 +159,10 @@ def local_chunks(network: Network, rule: Rule, loss: Loss, events: Events, label
     its chunks (by default the samples given are the whole batch).
     """
     n = len(labels)
-    return merge([chunk_result(network, rule, loss, events.samples(lo, hi), labels[lo:hi], batch=batch or n,
-                               masks=mask_rows(masks, lo, hi))
-                  for lo, hi in chunk_bounds(n, chunk_size)])
+    with network.fixed_weights():  # the optimizer changes them after the merge, not before
+        return merge([chunk_result(network, rule, loss, events.samples(lo, hi), labels[lo:hi], batch=batch or n,
+                                   masks=mask_rows(masks, lo, hi))
+                      for lo, hi in chunk_bounds(n, chunk_size)])
 
 
 def batch_of(data: Sequence[tuple[Events, int]], indices: Sequence[int]) -> tuple[Events, np.ndarray]:
