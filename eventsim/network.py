@@ -55,7 +55,7 @@ from eventsim.layers import (
     Synapse,
     Weighted,
 )
-from eventsim.layout import as3
+from eventsim.layout import as3, to_c_order
 from eventsim.norm import NormStatistics, in_lockstep
 from eventsim.stages import (
     WINDOW_ELEMENTS,
@@ -87,6 +87,11 @@ class RunResult:
 
     Every dict is keyed by layer name. Per-sample arrays have the batch as
     their first axis and neuron arrays are in C order of the layer's shape.
+    The per-step records (potentials, synaptic, currents) are views of
+    arrays held channel-last, ``(batch, T, H, W, C)`` in memory, as the
+    kernels compute them: indexing gives the values of the C-order shape;
+    :func:`eventsim.layout.to_channel_last` gives the memory back without a
+    copy.
 
     Attributes
     ----------
@@ -424,10 +429,12 @@ class Network:
         checkpoints = self._checkpoints(stages, checkpoints, steps)
         initial = self._initial(stages, initial, batch)
 
-        # The T-sized records are allocated once; each sample fills its slice.
+        # The T-sized records are allocated once; each sample fills its slice,
+        # in the stages' channel-last order (a plain copy of each window):
+        # the result shows them in C order of the shape (a view, no copy).
         per_step = {
             what: {
-                s.name: np.empty((batch, steps) + s.shape, self.dtype)
+                s.name: np.empty((batch, steps, prod(s.shape)), self.dtype)
                 for s in leaves(stages) if isinstance(s, NeuronStage) and (what != "synaptic" or s.synaptic)
             }
             for what in PER_STEP_RECORDS if what in record
@@ -436,7 +443,7 @@ class Network:
         norm_currents = {name: per_step.get("currents", {}).get(name) for name in batch_norms}
         for name, arr in norm_currents.items():
             if arr is None:
-                norm_currents[name] = np.empty((batch, steps) + self.shapes[name][1], self.dtype)
+                norm_currents[name] = np.empty((batch, steps, prod(self.shapes[name][1])), self.dtype)
         # So are the per-neuron records, filled in C order by each sample's
         # own task: the layout change runs in parallel, not after the batch.
         per_neuron = {
@@ -458,9 +465,10 @@ class Network:
         for name, currents in norm_currents.items():
             mean, var, count = samples[0].norm_stats[name]
             stats = next(s.norm.stats for s in leaves(stages) if s.name == name)
-            result.norm_stats[name] = NormStatistics(stats, mean, var, count, currents)
+            result.norm_stats[name] = NormStatistics(stats, mean, var, count,
+                                                     to_c_order(currents, self.shapes[name][1]))
         for what, arrays in per_step.items():
-            setattr(result, what, arrays)
+            setattr(result, what, {name: to_c_order(arr, self.shapes[name][1]) for name, arr in arrays.items()})
         result.counts = per_neuron.get("totals", {})
         result.traces = per_neuron.get("traces", {})
         result.states = {t: {name: _stacked([smp.checkpoints[t][name] for smp in samples])
@@ -556,8 +564,8 @@ class Network:
         steps = events.steps
         sample = Sample(batch=events.batch, number=b, steps=steps)
         for what, arrays in per_step.items():
-            setattr(sample, what, {name: arr[b].reshape(steps, -1) for name, arr in arrays.items()})
-        sample.currents.update({name: arr[b].reshape(steps, -1) for name, arr in norm_currents.items()})
+            setattr(sample, what, {name: arr[b] for name, arr in arrays.items()})
+        sample.currents.update({name: arr[b] for name, arr in norm_currents.items()})
         sample.keep = {name: mask[b].reshape(-1) for name, mask in keep.items()}
         for stage in stages:
             stage.start(sample, record)

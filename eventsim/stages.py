@@ -465,9 +465,8 @@ class NeuronStage(Stage):
         )
 
     def _record(self, records: dict, t0: int, values: np.ndarray) -> None:
-        """Copy a window of channel-last values into this layer's (T, neurons) record, in C order."""
-        steps = values.shape[0]
-        records[self.name][t0 : t0 + steps] = to_c_order(values, self.shape).reshape(steps, -1)
+        """Copy a window of channel-last values into this layer's (T, neurons) channel-last record."""
+        records[self.name][t0 : t0 + values.shape[0]] = values
 
     def run(self, sample: Sample, *xs: Window) -> StageRun:
         steps = xs[0][0].shape[0] - 1

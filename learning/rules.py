@@ -578,8 +578,9 @@ class BPTT(Rule):
             outer, inner = (dtype.type(1), lam) if neuron.reset_delayed else (lam, dtype.type(1))
             if feedback is None and self._fuses(neuron):
                 e = scratch(network, f"{name}/dL/dU", grad.shape, dtype) if reuse else np.empty(grad.shape, dtype)
-                potentials = np.asarray(result.potentials[name][frames.sample], dtype)
-                surrogate_recursion(e, potentials.reshape(steps, shape[0], -1), theta, np.ascontiguousarray(grad),
+                # Network.run holds the record channel-last: no copy.
+                potentials = to_channel_last(np.asarray(result.potentials[name][frames.sample], dtype), shape)
+                surrogate_recursion(e, potentials, theta, np.ascontiguousarray(grad),
                                     neuron.strict, neuron.reset == "soft", outer * inner,
                                     self.surrogate.kernel_code, *self.surrogate.kernel_parameters(),
                                     None if segment is None else segment.later.get(name))

@@ -82,7 +82,7 @@ def test_kernel_e_is_the_numpy_paths_bit_for_bit(steps, channels, h, w, dtype, s
     with np.errstate(all="ignore"):  # the extreme parameters divide by 0
         expected = _numpy_e(potentials, theta, grad, strict, soft, scale, surrogate)
     out = np.full_like(grad, np.nan)
-    got = surrogate_recursion(out, potentials.reshape(steps, channels, h * w), theta, grad, strict, soft, scale,
+    got = surrogate_recursion(out, to_channel_last(potentials, (channels, h, w)), theta, grad, strict, soft, scale,
                               surrogate.kernel_code, *surrogate.kernel_parameters())
     assert got is out and got.dtype == dtype
     assert np.array_equal(got.view(np.uint8), expected.view(np.uint8)), (got, expected)
@@ -94,7 +94,7 @@ def test_kernel_e_follows_the_potentials_and_the_recurrence():
     U = (1, 0, 3): sigma = (1, 1/4, 1/9), spikes (>=) at steps 0 and 2, so
     E[2] = G[2]/9, E[1] = G[1]/4 + E[2]/2, E[0] = G[0] (the carry after a spike is 0).
     """
-    potentials = np.array([1.0, 0.0, 3.0]).reshape(3, 1, 1)
+    potentials = np.array([1.0, 0.0, 3.0]).reshape(3, 1)
     grad = np.array([[2.0], [4.0], [9.0]])
     e = surrogate_recursion(np.empty((3, 1)), potentials, np.array([1.0]), grad, False, False, 0.5,
                             FastSigmoid.kernel_code, *FastSigmoid(c=1.0).kernel_parameters())

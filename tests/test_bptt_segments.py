@@ -97,7 +97,7 @@ def test_initial_states_of_the_wrong_form_and_stateful_networks_are_refused():
 def test_the_kernel_over_segments_with_the_carry_is_one_sweep():
     rng = np.random.default_rng(0)
     steps, channels, plane = 9, 3, 4
-    u = rng.normal(0.4, 0.5, (steps, channels, plane)).astype(np.float32)
+    u = rng.normal(0.4, 0.5, (steps, channels * plane)).astype(np.float32)
     theta = np.full(channels * plane, 0.5, np.float32)
     grad = rng.normal(size=(steps, channels * plane)).astype(np.float32)
     args = (False, False, 0.9, FAST_SIGMOID, 5.0, 0.0)

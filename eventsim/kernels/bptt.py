@@ -9,9 +9,9 @@ with the reset treated as a constant (``detach_reset``): ``carry = scale *
 ``s[t] = 1[U[t] > theta]`` (``>=`` unless strict) and ``scale`` the product
 of the leaks outside and inside the reset. :func:`reverse_recursion` solves
 the same recurrence from ``sigma`` and ``carry`` given as ``(K, N)`` arrays;
-here they are computed per neuron and step from the recorded potentials,
-which are read in their C order, so that no ``(K, N)`` array but ``E`` is
-written.
+here they are computed per neuron and step from the recorded potentials
+(channel-last, as :meth:`eventsim.Network.run` holds them), so that no
+``(K, N)`` array but ``E`` is written.
 
 The surrogate ``sigma`` is given by a code and two parameters, for the bumps
 built from ``+ - * /``, ``abs`` and comparisons alone, each evaluated with
@@ -74,9 +74,7 @@ def surrogate_recursion(out, potentials, theta, grad, strict, soft, scale, surro
     Parameters
     ----------
     out : (K, P*C) float array, channel-last; overwritten with E.
-    potentials : (K, C, P) float array
-        The recorded potentials U of the sample in C order (channel major),
-        read at ``[t, j % C, j // C]`` for the channel-last neuron j.
+    potentials : (K, P*C) float array, channel-last; the recorded potentials U of the sample.
     theta : (P*C,) float array, channel-last; the thresholds (inf: never fires).
     grad : (K, P*C) float array, channel-last; ``G = dL/ds``.
     strict, soft : bool
@@ -93,8 +91,7 @@ def surrogate_recursion(out, potentials, theta, grad, strict, soft, scale, surro
     All arrays share one float dtype; the scalars are rounded to it once,
     as the NumPy forms round them.
     """
-    steps, channels, plane = potentials.shape
-    size = channels * plane
+    steps, size = potentials.shape
     dtype = out.dtype.type
     one = dtype(1)
     per_theta = surrogate == STRAIGHT_THROUGH or b == 0  # before the rounding: a given b > 0 may round to 0
@@ -106,15 +103,11 @@ def surrogate_recursion(out, potentials, theta, grad, strict, soft, scale, surro
     for j in range(size):
         height[j] = one / theta[j] if per_theta else b
         silent[j] = np.isinf(theta[j])
-    u = np.empty(size, out.dtype)
     if last is None:  # pruned by Numba at compile time, for either type of the argument
         after = np.zeros(size, out.dtype)
     else:
         after = last
     for t in range(steps - 1, -1, -1):
-        for p in range(plane):  # the step's potentials, channel-last
-            for c in range(channels):
-                u[p * channels + c] = potentials[t, c, p]
-        _step(out[t], after if t == steps - 1 else out[t + 1], u, grad[t], theta, height, silent,
+        _step(out[t], after if t == steps - 1 else out[t + 1], potentials[t], grad[t], theta, height, silent,
               strict, soft, scale, surrogate, a)
     return out
