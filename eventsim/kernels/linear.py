@@ -96,16 +96,17 @@ def linear_weight_grad(grad_wt, indptr, index, value, delta, delay_t=None):
                 grad_wt[i, o] += v * delta[k, o]
 
 
-#: Bytes of W's rows one pass of :func:`linear_transpose` keeps in cache:
-#: half of a 2 MiB L2, so that the block and the frames' gradient rows stay
-#: there while every frame reads it (all of fc1's 200 x 3200 float32 weights,
-#: 2.5 MB, would be read from memory once per frame).
+#: Bytes of W one block of columns of :func:`linear_transpose` spans: about a
+#: core's L2 (1-2 MiB), so that the block stays there while every frame reads
+#: it (all of fc1's 200 x 3200 float32 weights, 2.5 MB, would be read from
+#: memory once per frame).
 BLOCK_BYTES = 1 << 20
 #: Fewest columns of a block: with many outputs a block of BLOCK_BYTES would
 #: hold only a few vectors of each row, and the loop would cost more than it saves.
 MIN_BLOCK_COLUMNS = 256
-#: Outputs one sweep over a block's columns adds: each gradient value is then
-#: loaded and stored once per 8 multiply-adds instead of once per multiply-add.
+#: Outputs one sweep over a block's columns adds (the rows :func:`_add_group`
+#: takes): each gradient value is then loaded and stored once per 8
+#: multiply-adds instead of once per multiply-add.
 GROUP = 8
 
 
@@ -115,11 +116,11 @@ def linear_transpose(grad_in, delta, weight, delay=None):
 
     ``dL/ds[k, i] = sum_o D[k, o] * W[o, i]``, added to ``grad_in[k, i]`` one
     output at a time, o ascending; outputs whose delta is 0 (or -0) are
-    skipped, so sparse deltas cost less (and a skipped ``0 * W`` leaves the
-    bits of a -0, inf or NaN gradient as they are). A loop rather than a BLAS
-    product: its order of summation is fixed, whatever threads BLAS would
-    use. With delays, ``D[k, o]`` goes to ``dL/ds[k - d[o, i], i]`` (none
-    before frame 0).
+    skipped, so sparse deltas cost less (and a skipped ``0 * W`` neither
+    turns a -0 gradient into +0 nor adds the NaN of an infinite weight). A
+    loop rather than a BLAS product: its order of summation is fixed,
+    whatever threads BLAS would use. With delays, ``D[k, o]`` goes to
+    ``dL/ds[k - d[o, i], i]`` (none before frame 0).
 
     Without delays the columns are taken in blocks of :data:`BLOCK_BYTES` of
     W (at least :data:`MIN_BLOCK_COLUMNS`), and all frames sweep one block
@@ -127,7 +128,9 @@ def linear_transpose(grad_in, delta, weight, delay=None):
     per frame; each sweep adds :data:`GROUP` outputs, ``(((g + d0*w0) + d1*w1)
     + ...)``: the additions of every element and their order are those of
     the loop over o, only regrouped over the elements (multiplications and
-    additions rounded one by one, no fused multiply-add). The delayed case
+    additions rounded one by one, no fused multiply-add). Only where two
+    NaNs of different sign meet is the result's sign left to the operand
+    order the compiler picks (IEEE 754 does not fix it). The delayed case
     keeps the plain loop: its frame depends on the element, so a block of
     columns does not add into one row.
 
