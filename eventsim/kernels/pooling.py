@@ -1,7 +1,7 @@
 """Pooling kernels: fixed-weight window sums and max pooling."""
 
 import numpy as np
-from numba import njit
+from numba import njit, uint64
 
 from eventsim.kernels.buffers import grown
 from eventsim.kernels.geometry import position, reached
@@ -151,7 +151,15 @@ def pool_transpose(grad_in, delta, weight, channels, in_hw, out_hw, kernel, stri
     """Add the input gradient of a fixed-weight pool (its adjoint) for K frames.
 
     ``dL/ds[c, y, x] = sum weight * D[c, oy, ox]`` over the windows holding
-    ``(y, x)``; positions in no window get nothing.
+    ``(y, x)``, added to ``grad_in`` one window at a time in row-major window
+    order (oy, then ox, ascending); positions in no window get nothing.
+
+    Loops over the rows of windows, then the window's input rows, then the
+    windows along the row, so that one frame's gradient row is written in
+    runs of ``kw * C`` consecutive floats (all of an input row's windows when
+    kernel == stride); the channel loop is vectorised. Each input value still
+    takes its windows' terms in the order above, so overlapping windows sum
+    as a loop over windows would.
 
     Parameters
     ----------
@@ -163,15 +171,20 @@ def pool_transpose(grad_in, delta, weight, channels, in_hw, out_hw, kernel, stri
     ho, wo = out_hw
     kh, kw = kernel
     sh, sw = stride
+    # Unsigned offsets: the channel loop then needs no check for negative
+    # indices, which would keep LLVM from vectorising it.
+    n_channels = uint64(channels)
     for k in range(delta.shape[0]):
+        g, d = grad_in[k], delta[k]
         for oy in range(ho):
-            for ox in range(wo):
-                d_at = (oy * wo + ox) * channels
-                for i in range(kh):
+            for i in range(kh):
+                row = (oy * sh + i) * w
+                for ox in range(wo):
+                    d_at = uint64((oy * wo + ox) * channels)
                     for j in range(kw):
-                        in_at = ((oy * sh + i) * w + ox * sw + j) * channels
-                        for c in range(channels):
-                            grad_in[k, in_at + c] += weight * delta[k, d_at + c]
+                        in_at = uint64((row + ox * sw + j) * channels)
+                        for c in range(n_channels):
+                            g[in_at + c] += weight * d[d_at + c]
 
 
 @njit(cache=True, nogil=True)
