@@ -1,17 +1,14 @@
 """NumPy's PCG64 stream of uniform doubles, drawn only where they are read.
 
 ``numpy.random.Generator(PCG64(...)).random`` yields, for draw j = 0, 1, ...
-of the stream (NumPy's ``numpy/random/src/pcg64/pcg64.h`` and O'Neill 2014,
-"PCG: A Family of Simple Fast Space-Efficient Statistically Good Algorithms
-for Random Number Generation", Sec. 6.3.3 XSL-RR)::
+of the stream::
 
     s[j+1] = (M * s[j] + inc) mod 2^128           M = 2549297995355413924 * 2^64 + 4865540595714422341
     x[j]   = rotr64(hi(s[j+1]) ^ lo(s[j+1]), hi(s[j+1]) >> 58)
-    u[j]   = (x[j] >> 11) * 2^-53                 (NumPy's next_double: 53 bits, exact in float64)
+    u[j]   = (x[j] >> 11) * 2^-53                 (the top 53 bits: exact in float64)
 
 so draw j is the output of the state after j + 1 steps. A linear
-congruential generator jumps d steps at once (Brown 1994, "Random number
-generation with arbitrary strides")::
+congruential generator jumps d steps at once (Brown 1994)::
 
     s[j+d] = A_d * s[j] + S_d * inc,   A_d = M^d,  S_d = sum_{i<d} M^i   (mod 2^128)
 
@@ -19,6 +16,13 @@ with ``A_{2d} = A_d^2`` and ``S_{2d} = S_d * (A_d + 1)``, so a jump of d takes
 one multiply-add per set bit of d (the ladder of ``d = 2^k``). Drawing only
 the numbers a caller reads, in the order of the stream, thus costs those
 numbers and the gaps' bits, not the gaps.
+
+References: NumPy's ``numpy/random/src/pcg64/pcg64.h`` (constants, step and
+output order) and ``numpy/random/_common.pxd`` (``uint64_to_double``, the
+double of PCG64's ``random``); M. E. O'Neill 2014, "PCG: A Family of
+Simple Fast Space-Efficient Statistically Good Algorithms for Random Number
+Generation" (HMC-CS-2014-0905; the XSL-RR output); F. B. Brown 1994,
+"Random number generation with arbitrary strides" (the jump).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
+
+from eventsim.errors import OptionError
 
 MULTIPLIER = (2549297995355413924 << 64) + 4865540595714422341  #: M, NumPy's PCG_DEFAULT_MULTIPLIER_128
 _MASK_64 = (1 << 64) - 1
@@ -60,28 +66,43 @@ def has_numpy_pcg64(generator: object) -> bool:
 def random_at(generator: np.random.Generator, columns: np.ndarray, out: np.ndarray) -> None:
     """Write ``generator.random(out.shape)[t, columns]`` into ``out[t, columns]``, drawing only those numbers.
 
-    ``out`` is a ``(T, n)`` float64 array and ``columns`` ascending int64
-    indices in ``[0, n)``; the other entries of ``out`` are left as they
+    ``out`` is a ``(T, n)`` float64 array and ``columns`` strictly ascending
+    integer indices in ``[0, n)``; the other entries of ``out`` are left as they
     were. The generator (see :func:`has_numpy_pcg64`) is left exactly where
     ``generator.random(out.shape)`` leaves it: its 128-bit state advanced by
     ``T * n`` steps, ``has_uint32`` and ``uinteger`` (NumPy's buffered half
     of a 64-bit draw, which ``random`` neither reads nor changes) kept.
+    Anything else raises :class:`~eventsim.errors.OptionError`, the
+    generator untouched.
     """
+    if not (isinstance(out, np.ndarray) and out.dtype == np.float64 and out.ndim == 2):
+        raise OptionError("random_at: out must be a (T, n) float64 array")
+    if not has_numpy_pcg64(generator):
+        raise OptionError("random_at: generator must be a numpy.random.Generator on numpy.random.PCG64")
     bit_generator = generator.bit_generator
     with bit_generator.lock:  # the lock numpy's own draws hold, so the state is read and written as one draw
         full = bit_generator.state
         lcg = full["state"]
         state = np.array([lcg["state"] >> 64, lcg["state"] & _MASK_64], dtype=np.uint64)
         inc = np.array([lcg["inc"] >> 64, lcg["inc"] & _MASK_64], dtype=np.uint64)
-        _random_at(state, inc, columns, out)
+        if not _random_at(state, inc, np.asarray(columns, dtype=np.int64).reshape(-1), out):
+            raise OptionError(f"random_at: columns must be strictly ascending indices in [0, {out.shape[1]})")
         lcg["state"] = (int(state[0]) << 64) | int(state[1])
         bit_generator.state = full
 
 
 @njit(cache=True, nogil=True)
 def _random_at(state, inc, columns, out):
-    """:func:`random_at` on the LCG state ``(hi, lo)``, which it advances in place by ``out.size`` steps."""
+    """:func:`random_at` on the LCG state ``(hi, lo)``, which it advances in place by ``out.size`` steps.
+
+    Returns False, with nothing drawn, unless ``columns`` ascend strictly
+    within ``[0, n)`` (else a jump would go backwards and ``out`` be written
+    out of bounds).
+    """
     steps, n = out.shape
+    for k in range(columns.shape[0]):
+        if columns[k] < 0 or columns[k] >= n or (k > 0 and columns[k] <= columns[k - 1]):
+            return False
     total = steps * n
     # Row k: A_{2^k} and S_{2^k} * inc, so that each set bit of a jump costs one multiply-add.
     ladder = np.empty((_LEVELS, 4), np.uint64)
@@ -97,6 +118,7 @@ def _random_at(state, inc, columns, out):
             taken = j + 1
             out[t, columns[k]] = _uniform(hi, lo)
     state[0], state[1] = _jump(hi, lo, total - taken, ladder)
+    return True
 
 
 @njit(cache=True, nogil=True, inline="always")

@@ -54,7 +54,11 @@ def rate(
       sample by sample, which gives the same numbers and leaves the
       Generator in the same state as that one call). Another implementation
       reproduces the spikes by making the same call on a Generator in the
-      same state, or by taking ``u`` from it.
+      same state, or by taking ``u`` from it. On a Generator of NumPy's
+      PCG64 (``default_rng``'s) only the numbers of elements with ``p > 0``
+      are computed, the stream jumped over the others
+      (:mod:`eventsim.encoders.pcg64`): the same numbers, spikes and final
+      state, at the cost of the nonzero inputs alone.
       A list (or tuple) of B Generators gives each sample its own:
       ``u[b] = rng[b].random((steps, *shape))``, so sample b's spikes are
       those of ``rate(x[b:b+1], steps, rng=rng[b])`` (samples coded from
