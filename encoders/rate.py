@@ -21,6 +21,7 @@ import numpy as np
 from numba import njit
 
 from eventsim.encoders.inputs import check_dtype, check_input, check_number, check_range, check_steps
+from eventsim.encoders.pcg64 import has_numpy_pcg64, random_at
 from eventsim.errors import EventsError, OptionError
 from eventsim.events import Events
 
@@ -53,7 +54,11 @@ def rate(
       sample by sample, which gives the same numbers and leaves the
       Generator in the same state as that one call). Another implementation
       reproduces the spikes by making the same call on a Generator in the
-      same state, or by taking ``u`` from it.
+      same state, or by taking ``u`` from it. On a Generator of NumPy's
+      PCG64 (``default_rng``'s) only the numbers of elements with ``p > 0``
+      are computed, the stream jumped over the others
+      (:mod:`eventsim.encoders.pcg64`): the same numbers, spikes and final
+      state, at the cost of the nonzero inputs alone.
       A list (or tuple) of B Generators gives each sample its own:
       ``u[b] = rng[b].random((steps, *shape))``, so sample b's spikes are
       those of ``rate(x[b:b+1], steps, rng=rng[b])`` (samples coded from
@@ -92,7 +97,7 @@ def rate(
     check_range("rate", "|scale * x|", p, 0.0, 1.0, "scale the input so that |scale * x| is a probability")
     batch, shape = x.shape[0], x.shape[1:]
     p, signs = np.ascontiguousarray(p.reshape(batch, -1)), np.sign(x).astype(dt).reshape(batch, -1)
-    drawn = _sample_uniforms(rng, uniforms, (batch, steps) + shape)
+    drawn = _sample_uniforms(rng, uniforms, (batch, steps) + shape, p)
     indptr = np.zeros(batch * steps + 1, np.int64)
     # One slot past the most events there can be: the kernel writes every candidate before its test keeps it.
     index = np.empty(steps * np.count_nonzero(p) + 1, np.int64)
@@ -136,14 +141,15 @@ def _bernoulli_rows(p, signs, u, start, ends, index, value):
 
 
 def _sample_uniforms(rng: np.random.Generator | Sequence[np.random.Generator] | None, uniforms: np.ndarray | None,
-                     shape: tuple[int, ...]) -> Iterator[np.ndarray]:
+                     shape: tuple[int, ...], p: np.ndarray) -> Iterator[np.ndarray]:
     """``u[b]`` for b = 0, 1, ... as ``(steps, n)`` float64 arrays, everything checked before the first is given.
 
     Drawn sample after sample into one buffer (reused: each is read before
     the next is drawn), so ``u`` is never held whole and each sample's
     numbers are still in cache when they are compared. One Generator thus
     draws the numbers of ``rng.random(shape)``, in the same order, leaving
-    it in the same state.
+    it in the same state. Drawn numbers are only guaranteed where ``p[b] >
+    0`` (``p`` is ``(B, n)``): the others are never compared.
     """
     if (rng is None) == (uniforms is None):
         raise OptionError("rate: give exactly one of rng (a numpy.random.Generator) and uniforms (an array)")
@@ -157,12 +163,17 @@ def _sample_uniforms(rng: np.random.Generator | Sequence[np.random.Generator] | 
                           f"got {type(rng).__name__}")
     elif len(rng) != batch:
         raise OptionError(f"rate: rng holds {len(rng)} generators for {batch} samples; give one per sample")
-    return _drawn(rng, np.empty((steps, math.prod(shape[2:]))))
+    return _drawn(rng, np.empty((steps, math.prod(shape[2:]))), p)
 
 
-def _drawn(generators: Sequence[np.random.Generator], buffer: np.ndarray) -> Iterator[np.ndarray]:
-    for generator in generators:
-        generator.random(out=buffer)  # its next buffer.size numbers, as generator.random(buffer.shape) draws them
+def _drawn(generators: Sequence[np.random.Generator], buffer: np.ndarray, p: np.ndarray) -> Iterator[np.ndarray]:
+    for generator, probabilities in zip(generators, p):
+        if has_numpy_pcg64(generator):
+            # The numbers of the elements with p > 0 alone: p = 0 never spikes (u >= 0), whatever its number,
+            # and most pixels of a digit are 0. The generator still ends where generator.random(shape) leaves it.
+            random_at(generator, np.flatnonzero(probabilities), buffer)
+        else:
+            generator.random(out=buffer)  # its next buffer.size numbers, as generator.random(buffer.shape) draws them
         yield buffer
 
 
