@@ -32,6 +32,7 @@ meets the others at every normalised layer to sum the batch statistics
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from math import prod
@@ -61,7 +62,6 @@ from eventsim.stages import (
     WINDOW_ELEMENTS,
     DelayStage,
     DropoutStage,
-    Layouts,
     MaxPoolStage,
     NeuronStage,
     NeuronState,
@@ -76,6 +76,9 @@ from eventsim.stages import (
     is_neuron,
     leaves,
 )
+
+#: Held while a frozen network's plan is built (Network.frozen).
+_planning = threading.Lock()
 
 RECORDS = ("counts", "traces", "spikes", "potentials", "currents", "synaptic")
 #: The records that keep a value per neuron and step, O(T x neurons).
@@ -192,7 +195,7 @@ class Network:
         if self.dtype not in FLOAT_DTYPES:
             raise LayerError(self, f"dtype must be float32 or float64, got {self.dtype}")
         self.name = "network"
-        self._layouts: Layouts | None = None  # set by fixed_weights()
+        self._plans: dict[bool, list[Stage]] | None = None  # set by frozen()
         self._name_layers()
         #: (input shape, output shape) of every layer, by name.
         self.shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
@@ -235,25 +238,38 @@ class Network:
         assign(self.layers, "")
 
     @contextmanager
-    def fixed_weights(self) -> Iterator[None]:
-        """Promise that no weight changes within the block, so that its runs share the kernels' weight layouts.
+    def frozen(self) -> Iterator[None]:
+        """Promise that the network does not change within the block, so that its runs share one plan.
 
-        Each run lays out the weights as its scatter kernels read them (fc1
-        of Lee's LeNet: a transposed copy) and checks them finite; within the
-        block this is done once per layer, by the first run that needs it,
-        for all runs on any thread. A training step runs its forward and
-        backward within it. Nested blocks share the outermost block's
-        layouts. Changing a weight within the block (in place or by
-        assigning a new array) leaves the runs reading the old one.
+        A run plans its stages first: each layer's constants rounded to the
+        run's dtype and checked, the weights laid out as the scatter kernels
+        read them (fc1 of Lee's LeNet: a 2.6 MB transposed copy) and checked
+        finite. Within the block the runs of any thread take the plan the
+        first one built (one per setting of ``train``): a training step runs
+        its forward and backward within it, and ``bptt`` in segments runs
+        the network again for every segment of every sample. Nested blocks
+        share the outermost one's plans. Changing a layer, weight or
+        parameter within the block (in place or by assigning a new array)
+        leaves the runs computing with the old one.
         """
-        if self._layouts is not None:
+        if self._plans is not None:
             yield
             return
-        self._layouts = Layouts()
+        self._plans = {}
         try:
             yield
         finally:
-            self._layouts = None
+            self._plans = None
+
+    def _stages(self, train: bool) -> list[Stage]:
+        """The plan of a run: the frozen network's (:meth:`frozen`), built once, or a new one."""
+        plans = self._plans
+        if plans is None:
+            return self._plan(self.layers, train)
+        with _planning:  # the first sample builds it; the others wait for it
+            if train not in plans:
+                plans[train] = self._plan(self.layers, train)
+            return plans[train]
 
     def walk(self) -> Iterable[Layer]:
         """Every layer, depth first (a residual block, then its main path, skip, neuron; a
@@ -316,7 +332,7 @@ class Network:
 
     # ------------------------------------------------------------------ plan
     def _plan(self, layers: list[Layer], train: bool) -> list[Stage]:
-        dtype, layouts = self.dtype, self._layouts
+        dtype = self.dtype
         stages: list[Stage] = []
         i = 0
         while i < len(layers):
@@ -328,26 +344,25 @@ class Network:
             elif isinstance(layer, MaxPool):
                 stages.append(MaxPoolStage(layer, in_shape, out_shape, dtype))
             elif isinstance(layer, Synapse) and nxt is not None and is_neuron(nxt):
-                op = SynapseOp(layer, in_shape, out_shape, dtype, layouts=layouts)
+                op = SynapseOp(layer, in_shape, out_shape, dtype)
                 stages.append(self._neuron_stage([op], nxt, out_shape, train))
                 i += 1
             elif isinstance(layer, Synapse):
-                stages.append(PassStage(SynapseOp(layer, in_shape, out_shape, dtype, layouts=layouts), out_shape, dtype))
+                stages.append(PassStage(SynapseOp(layer, in_shape, out_shape, dtype), out_shape, dtype))
             elif is_neuron(layer):
                 op = SynapseOp(None, in_shape, out_shape, dtype)
                 stages.append(self._neuron_stage([op], layer, out_shape, train))
             elif isinstance(layer, Delay):
                 stages.append(DelayStage(layer, out_shape, dtype))
             elif isinstance(layer, SpikingAvgPool):
-                op = SynapseOp(layer.pool, in_shape, out_shape, dtype, name=layer.name, layouts=layouts)
+                op = SynapseOp(layer.pool, in_shape, out_shape, dtype, name=layer.name)
                 stages.append(NeuronStage([op], layer.neuron, layer.name, out_shape, dtype, owner=layer))
             elif isinstance(layer, Dropout):
                 stages.append(DropoutStage(layer, out_shape, dtype))
             elif isinstance(layer, Residual):
                 last = layer.main[-1]
                 last_in, last_out = self.shapes[last.name]
-                ops = [SynapseOp(last, last_in, last_out, dtype, layouts=layouts),
-                       SynapseOp(layer.skip, *self.shapes[layer.skip.name], dtype, layouts=layouts)]
+                ops = [SynapseOp(last, last_in, last_out, dtype), SynapseOp(layer.skip, *self.shapes[layer.skip.name], dtype)]
                 merge = NeuronStage(ops, layer.neuron, layer.neuron.name, last_out, dtype, train)
                 stages.append(ResidualStage(self._plan(layer.main[:-1], train), merge))
             else:
@@ -415,7 +430,7 @@ class Network:
             check_choice("record", r, RECORDS)
         self._check_input(events)
         steps, batch = events.steps, events.batch
-        stages = self._plan(self.layers, train)
+        stages = self._stages(train)
         keep = self._dropout_masks(stages, batch, train, rng, masks)
         batch_norms = [s.name for s in leaves(stages) if isinstance(s, NeuronStage) and s.batch_norm]
         if batch_norms:

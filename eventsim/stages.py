@@ -202,10 +202,8 @@ class Sample:
 class SynapseOp:
     """A synapse resolved for the kernels: scatter layout, dtype, geometry."""
 
-    def __init__(self, layer: Synapse | None, in_shape, out_shape, dtype: np.dtype, name: str | None = None,
-                 layouts: "Layouts | None" = None) -> None:
+    def __init__(self, layer: Synapse | None, in_shape, out_shape, dtype: np.dtype, name: str | None = None) -> None:
         self.layer = layer
-        self.layouts = layouts  # shared with other runs while the weights stay fixed (Network.fixed_weights)
         self.name = name or (None if layer is None else layer.name)
         self.in3 = as3(in_shape)
         self.out3 = as3(out_shape)
@@ -250,7 +248,7 @@ class SynapseOp:
         if self._weight is None:
             with self._building:  # built once: the other samples wait for it
                 if self._weight is None:
-                    self._weight = self._layout() if self.layouts is None else self.layouts.of(self)
+                    self._weight = self._layout()
         return self._weight
 
     def _layout(self) -> np.ndarray:
@@ -294,29 +292,6 @@ class SynapseOp:
         stride = (1, 1) if layer is None else layer.stride
         return kernels.pool_scatter(cur, indptr, index, value, self.weight, self.in3[0], in_hw, out_hw, self.window,
                                     stride, flags, FLAG_SHIFT)
-
-
-class Layouts:
-    """The kernels' layouts of a network's weights (:attr:`SynapseOp.weight`), built once for many runs.
-
-    While the weights do not change, e.g. over the runs of one training step
-    (a forward run, and with ``bptt`` in segments each segment's run again),
-    every run's plan takes a layer's layout from here, built by the first
-    that needs it, instead of building it again (fc1 of Lee's LeNet: a
-    2.6 MB transposed copy and a finiteness check, each time).
-    """
-
-    def __init__(self) -> None:
-        self._built: dict[str, np.ndarray] = {}
-        self._lock = threading.Lock()
-
-    def of(self, op: SynapseOp) -> np.ndarray:
-        """``op``'s weights in the scatter kernel's layout, built under the lock if not built yet."""
-        with self._lock:
-            built = self._built.get(op.name)
-            if built is None:
-                built = self._built[op.name] = op._layout()
-            return built
 
 
 class Stage:

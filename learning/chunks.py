@@ -24,6 +24,7 @@ both levels use.
 
 from __future__ import annotations
 
+import threading
 from typing import Callable, Sequence, TypeVar
 
 import numpy as np
@@ -51,6 +52,66 @@ def tree_sum(items: Sequence[T], add: Callable[[T, T], T]) -> T:
         return items[0]
     m = split_point(len(items))
     return add(tree_sum(items[:m], add), tree_sum(items[m:], add))
+
+
+class TreeSum:
+    """:func:`tree_sum` of ``n`` items handed in one by one, in any order and from any thread.
+
+    Two partial sums are added as soon as both halves of their node of the
+    tree are in, so what is held is the items and partial sums still
+    waiting for a sibling, not all n items: with items arriving about in
+    order, a few per thread plus the binary digits of n. The tree's nodes
+    below the top are the aligned blocks ``[j 2^k, (j + 1) 2^k)`` inside the
+    blocks of the binary digits of n (``2^k1 > 2^k2 > ...`` items, from the
+    left); the top is ``S(2^k1) + (S(2^k2) + ...)``, as
+    :func:`tree_sum_rows` explains. ``add(a, b)`` for ``a + b`` may update
+    and return ``a``; the additions run outside the lock, so threads handing
+    in items add in parallel.
+    """
+
+    def __init__(self, n: int, add: Callable[[T, T], T]) -> None:
+        if n < 1:
+            raise OptionError("a sum over no items")
+        self._add = add
+        self._digits: list[tuple[int, int]] = []  # (start, size) of each binary digit's block, left to right
+        start = 0
+        for k in range(n.bit_length() - 1, -1, -1):
+            if n >> k & 1:
+                self._digits.append((start, 1 << k))
+                start += 1 << k
+        self._waiting: dict[tuple[int, int], T] = {}  # (start, size) -> the sum of that block
+        self._lock = threading.Lock()
+
+    def put(self, i: int, item: T) -> None:
+        """Hand in item ``i``, adding it (and the sums it completes) into the tree as far as it goes."""
+        start, size = i, 1
+        while True:
+            with self._lock:
+                if (start, size) in self._digits:  # a digit's whole block: waits for total()
+                    self._waiting[(start, size)] = item
+                    return
+                sibling = start ^ size  # blocks inside a digit's block are aligned to their size
+                other = self._waiting.pop((sibling, size), None)
+                if other is None:
+                    self._waiting[(start, size)] = item
+                    return
+            item = self._add(other, item) if sibling < start else self._add(item, other)
+            start, size = min(start, sibling), 2 * size
+
+    def held(self) -> int:
+        """How many items and partial sums are held."""
+        with self._lock:
+            return len(self._waiting)
+
+    def total(self) -> T:
+        """The sum, once every item is in."""
+        roots = [self._waiting.get(digit) for digit in self._digits]
+        if any(root is None for root in roots) or len(self._waiting) != len(roots):
+            raise OptionError("the tree's sum was asked for before every item was handed in")
+        out = roots[-1]
+        for root in reversed(roots[:-1]):
+            out = self._add(root, out)
+        return out
 
 
 @njit(cache=True, nogil=True)

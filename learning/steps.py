@@ -33,7 +33,7 @@ from eventsim.events import Events
 from eventsim.network import PER_STEP_RECORDS, Network
 from eventsim.norm import apply_running_statistics, normed_layers, run_moments
 from eventsim.threads import get_threads, ordered_map
-from eventsim.learning.chunks import chunk_bounds, tree_sum
+from eventsim.learning.chunks import TreeSum, chunk_bounds, tree_sum
 from eventsim.learning.losses import Loss
 from eventsim.learning.optimizers import Optimizer
 from eventsim.learning.parameters import load_parameters, parameters
@@ -114,12 +114,19 @@ def chunk_result(network: Network, rule: Rule, loss: Loss, events: Events, label
     if one_sample_at_a_time(network, rule) and len(labels) > 1:
         # The samples' tasks run on the thread pool; each one's forward and
         # backward then run inside it, one after the other (eventsim.threads).
-        parts = list(ordered_map(
-            lambda b: chunk_result(network, rule, loss, events.samples(b, b + 1), labels[b : b + 1], batch=batch,
-                                   masks=mask_rows(masks, b, b + 1)),
-            range(len(labels))))
-        whole = merge(parts)
-        return ChunkResult(whole.grads, whole.losses, whole.correct, [{}], [time.perf_counter() - started])
+        # Their gradients go into merge's tree as they come, so that a few
+        # samples' gradients are held at once, not the chunk's.
+        grads = TreeSum(len(labels), _added_into)
+
+        def sample(b: int) -> tuple[np.ndarray, int]:
+            part = chunk_result(network, rule, loss, events.samples(b, b + 1), labels[b : b + 1], batch=batch,
+                                masks=mask_rows(masks, b, b + 1))
+            grads.put(b, part.grads)
+            return part.losses, part.correct
+
+        done = ordered_map(sample, range(len(labels)))
+        return ChunkResult(grads.total(), np.concatenate([losses for losses, _ in done]),
+                           sum(correct for _, correct in done), [{}], [time.perf_counter() - started])
     records, checkpoints = rule.forward_plan(network, events.steps)
     records = set(records) | ({"counts"} if loss.reads == "counts" else set())
     result = network.run(events, record=records, train=True, masks=masks, checkpoints=checkpoints)
@@ -128,6 +135,13 @@ def chunk_result(network: Network, rule: Rule, loss: Loss, events: Events, label
     grads = rule.gradients(network, events, result, grad_output)
     correct = int(np.sum(loss.predictions(network, result) == labels))
     return ChunkResult(grads, losses, correct, [moments], [time.perf_counter() - started])
+
+
+def _added_into(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``a + b`` per parameter, written into ``a`` (the bits of ``a[k] + b[k]``)."""
+    for key, value in b.items():
+        a[key] += value
+    return a
 
 
 def merge(parts: Sequence[ChunkResult]) -> ChunkResult:
@@ -159,7 +173,7 @@ def local_chunks(network: Network, rule: Rule, loss: Loss, events: Events, label
     its chunks (by default the samples given are the whole batch).
     """
     n = len(labels)
-    with network.fixed_weights():  # the optimizer changes them after the merge, not before
+    with network.frozen():  # the optimizer changes the network after the merge, not before
         return merge([chunk_result(network, rule, loss, events.samples(lo, hi), labels[lo:hi], batch=batch or n,
                                    masks=mask_rows(masks, lo, hi))
                       for lo, hi in chunk_bounds(n, chunk_size)])

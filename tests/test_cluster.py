@@ -27,7 +27,7 @@ import eventsim as es
 from eventsim.errors import ClusterError, LayerError, OptionError
 from eventsim.learning import BPTT, Adam, CrossEntropy, Lee2020, Lee2020Code, LeeMSE, Trainer, init_lee2020
 from eventsim.learning.checkpoint import load_checkpoint
-from eventsim.learning.chunks import check_chunk_size, chunk_bounds, split_point, tree_sum
+from eventsim.learning.chunks import TreeSum, check_chunk_size, chunk_bounds, split_point, tree_sum
 from eventsim.learning.tally import evaluate
 from eventsim.learning.trainer import train_step
 from eventsim.norm import CurrentNorm
@@ -52,6 +52,39 @@ def test_tree_sum_adds_as_the_definition_says(n):
     assert tree_sum(list(range(n)), lambda a, b: (a, b)) == _reference_tree(list(range(n)))
     if n >= 2:
         assert split_point(n) < n <= 2 * split_point(n)
+
+
+@given(order=st.integers(1, 70).flatmap(lambda n: st.permutations(range(n))))
+def test_a_tree_sum_of_items_handed_in_any_order_is_the_definitions_tree(order):
+    n = len(order)
+    tree, most_held = TreeSum(n, lambda a, b: (a, b)), 0
+    for i in order:
+        tree.put(i, i)
+        most_held = max(most_held, tree.held())
+    assert tree.total() == _reference_tree(list(range(n)))
+    in_order = TreeSum(n, lambda a, b: (a, b))
+    for i in range(n):  # items about in order: only partial sums waiting for a sibling are held
+        in_order.put(i, i)
+        assert in_order.held() <= n.bit_length()
+    assert in_order.total() == tree.total()
+
+
+def test_a_tree_sum_from_several_threads_is_the_definitions_tree_and_wants_every_item():
+    n = 37
+    tree = TreeSum(n, lambda a, b: (a, b))
+    workers = [threading.Thread(target=lambda r=r: [tree.put(i, i) for i in range(r, n, 4)]) for r in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert tree.total() == _reference_tree(list(range(n)))
+    partial = TreeSum(3, lambda a, b: (a, b))
+    partial.put(0, 0)
+    partial.put(2, 2)
+    with pytest.raises(OptionError, match="before every item"):
+        partial.total()
+    with pytest.raises(OptionError, match="no items"):
+        TreeSum(0, lambda a, b: (a, b))
 
 
 @settings(max_examples=60)

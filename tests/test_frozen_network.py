@@ -1,4 +1,4 @@
-"""``Network.fixed_weights``: the runs within it share the kernels' weight layouts, built once."""
+"""``Network.frozen``: the runs within it share one plan (constants checked, weights laid out once)."""
 
 from __future__ import annotations
 
@@ -42,13 +42,13 @@ def builds(monkeypatch) -> list[str]:
     return built
 
 
-def test_runs_within_the_block_build_each_layout_once_and_give_the_same_numbers(builds):
+def test_runs_within_the_block_share_one_plan_and_give_the_same_numbers(builds):
     net, events = network(), spikes()
     alone = [net.run(events, record=("potentials",)) for _ in range(3)]
     assert len(builds) == 3 * 3  # three weighted layers, every run
     builds.clear()
-    with net.fixed_weights():
-        with net.fixed_weights():  # nested: the outer block's layouts
+    with net.frozen():
+        with net.frozen():  # nested: the outer block's plans
             shared = [net.run(events, record=("potentials",)) for _ in range(3)]
     assert sorted(builds) == sorted(layer.name for layer in net.walk() if isinstance(layer, (es.Conv2d, es.Linear)))
     for a, b in zip(alone, shared):
@@ -57,21 +57,24 @@ def test_runs_within_the_block_build_each_layout_once_and_give_the_same_numbers(
             np.testing.assert_array_equal(a.potentials[name], b.potentials[name])
 
 
-def test_after_the_block_a_changed_weight_is_read_again():
+def test_after_the_block_changed_weights_and_thresholds_are_read_again():
     net, events = network(), spikes()
-    with net.fixed_weights():
+    with net.frozen():
         before = net.run(events).output
     fc = [layer for layer in net.walk() if isinstance(layer, es.Linear)][-1]  # the readout's synapse
     fc.weight = fc.weight * np.float32(2)
+    lif = next(layer for layer in net.walk() if isinstance(layer, es.LIF))
+    lif.threshold = 0.3
     after = net.run(events).output
     fresh = network()
     [layer for layer in fresh.walk() if isinstance(layer, es.Linear)][-1].weight = fc.weight.copy()
+    next(layer for layer in fresh.walk() if isinstance(layer, es.LIF)).threshold = 0.3
     np.testing.assert_array_equal(after, fresh.run(events).output)
     assert not np.array_equal(before, after)
 
 
 def test_a_training_step_in_segments_builds_each_layout_once(builds):
-    """bptt in segments runs the network once forward and once per segment and sample: one build per layer."""
+    """bptt in segments runs the network once forward and once per segment and sample: one plan, one build per layer."""
     net, events = network(), spikes(steps=12)
     labels = np.array([0, 1, 2])
     local_chunks(net, BPTT(segment=4), CrossEntropy(), events, labels, {}, 4)
