@@ -37,12 +37,13 @@ from eventsim.learning.surrogates import StraightThrough, Surrogate, surrogate_f
 from eventsim.norm import in_lockstep, normed_layers, refuse_norms
 
 
-#: Steps per segment of a :class:`BPTT` backward in segments. Lee's N-MNIST
-#: LeNet, batch 16, 2 threads: peak RSS 320 MiB at T = 100 and 335 MiB at
-#: T = 300 (380 and 630 MiB in one sweep) for 20-30 % more time, each
-#: segment's forward run being run twice; 25 steps took 285-290 MiB and
-#: 25-45 % more time.
-DEFAULT_SEGMENT = 50
+#: Steps per segment of a :class:`BPTT` backward in segments: Lee's N-MNIST
+#: LeNet at T = 100 in three (34, 34, 32). Batch 16, 2 threads, the rise of
+#: the peak resident set in a step at T = 100 / 300: 33 / 42 MiB, against
+#: 57 / 60 MiB with segments of 50 for 1-3 % less time, and 27-37 MiB with
+#: segments of 25 for 5-11 % more (each segment's forward runs twice, and
+#: each run and backward has its fixed cost).
+DEFAULT_SEGMENT = 34
 
 
 class Rule:
