@@ -447,9 +447,11 @@ class Network:
         # The T-sized records are allocated once; each sample fills its slice,
         # in the stages' channel-last order (a plain copy of each window):
         # the result shows them in C order of the shape (a view, no copy).
+        # The potentials' rows start as zeros: a neuron stage scatters its
+        # currents into them and integrates them there (NeuronStage.run).
         per_step = {
             what: {
-                s.name: np.empty((batch, steps, prod(s.shape)), self.dtype)
+                s.name: (np.zeros if what == "potentials" else np.empty)((batch, steps, prod(s.shape)), self.dtype)
                 for s in leaves(stages) if isinstance(s, NeuronStage) and (what != "synaptic" or s.synaptic)
             }
             for what in PER_STEP_RECORDS if what in record

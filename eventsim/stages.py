@@ -453,14 +453,20 @@ class NeuronStage(Stage):
             flags = _zeroed((steps, blocks), np.dtype(np.uint8),
                             WINDOW_ELEMENTS >> FLAG_SHIFT)
         held = sample.pending.get((self.name, "currents"))
-        buf = self.currents(sample, self.ops, xs, steps, held=held, flags=flags)
+        t0 = sample.window_start
+        # Recorded potentials: the window is integrated in its own rows of the
+        # record, zeros until then (Network.run allocates it so), instead of
+        # in a buffer of the pool copied out and zeroed again. Not with
+        # synaptic delays, whose currents run past the window's rows.
+        record = sample.potentials.get(self.name)
+        into = record[t0 : t0 + steps] if record is not None and not any(op.reach for op in self.ops) else None
+        buf = self.currents(sample, self.ops, xs, steps, buffer=into, held=held, flags=flags)
         if flags is not None and np.count_nonzero(flags) > SILENT_SHARE * flags.size:
             flags.fill(0)  # too few silent blocks to gain from skipping them: the full update
             _released(flags, cleared=True)
             flags = None
         self.hold(sample, buf, steps)
         cur = buf[:steps]
-        t0 = sample.window_start
         if self.name in sample.currents:  # the raw I, before the norm and before lif_window turns it into U
             self._record(sample.currents, t0, cur)
         if self.norm is not None:
@@ -475,13 +481,14 @@ class NeuronStage(Stage):
         if overflow:  # the buffer stays out of the pool, dirty (see _zeroed)
             step = t0 + self._first_overflow(sample, xs, before, held)
             raise _overflow(self.owner, "a potential", step, sample, self.dtype)
-        if self.name in sample.potentials:
+        if record is not None and into is None:
             self._record(sample.potentials, t0, cur)
         if synaptic is not None:
             self._record(sample.synaptic, t0, synaptic)
         if self.readout:
             sample.last_u[self.name] = cur[-1].copy()
-        _released(cur, cleared=not keep)
+        if into is None:
+            _released(cur, cleared=not keep)
         return self._emitted(sample, (indptr, index, value))
 
     def _normalise(self, sample: Sample, cur: np.ndarray) -> Generator[np.ndarray, np.ndarray, None]:
