@@ -30,6 +30,24 @@ def spike_count(uu, th, strict, max_spikes):
     return max_spikes if max_spikes < n else n
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _per_neuron(theta, size, dtype):
+    """The threshold and the C-order index ``c * P + p`` of each of the ``size`` channel-last neurons.
+
+    ``theta`` has one threshold per channel; ``P = size / C`` positions. The
+    index is looked up as a spike is emitted, which spares a division per spike.
+    """
+    channels = theta.shape[0]
+    th_of = np.empty(size, dtype)
+    c_order = np.empty(size, np.int64)
+    plane = size // channels
+    for p in range(plane):
+        for c in range(channels):
+            th_of[p * channels + c] = theta[c]
+            c_order[p * channels + c] = c * plane + p
+    return th_of, c_order
+
+
 @njit(cache=True, nogil=True)
 def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.0, fired=None, clear=False,
                form=PRODUCT, divisor=1.0, syn=None, syn_leak=0.0, syn_gain=1.0, syn_out=None,
@@ -115,31 +133,30 @@ def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.
     with a clamp every U is tested.
     """
     steps, size = u.shape
-    channels = theta.shape[0]
-    plane = size // channels
     g = u.dtype.type(gain)
     d = u.dtype.type(divisor)
     alpha, h = u.dtype.type(syn_leak), u.dtype.type(syn_gain)
     one, zero = u.dtype.type(1), u.dtype.type(0)
-    # Spike flags, padded to whole 8-byte words so that the emitting scan
-    # can skip 8 silent neurons at a time.
-    spiked = np.zeros((size + 7) // 8 * 8, np.uint8)
+    # Spike flags, padded to whole blocks of 64 neurons (8 words) for the emitting scan.
+    spiked = np.zeros((size + 63) // 64 * 64, np.uint8)
     spiked_words = spiked.view(np.uint64)
+    every_block = np.arange(spiked.shape[0] // 64)
+    lit_blocks = np.empty_like(every_block)
+    step_idx = np.empty(size, np.int64)  # the events of one step, before they join the window's
+    step_val = np.empty(size, u.dtype)
     # Thresholds per neuron, so that the step's loop runs flat over all
     # neurons: a loop over a layer's few channels per position is too short
     # to vectorise well.
-    th_of = np.empty(size, u.dtype)
-    for p in range(plane):
-        th_of[p * channels : (p + 1) * channels] = theta
+    th_of, c_order = _per_neuron(theta, size, u.dtype)
     out_ptr = np.zeros(steps + 1, np.int64)
     out_idx = np.empty(64, np.int64)
     out_val = np.empty(64, u.dtype)
+    reaching, keeping = not strict, not clear  # flags the neuron loop combines without a jump
     n = 0
     overflow = False
     for k in range(steps):
         # One branch-free pass over the neurons (selects, not jumps, so that
         # it vectorises), then a scan for the few that fired to emit them.
-        n_fired = 0
         for j in range(size):
             th = th_of[j]
             x = u[k, j]
@@ -167,11 +184,10 @@ def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.
                 uu = r + ((x - r) if v_rest is None else (x - (r - v_rest))) / d
             else:
                 uu = (r - (r if v_rest is None else (r - v_rest)) / d) + x
-            fire = uu > th if strict else uu >= th
+            fire = (uu > th) | ((uu == th) & reaching)  # uu >= th unless strict, as one select
             # With clear, U stays only where the neuron fired, for the emitting scan to test.
-            u[k, j] = (uu if fire else zero) if clear else uu
+            u[k, j] = uu if fire | keeping else zero
             spiked[j] = fire
-            n_fired += fire
             if max_spikes is None:
                 spikes = one if fire else zero
             else:
@@ -191,10 +207,11 @@ def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.
                     overflow |= not abs(uu) < np.inf  # the clamp would hide a -inf
                     kept = v_min if kept < v_min else kept  # NaN stays NaN
                 v[j] = kept
-        out_idx, out_val, emitted_overflow = _emit_step(u, k, spiked_words, th_of, channels, strict, max_spikes,
-                                                        clear, n, n_fired, out_idx, out_val)
+        m, emitted_overflow = _emit_step(u, k, spiked_words, every_block, lit_blocks, th_of, c_order, strict,
+                                         max_spikes, clear, step_idx, step_val)
+        out_idx, out_val = _appended(out_idx, out_val, n, step_idx, step_val, m)
         overflow |= emitted_overflow
-        n += n_fired
+        n += m
         out_ptr[k + 1] = n
     for j in range(size):  # inf and NaN alike
         overflow |= not abs(v[j]) < np.inf
@@ -220,45 +237,85 @@ def plain_lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, g
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _emit_step(u, k, spiked_words, th_of, channels, strict, max_spikes, clear, n, n_fired, out_idx, out_val):
-    """Emit the ``n_fired`` spikes of step ``k`` flagged in ``spiked_words`` as events ``n ..``.
+def _emit_step(u, k, spiked_words, blocks, lit_blocks, th_of, c_order, strict, max_spikes, clear, step_idx,
+               step_val):
+    """Emit the spikes of step ``k`` flagged in ``spiked_words`` into ``step_idx``, ``step_val``, in ascending neuron order.
 
-    The scan of :func:`lif_window`: the flag bytes are read as 64-bit words,
-    so that 8 silent neurons are skipped at a time, and zeroed (a caller may
-    set only some flags of the next step). The value of an event is 1, or
-    the spike count of U (``max_spikes`` given); U is tested finite (+inf is
-    the one non-finite U that fires) and, with ``clear``, zeroed.
+    The scan of :func:`lif_window`: ``blocks`` lists, ascending, the blocks
+    of 64 neurons that may hold a flag (every block, or those a step
+    updated). Each block's 64 flag bytes are packed into one 64-bit word,
+    bit i for neuron i of the block (:func:`_packed`), and its spikes taken
+    one set bit at a time, so that a silent block costs no branch per
+    neuron; a block with a flag is zeroed (a caller may set only some flags
+    of the next step). The value of an event is 1, or the spike count of U
+    (``max_spikes`` given); U is tested finite (+inf is the one non-finite
+    U that fires) and, with ``clear``, zeroed.
 
     Returns
     -------
-    (out_idx, out_val, overflow)
-        The event arrays, grown if they had no room, and whether an emitted U was inf.
+    (count, overflow)
+        The events emitted and whether an emitted U was inf.
     """
-    size = u.shape[1]
-    plane = size // channels
     one, zero = u.dtype.type(1), u.dtype.type(0)
-    end = n + n_fired
-    if end > out_idx.shape[0]:
-        out_idx = grown_to(out_idx, end)
-        out_val = grown_to(out_val, end)
+    # The blocks with a flag, listed without a jump per block: whether a
+    # block has one is as good as random, and a mispredicted jump per block
+    # would cost more than the test.
+    lit = 0
+    for block in blocks:
+        first = 8 * block
+        any_flag = spiked_words[first]
+        for w in range(first + 1, first + 8):
+            any_flag |= spiked_words[w]
+        lit_blocks[lit] = block
+        lit += any_flag != 0
     overflow = False
-    word = 0
-    while n < end:
-        bits = spiked_words[word]
-        while bits != 0:  # each flag byte is 0 or 1: one set bit per spike
-            byte = trailing_zeros(bits) // 8
-            j = 8 * word + (byte if LITTLE_ENDIAN else 7 - byte)
-            p = j // channels
-            out_idx[n] = (j - p * channels) * plane + p
-            out_val[n] = one if max_spikes is None else spike_count(u[k, j], th_of[j], strict, max_spikes)
+    m = 0
+    for i in range(lit):
+        block = lit_blocks[i]
+        first = 8 * block
+        bits = _packed(spiked_words, first)
+        for w in range(first, first + 8):
+            spiked_words[w] = 0
+        while True:  # at least one bit is set
+            j = 64 * block + trailing_zeros(bits)
+            step_idx[m] = c_order[j]
+            step_val[m] = one if max_spikes is None else spike_count(u[k, j], th_of[j], strict, max_spikes)
             overflow |= not abs(u[k, j]) < np.inf
             if clear:
                 u[k, j] = zero
-            n += 1
+            m += 1
             bits &= bits - uint64(1)
-        spiked_words[word] = 0  # every flag of the word was emitted
-        word += 1
-    return out_idx, out_val, overflow
+            if bits == 0:
+                break
+    return m, overflow
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _appended(out_idx, out_val, n, step_idx, step_val, m):
+    """``out_idx[n:n + m], out_val[n:n + m] = step_idx[:m], step_val[:m]``, the arrays grown if they had no room."""
+    if n + m > out_idx.shape[0]:
+        out_idx = grown_to(out_idx, n + m)
+        out_val = grown_to(out_val, n + m)
+    out_idx[n : n + m] = step_idx[:m]
+    out_val[n : n + m] = step_val[:m]
+    return out_idx, out_val
+
+
+#: Multiplied by a word of 8 flag bytes (each 0 or 1), gathers them in its top byte, the flag of
+#: neuron i of the word as bit 56 + i: byte b of the word (bit 8b) times bit 7b + 7 (7 - b + 8b)
+#: of this constant on a little-endian machine, where byte b is neuron b; on a big-endian one,
+#: byte b is neuron 7 - b, times bit 9b (63 - b). The other products fall below bit 56 at
+#: distinct bits (no carry) or above bit 63.
+_GATHER = uint64(0x0102040810204080 if LITTLE_ENDIAN else 0x8040201008040201)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _packed(spiked_words, first):
+    """The flag bytes of 64 neurons, the words ``first .. first + 7`` of ``spiked_words``, as the bits of one word."""
+    bits = uint64(0)
+    for w in range(8):
+        bits |= ((spiked_words[first + w] * _GATHER) >> uint64(56)) << uint64(8 * w)
+    return bits
 
 
 @njit(cache=True, nogil=True)
@@ -298,17 +355,20 @@ def flagged_lif_window(v, u, flags, shift, theta, leak, soft, v_reset, strict, c
         As :func:`lif_window`, and the number of (step, block) pairs that were only leaked.
     """
     steps, size = u.shape
-    channels = theta.shape[0]
-    plane = size // channels
     blocks = flags.shape[1]
     g = u.dtype.type(gain)
     zero = u.dtype.type(0)
     g_zero = g * zero  # g * I of a neuron without current: +0, or -0 for g < 0
-    spiked = np.zeros((size + 7) // 8 * 8, np.uint8)  # zeroed again by the emitting scan
+    spiked = np.zeros((size + 63) // 64 * 64, np.uint8)  # zeroed again by the emitting scan
     spiked_words = spiked.view(np.uint64)
-    th_of = np.empty(size, u.dtype)
-    for p in range(plane):
-        th_of[p * channels : (p + 1) * channels] = theta
+    # The blocks of 64 neurons that a step updated, for the emitting scan:
+    # the others hold no flag.
+    updated_blocks = np.empty(spiked.shape[0] // 64, np.int64)
+    lit_blocks = np.empty_like(updated_blocks)
+    step_idx = np.empty(size, np.int64)
+    step_val = np.empty(size, u.dtype)
+    reaching = not strict
+    th_of, c_order = _per_neuron(theta, size, u.dtype)
     hot = np.empty(blocks, np.bool_)
     for b in range(blocks):
         lo, hi = uint64(b << shift), uint64(min((b + 1) << shift, size))
@@ -323,7 +383,7 @@ def flagged_lif_window(v, u, flags, shift, theta, leak, soft, v_reset, strict, c
     updated = 0
     overflow = False
     for k in range(steps):
-        n_fired = 0
+        listed = 0
         for b in range(blocks):
             if flags[k, b] == 0 and not hot[b]:
                 continue
@@ -335,15 +395,22 @@ def flagged_lif_window(v, u, flags, shift, theta, leak, soft, v_reset, strict, c
             _leaked(v, traces, lo, hi, k - due[b], leak, g_zero)
             due[b] = k + 1
             for j in range(lo, hi):
-                uu, fire = _plain_update(v, counts, traces, j, u[k, j], th_of[j], leak, g, soft, v_reset, strict)
+                uu, fire = _plain_update(v, counts, traces, j, u[k, j], th_of[j], leak, g, soft, v_reset, reaching)
                 u[k, j] = uu if fire else zero
                 spiked[j] = fire
-                n_fired += fire
             hot[b] = not _cold(v, th_of, lo, hi, strict)
-        out_idx, out_val, emitted_overflow = _emit_step(u, k, spiked_words, th_of, channels, strict, None, True,
-                                                        n, n_fired, out_idx, out_val)
+            # The blocks of 64 that this one spans, after those already listed (ascending, as the blocks are).
+            first, last = (b << shift) >> 6, (min((b + 1) << shift, size) - 1) >> 6
+            if listed > 0 and updated_blocks[listed - 1] == first:
+                first += 1
+            for block in range(first, last + 1):
+                updated_blocks[listed] = block
+                listed += 1
+        m, emitted_overflow = _emit_step(u, k, spiked_words, updated_blocks[:listed], lit_blocks, th_of, c_order,
+                                         strict, None, True, step_idx, step_val)
+        out_idx, out_val = _appended(out_idx, out_val, n, step_idx, step_val, m)
         overflow |= emitted_overflow
-        n += n_fired
+        n += m
         out_ptr[k + 1] = n
     for b in range(blocks):
         _leaked(v, traces, uint64(b << shift), uint64(min((b + 1) << shift, size)), steps - due[b], leak, g_zero)
@@ -379,13 +446,13 @@ def _leaked(v, traces, lo, hi, owed, leak, g_zero):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _plain_update(v, counts, traces, j, x, th, leak, g, soft, v_reset, strict):
+def _plain_update(v, counts, traces, j, x, th, leak, g, soft, v_reset, reaching):
     """One neuron and step of :func:`plain_lif_window` (immediate reset): updates R, the count and the trace.
 
-    Returns ``(U, fired)``.
+    ``reaching``: whether U = theta fires (not strict). Returns ``(U, fired)``.
     """
     uu = leak * v[j] + g * x
-    fire = uu > th if strict else uu >= th
+    fire = (uu > th) | ((uu == th) & reaching)
     spikes = v.dtype.type(1) if fire else v.dtype.type(0)
     counts[j] += spikes
     traces[j] = leak * traces[j] + spikes
