@@ -35,23 +35,16 @@ from eventsim.errors import OptionError
 T = TypeVar("T")
 
 
-def split_point(n: int) -> int:
-    """The largest power of two below ``n`` (``n >= 2``): where :func:`tree_sum` splits ``n`` items."""
-    return 1 << ((n - 1).bit_length() - 1)
-
-
 def tree_sum(items: Sequence[T], add: Callable[[T, T], T]) -> T:
     """``items[0] + ... + items[n-1]`` as the fixed tree of the module docstring, ``add(a, b)`` for ``a + b``.
 
     ``add`` may update and return its first argument (each item is used
     once). Raises :class:`OptionError` for no items.
     """
-    if not items:
-        raise OptionError("a sum over no items")
-    if len(items) == 1:
-        return items[0]
-    m = split_point(len(items))
-    return add(tree_sum(items[:m], add), tree_sum(items[m:], add))
+    tree = TreeSum(len(items), add)
+    for i, item in enumerate(items):
+        tree.put(i, item)
+    return tree.total()
 
 
 class TreeSum:

@@ -27,7 +27,7 @@ import eventsim as es
 from eventsim.errors import ClusterError, LayerError, OptionError
 from eventsim.learning import BPTT, Adam, CrossEntropy, Lee2020, Lee2020Code, LeeMSE, Trainer, init_lee2020
 from eventsim.learning.checkpoint import load_checkpoint
-from eventsim.learning.chunks import TreeSum, check_chunk_size, chunk_bounds, split_point, tree_sum
+from eventsim.learning.chunks import TreeSum, check_chunk_size, chunk_bounds, tree_sum
 from eventsim.learning.tally import evaluate
 from eventsim.learning.trainer import train_step
 from eventsim.norm import CurrentNorm
@@ -50,8 +50,6 @@ def _reference_tree(values: list) -> object:
 @given(st.integers(1, 200))
 def test_tree_sum_adds_as_the_definition_says(n):
     assert tree_sum(list(range(n)), lambda a, b: (a, b)) == _reference_tree(list(range(n)))
-    if n >= 2:
-        assert split_point(n) < n <= 2 * split_point(n)
 
 
 @given(order=st.integers(1, 70).flatmap(lambda n: st.permutations(range(n))))
