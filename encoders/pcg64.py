@@ -15,7 +15,12 @@ congruential generator jumps d steps at once (Brown 1994)::
 with ``A_{2d} = A_d^2`` and ``S_{2d} = S_d * (A_d + 1)``, so a jump of d takes
 one multiply-add per set bit of d (the ladder of ``d = 2^k``). Drawing only
 the numbers a caller reads, in the order of the stream, thus costs those
-numbers and the gaps' bits, not the gaps.
+numbers and the gaps' bits, not the gaps. The numbers of a ``(T, n)`` call
+read at the same columns of every row are cheaper still: column i's state
+in row t + 1 is ``A_n * s + S_n * inc`` of its state in row t, so after
+jumps to the columns of row 0 every number costs one multiply-add, and the
+columns' states advance independently of each other (no chain of jumps
+through all of them).
 
 References: NumPy's ``numpy/random/src/pcg64/pcg64.h`` (constants, step and
 output order) and ``numpy/random/_common.pxd`` (``uint64_to_double``, the
