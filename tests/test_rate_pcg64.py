@@ -7,6 +7,8 @@ ladder, and the documented definition of the spikes written out here
 on other bit generators, or of other types, must take NumPy's own path.
 """
 
+import threading
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -159,6 +161,98 @@ def test_all_zero_and_all_nonzero_images(fill):
     assert_same_events(events, defined_events(x, 9, u, 1.0, np.float32))
     assert (events.index.size == 0) == (fill == 0.0)
     assert_same_state(ours, numpy)
+
+
+@given(seed=st.integers(0, 2**32 - 1), draws=st.lists(st.integers(0, 3), min_size=1, max_size=12),
+       shape=SHAPES, steps=st.integers(1, 5), zero_share=ZERO_SHARES)
+def test_a_list_naming_generators_several_times_draws_as_their_calls_in_turn(seed, draws, shape, steps, zero_share):
+    """Sample b draws from generator ``draws[b]`` of four: each goes on where its previous sample left it."""
+    x = signed_images(seed, len(draws), shape, zero_share)
+    numpy = [np.random.default_rng((seed, g)) for g in range(4)]
+    ours = [np.random.default_rng((seed, g)) for g in range(4)]
+    u = np.stack([numpy[g].random((steps, *shape)) for g in draws])
+    events = rate(x, steps, rng=[ours[g] for g in draws], scale=0.5, dtype=np.float64)
+    assert_same_events(events, defined_events(x, steps, u, 0.5, np.float64))
+    for a, b in zip(ours, numpy):
+        assert_same_state(a, b)
+
+
+def test_a_batch_of_many_generators_with_all_zero_images_among_them():
+    """64 generators, every third image all zero (no events, its generator still advanced by T * n)."""
+    x = signed_images(4, 64, (28, 28), 0.8)
+    x[::3] = 0.0
+    numpy = [np.random.default_rng((9, b)) for b in range(64)]
+    ours = [np.random.default_rng((9, b)) for b in range(64)]
+    u = np.stack([g.random((11, 28, 28)) for g in numpy])
+    events = rate(x, 11, rng=ours, scale=0.5)
+    assert_same_events(events, defined_events(x, 11, u, 0.5, np.float32))
+    assert all(events.sample(b).index.size == 0 for b in range(0, 64, 3))
+    for a, b in zip(ours, numpy):
+        assert_same_state(a, b)
+
+
+def test_one_generator_for_a_large_batch_draws_the_batchs_numbers_in_one_stream():
+    x = signed_images(6, 40, (28, 28), 0.8)
+    numpy, ours = np.random.default_rng(12), np.random.default_rng(12)
+    u = numpy.random((40, 13, 28, 28))
+    assert_same_events(rate(x, 13, rng=ours), defined_events(x, 13, u, 1.0, np.float32))
+    assert_same_state(ours, numpy)
+
+
+@pytest.mark.parametrize("pending", [(0, 0), (1, 2**31 + 5)])
+def test_a_generator_after_coding_draws_what_numpys_draws_with_every_method(pending):
+    """After coding, integers, normals, 32-bit halves (the buffered ``uinteger`` included) are NumPy's."""
+    x = signed_images(1, 3, (28, 28), 0.8)
+    numpy, ours = generator_at(2**100 + 3, 2**90 + 1, *pending), generator_at(2**100 + 3, 2**90 + 1, *pending)
+    numpy.random((3, 7, 28, 28))
+    rate(x, 7, rng=[ours] * 3)
+    np.testing.assert_array_equal(ours.integers(0, 2**32, 9, dtype=np.uint32),
+                                  numpy.integers(0, 2**32, 9, dtype=np.uint32))
+    np.testing.assert_array_equal(ours.standard_normal(9), numpy.standard_normal(9))
+    np.testing.assert_array_equal(ours.integers(0, 2**63, 9), numpy.integers(0, 2**63, 9))
+    assert_same_state(ours, numpy)
+
+
+def test_a_list_mixing_pcg64_with_other_generators_codes_each_samples_documented_draw():
+    make = [lambda: np.random.default_rng(1), OTHER_GENERATORS["Philox"], lambda: np.random.default_rng(2)]
+    x = signed_images(3, 3, (28, 28), 0.8)
+    numpy, ours = [m() for m in make], [m() for m in make]
+    u = np.stack([g.random((5, 28, 28)) for g in numpy])
+    assert_same_events(rate(x, 5, rng=ours, scale=0.5), defined_events(x, 5, u, 0.5, np.float32))
+    for a, b in zip(ours, numpy):
+        assert_same_state(a, b)
+
+
+def test_coding_releases_the_generators_locks():
+    """NumPy's own draws take the lock again after coding (a lock left held would hang them; refused here)."""
+    generators = [np.random.default_rng(b) for b in range(3)]
+    rate(signed_images(0, 3, (5,), 0.5), 4, rng=generators)
+    assert all(g.bit_generator.lock.acquire(blocking=False) for g in generators)
+
+
+def test_threads_coding_from_shared_generators_in_opposite_orders_neither_hang_nor_lose_draws():
+    """Each call holds every generator it draws from: two threads naming g, h and h, g take turns.
+
+    Whatever the turns, each generator ends advanced by all the numbers of
+    all the calls (a draw lost to a race would leave it short).
+    """
+    g, h = np.random.default_rng(1), np.random.default_rng(2)
+    x = signed_images(5, 2, (28, 28), 0.8)
+
+    def code(order):
+        for _ in range(30):
+            rate(x, 6, rng=order)
+
+    threads = [threading.Thread(target=code, args=(order,)) for order in ([g, h], [h, g])]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads)
+    for ours, seed in ((g, 1), (h, 2)):
+        numpy = np.random.default_rng(seed)
+        numpy.random((2 * 30, 6, 28, 28))
+        assert_same_state(ours, numpy)
 
 
 class PCG64Subclass(np.random.PCG64):
