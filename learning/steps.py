@@ -205,6 +205,8 @@ def batch_of(data: Sequence[tuple[Events, int]], indices: Sequence[int]) -> tupl
         if not isinstance(events, Events) or events.batch != len(run) or np.shape(labels) != (len(run),):
             raise OptionError(f"{type(data).__name__}.read_batch of {len(run)} samples must give (Events of batch "
                               f"{len(run)}, {len(run)} labels), got {type(events).__name__}")
+    if len(parts) == 1:  # one thread: the part is the batch (a copy would only fault its pages in)
+        return parts[0][0], np.asarray(parts[0][1]).astype(np.int64)
     return Events.concat([part[0] for part in parts]), np.concatenate([part[1] for part in parts]).astype(np.int64)
 
 
