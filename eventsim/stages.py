@@ -362,6 +362,8 @@ class NeuronStage(Stage):
     """Synapses (one, or two merging in a residual block) feeding a neuron layer, through its norm if any."""
 
     channel_last = True
+    #: Whether the spike counts and traces are left out (None) in a run that does not record them.
+    counts_optional = True
 
     def __init__(self, ops: list[SynapseOp], neuron: LIF, name: str, shape, dtype: np.dtype, train: bool = False,
                  owner: Layer | None = None) -> None:
@@ -416,7 +418,13 @@ class NeuronStage(Stage):
             synaptic=np.zeros(n, self.dtype) if self.synaptic else None,
             fired=np.zeros(n, np.bool_) if self.delayed else None,
         )
-        sample.traces[self.name] = np.zeros(n, self.dtype)
+        # What a run does not record is not kept (None): the neuron kernels then leave it out.
+        sample.traces[self.name] = np.zeros(n, self.dtype) if self._keeps("traces", record) else None
+        if not self._keeps("counts", record):
+            sample.totals[self.name] = None
+
+    def _keeps(self, what: str, record: frozenset) -> bool:
+        return what in record or not self.counts_optional
 
     def integrate(self, state: NeuronState, cur: np.ndarray, counts: np.ndarray, traces: np.ndarray, clear: bool,
                   synaptic: np.ndarray | None = None, flags: np.ndarray | None = None) -> tuple:
@@ -631,6 +639,8 @@ class RecurrentStage(NeuronStage):
     row. The spikes of a window's last step wait in ``Sample.pending`` for
     the next window.
     """
+
+    counts_optional = False  # kernels.recurrent_window keeps them
 
     def __init__(self, ops: list[SynapseOp], block: Recurrent, shape, dtype: np.dtype, train: bool = False) -> None:
         super().__init__(ops, block.neuron, block.neuron.name, shape, dtype, train)

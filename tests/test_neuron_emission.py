@@ -107,6 +107,9 @@ def window_case(seed: int, dtype, layer: tuple, steps: int, firing: str, nonfini
     return cur, theta, v
 
 
+#: The per-neuron sums a caller keeps; the others are passed as None (a run that does not record them).
+KEPT = [("counts", "traces"), ("counts",), ("traces",), ()]
+
 cases = dict(seed=st.integers(0, 2**32 - 1), dtype=st.sampled_from([np.float32, np.float64]),
              layer=st.sampled_from(LAYERS), steps=st.integers(1, 12),
              firing=st.sampled_from(["none", "some", "some", "all"]), nonfinite=st.booleans(),
@@ -115,14 +118,14 @@ cases = dict(seed=st.integers(0, 2**32 - 1), dtype=st.sampled_from([np.float32, 
 
 
 @settings(max_examples=150, deadline=None)
-@given(clear=st.booleans(), delayed=st.booleans(), **cases)
+@given(clear=st.booleans(), delayed=st.booleans(), kept=st.sampled_from(KEPT), **cases)
 def test_plain_window_equals_the_stepwise_reference(seed, dtype, layer, steps, firing, nonfinite, leak, soft, strict,
-                                                    v_reset, clear, delayed):
+                                                    v_reset, clear, delayed, kept):
     cur, theta, v = window_case(seed, dtype, layer, steps, firing, nonfinite)
     n = cur.shape[1]
     fired = (np.random.default_rng(seed + 1).random(n) < 0.5) if delayed else None
     want = reference(v, cur, theta, dtype(leak), soft, dtype(v_reset), strict, 1.0, fired, clear)
-    counts, traces = np.zeros(n, dtype), np.zeros(n, dtype)
+    counts, traces = (np.zeros(n, dtype) if what in kept else None for what in ("counts", "traces"))
     got_fired = None if fired is None else fired.copy()
     got = kernels.plain_lif_window(v, cur, theta, dtype(leak), soft, dtype(v_reset), strict, counts, traces, dtype(1),
                                    got_fired, clear)
@@ -131,15 +134,16 @@ def test_plain_window_equals_the_stepwise_reference(seed, dtype, layer, steps, f
     assert got[3] == want[3], "overflow flag"
     for a, b, what in ((v, want[4], "potential"), (counts, want[5], "counts"), (traces, want[6], "traces"),
                        (cur, want[7], "buffer")):
-        assert_same_bits(a, b, what)
+        if a is not None:  # a count or trace left out (None) is neither kept nor needed for the rest
+            assert_same_bits(a, b, what)
     if delayed:
         assert_same_bits(got_fired, want[8], "fired")
 
 
 @settings(max_examples=150, deadline=None)
-@given(shift=st.integers(0, 7), extra_flags=st.sampled_from([0.0, 0.3]), **cases)
+@given(shift=st.integers(0, 7), extra_flags=st.sampled_from([0.0, 0.3]), kept=st.sampled_from(KEPT), **cases)
 def test_flagged_window_equals_the_stepwise_reference(seed, dtype, layer, steps, firing, nonfinite, leak, soft, strict,
-                                                      v_reset, shift, extra_flags):
+                                                      v_reset, shift, extra_flags, kept):
     """Flags on the blocks that received a current, and on some that did not."""
     cur, theta, v = window_case(seed, dtype, layer, steps, firing, nonfinite)
     n = cur.shape[1]
@@ -151,7 +155,7 @@ def test_flagged_window_equals_the_stepwise_reference(seed, dtype, layer, steps,
     flags |= np.random.default_rng(seed + 1).random(flags.shape) < extra_flags
     flags = flags.astype(np.uint8)
     want = reference(v, cur, theta, dtype(leak), soft, dtype(v_reset), strict, 1.0, None, True)
-    counts, traces = np.zeros(n, dtype), np.zeros(n, dtype)
+    counts, traces = (np.zeros(n, dtype) if what in kept else None for what in ("counts", "traces"))
     got = kernels.flagged_lif_window(v, cur, flags, shift, theta, dtype(leak), soft, dtype(v_reset), strict, counts,
                                      traces, dtype(1))
     for a, b, what in zip(got[:3], want[:3], ("indptr", "index", "value")):
@@ -159,7 +163,8 @@ def test_flagged_window_equals_the_stepwise_reference(seed, dtype, layer, steps,
     assert got[3] == want[3], "overflow flag"
     for a, b, what in ((v, want[4], "potential"), (counts, want[5], "counts"), (traces, want[6], "traces"),
                        (cur, want[7], "buffer")):
-        assert_same_bits(a, b, what)
+        if a is not None:
+            assert_same_bits(a, b, what)
     assert not flags.any(), "flags left set"
 
 
@@ -176,3 +181,27 @@ def test_every_neuron_of_a_step_fires_in_order():
     # channel-last neuron j = 2 * p + c has the C-order index c * 65 + p
     assert index.tolist() == [c * 65 + p for p in range(65) for c in range(2)]
     assert value.tolist() == [1.0] * 130 and not overflow and not cur.any()
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), steps=st.integers(1, 40))
+def test_a_run_that_keeps_no_counts_or_traces_computes_the_same_spikes_and_readout(seed, steps):
+    """Counts and traces are left out of the neuron kernels unless recorded: the rest is unchanged, and the
+    counts, when recorded, are the spikes summed (Events.totals, another summation of the same events)."""
+    import eventsim as es
+
+    rng = np.random.default_rng(seed)
+    net = es.Network([es.Conv2d(2, 4, 3, padding=1), es.LIF(0.5, leak=0.9), es.SpikingAvgPool(2), es.Flatten(),
+                      es.Linear(64, 6), es.LIF(0.4, leak=0.8), es.Linear(6, 3), es.Readout(leak=0.95)], (2, 8, 8))
+    for layer in net.walk():
+        if isinstance(layer, (es.Conv2d, es.Linear)):
+            layer.weight = rng.normal(0, 0.8, layer.weight_shape).astype(np.float32)
+    events = es.Events.from_dense((rng.random((2, steps, 2, 8, 8)) < 0.3).astype(np.float32))
+    lean = net.run(events, record=("spikes",))
+    full = net.run(events, record=("spikes", "counts", "traces"))
+    assert_same_bits(lean.output, full.output, "readout")
+    for name, spikes in full.spikes.items():
+        for what in ("indptr", "index", "value"):
+            assert_same_bits(getattr(lean.spikes[name], what), getattr(spikes, what), f"{name} spikes {what}")
+        assert_same_bits(full.counts[name], spikes.totals(), f"{name} counts")
+    assert not lean.counts and not lean.traces

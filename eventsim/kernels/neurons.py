@@ -91,7 +91,9 @@ def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.
     theta : (C,) float array, one threshold per channel (inf: never fires).
     leak, v_reset : float scalars of the buffer's dtype.
     soft, strict : bool.
-    counts, traces : (N,) float arrays, channel-last, updated in place.
+    counts, traces : (N,) float arrays, channel-last, updated in place; or
+        None, each, where the caller does not keep it (the loop then neither
+        reads nor writes it).
     gain : float
         The input gain g (k of EULER), rounded once to the buffer's dtype.
     fired : (N,) bool array, optional
@@ -192,8 +194,10 @@ def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.
                 spikes = one if fire else zero
             else:
                 spikes = spike_count(uu, th, strict, max_spikes) if fire else zero
-            counts[j] += spikes
-            traces[j] = leak * traces[j] + spikes
+            if counts is not None:  # None: not kept, and the loop compiles without them
+                counts[j] += spikes
+            if traces is not None:
+                traces[j] = leak * traces[j] + spikes
             if fired is not None:
                 fired[j] = fire
                 v[j] = leak * uu
@@ -442,7 +446,8 @@ def _leaked(v, traces, lo, hi, owed, leak, g_zero):
     for _ in range(owed):
         for j in range(lo, hi):
             v[j] = leak * v[j] + g_zero
-            traces[j] = leak * traces[j] + zero
+            if traces is not None:
+                traces[j] = leak * traces[j] + zero
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -454,8 +459,10 @@ def _plain_update(v, counts, traces, j, x, th, leak, g, soft, v_reset, reaching)
     uu = leak * v[j] + g * x
     fire = (uu > th) | ((uu == th) & reaching)
     spikes = v.dtype.type(1) if fire else v.dtype.type(0)
-    counts[j] += spikes
-    traces[j] = leak * traces[j] + spikes
+    if counts is not None:
+        counts[j] += spikes
+    if traces is not None:
+        traces[j] = leak * traces[j] + spikes
     v[j] = (uu - th if soft else v_reset) if fire else uu
     return uu, fire
 
