@@ -27,12 +27,12 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA
 
 import argparse
 import platform
-import time
 
 import numpy as np
 from numba import njit
 
 from eventsim.kernels import linear_transpose, pool_transpose
+from timing import best_time, dense_delta
 
 #: (name, channels, input side): the LeNet's two 2x2 stride-2 average pools.
 POOLS = (("pool1", 20, 34), ("pool2", 50, 17))
@@ -68,23 +68,6 @@ def baseline_pool_transpose(grad_in, delta, weight, channels, in_hw, out_hw, ker
                         in_at = ((oy * sh + i) * w + ox * sw + j) * channels
                         for c in range(channels):
                             grad_in[k, in_at + c] += weight * delta[k, d_at + c]
-
-
-def best_time(fn, repeats: int) -> float:
-    fn()  # warm-up (Numba compilation or cache load)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
-def dense_delta(frames: int, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``dL/dS * sigma'(U - theta)`` with the fast sigmoid of slope 25 at random potentials: dense, float32."""
-    potential = rng.normal(0.5, 0.5, size=(frames, n))
-    surrogate = 1.0 / (1.0 + 25.0 * np.abs(potential - 1.0)) ** 2
-    return (rng.normal(0, 1e-3, size=(frames, n)) * surrogate).astype(np.float32)
 
 
 def compare(kernel, baseline, grad_shape: tuple[int, int], args: tuple, macs: int, repeats: int) -> dict:

@@ -20,25 +20,15 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA
 
 import argparse
 import platform
-import time
 
 import numpy as np
 
 from eventsim.dense import conv2d
 from eventsim.events import Events
 from eventsim.kernels import conv_scatter
+from timing import best_time
 
 C_IN, C_OUT, K, PAD, SIZE = 2, 20, 5, 2, 34
-
-
-def best_time(fn, repeats: int) -> float:
-    fn()  # warm-up (and Numba compilation)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def measure(density: float, steps: int, repeats: int, rng: np.random.Generator) -> dict:

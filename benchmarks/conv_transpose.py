@@ -30,33 +30,16 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA
 
 import argparse
 import platform
-import time
 
 import numpy as np
 
 from eventsim.bench import peak
 from eventsim.kernels import conv_transpose
+from timing import best_time, dense_delta
 
 #: (name, input channels, output channels, map side): the LeNet's two convolutions, 5x5, padding 2, stride 1.
 LAYERS = (("conv2", 20, 50, 17), ("conv1", 2, 20, 34))
 KERNEL, PAD = 5, 2
-
-
-def best_time(fn, repeats: int) -> float:
-    fn()  # warm-up (Numba compilation or cache load)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
-def dense_delta(steps: int, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``dL/dS * sigma'(U - theta)`` with the fast sigmoid of slope 25 at random potentials: dense, float32."""
-    potential = rng.normal(0.5, 0.5, size=(steps, n))
-    surrogate = 1.0 / (1.0 + 25.0 * np.abs(potential - 1.0)) ** 2
-    return (rng.normal(0, 1e-3, size=(steps, n)) * surrogate).astype(np.float32)
 
 
 def add_peak(repeats: int) -> float:

@@ -28,11 +28,11 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA
 
 import argparse
 import platform
-import time
 
 import numpy as np
 
 from eventsim.kernels import flagged_lif_window, plain_lif_window
+from timing import best_time
 
 POSITIONS, CHANNELS = 34 * 34, 20
 #: log2 of the flag blocks (eventsim.stages.FLAG_SHIFT).
@@ -54,19 +54,6 @@ def currents(steps: int, density: float, scale: float, block_share: float, rng: 
     reached = np.zeros((steps, blocks << SHIFT), bool)
     reached[:, :n] = nonzero
     return cur, reached.reshape(steps, blocks, -1).any(axis=2).astype(np.uint8)
-
-
-def best_time(call, refill, repeats: int) -> float:
-    """Best of ``repeats`` timed ``call()``, each after an untimed ``refill()``, after a warm-up."""
-    refill()
-    call()
-    times = []
-    for _ in range(repeats):
-        refill()
-        t0 = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def measure(flagged: bool, steps: int, density: float, scale: float, repeats: int, rng: np.random.Generator) -> dict:
@@ -92,7 +79,7 @@ def measure(flagged: bool, steps: int, density: float, scale: float, repeats: in
             out["events"] = plain_lif_window(v, buf, theta, LEAK, False, np.float32(0), False, counts, traces,
                                              np.float32(1), None, True)[1].shape[0]
 
-    seconds = best_time(call, refill, repeats)
+    seconds = best_time(call, repeats, before=refill)
     return {"ns": seconds / cur.size * 1e9, "firing": out["events"] / cur.size}
 
 
