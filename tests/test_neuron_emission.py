@@ -117,7 +117,7 @@ cases = dict(seed=st.integers(0, 2**32 - 1), dtype=st.sampled_from([np.float32, 
              v_reset=st.sampled_from([0.0, -0.5, 0.25]))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(clear=st.booleans(), delayed=st.booleans(), kept=st.sampled_from(KEPT), **cases)
 def test_plain_window_equals_the_stepwise_reference(seed, dtype, layer, steps, firing, nonfinite, leak, soft, strict,
                                                     v_reset, clear, delayed, kept):
@@ -140,7 +140,7 @@ def test_plain_window_equals_the_stepwise_reference(seed, dtype, layer, steps, f
         assert_same_bits(got_fired, want[8], "fired")
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(shift=st.integers(0, 7), extra_flags=st.sampled_from([0.0, 0.3]), kept=st.sampled_from(KEPT), **cases)
 def test_flagged_window_equals_the_stepwise_reference(seed, dtype, layer, steps, firing, nonfinite, leak, soft, strict,
                                                       v_reset, shift, extra_flags, kept):
