@@ -58,11 +58,13 @@ def assert_same_bits(a: np.ndarray, b: np.ndarray, what: str) -> None:
 @given(seed=seeds, dtype=DTYPES, steps=st.integers(1, 40), c=st.integers(1, 4), hw=st.integers(1, 9),
        shift=st.integers(0, 6), leak=st.sampled_from([1.0, 0.5, 0.875, 0.99, 0.0]), soft=st.booleans(),
        strict=st.booleans(), v_reset=st.sampled_from([0.0, -0.5, 0.25, 2.0]), v_init=st.sampled_from([0.0, 0.5, 3.0]),
-       density=st.sampled_from([0.0, 0.05, 0.3, 1.0]), extra=st.sampled_from([0.0, 0.2]))
+       density=st.sampled_from([0.0, 0.05, 0.3, 1.0]), extra=st.sampled_from([0.0, 0.2]),
+       gain=st.sampled_from([1.0, 0.75, -1.0]))
 def test_flagged_window_equals_the_full_update(seed, dtype, steps, c, hw, shift, leak, soft, strict, v_reset, v_init,
-                                               density, extra):
+                                               density, extra, gain):
     """Sparse currents, flags where they are (and some where they are not), potentials that may start or be
-    reset at or above theta (soft remainders, v_reset above theta): every output and state bit is the same."""
+    reset at or above theta (soft remainders, v_reset above theta), a negative gain (whose g * 0 is -0): every
+    output and state bit is the same."""
     rng = np.random.default_rng(seed)
     n, block = c * hw * hw, 1 << shift
     blocks = (n + block - 1) // block
@@ -74,8 +76,8 @@ def test_flagged_window_equals_the_full_update(seed, dtype, steps, c, hw, shift,
     v, counts, traces = (np.full(n, v_init, dtype) for _ in range(3))
     counts[:], traces[:] = 0, rng.integers(0, 3, n)
     fv, fcur, fcounts, ftraces = v.copy(), cur.copy(), counts.copy(), traces.copy()
-    want = kernels.plain_lif_window(v, cur, *args, counts, traces, dtype(1), None, True)
-    got = kernels.flagged_lif_window(fv, fcur, flags, shift, *args, fcounts, ftraces, dtype(1))
+    want = kernels.plain_lif_window(v, cur, *args, counts, traces, dtype(gain), None, True)
+    got = kernels.flagged_lif_window(fv, fcur, flags, shift, *args, fcounts, ftraces, dtype(gain))
     for a, b, what in zip(got[:3], want[:3], ("indptr", "index", "value")):
         assert_same_bits(a, b, what)
     assert got[3] == want[3]

@@ -338,7 +338,12 @@ def flagged_lif_window(v, u, flags, shift, theta, leak, soft, v_reset, strict, c
     ``f = lam * f + 0`` (its count would add +0): these steps are owed, and
     applied as the same products, step after step, when the block is next
     updated and at the window's end, so that the potentials and traces have
-    the bits of :func:`plain_lif_window`'s.
+    the bits of :func:`plain_lif_window`'s (see :func:`_leaked`).
+
+    With the hard reset to ``v_reset < theta`` (``<=`` with the strict
+    test) and every ``theta > 0``, no update leaves a block hot but for a NaN
+    R, whose steps give the same NaN whether updated or leaked; the test
+    after each update is then left out.
 
     Valid for ``0 <= lam <= 1`` and a finite g (the caller's to ensure):
     then ``R < theta`` with ``theta > 0`` gives ``lam * R + g * 0 < theta``
@@ -374,6 +379,9 @@ def flagged_lif_window(v, u, flags, shift, theta, leak, soft, v_reset, strict, c
     reaching = not strict
     th_of, c_order = _per_neuron(theta, size, u.dtype)
     hot = np.empty(blocks, np.bool_)
+    th_min = theta.min()
+    heats = soft or not (th_min > 0 and ((v_reset <= th_min) if strict else (v_reset < th_min)))
+    todo = np.empty(blocks, np.int64)  # the blocks a step updates
     for b in range(blocks):
         lo, hi = uint64(b << shift), uint64(min((b + 1) << shift, size))
         hot[b] = not _cold(v, th_of, lo, hi, strict)
@@ -387,22 +395,28 @@ def flagged_lif_window(v, u, flags, shift, theta, leak, soft, v_reset, strict, c
     updated = 0
     overflow = False
     for k in range(steps):
-        listed = 0
+        # The blocks to update, listed without a jump per block (whether a
+        # block is flagged is as good as random: a mispredicted jump per
+        # block cost more than the listing).
+        todo_n = 0
         for b in range(blocks):
-            if flags[k, b] == 0 and not hot[b]:
-                continue
-            flags[k, b] = 0
-            updated += 1
+            todo[todo_n] = b
+            todo_n += (flags[k, b] != 0) | hot[b]
+        flags[k, :] = 0
+        updated += todo_n
+        listed = 0
+        for t in range(todo_n):
+            b = todo[t]
             # Unsigned, so that no index is tested for wrapping around from
             # the end, which keeps LLVM from vectorising the loops (about 4x).
             lo, hi = uint64(b << shift), uint64(min((b + 1) << shift, size))
             _leaked(v, traces, lo, hi, k - due[b], leak, g_zero)
             due[b] = k + 1
-            for j in range(lo, hi):
-                uu, fire = _plain_update(v, counts, traces, j, u[k, j], th_of[j], leak, g, soft, v_reset, reaching)
-                u[k, j] = uu if fire else zero
-                spiked[j] = fire
-            hot[b] = not _cold(v, th_of, lo, hi, strict)
+            if soft:  # a literal for each loop, which then has no test of it per neuron
+                _updated_block(v, u, k, lo, hi, spiked, th_of, counts, traces, leak, g, True, v_reset, reaching)
+            else:
+                _updated_block(v, u, k, lo, hi, spiked, th_of, counts, traces, leak, g, False, v_reset, reaching)
+            hot[b] = heats and not _cold(v, th_of, lo, hi, strict)
             # The blocks of 64 that this one spans, after those already listed (ascending, as the blocks are).
             first, last = (b << shift) >> 6, (min((b + 1) << shift, size) - 1) >> 6
             if listed > 0 and updated_blocks[listed - 1] == first:
@@ -441,13 +455,44 @@ def _cold(v, th_of, lo, hi, strict):
 
 @njit(cache=True, nogil=True, inline="always")
 def _leaked(v, traces, lo, hi, owed, leak, g_zero):
-    """``owed`` steps without current of the neurons ``lo .. hi - 1``: ``R = lam * R + g * 0``, ``f = lam * f + 0``."""
+    """``owed`` steps without current of the neurons ``lo .. hi - 1``: ``R = lam * R + g * 0``, ``f = lam * f + 0``.
+
+    Computed as ``owed`` products ``R = lam * R``, then one ``R + g * 0``,
+    which has the same bits: adding a zero changes no number but a -0 (to
+    +0 when ``g * 0`` is +0), and a zero stays a zero of the same sign as it
+    leaks (``lam >= 0``), so the steps' additions can all wait for the last.
+    The products of a whole block of 64 run in a loop of known length,
+    which LLVM keeps in registers across the steps.
+    """
+    if owed <= 0:
+        return
     zero = v.dtype.type(0)
-    for _ in range(owed):
-        for j in range(lo, hi):
-            v[j] = leak * v[j] + g_zero
-            if traces is not None:
-                traces[j] = leak * traces[j] + zero
+    if hi - lo == 64:
+        for _ in range(owed):
+            for i in range(64):
+                v[lo + uint64(i)] = leak * v[lo + uint64(i)]
+                if traces is not None:
+                    traces[lo + uint64(i)] = leak * traces[lo + uint64(i)]
+    else:
+        for _ in range(owed):
+            for j in range(lo, hi):
+                v[j] = leak * v[j]
+                if traces is not None:
+                    traces[j] = leak * traces[j]
+    for j in range(lo, hi):
+        v[j] = v[j] + g_zero
+        if traces is not None:
+            traces[j] = traces[j] + zero
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _updated_block(v, u, k, lo, hi, spiked, th_of, counts, traces, leak, g, soft, v_reset, reaching):
+    """:func:`_plain_update` of the neurons ``lo .. hi - 1`` at step ``k``: U into ``u`` where they fire (else 0), flags into ``spiked``."""
+    zero = v.dtype.type(0)
+    for j in range(lo, hi):
+        uu, fire = _plain_update(v, counts, traces, j, u[k, j], th_of[j], leak, g, soft, v_reset, reaching)
+        u[k, j] = uu if fire else zero
+        spiked[j] = fire
 
 
 @njit(cache=True, nogil=True, inline="always")
