@@ -323,7 +323,7 @@ def _packed(spiked_words, first):
 
 
 @njit(cache=True, nogil=True)
-def flagged_lif_window(v, u, flags, shift, theta, leak, soft, v_reset, strict, counts, traces, gain):
+def flagged_lif_window(v, u, flags, shift, theta, leak, soft, v_reset, strict, counts, traces, gain, most=1.0):
     """:func:`plain_lif_window` with ``clear``, reading only the blocks of neurons that received a current.
 
     ``flags[k, b]`` is nonzero where a scatter kernel added a current to
@@ -352,10 +352,16 @@ def flagged_lif_window(v, u, flags, shift, theta, leak, soft, v_reset, strict, c
     owes. The immediate reset only: with the delayed one a neuron without
     input resets.
 
+    When more than the share ``most`` of the (step, block) pairs are
+    flagged, skipping gains less than reading the flags costs: the window
+    then takes :func:`plain_lif_window` (the same bits), and no pair is
+    only leaked.
+
     Parameters
     ----------
     flags : (K, ceil(N / 2^shift)) uint8 array, zeroed on exit.
     shift : int, log2 of the block size.
+    most : float, the largest share of flagged pairs for which blocks are skipped.
     (the others) : as in :func:`lif_window`.
 
     Returns
@@ -365,6 +371,14 @@ def flagged_lif_window(v, u, flags, shift, theta, leak, soft, v_reset, strict, c
     """
     steps, size = u.shape
     blocks = flags.shape[1]
+    flagged = 0
+    for f in flags.ravel():
+        flagged += f != 0
+    if flagged > most * flags.size:
+        flags[:] = 0
+        indptr, index, value, overflow = plain_lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces,
+                                                          gain, None, True)
+        return indptr, index, value, overflow, 0
     g = u.dtype.type(gain)
     zero = u.dtype.type(0)
     g_zero = g * zero  # g * I of a neuron without current: +0, or -0 for g < 0
