@@ -7,6 +7,7 @@ from numba import njit, uint64
 from numba.cpython.unsafe.numbers import trailing_zeros
 
 from eventsim.kernels.buffers import grown_to
+from eventsim.kernels.prefetch import prefetch_for_write
 
 #: Whether byte i of a 64-bit word holds its bits 8i..8i+7 (the spike scan reads bytes as words).
 LITTLE_ENDIAN = sys.byteorder == "little"
@@ -419,8 +420,12 @@ def flagged_lif_window(v, u, flags, shift, theta, leak, soft, v_reset, strict, c
         flags[k, :] = 0
         updated += todo_n
         listed = 0
+        for t in range(min(todo_n, PREFETCH_AHEAD)):
+            _prefetched_block(u, k, todo[t], shift, size)
         for t in range(todo_n):
             b = todo[t]
+            if t + PREFETCH_AHEAD < todo_n:
+                _prefetched_block(u, k, todo[t + PREFETCH_AHEAD], shift, size)
             # Unsigned, so that no index is tested for wrapping around from
             # the end, which keeps LLVM from vectorising the loops (about 4x).
             lo, hi = uint64(b << shift), uint64(min((b + 1) << shift, size))
@@ -449,6 +454,21 @@ def flagged_lif_window(v, u, flags, shift, theta, leak, soft, v_reset, strict, c
     for j in range(size):
         overflow |= not abs(v[j]) < np.inf
     return out_ptr, out_idx[:n], out_val[:n], overflow, steps * blocks - updated
+
+
+#: How many listed blocks ahead :func:`flagged_lif_window` asks for the currents of: a block's
+#: currents were written by the scatter kernels long before and sit far from the last block's;
+#: fetched while the blocks before are updated, they cost 4-6 % less time in the whole
+#: inference run of Lee's N-MNIST LeNet at T = 300 and 600 (8 against 2 or 4: within 2 %).
+PREFETCH_AHEAD = 8
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _prefetched_block(u, k, b, shift, size):
+    """Hint the cache lines of block ``b``'s currents at step ``k``: one hint per 16 entries (a 64-byte line of float32)."""
+    lo = b << shift
+    for q in range(0, min(1 << shift, size - lo), 16):
+        prefetch_for_write(u, k, uint64(lo + q))
 
 
 @njit(cache=True, nogil=True, inline="always")
