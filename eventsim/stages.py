@@ -47,12 +47,18 @@ from eventsim.layers import (
 from eventsim.layout import as3, to_c_order
 from eventsim.norm import affine, batch_statistics
 
-#: Default bound on a window's current buffer, in elements (16 MiB in float32).
+#: Default bound on a window's current buffer, in elements (32 MiB in float32).
 #: Larger windows mean fewer passes through the stages' Python per sample,
-#: which the threads share the GIL for: 2^22 against 2^20 made inference of
-#: Lee's N-MNIST LeNet 5-15 % faster at T = 100 and 300 (a whole sample's
-#: 100 steps of its widest layer in one window), the more so on 2 threads.
-WINDOW_ELEMENTS = 1 << 22
+#: which the threads share the GIL for, and fewer windows for the neuron
+#: kernels to set up: inference of Lee's N-MNIST LeNet on 2 threads, 2^23
+#: against 2^22: 12 % faster at T = 300 (the whole sample's 300 steps of its
+#: widest layer in one window) and 10 % at T = 600 (2^22 against 2^20 had
+#: made it 5-15 % faster at T = 100 and 300).
+WINDOW_ELEMENTS = 1 << 23
+#: The least a thread's current buffer holds, in elements (16 MiB in float32):
+#: a run whose windows are smaller (a training run at T = 100, most networks)
+#: keeps that, not a buffer as large as the window bound.
+BUFFER_ELEMENTS = 1 << 22
 
 #: log2 of the neurons per block of a window's current flags (kernels.flagged_lif_window):
 #: a block is read only at the steps a synapse added a current to it. Blocks of 64 against
@@ -79,7 +85,7 @@ def is_neuron(layer: Layer) -> bool:
 _scratch = threading.local()
 
 
-def _zeroed(shape: tuple[int, int], dtype: np.dtype, least: int = WINDOW_ELEMENTS) -> np.ndarray:
+def _zeroed(shape: tuple[int, int], dtype: np.dtype, least: int = BUFFER_ELEMENTS) -> np.ndarray:
     """A zeroed window buffer, reused by the calling thread from one window to the next.
 
     One stage's buffer is done with before the next stage starts (what
@@ -460,7 +466,7 @@ class NeuronStage(Stage):
         if self.skips_silent and not keep:
             blocks = (prod(self.shape) + (1 << FLAG_SHIFT) - 1) >> FLAG_SHIFT
             flags = _zeroed((steps, blocks), np.dtype(np.uint8),
-                            WINDOW_ELEMENTS >> FLAG_SHIFT)
+                            BUFFER_ELEMENTS >> FLAG_SHIFT)
         held = sample.pending.get((self.name, "currents"))
         t0 = sample.window_start
         # Recorded potentials: the window is integrated in its own rows of the
