@@ -367,6 +367,16 @@ class Events:
         """Number of events per sample, shape ``(batch,)``."""
         return np.diff(self.indptr[:: self.steps])
 
+    def busiest_first(self) -> np.ndarray:
+        """The sample indices by descending number of events, ties in sample order.
+
+        The order in which threads take a batch's samples
+        (:func:`eventsim.threads.ordered_map`): a sample's work grows with
+        its events, and taking the longest first leaves short ones for the
+        end, so that the threads finish close together.
+        """
+        return np.argsort(-self.event_counts(), kind="stable")
+
     def __repr__(self) -> str:
         return (
             f"Events(batch={self.batch}, steps={self.steps}, shape={self.shape}, "

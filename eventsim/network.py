@@ -473,10 +473,12 @@ class Network:
         # Samples are independent but for the batch statistics of norms: they
         # run in parallel (eventsim.threads), meeting where a norm needs the
         # batch's sums, and every per-sample result lands in its own slot.
+        # The threads take the samples with the most input events first.
         samples = in_lockstep(
-            self._run_sample(stages, events, b, record, window, per_step, per_neuron, keep, norm_currents,
-                             initial, checkpoints)
-            for b in range(batch)
+            [self._run_sample(stages, events, b, record, window, per_step, per_neuron, keep, norm_currents,
+                              initial, checkpoints)
+             for b in range(batch)],
+            events.busiest_first(),
         )
         result = self._collect(stages, samples, record, keep, steps)
         for name, currents in norm_currents.items():

@@ -306,20 +306,20 @@ def _advance(task: Task, reply: np.ndarray | None) -> tuple[bool, Any]:
         return True, stop.value
 
 
-def in_lockstep(tasks: Sequence[Task]) -> list:
+def in_lockstep(tasks: Sequence[Task], order: Sequence[int] | None = None) -> list:
     """Run per-sample generators in parallel, meeting wherever they need a batch-wide sum.
 
     Each task yields a float64 array (its partial sums) and receives the sum
     of all tasks' arrays, taken in task order, so the result does not depend
-    on the number of threads (:func:`eventsim.threads.ordered_map`). All
-    tasks must meet the same synchronisation points. Returns the tasks'
-    return values in order; a task without synchronisation points simply
-    runs to its end.
+    on the number of threads (:func:`eventsim.threads.ordered_map`, whose
+    threads take the tasks in ``order``). All tasks must meet the same
+    synchronisation points. Returns the tasks' return values in order; a
+    task without synchronisation points simply runs to its end.
     """
     tasks = list(tasks)
     replies: list = [None] * len(tasks)
     while True:
-        states = list(ordered_map(lambda pair: _advance(*pair), list(zip(tasks, replies, strict=True))))
+        states = list(ordered_map(lambda pair: _advance(*pair), list(zip(tasks, replies, strict=True)), order))
         finished = [done for done, _ in states]
         if all(finished):
             return [value for _, value in states]

@@ -18,7 +18,7 @@ import itertools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
-from typing import Callable, Iterable, TypeVar
+from typing import Callable, Iterable, Sequence, TypeVar
 
 import numpy as np
 
@@ -89,13 +89,16 @@ def _executor(n: int) -> ThreadPoolExecutor:
         return _pool
 
 
-def ordered_map(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], order: Sequence[int] | None = None) -> list[R]:
     """``fn`` applied to every item on :func:`get_threads` threads; the results in the items' order.
 
     One task per thread, not per item: up to ``get_threads()`` threads of
     the pool each take the next item not yet taken until none is left, so a
     thread that drew short items takes more of them, and handing over costs
-    one task per thread, not one per item; the calling thread waits. With
+    one task per thread, not one per item; the calling thread waits. The
+    threads take the items in ``order`` (a permutation of their indices;
+    by default the items' own order): longest first, the last items taken
+    are short ones, and the threads finish close together. With
     one thread, one item, or when called from inside a task (a map in a map
     would wait on the pool it occupies), the items run one after the other
     in the calling thread. What ``fn`` computes for an item must not depend
@@ -107,6 +110,10 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
     items = list(items)
     threads = get_threads()
     n = min(threads, len(items))
+    if order is None:
+        order = range(len(items))
+    elif sorted(int(i) for i in order) != list(range(len(items))):
+        raise ValueError(f"ordered_map: order must be a permutation of range({len(items)})")
     if n <= 1 or getattr(_in_task, "active", False):
         return [fn(item) for item in items]
     results: list = [None] * len(items)
@@ -114,9 +121,10 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
     taken = itertools.count()  # next() on it is atomic under the GIL: each item is taken once
 
     def take_items() -> None:
-        for i in iter(taken.__next__, None):
-            if i >= len(items):
+        for t in iter(taken.__next__, None):
+            if t >= len(items):
                 return
+            i = int(order[t])
             try:
                 results[i] = fn(items[i])
             except BaseException as exc:  # noqa: BLE001 -- raised below, in the items' order

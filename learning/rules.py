@@ -100,7 +100,7 @@ class Rule:
         # batch's sums, their gradients summed in one fixed tree
         # (eventsim.learning.chunks): the sums are the same whatever the
         # number of threads, and whatever chunks the batch was split into.
-        in_lockstep(sample_backward(b, accumulators.sample(b)) for b in range(result.batch))
+        in_lockstep([sample_backward(b, accumulators.sample(b)) for b in range(result.batch)], events.busiest_first())
         grads, finite = accumulators.summed(result.batch)
         return grads if finite else _finite(network, grads)
 

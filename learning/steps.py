@@ -124,7 +124,7 @@ def chunk_result(network: Network, rule: Rule, loss: Loss, events: Events, label
             grads.put(b, part.grads)
             return part.losses, part.correct
 
-        done = ordered_map(sample, range(len(labels)))
+        done = ordered_map(sample, range(len(labels)), events.busiest_first())
         return ChunkResult(grads.total(), np.concatenate([losses for losses, _ in done]),
                            sum(correct for _, correct in done), [{}], [time.perf_counter() - started])
     records, checkpoints = rule.forward_plan(network, events.steps)

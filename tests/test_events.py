@@ -45,6 +45,10 @@ def test_coo_concat_sample_agree_with_dense(seed, batch, steps):
         np.testing.assert_array_equal(part.to_dense()[0], dense[i])
     np.testing.assert_array_equal(ev.totals(), dense.sum(axis=1))
     np.testing.assert_array_equal(ev.event_counts(), np.count_nonzero(dense.reshape(batch, -1), axis=1))
+    order = ev.busiest_first()  # descending counts, ties in sample order
+    counts = np.count_nonzero(dense.reshape(batch, -1), axis=1)
+    assert sorted(order.tolist()) == list(range(batch))
+    assert all((counts[a], -a) > (counts[b], -b) for a, b in zip(order[:-1], order[1:]))
 
 
 def test_arrays_are_read_only():

@@ -214,3 +214,23 @@ def test_ordered_map_spreads_uneven_items_over_the_threads():
 
     assert ordered_map(work, range(6)) == list(range(6))
     assert len(set(seen)) == 1
+
+
+def test_ordered_map_threads_take_the_items_in_the_order_given():
+    """The first items taken are the first of ``order``; the results stay in the items' order."""
+    es.set_threads(2)
+    started, lock, both = [], threading.Lock(), threading.Barrier(2, timeout=10)
+
+    def work(i):
+        with lock:
+            started.append(i)
+            first_two = len(started) <= 2
+        if first_two:
+            both.wait()  # neither thread takes a third item before both took one
+        return -i
+
+    order = [5, 2, 7, 0, 1, 3, 4, 6]
+    assert ordered_map(work, range(8), order) == [-i for i in range(8)]
+    assert set(started[:2]) == {5, 2} and sorted(started) == list(range(8))
+    with pytest.raises(ValueError, match="permutation"):
+        ordered_map(work, range(3), [0, 0, 1])
