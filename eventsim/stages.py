@@ -66,9 +66,10 @@ BUFFER_ELEMENTS = 1 << 22
 #: the cost of each updated block outweighing the few more blocks of 16 that are skipped.
 FLAG_SHIFT = 6
 #: The largest share of a window's (step, block) pairs flagged for which kernels.flagged_lif_window
-#: skips blocks; above it, the full update (kernels.plain_lif_window, the same bits) is faster. Lee's N-MNIST LeNet (20-35 % of the pairs flagged at T = 300, 30-48 % at T = 100,
-#: 40-60 % at T = 30), inference on one thread against 0.25: 3-4 % faster at T = 30 and 100,
-#: 1-2 % at T = 300; shares from 0.45 to 1.0 all within 2 % of each other.
+#: skips blocks; above it, the full update (kernels.plain_lif_window, the same bits) is faster.
+#: Lee's N-MNIST LeNet (20-35 % of the pairs flagged at T = 300, 30-48 % at T = 100, 40-60 % at
+#: T = 30), inference on one thread against 0.25: 3-4 % faster at T = 30 and 100, 1-2 % at
+#: T = 300; shares from 0.45 to 1.0 all within 2 % of each other.
 SILENT_SHARE = 0.5
 
 Window = tuple  # (indptr, index, value) of K steps, see eventsim.kernels
