@@ -65,11 +65,11 @@ BUFFER_ELEMENTS = 1 << 22
 #: 16: 6.3 against 9.5 ms per sample in the neuron kernel (Lee's N-MNIST LeNet, T = 300),
 #: the cost of each updated block outweighing the few more blocks of 16 that are skipped.
 FLAG_SHIFT = 6
-#: The largest share of a window's (step, block) pairs flagged for which kernels.flagged_lif_window
-#: skips blocks; above it, the full update (kernels.plain_lif_window, the same bits) is faster.
-#: Lee's N-MNIST LeNet (20-35 % of the pairs flagged at T = 300, 30-48 % at T = 100, 40-60 % at
-#: T = 30), inference on one thread against 0.25: 3-4 % faster at T = 30 and 100, 1-2 % at
-#: T = 300; shares from 0.45 to 1.0 all within 2 % of each other.
+#: The largest share of a window's (step, block) pairs flagged for which the layer takes
+#: kernels.flagged_lif_window; above it, the full update (kernels.plain_lif_window, the same bits)
+#: is faster. Lee's N-MNIST LeNet (20-35 % of the pairs flagged at T = 300, 30-48 % at T = 100,
+#: 40-60 % at T = 30), inference on one thread against 0.25: 3-4 % faster at T = 30 and 100,
+#: 1-2 % at T = 300; shares from 0.45 to 1.0 all within 2 % of each other.
 SILENT_SHARE = 0.5
 
 Window = tuple  # (indptr, index, value) of K steps, see eventsim.kernels
@@ -444,8 +444,7 @@ class NeuronStage(Stage):
         """
         if flags is not None:
             return kernels.flagged_lif_window(state.potential, cur, flags, FLAG_SHIFT, self.theta, self.leak,
-                                              self.soft, self.v_reset, self.strict, counts, traces, self.gain,
-                                              SILENT_SHARE)[:4]
+                                              self.soft, self.v_reset, self.strict, counts, traces, self.gain)[:4]
         if self.plain:  # the loop that vectorises (kernels.plain_lif_window)
             return kernels.plain_lif_window(state.potential, cur, self.theta, self.leak, self.soft, self.v_reset,
                                             self.strict, counts, traces, self.gain, state.fired, clear)
@@ -477,6 +476,10 @@ class NeuronStage(Stage):
         record = sample.potentials.get(self.name)
         into = record[t0 : t0 + steps] if record is not None and not any(op.reach for op in self.ops) else None
         buf = self.currents(sample, self.ops, xs, steps, buffer=into, held=held, flags=flags)
+        if flags is not None and kernels.count_flags(flags) > SILENT_SHARE * flags.size:
+            flags.fill(0)  # too few silent blocks to gain from skipping them: the full update
+            _released(flags, cleared=True)
+            flags = None
         self.hold(sample, buf, steps)
         cur = buf[:steps]
         if self.name in sample.currents:  # the raw I, before the norm and before lif_window turns it into U

@@ -28,7 +28,7 @@ independently; the twin is the reference in tests.
 
 from eventsim.kernels.bptt import surrogate_recursion
 from eventsim.kernels.conv import conv_scatter, conv_transpose, conv_weight_grad
-from eventsim.kernels.currents import add_bias, currents_to_events, event_totals, mark_blocks
+from eventsim.kernels.currents import add_bias, count_flags, currents_to_events, event_totals, mark_blocks
 from eventsim.kernels.dropout import dropout_events
 from eventsim.kernels.linear import linear_scatter, linear_transpose, linear_weight_grad
 from eventsim.kernels.neurons import flagged_lif_window, lif_window, plain_lif_window, reverse_recursion
@@ -40,6 +40,7 @@ __all__ = [
     "conv_scatter",
     "conv_transpose",
     "conv_weight_grad",
+    "count_flags",
     "currents_to_events",
     "dropout_events",
     "event_totals",

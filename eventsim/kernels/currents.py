@@ -103,3 +103,17 @@ def mark_blocks(flags, k, lo, hi, shift):
     # scatter kernels call this for every row of outputs an event reaches).
     for b in range(uint64(lo >> shift), uint64(((hi - 1) >> shift) + 1)):
         flags[k, b] = 1
+
+
+@njit(cache=True, nogil=True)
+def count_flags(flags):
+    """The number of nonzero entries of ``flags``: the (step, block) pairs a window's currents reached.
+
+    What decides whether a neuron layer skips its silent blocks
+    (``eventsim.stages.SILENT_SHARE``); counted without the GIL, which
+    NumPy's ``count_nonzero`` holds while the other threads wait for it.
+    """
+    n = 0
+    for f in flags.ravel():
+        n += f != 0
+    return n

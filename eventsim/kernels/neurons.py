@@ -324,7 +324,7 @@ def _packed(spiked_words, first):
 
 
 @njit(cache=True, nogil=True)
-def flagged_lif_window(v, u, flags, shift, theta, leak, soft, v_reset, strict, counts, traces, gain, most=1.0):
+def flagged_lif_window(v, u, flags, shift, theta, leak, soft, v_reset, strict, counts, traces, gain):
     """:func:`plain_lif_window` with ``clear``, reading only the blocks of neurons that received a current.
 
     ``flags[k, b]`` is nonzero where a scatter kernel added a current to
@@ -353,16 +353,10 @@ def flagged_lif_window(v, u, flags, shift, theta, leak, soft, v_reset, strict, c
     owes. The immediate reset only: with the delayed one a neuron without
     input resets.
 
-    When more than the share ``most`` of the (step, block) pairs are
-    flagged, skipping gains less than reading the flags costs: the window
-    then takes :func:`plain_lif_window` (the same bits), and no pair is
-    only leaked.
-
     Parameters
     ----------
     flags : (K, ceil(N / 2^shift)) uint8 array, zeroed on exit.
     shift : int, log2 of the block size.
-    most : float, the largest share of flagged pairs for which blocks are skipped.
     (the others) : as in :func:`lif_window`.
 
     Returns
@@ -372,14 +366,6 @@ def flagged_lif_window(v, u, flags, shift, theta, leak, soft, v_reset, strict, c
     """
     steps, size = u.shape
     blocks = flags.shape[1]
-    flagged = 0
-    for f in flags.ravel():
-        flagged += f != 0
-    if flagged > most * flags.size:
-        flags[:] = 0
-        indptr, index, value, overflow = plain_lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces,
-                                                          gain, None, True)
-        return indptr, index, value, overflow, 0
     g = u.dtype.type(gain)
     zero = u.dtype.type(0)
     g_zero = g * zero  # g * I of a neuron without current: +0, or -0 for g < 0
@@ -431,10 +417,10 @@ def flagged_lif_window(v, u, flags, shift, theta, leak, soft, v_reset, strict, c
             lo, hi = uint64(b << shift), uint64(min((b + 1) << shift, size))
             _leaked(v, traces, lo, hi, k - due[b], leak, g_zero)
             due[b] = k + 1
-            if soft:  # a literal for each loop, which then has no test of it per neuron
-                _updated_block(v, u, k, lo, hi, spiked, th_of, counts, traces, leak, g, True, v_reset, reaching)
-            else:
-                _updated_block(v, u, k, lo, hi, spiked, th_of, counts, traces, leak, g, False, v_reset, reaching)
+            for j in range(lo, hi):
+                uu, fire = _plain_update(v, counts, traces, j, u[k, j], th_of[j], leak, g, soft, v_reset, reaching)
+                u[k, j] = uu if fire else zero
+                spiked[j] = fire
             hot[b] = heats and not _cold(v, th_of, lo, hi, strict)
             # The blocks of 64 that this one spans, after those already listed (ascending, as the blocks are).
             first, last = (b << shift) >> 6, (min((b + 1) << shift, size) - 1) >> 6
@@ -517,16 +503,6 @@ def _leaked(v, traces, lo, hi, owed, leak, g_zero):
         v[j] = v[j] + g_zero
         if traces is not None:
             traces[j] = traces[j] + zero
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _updated_block(v, u, k, lo, hi, spiked, th_of, counts, traces, leak, g, soft, v_reset, reaching):
-    """:func:`_plain_update` of the neurons ``lo .. hi - 1`` at step ``k``: U into ``u`` where they fire (else 0), flags into ``spiked``."""
-    zero = v.dtype.type(0)
-    for j in range(lo, hi):
-        uu, fire = _plain_update(v, counts, traces, j, u[k, j], th_of[j], leak, g, soft, v_reset, reaching)
-        u[k, j] = uu if fire else zero
-        spiked[j] = fire
 
 
 @njit(cache=True, nogil=True, inline="always")
