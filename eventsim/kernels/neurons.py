@@ -488,21 +488,26 @@ def _leaked(v, traces, lo, hi, owed, leak, g_zero):
         return
     zero = v.dtype.type(0)
     if hi - lo == 64:
-        for _ in range(owed):
-            for i in range(64):
-                v[lo + uint64(i)] = leak * v[lo + uint64(i)]
-                if traces is not None:
-                    traces[lo + uint64(i)] = leak * traces[lo + uint64(i)]
+        _products(v, traces, lo, 64, owed, leak)
     else:
-        for _ in range(owed):
-            for j in range(lo, hi):
-                v[j] = leak * v[j]
-                if traces is not None:
-                    traces[j] = leak * traces[j]
+        _products(v, traces, lo, hi - lo, owed, leak)
     for j in range(lo, hi):
         v[j] = v[j] + g_zero
         if traces is not None:
             traces[j] = traces[j] + zero
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _products(v, traces, lo, n, owed, leak):
+    """``owed`` times ``R = lam * R`` (and ``f = lam * f``) of the neurons ``lo .. lo + n - 1``.
+
+    Inlined, so that a literal ``n`` makes the loop's length known to LLVM.
+    """
+    for _ in range(owed):
+        for i in range(n):
+            v[lo + uint64(i)] = leak * v[lo + uint64(i)]
+            if traces is not None:
+                traces[lo + uint64(i)] = leak * traces[lo + uint64(i)]
 
 
 @njit(cache=True, nogil=True, inline="always")
