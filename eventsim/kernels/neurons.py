@@ -482,14 +482,15 @@ def _leaked(v, traces, lo, hi, owed, leak, g_zero):
     +0 when ``g * 0`` is +0), and a zero stays a zero of the same sign as it
     leaks (``lam >= 0``), so the steps' additions can all wait for the last.
     The products of a whole block of 64 run in a loop of known length,
-    which LLVM keeps in registers across the steps.
+    which LLVM keeps in registers across the steps. With ``lam = 1`` (IF
+    neurons, the spiking pools) they are left out: a product by 1 is exact.
     """
     if owed <= 0:
         return
     zero = v.dtype.type(0)
-    if hi - lo == 64:
+    if leak != 1 and hi - lo == 64:
         _products(v, traces, lo, 64, owed, leak)
-    else:
+    elif leak != 1:
         _products(v, traces, lo, hi - lo, owed, leak)
     for j in range(lo, hi):
         v[j] = v[j] + g_zero
