@@ -134,6 +134,13 @@ def _check_values(owner: Layer, sample: "Sample", out: Window, dtype: np.dtype) 
         raise _overflow(owner, "an output value", step, sample, dtype)
 
 
+def _read_only(a: np.ndarray) -> np.ndarray:
+    """A view of ``a`` that does not allow writing."""
+    view = a.view()
+    view.flags.writeable = False
+    return view
+
+
 def _released(cur: np.ndarray, cleared: bool) -> None:
     """Hand a window buffer from :func:`_zeroed` back; zero it first unless the kernel ``cleared`` it."""
     if not cleared:
@@ -301,6 +308,32 @@ class SynapseOp:
                                     stride, flags, FLAG_SHIFT)
 
 
+    def stepwise(self, potential: np.ndarray, x: Window, row: np.ndarray, flags: np.ndarray,
+                 neuron: tuple) -> tuple:
+        """:meth:`scatter` and the update of the neurons it feeds, a step at a time (:mod:`eventsim.kernels.stepwise`).
+
+        Only where :attr:`marks_blocks`; ``row`` and ``flags`` are zeroed
+        one-row buffers, zero again on return; ``neuron`` is ``(theta, leak,
+        soft, v_reset, strict, counts, traces, gain)``. Returns
+        ``(indptr, index, value, overflow, skipped, ops)``.
+        """
+        # Read-only views: Numba types a read-only array apart from a writable
+        # one, and the network's input events are read-only while those a
+        # layer emits are not; one type spares the kernel a compilation.
+        indptr, index, value = (_read_only(a) for a in x)
+        layer = self.layer
+        in_hw, out_hw = self.in3[1:], self.out3[1:]
+        if isinstance(layer, Conv2d):
+            return kernels.conv_lif_window(potential, indptr, index, value, self.weight, in_hw, out_hw, layer.stride,
+                                           layer.padding, row, flags, FLAG_SHIFT, *neuron)
+        if isinstance(layer, Linear):
+            return kernels.linear_lif_window(potential, indptr, index, value, self.weight, row, flags, FLAG_SHIFT,
+                                             *neuron)
+        stride = (1, 1) if layer is None else layer.stride
+        return kernels.pool_lif_window(potential, indptr, index, value, self.weight, self.in3[0], in_hw, out_hw,
+                                       self.window, stride, row, flags, FLAG_SHIFT, *neuron)
+
+
 class Stage:
     """Turns input event windows into an output event window for one sample."""
 
@@ -462,6 +495,8 @@ class NeuronStage(Stage):
         steps = xs[0][0].shape[0] - 1
         # The potentials are read back only when recorded or read out.
         keep = self.readout or self.name in sample.potentials
+        if self.skips_silent and not keep and len(self.ops) == 1 and self.name not in sample.currents:
+            return self._stepwise(sample, xs[0])
         flags = None
         if self.skips_silent and not keep:
             blocks = (prod(self.shape) + (1 << FLAG_SHIFT) - 1) >> FLAG_SHIFT
@@ -504,6 +539,30 @@ class NeuronStage(Stage):
             sample.last_u[self.name] = cur[-1].copy()
         if into is None:
             _released(cur, cleared=not keep)
+        return self._emitted(sample, (indptr, index, value))
+
+    def _stepwise(self, sample: Sample, x: Window) -> Window:
+        """The window of a layer fed by one synapse, whose currents are neither recorded nor kept, a step at a time.
+
+        The same numbers as the currents scattered for the whole window and
+        then integrated with its silent blocks skipped (:mod:`eventsim.kernels.stepwise`),
+        in a one-row buffer that stays in the cache.
+        """
+        op, state = self.ops[0], sample.state[self.name]
+        n = prod(self.shape)
+        blocks = (n + (1 << FLAG_SHIFT) - 1) >> FLAG_SHIFT
+        row = _zeroed((1, n), self.dtype)
+        flags = _zeroed((1, blocks), np.dtype(np.uint8), BUFFER_ELEMENTS >> FLAG_SHIFT)
+        before = state.saved()  # where an overflow's step is looked for
+        neuron = (self.theta, self.leak, self.soft, self.v_reset, self.strict, sample.totals[self.name],
+                  sample.traces[self.name], self.gain)
+        indptr, index, value, overflow, _, ops = op.stepwise(state.potential, x, row, flags, neuron)
+        self._count(sample, op.name, ops)
+        _released(flags, cleared=True)
+        if overflow:  # the row stays out of the pool, dirty (see _zeroed)
+            step = sample.window_start + self._first_overflow(sample, (x,), before, None)
+            raise _overflow(self.owner, "a potential", step, sample, self.dtype)
+        _released(row, cleared=True)
         return self._emitted(sample, (indptr, index, value))
 
     def _normalise(self, sample: Sample, cur: np.ndarray) -> Generator[np.ndarray, np.ndarray, None]:

@@ -25,23 +25,32 @@ from eventsim.testing.strategies import DTYPES, dyadic, net_cases, random_events
 seeds = st.integers(0, 2**32 - 1)
 
 
+#: The kernels that skip silent blocks: the window's (after a scatter kernel) and the stepwise ones.
+SKIPPING = ("flagged_lif_window", "conv_lif_window", "pool_lif_window", "linear_lif_window")
+
+
 @contextmanager
 def skipped_blocks():
-    """Count the (step, block) pairs that flagged_lif_window only leaked while the block runs."""
-    seen = {"calls": 0, "skipped": 0}
-    original = kernels.flagged_lif_window
+    """Count, by kernel, the calls of the skipping kernels and the (step, block) pairs they only leaked."""
+    seen = {"calls": 0, "skipped": 0, **{name: 0 for name in SKIPPING}}
+    originals = {name: getattr(kernels, name) for name in SKIPPING}
 
-    def counting(*args):
-        out = original(*args)
-        seen["calls"] += 1
-        seen["skipped"] += out[4]
-        return out
+    def counting(name):
+        def run(*args):
+            out = originals[name](*args)
+            seen["calls"] += 1
+            seen[name] += 1
+            seen["skipped"] += out[4]
+            return out
+        return run
 
-    kernels.flagged_lif_window = counting
+    for name in SKIPPING:
+        setattr(kernels, name, counting(name))
     try:
         yield seen
     finally:
-        kernels.flagged_lif_window = original
+        for name, original in originals.items():
+            setattr(kernels, name, original)
 
 
 @pytest.fixture(autouse=True)
@@ -98,7 +107,7 @@ def test_silent_blocks_are_skipped_in_a_sparse_conv_network():
     events = random_events(rng, 2, 30, (2, 24, 24), 0.01, dtype)
     with skipped_blocks() as seen:
         got = net.run(events, record=("spikes", "counts", "traces"))
-    assert seen["calls"] == 2 * 2 and seen["skipped"] > 0
+    assert seen["conv_lif_window"] == seen["pool_lif_window"] == 2 and seen["skipped"] > 0  # the stepwise kernels
     ref = run_dense(net, events.to_dense())
     full = net.run(events, record=("spikes", "counts", "traces", "potentials"))
     for name in ("lif", "lif2"):
@@ -108,11 +117,14 @@ def test_silent_blocks_are_skipped_in_a_sparse_conv_network():
 
 
 @settings(max_examples=60, deadline=None)
-@given(case=net_cases(), window=st.sampled_from([None, 1, 3]))
-def test_random_networks_without_potential_records_equal_the_dense_twin(case, window):
-    """Random networks, windows of any length: the skipping run equals the full one and the dense twin."""
+@given(case=net_cases(), window=st.sampled_from([None, 1, 3]), currents=st.booleans())
+def test_random_networks_without_potential_records_equal_the_dense_twin(case, window, currents):
+    """Random networks, windows of any length: the skipping run equals the full one and the dense twin.
+
+    Without the currents recorded, a layer fed by one synapse runs step by step (kernels.stepwise); with
+    them, the scatter fills the window's rows and kernels.flagged_lif_window reads them."""
     net, events = case.network, case.events
-    got = net.run(events, record=("spikes", "counts", "traces"), window=window)
+    got = net.run(events, record=("spikes", "counts", "traces") + (("currents",) if currents else ()), window=window)
     full = net.run(events, record=("spikes", "counts", "traces", "potentials"), window=window)
     ref = run_dense(net, events.to_dense())
     for name, spikes in got.spikes.items():
@@ -155,18 +167,19 @@ def test_a_window_with_many_flagged_blocks_takes_the_full_update_with_the_same_b
                      (2, 24, 24), dtype=dtype)
     net.layers[0].weight = dyadic(rng, (16, 2, 3, 3), dtype)
     events = random_events(rng, 2, 30, (2, 24, 24), 0.01, dtype)
+    record = ("spikes", "counts", "traces", "currents")  # the currents recorded: the window's path, not the stepwise one
     with skipped_blocks() as seen:
-        skipping = net.run(events, record=("spikes", "counts", "traces"))
-    assert seen["calls"] == 2 and seen["skipped"] > 0
+        skipping = net.run(events, record=record)
+    assert seen["flagged_lif_window"] == 2 and seen["skipped"] > 0
     monkeypatch.setattr(stages, "SILENT_SHARE", 0.0)  # any flagged pair is too many
     with skipped_blocks() as seen:
-        full = net.run(events, record=("spikes", "counts", "traces"))
+        full = net.run(events, record=record)
     assert seen["calls"] == 0
     np.testing.assert_array_equal(full.spikes["lif"].to_dense(), skipping.spikes["lif"].to_dense())
     for what in ("counts", "traces"):
         assert_same_bits(getattr(full, what)["lif"], getattr(skipping, what)["lif"], what)
     monkeypatch.setattr(stages, "SILENT_SHARE", 1.0)  # skipping again: the flags went back to the pool zeroed
-    again = net.run(events, record=("spikes", "counts", "traces"))
+    again = net.run(events, record=record)
     np.testing.assert_array_equal(again.spikes["lif"].to_dense(), skipping.spikes["lif"].to_dense())
 
 

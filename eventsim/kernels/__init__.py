@@ -19,6 +19,9 @@ Conventions shared by every kernel:
 - Scatter kernels into a neuron layer's buffer can also set, in a ``(K, ceil(N / 2^shift))``
   uint8 array, the flag of every (step, block of ``2^shift`` channel-last
   neurons) they add to; :func:`flagged_lif_window` reads only the flagged blocks.
+- A neuron layer fed by one such scatter can take both in one kernel
+  (:mod:`eventsim.kernels.stepwise`): each step's currents are added to a
+  single row and integrated at once, with the same bits.
 - Kernels never change dtype: buffers, weights and values share one float
   dtype, chosen by the caller.
 
@@ -34,9 +37,11 @@ from eventsim.kernels.linear import linear_scatter, linear_transpose, linear_wei
 from eventsim.kernels.neurons import flagged_lif_window, lif_window, plain_lif_window, reverse_recursion
 from eventsim.kernels.pooling import maxpool_events, maxpool_route, pool_scatter, pool_transpose
 from eventsim.kernels.recurrent import recurrent_window
+from eventsim.kernels.stepwise import conv_lif_window, linear_lif_window, pool_lif_window
 
 __all__ = [
     "add_bias",
+    "conv_lif_window",
     "conv_scatter",
     "conv_transpose",
     "conv_weight_grad",
@@ -46,6 +51,7 @@ __all__ = [
     "event_totals",
     "flagged_lif_window",
     "lif_window",
+    "linear_lif_window",
     "linear_scatter",
     "linear_transpose",
     "linear_weight_grad",
@@ -53,6 +59,7 @@ __all__ = [
     "mark_blocks",
     "maxpool_events",
     "maxpool_route",
+    "pool_lif_window",
     "pool_scatter",
     "pool_transpose",
     "recurrent_window",

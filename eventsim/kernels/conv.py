@@ -42,13 +42,6 @@ def conv_scatter(cur, indptr, index, value, weight, in_hw, out_hw, stride, paddi
         SynOps: the number of (event, synapse) pairs, i.e. the in-bounds taps
         reached times Co, borders and strides included.
     """
-    kh, kw, co = weight.shape[1], weight.shape[2], weight.shape[3]
-    h, w = in_hw
-    ho, wo = out_hw
-    sh, sw = stride
-    ph, pw = padding
-    plane = h * w
-    row_size = cur.shape[1]
     # Flat views and unsigned offsets: Numba wraps negative indices, and that
     # check, on signed offsets it cannot prove non-negative, keeps LLVM from
     # vectorising the channel loop (about 2x slower).
@@ -56,51 +49,84 @@ def conv_scatter(cur, indptr, index, value, weight, in_hw, out_hw, stride, paddi
         # ravel() of a strided array is a copy: the sums would be lost.
         raise ValueError("conv_scatter: the current buffer must be C-contiguous")
     flat_cur = cur.ravel()
-    # The taps reversed along x: along a row of outputs, ox ascending, an
-    # event meets the taps kx = tx - ox*sw descending; reversed, they ascend
-    # with the outputs, so with stride 1 the whole row is one contiguous run
-    # of (outputs x channels) in both arrays, one long vector loop instead of
-    # one short loop per output.
-    flat_w = np.empty_like(weight)
-    for kx in range(kw):
-        flat_w[:, :, kw - 1 - kx, :] = weight[:, :, kx, :]
-    flat_w = flat_w.ravel()
-    n_out = uint64(co)
-    w_step = uint64(sw * co)
+    geometry = conv_geometry(weight, in_hw, out_hw, stride, padding)
+    flat_w = reversed_taps(weight)
     synops = 0
     for k in range(indptr.shape[0] - 1):
-        for e in range(indptr[k], indptr[k + 1]):
-            j = index[e]
-            v = value[e]
-            c, y, x = position(j, plane, w)
-            ty = y + ph  # position in the padded map
-            tx = x + pw
-            oy_lo, oy_hi = reached(ty, kh, sh, ho)
-            ox_lo, ox_hi = reached(tx, kw, sw, wo)
-            n_ox = max(0, ox_hi - ox_lo + 1)
-            runs, run = (1, uint64(n_ox * co)) if sw == 1 else (n_ox, n_out)
-            for oy in range(oy_lo, oy_hi + 1):
-                ky = ty - oy * sh
-                out_at = uint64(k * row_size + (oy * wo + ox_lo) * co)
-                w_at = uint64(((c * kh + ky) * kw + kw - 1 - (tx - ox_lo * sw)) * co)
-                for r in range(runs):
-                    for i in range(run):
-                        flat_cur[out_at + i] += v * flat_w[w_at + i]
-                    out_at += n_out
-                    w_at += w_step
-            synops += max(0, oy_hi - oy_lo + 1) * n_ox * co
+        synops += conv_step(flat_cur, k * cur.shape[1], indptr, index, value, k, flat_w, geometry)
     if flags is not None:
         # A pass of its own: in the loop above, the stores to the flags
         # would slow the adds down by a third (they might alias the buffer).
         for k in range(indptr.shape[0] - 1):
-            for e in range(indptr[k], indptr[k + 1]):
-                _, y, x = position(index[e], plane, w)
-                oy_lo, oy_hi = reached(y + ph, kh, sh, ho)
-                ox_lo, ox_hi = reached(x + pw, kw, sw, wo)
-                if ox_hi >= ox_lo:  # the span of a row's runs, strided gaps included
-                    for oy in range(oy_lo, oy_hi + 1):
-                        mark_blocks(flags, k, (oy * wo + ox_lo) * co, (oy * wo + ox_hi + 1) * co, shift)
+            conv_step_flags(flags, k, indptr, index, k, geometry, shift)
     return synops
+
+
+@njit(cache=True, nogil=True)
+def conv_geometry(weight, in_hw, out_hw, stride, padding):
+    """``(kh, kw, Co, H, W, Ho, Wo, sh, sw, ph, pw)`` of a convolution, for :func:`conv_step`."""
+    return (weight.shape[1], weight.shape[2], weight.shape[3], in_hw[0], in_hw[1], out_hw[0], out_hw[1],
+            stride[0], stride[1], padding[0], padding[1])
+
+
+@njit(cache=True, nogil=True)
+def reversed_taps(weight):
+    """The ``(Ci, kh, kw, Co)`` weights with the taps reversed along x, flat (see :func:`conv_step`)."""
+    kw = weight.shape[2]
+    flat_w = np.empty_like(weight)
+    for kx in range(kw):
+        flat_w[:, :, kw - 1 - kx, :] = weight[:, :, kx, :]
+    return flat_w.ravel()
+
+
+@njit(cache=True, nogil=True)
+def conv_step(flat_cur, at, indptr, index, value, k, flat_w, geometry):
+    """Add the currents of step ``k``'s events to the channel-last row starting at ``flat_cur[at]``; return the SynOps.
+
+    ``flat_w`` from :func:`reversed_taps`: along a row of outputs, ox
+    ascending, an event meets the taps kx = tx - ox*sw descending; reversed,
+    they ascend with the outputs, so with stride 1 the whole row is one
+    contiguous run of (outputs x channels) in both arrays, one long vector
+    loop instead of one short loop per output.
+    """
+    kh, kw, co, h, w, ho, wo, sh, sw, ph, pw = geometry
+    plane = h * w
+    n_out = uint64(co)
+    w_step = uint64(sw * co)
+    synops = 0
+    for e in range(indptr[k], indptr[k + 1]):
+        c, y, x = position(index[e], plane, w)
+        v = value[e]
+        ty = y + ph  # position in the padded map
+        tx = x + pw
+        oy_lo, oy_hi = reached(ty, kh, sh, ho)
+        ox_lo, ox_hi = reached(tx, kw, sw, wo)
+        n_ox = max(0, ox_hi - ox_lo + 1)
+        runs, run = (1, uint64(n_ox * co)) if sw == 1 else (n_ox, n_out)
+        for oy in range(oy_lo, oy_hi + 1):
+            ky = ty - oy * sh
+            out_at = uint64(at + (oy * wo + ox_lo) * co)
+            w_at = uint64(((c * kh + ky) * kw + kw - 1 - (tx - ox_lo * sw)) * co)
+            for r in range(runs):
+                for i in range(run):
+                    flat_cur[out_at + i] += v * flat_w[w_at + i]
+                out_at += n_out
+                w_at += w_step
+        synops += max(0, oy_hi - oy_lo + 1) * n_ox * co
+    return synops
+
+
+@njit(cache=True, nogil=True)
+def conv_step_flags(flags, r, indptr, index, k, geometry, shift):
+    """Flag, in row ``r`` of ``flags``, the blocks that step ``k``'s events reach (see :func:`conv_scatter`)."""
+    kh, kw, co, h, w, ho, wo, sh, sw, ph, pw = geometry
+    for e in range(indptr[k], indptr[k + 1]):
+        _, y, x = position(index[e], h * w, w)
+        oy_lo, oy_hi = reached(y + ph, kh, sh, ho)
+        ox_lo, ox_hi = reached(x + pw, kw, sw, wo)
+        if ox_hi >= ox_lo:  # the span of a row's runs, strided gaps included
+            for oy in range(oy_lo, oy_hi + 1):
+                mark_blocks(flags, r, (oy * wo + ox_lo) * co, (oy * wo + ox_hi + 1) * co, shift)
 
 
 @njit(cache=True, nogil=True)

@@ -50,14 +50,21 @@ def linear_scatter(cur, indptr, index, value, weight_t, delay_t=None, limit=0, f
                         ops += 1
         return ops
     for k in range(indptr.shape[0] - 1):
-        if flags is not None and indptr[k + 1] > indptr[k] and no > 0:
-            mark_blocks(flags, k, 0, no, shift)
-        for e in range(indptr[k], indptr[k + 1]):
-            i = index[e]
-            v = value[e]
-            for o in range(no):
-                cur[k, o] += v * weight_t[i, o]
+        linear_step(cur, k, indptr, index, value, k, weight_t, flags, shift)
     return (indptr[-1] - indptr[0]) * no
+
+
+@njit(cache=True, nogil=True)
+def linear_step(cur, r, indptr, index, value, k, weight_t, flags, shift):
+    """Add the currents of step ``k``'s events to row ``r`` of ``cur`` (and flag its blocks, every one where an event came)."""
+    no = weight_t.shape[1]
+    if flags is not None and indptr[k + 1] > indptr[k] and no > 0:
+        mark_blocks(flags, r, 0, no, shift)
+    for e in range(indptr[k], indptr[k + 1]):
+        i = index[e]
+        v = value[e]
+        for o in range(no):
+            cur[r, o] += v * weight_t[i, o]
 
 
 @njit(cache=True, nogil=True)

@@ -365,76 +365,131 @@ def flagged_lif_window(v, u, flags, shift, theta, leak, soft, v_reset, strict, c
         As :func:`lif_window`, and the number of (step, block) pairs that were only leaked.
     """
     steps, size = u.shape
-    blocks = flags.shape[1]
-    g = u.dtype.type(gain)
-    zero = u.dtype.type(0)
-    g_zero = g * zero  # g * I of a neuron without current: +0, or -0 for g < 0
+    work = skipping_start(v, theta, size, shift, soft, v_reset, strict, gain, steps)
+    out = skipped_nothing(v.dtype)
+    for k in range(steps):
+        out = with_step(out, work, k, skipping_step(v, u, k, flags, k, work, shift, leak, soft, v_reset, strict, counts,
+                                                    traces))
+    return skipping_end(v, traces, work, out, shift, leak)
+
+
+@njit(cache=True, nogil=True)
+def skipping_start(v, theta, size, shift, soft, v_reset, strict, gain, steps):
+    """The working arrays of :func:`flagged_lif_window` over ``steps`` steps, for :func:`skipping_step`.
+
+    A tuple: the per-neuron threshold and C-order index, the blocks' hot
+    flags and the step after their last update, the scratch of the listing
+    and of the emission, the output's row pointers, and constants. Whether
+    an update can leave a block hot (``heats``, see :func:`flagged_lif_window`)
+    is decided here. The same arrays throughout (what changes from step to
+    step is the tuple of :func:`skipped_nothing`), so that LLVM sees them
+    as the loop's invariants.
+    """
+    dtype = v.dtype
+    blocks = (size + (1 << shift) - 1) >> shift
+    g = dtype.type(gain)
     spiked = np.zeros((size + 63) // 64 * 64, np.uint8)  # zeroed again by the emitting scan
     spiked_words = spiked.view(np.uint64)
     # The blocks of 64 neurons that a step updated, for the emitting scan:
     # the others hold no flag.
     updated_blocks = np.empty(spiked.shape[0] // 64, np.int64)
-    lit_blocks = np.empty_like(updated_blocks)
-    step_idx = np.empty(size, np.int64)
-    step_val = np.empty(size, u.dtype)
-    reaching = not strict
-    th_of, c_order = _per_neuron(theta, size, u.dtype)
+    th_of, c_order = _per_neuron(theta, size, dtype)
     hot = np.empty(blocks, np.bool_)
     th_min = theta.min()
     heats = soft or not (th_min > 0 and ((v_reset <= th_min) if strict else (v_reset < th_min)))
-    todo = np.empty(blocks, np.int64)  # the blocks a step updates
     for b in range(blocks):
         lo, hi = uint64(b << shift), uint64(min((b + 1) << shift, size))
         hot[b] = not _cold(v, th_of, lo, hi, strict)
     # The step after each block's last update: the steps of leak it owes
     # run from there, so that a block that is skipped costs no store.
     due = np.zeros(blocks, np.int64)
-    out_ptr = np.zeros(steps + 1, np.int64)
-    out_idx = np.empty(64, np.int64)
-    out_val = np.empty(64, u.dtype)
-    n = 0
-    updated = 0
-    overflow = False
-    for k in range(steps):
-        # The blocks to update, listed without a jump per block (whether a
-        # block is flagged is as good as random: a mispredicted jump per
-        # block cost more than the listing).
-        todo_n = 0
-        for b in range(blocks):
-            todo[todo_n] = b
-            todo_n += (flags[k, b] != 0) | hot[b]
-        flags[k, :] = 0
-        updated += todo_n
-        listed = 0
-        for t in range(min(todo_n, PREFETCH_AHEAD)):
-            _prefetched_block(u, k, todo[t], shift, size)
-        for t in range(todo_n):
-            b = todo[t]
-            if t + PREFETCH_AHEAD < todo_n:
-                _prefetched_block(u, k, todo[t + PREFETCH_AHEAD], shift, size)
-            # Unsigned, so that no index is tested for wrapping around from
-            # the end, which keeps LLVM from vectorising the loops (about 4x).
-            lo, hi = uint64(b << shift), uint64(min((b + 1) << shift, size))
-            _leaked(v, traces, lo, hi, k - due[b], leak, g_zero)
-            due[b] = k + 1
-            for j in range(lo, hi):
-                uu, fire = _plain_update(v, counts, traces, j, u[k, j], th_of[j], leak, g, soft, v_reset, reaching)
-                u[k, j] = uu if fire else zero
-                spiked[j] = fire
-            hot[b] = heats and not _cold(v, th_of, lo, hi, strict)
-            # The blocks of 64 that this one spans, after those already listed (ascending, as the blocks are).
-            first, last = (b << shift) >> 6, (min((b + 1) << shift, size) - 1) >> 6
-            if listed > 0 and updated_blocks[listed - 1] == first:
-                first += 1
-            for block in range(first, last + 1):
-                updated_blocks[listed] = block
-                listed += 1
-        m, emitted_overflow = _emit_step(u, k, spiked_words, updated_blocks[:listed], lit_blocks, th_of, c_order,
-                                         strict, None, True, step_idx, step_val)
-        out_idx, out_val = _appended(out_idx, out_val, n, step_idx, step_val, m)
-        overflow |= emitted_overflow
-        n += m
-        out_ptr[k + 1] = n
+    scratch = (spiked, spiked_words, updated_blocks, np.empty_like(updated_blocks), np.empty(blocks, np.int64),
+               np.empty(size, np.int64), np.empty(size, dtype))
+    # g * I of a neuron without current: +0, or -0 for g < 0.
+    return th_of, c_order, hot, due, scratch, np.zeros(steps + 1, np.int64), g, g * dtype.type(0), heats
+
+
+@njit(cache=True, nogil=True, inline="always")
+def skipped_nothing(dtype):
+    """The output of :func:`flagged_lif_window` before its first step: the events so far (index, value, count), overflow, the blocks updated."""
+    return np.empty(64, np.int64), np.empty(64, dtype), 0, False, 0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def with_step(out, work, k, step):
+    """``out`` (from :func:`skipped_nothing`) with step ``k``'s result from :func:`skipping_step` appended.
+
+    Inlined in the caller's loop: a compiled function returning the grown
+    arrays would count references to them at every step.
+    """
+    out_idx, out_val, n, overflow, updated = out
+    m, step_overflow, step_updated = step
+    out_ptr, step_idx, step_val = work[5], work[4][5], work[4][6]  # see skipping_start
+    out_idx, out_val = _appended(out_idx, out_val, n, step_idx, step_val, m)
+    out_ptr[k + 1] = n + m
+    return out_idx, out_val, n + m, overflow | step_overflow, updated + step_updated
+
+
+@njit(cache=True, nogil=True)
+def skipping_step(v, u, r, flags, k, work, shift, leak, soft, v_reset, strict, counts, traces):
+    """Step ``k`` of :func:`flagged_lif_window`, its currents in row ``r`` of ``u`` and its flags in row ``r`` of ``flags``.
+
+    Updates the flagged and hot blocks (each first leaked by the steps it
+    owes), zeroes their currents and the flags, and leaves the step's
+    spikes in the scratch of ``work`` (from :func:`skipping_start`).
+    Returns ``(spikes, overflow, blocks updated)``, for :func:`with_step`.
+    """
+    th_of, c_order, hot, due, scratch, out_ptr, g, g_zero, heats = work
+    spiked, spiked_words, updated_blocks, lit_blocks, todo, step_idx, step_val = scratch
+    size = u.shape[1]
+    blocks = flags.shape[1]
+    reaching = not strict
+    zero = u.dtype.type(0)
+    # The blocks to update, listed without a jump per block (whether a
+    # block is flagged is as good as random: a mispredicted jump per
+    # block cost more than the listing).
+    todo_n = 0
+    for b in range(blocks):
+        todo[todo_n] = b
+        todo_n += (flags[r, b] != 0) | hot[b]
+    flags[r, :] = 0
+    listed = 0
+    for t in range(min(todo_n, PREFETCH_AHEAD)):
+        _prefetched_block(u, r, todo[t], shift, size)
+    for t in range(todo_n):
+        b = todo[t]
+        if t + PREFETCH_AHEAD < todo_n:
+            _prefetched_block(u, r, todo[t + PREFETCH_AHEAD], shift, size)
+        # Unsigned, so that no index is tested for wrapping around from
+        # the end, which keeps LLVM from vectorising the loops (about 4x).
+        lo, hi = uint64(b << shift), uint64(min((b + 1) << shift, size))
+        _leaked(v, traces, lo, hi, k - due[b], leak, g_zero)
+        due[b] = k + 1
+        for j in range(lo, hi):
+            uu, fire = _plain_update(v, counts, traces, j, u[r, j], th_of[j], leak, g, soft, v_reset, reaching)
+            u[r, j] = uu if fire else zero
+            spiked[j] = fire
+        hot[b] = heats and not _cold(v, th_of, lo, hi, strict)
+        # The blocks of 64 that this one spans, after those already listed (ascending, as the blocks are).
+        first, last = (b << shift) >> 6, (min((b + 1) << shift, size) - 1) >> 6
+        if listed > 0 and updated_blocks[listed - 1] == first:
+            first += 1
+        for block in range(first, last + 1):
+            updated_blocks[listed] = block
+            listed += 1
+    m, overflow = _emit_step(u, r, spiked_words, updated_blocks[:listed], lit_blocks, th_of, c_order, strict, None,
+                             True, step_idx, step_val)
+    return m, overflow, todo_n
+
+
+@njit(cache=True, nogil=True)
+def skipping_end(v, traces, work, out, shift, leak):
+    """Leak every block by the steps it still owes; :func:`flagged_lif_window`'s result from ``work`` and ``out``."""
+    th_of, c_order, hot, due, scratch, out_ptr, g, g_zero, heats = work
+    out_idx, out_val, n, overflow, updated = out
+    steps = out_ptr.shape[0] - 1
+    size = v.shape[0]
+    blocks = due.shape[0]
     for b in range(blocks):
         _leaked(v, traces, uint64(b << shift), uint64(min((b + 1) << shift, size)), steps - due[b], leak, g_zero)
     for j in range(size):

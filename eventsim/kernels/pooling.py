@@ -34,38 +34,53 @@ def pool_scatter(cur, indptr, index, value, weight, channels, in_hw, out_hw, ker
     int
         Pooling ops: the number of (event, window) pairs.
     """
+    tables = pool_tables(channels, in_hw, out_hw, kernel, stride)
+    ops = 0
+    for k in range(indptr.shape[0] - 1):
+        ops += pool_step(cur, k, indptr, index, value, k, weight, tables, flags, shift)
+    return ops
+
+
+@njit(cache=True, nogil=True)
+def pool_tables(channels, in_hw, out_hw, kernel, stride):
+    """The lookup tables of :func:`pool_step`, with the map's sizes.
+
+    The reached windows of every input position, looked up per event: an
+    integer division costs more than the add it serves, and these tables
+    leave one division (the channel) per event.
+    """
     h, w = in_hw
-    ho, wo = out_hw
-    kh, kw = kernel
-    sh, sw = stride
-    plane = h * w
-    # The reached windows of every input position, looked up per event: an
-    # integer division costs more than the add it serves, and these tables
-    # leave one division (the channel) per event.
-    row_lo, row_hi = _reach_table(h, kh, sh, ho)
-    col_lo, col_hi = _reach_table(w, kw, sw, wo)
-    row_of = np.empty(plane, np.int64)
+    row_lo, row_hi = _reach_table(h, kernel[0], stride[0], out_hw[0])
+    col_lo, col_hi = _reach_table(w, kernel[1], stride[1], out_hw[1])
+    row_of = np.empty(h * w, np.int64)
     for y in range(h):
         for x in range(w):
             row_of[y * w + x] = y
+    return row_lo, row_hi, col_lo, col_hi, row_of, channels, w, out_hw[1]
+
+
+@njit(cache=True, nogil=True)
+def pool_step(cur, r, indptr, index, value, k, weight, tables, flags, shift):
+    """Add the currents of step ``k``'s events to row ``r`` of ``cur`` (and flag its blocks); return the pooling ops."""
+    row_lo, row_hi, col_lo, col_hi, row_of, channels, w, wo = tables
+    plane = row_of.shape[0]
     ops = 0
-    for k in range(indptr.shape[0] - 1):
-        for e in range(indptr[k], indptr[k + 1]):
-            j = index[e]
-            c = j // plane
-            rest = j - c * plane
-            y = row_of[rest]
-            x = rest - y * w
-            contrib = value[e] * weight
-            oy_lo, oy_hi = row_lo[y], row_hi[y]
-            ox_lo, ox_hi = col_lo[x], col_hi[x]
-            for oy in range(oy_lo, oy_hi + 1):
-                for ox in range(ox_lo, ox_hi + 1):
-                    at = (oy * wo + ox) * channels + c
-                    cur[k, at] += contrib
-                    if flags is not None:
-                        flags[k, at >> shift] = 1
-            ops += max(0, oy_hi - oy_lo + 1) * max(0, ox_hi - ox_lo + 1)
+    for e in range(indptr[k], indptr[k + 1]):
+        j = index[e]
+        c = j // plane
+        rest = j - c * plane
+        y = row_of[rest]
+        x = rest - y * w
+        contrib = value[e] * weight
+        oy_lo, oy_hi = row_lo[y], row_hi[y]
+        ox_lo, ox_hi = col_lo[x], col_hi[x]
+        for oy in range(oy_lo, oy_hi + 1):
+            for ox in range(ox_lo, ox_hi + 1):
+                at = (oy * wo + ox) * channels + c
+                cur[r, at] += contrib
+                if flags is not None:
+                    flags[r, at >> shift] = 1
+        ops += max(0, oy_hi - oy_lo + 1) * max(0, ox_hi - ox_lo + 1)
     return ops
 
 
