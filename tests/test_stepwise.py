@@ -61,7 +61,7 @@ def compare(rng, dtype, n, channels, events, scatter, stepwise, p):
     assert not row.any() and not row_flags.any()  # zero again for the next layer
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(seed=seeds, dtype=DTYPES, steps=st.integers(1, 12), ci=st.integers(1, 3), co=st.integers(1, 5),
        hw=st.integers(1, 8), k=st.integers(1, 4), stride=st.integers(1, 2), pad=st.integers(0, 2),
        density=st.sampled_from([0.02, 0.2, 0.6]), p=neurons)
@@ -79,7 +79,7 @@ def test_conv_lif_window_is_the_scatter_then_the_window(seed, dtype, steps, ci, 
                                                                           row, flags, shift, *neuron), p)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(seed=seeds, dtype=DTYPES, steps=st.integers(1, 12), c=st.integers(1, 4), hw=st.integers(2, 9),
        k=st.integers(1, 3), stride=st.integers(1, 3), weight=st.sampled_from([1.0, 0.25]),
        density=st.sampled_from([0.02, 0.2, 0.6]), p=neurons)
@@ -97,7 +97,7 @@ def test_pool_lif_window_is_the_scatter_then_the_window(seed, dtype, steps, c, h
                                                                           flags, shift, *neuron), p)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(seed=seeds, dtype=DTYPES, steps=st.integers(1, 12), ni=st.integers(1, 30), no=st.integers(1, 150),
        density=st.sampled_from([0.02, 0.2, 0.6]), p=neurons)
 def test_linear_lif_window_is_the_scatter_then_the_window(seed, dtype, steps, ni, no, density, p):

@@ -62,14 +62,14 @@ def conv_scatter(cur, indptr, index, value, weight, in_hw, out_hw, stride, paddi
     return synops
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def conv_geometry(weight, in_hw, out_hw, stride, padding):
     """``(kh, kw, Co, H, W, Ho, Wo, sh, sw, ph, pw)`` of a convolution, for :func:`conv_step`."""
     return (weight.shape[1], weight.shape[2], weight.shape[3], in_hw[0], in_hw[1], out_hw[0], out_hw[1],
             stride[0], stride[1], padding[0], padding[1])
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def reversed_taps(weight):
     """The ``(Ci, kh, kw, Co)`` weights with the taps reversed along x, flat (see :func:`conv_step`)."""
     kw = weight.shape[2]
@@ -79,7 +79,7 @@ def reversed_taps(weight):
     return flat_w.ravel()
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def conv_step(flat_cur, at, indptr, index, value, k, flat_w, geometry):
     """Add the currents of step ``k``'s events to the channel-last row starting at ``flat_cur[at]``; return the SynOps.
 
@@ -116,7 +116,7 @@ def conv_step(flat_cur, at, indptr, index, value, k, flat_w, geometry):
     return synops
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def conv_step_flags(flags, r, indptr, index, k, geometry, shift):
     """Flag, in row ``r`` of ``flags``, the blocks that step ``k``'s events reach (see :func:`conv_scatter`)."""
     kh, kw, co, h, w, ho, wo, sh, sw, ph, pw = geometry

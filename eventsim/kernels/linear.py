@@ -54,7 +54,7 @@ def linear_scatter(cur, indptr, index, value, weight_t, delay_t=None, limit=0, f
     return (indptr[-1] - indptr[0]) * no
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def linear_step(cur, r, indptr, index, value, k, weight_t, flags, shift):
     """Add the currents of step ``k``'s events to row ``r`` of ``cur`` (and flag its blocks, every one where an event came)."""
     no = weight_t.shape[1]

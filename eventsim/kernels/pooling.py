@@ -41,7 +41,7 @@ def pool_scatter(cur, indptr, index, value, weight, channels, in_hw, out_hw, ker
     return ops
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def pool_tables(channels, in_hw, out_hw, kernel, stride):
     """The lookup tables of :func:`pool_step`, with the map's sizes.
 
@@ -59,7 +59,7 @@ def pool_tables(channels, in_hw, out_hw, kernel, stride):
     return row_lo, row_hi, col_lo, col_hi, row_of, channels, w, out_hw[1]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def pool_step(cur, r, indptr, index, value, k, weight, tables, flags, shift):
     """Add the currents of step ``k``'s events to row ``r`` of ``cur`` (and flag its blocks); return the pooling ops."""
     row_lo, row_hi, col_lo, col_hi, row_of, channels, w, wo = tables

@@ -22,12 +22,18 @@ currents' dtype, ``flags`` a zeroed ``(1, ceil(N / 2^shift))`` uint8 array;
 both are zero again on return.
 """
 
+import numpy as np
 from numba import njit
 
 from eventsim.kernels.conv import conv_geometry, conv_step, conv_step_flags, reversed_taps
 from eventsim.kernels.linear import linear_step
 from eventsim.kernels.neurons import skipped_nothing, skipping_end, skipping_start, skipping_step, with_step
 from eventsim.kernels.pooling import pool_step, pool_tables
+
+
+#: The row of the one-row buffers, typed as :func:`~eventsim.kernels.flagged_lif_window` passes its step, not as a
+#: literal: Numba compiles the shared skipping step once for both.
+ROW = np.int64(0)
 
 
 @njit(cache=True, nogil=True)
@@ -44,7 +50,7 @@ def conv_lif_window(v, indptr, index, value, weight, in_hw, out_hw, stride, padd
     for k in range(steps):
         ops += conv_step(flat_row, 0, indptr, index, value, k, taps, geometry)
         conv_step_flags(flags, 0, indptr, index, k, geometry, shift)
-        out = with_step(out, work, k, skipping_step(v, row, 0, flags, k, work, shift, leak, soft, v_reset, strict,
+        out = with_step(out, work, k, skipping_step(v, row, ROW, flags, k, work, shift, leak, soft, v_reset, strict,
                                                     counts, traces))
     return skipping_end(v, traces, work, out, shift, leak) + (ops,)
 
@@ -60,7 +66,7 @@ def pool_lif_window(v, indptr, index, value, weight, channels, in_hw, out_hw, ke
     ops = 0
     for k in range(steps):
         ops += pool_step(row, 0, indptr, index, value, k, weight, tables, flags, shift)
-        out = with_step(out, work, k, skipping_step(v, row, 0, flags, k, work, shift, leak, soft, v_reset, strict,
+        out = with_step(out, work, k, skipping_step(v, row, ROW, flags, k, work, shift, leak, soft, v_reset, strict,
                                                     counts, traces))
     return skipping_end(v, traces, work, out, shift, leak) + (ops,)
 
@@ -74,6 +80,6 @@ def linear_lif_window(v, indptr, index, value, weight_t, row, flags, shift, thet
     out = skipped_nothing(v.dtype)
     for k in range(steps):
         linear_step(row, 0, indptr, index, value, k, weight_t, flags, shift)
-        out = with_step(out, work, k, skipping_step(v, row, 0, flags, k, work, shift, leak, soft, v_reset, strict,
+        out = with_step(out, work, k, skipping_step(v, row, ROW, flags, k, work, shift, leak, soft, v_reset, strict,
                                                     counts, traces))
     return skipping_end(v, traces, work, out, shift, leak) + ((indptr[-1] - indptr[0]) * weight_t.shape[1],)
