@@ -11,7 +11,7 @@ import os
 from hypothesis import HealthCheck, settings
 
 _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-settings.register_profile("ci", max_examples=40, **_common)
+settings.register_profile("ci", max_examples=32, **_common)
 settings.register_profile("dev", max_examples=8, **_common)
 settings.register_profile("thorough", max_examples=1000, **_common)
 settings.register_profile("campaign", max_examples=10_000, **_common)

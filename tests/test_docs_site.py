@@ -25,6 +25,7 @@ DOCS_EXTRA = ("sphinx", "numpydoc", "myst_parser", "sphinx_gallery", "pydata_sph
 GENERATED = ("_build", "gallery", "generated")
 
 
+@pytest.mark.slow  # half a minute; .ci/run runs it, next to the full build of the site
 def test_site_builds_without_warnings(tmp_path):
     missing = [module for module in DOCS_EXTRA if importlib.util.find_spec(module) is None]
     if missing:

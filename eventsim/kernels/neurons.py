@@ -373,7 +373,7 @@ def flagged_lif_window(v, u, flags, shift, theta, leak, soft, v_reset, strict, c
     return skipping_end(v, traces, work, out, shift, leak)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def skipping_start(v, theta, size, shift, soft, v_reset, strict, gain, steps):
     """The working arrays of :func:`flagged_lif_window` over ``steps`` steps, for :func:`skipping_step`.
 
@@ -482,7 +482,7 @@ def skipping_step(v, u, r, flags, k, work, shift, leak, soft, v_reset, strict, c
     return m, overflow, todo_n
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def skipping_end(v, traces, work, out, shift, leak):
     """Leak every block by the steps it still owes; :func:`flagged_lif_window`'s result from ``work`` and ``out``."""
     th_of, c_order, hot, due, scratch, out_ptr, g, g_zero, heats = work
