@@ -42,6 +42,7 @@ def records() -> list[dict]:
                             "conv-scatter"))
 
 
+@pytest.mark.slow  # the records: a bench run of every system in fresh processes (a minute); .ci/run runs it
 def test_records_have_the_required_keys_and_sane_values(records):
     pairs = {(r["workload"], r["system"]) for r in records}
     assert pairs == {("lenet-nmnist-train", "eventsim-lee2020"), ("lenet-nmnist-train", "eventsim-bptt"),
@@ -71,6 +72,7 @@ def test_records_have_the_required_keys_and_sane_values(records):
             assert ("backward_note" in r) == (r["system"] == "sinabs" and r["workload"] == "lenet-nmnist-train")
 
 
+@pytest.mark.slow  # the records: a bench run of every system in fresh processes (a minute); .ci/run runs it
 def test_synops_are_the_exact_count_of_the_batch(records):
     """conv-scatter's SynOps against the count of in-bounds synapses per input event (5x5, padding 2,
     34x34, 20 output channels), and the training steps' forward passes against inference's."""
@@ -103,6 +105,7 @@ def test_add_peak_joins_conv_scatter_and_per_core_workloads_run_once_on_one_core
         suite.run_bench(["lenet-nmnist-infer"], steps=[5], systems=["eventsim-bptt"], progress=None)
 
 
+@pytest.mark.slow  # the records: a bench run of every system in fresh processes (a minute); .ci/run runs it
 def test_the_table_prints_the_speedup_over_the_fastest_peer_of_its_own_times(records):
     if not HAS_PEER:
         pytest.skip("the speed-up needs a peer (torch and snntorch)")

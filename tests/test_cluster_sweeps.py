@@ -65,6 +65,7 @@ def test_shards_share_the_examples_and_take_the_documented_seeds():
     assert [s.examples for s in plan_shards(4, 0, 25)] == [4]
 
 
+@pytest.mark.slow  # about 40 s of worker processes; .ci/run runs it
 def test_a_sharded_campaign_finds_a_planted_bug_and_its_reproducer_replays_it_on_one_machine(address, capsys):
     pytest.importorskip("torch")
     args = ["conform", "--candidate", BROKEN, "--examples", "30", "--no-gradients", "--without", "float", "residual"]
