@@ -51,10 +51,13 @@ VERSIONED = ("eventsim", "numpy", "numba")
 #: Dask settings of the workers of a local cluster. Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in its
 #: workers, which turns off glibc's adaptive mmap threshold: every buffer of a step is then mapped and
 #: unmapped again, and a training step ran 1.7x slower (measured on the N-MNIST LeNet); Dask's sampling
-#: profiler interrupts the kernels' Python glue every 10 ms. docs/cluster.md gives the same settings for
-#: workers started by hand.
-WORKER_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
-                 "distributed.worker.profile.enabled": False}
+#: profiler interrupts the kernels' Python glue every 10 ms. The scheduler's active memory manager drops
+#: the copies of a value sent to every worker (:meth:`Cluster.share`) but one, so that each task on another
+#: worker fetches the network and the whole dataset again from a busy peer. docs/cluster.md gives the same
+#: settings for a cluster started by hand.
+LOCAL_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+                "distributed.worker.profile.enabled": False,
+                "distributed.scheduler.active-memory-manager.start": False}
 
 
 @dataclass(frozen=True)
@@ -169,7 +172,7 @@ class Cluster:
             threads = threads or max(1, cpus // workers)
             # Processes, not threads: the workers must survive one another's
             # death, and the kernels already use threads inside a worker.
-            with warnings.catch_warnings(), dask.config.set(WORKER_CONFIG):
+            with warnings.catch_warnings(), dask.config.set(LOCAL_CONFIG):
                 # Dask probes its dashboard's port even with the dashboard off, and warns when
                 # another cluster holds it: nothing this command does depends on it.
                 warnings.filterwarnings("ignore", message="Port .* is already in use")

@@ -22,7 +22,9 @@ depend on where, or on how many workers, the chunks were computed.
 
 from __future__ import annotations
 
+import copy
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -213,17 +215,41 @@ def batch_of(data: Sequence[tuple[Events, int]], indices: Sequence[int]) -> tupl
 # ------------------------------------------------------------------ a cluster
 def remote_chunks(network: Network, params: dict[str, np.ndarray], data: Any, indices: np.ndarray,
                   masks: dict[str, np.ndarray], rule: Rule, loss: Loss, batch: int, chunk_size: int) -> ChunkResult:
-    """A group of consecutive chunks on a worker, merged: the worker's copy of the network takes ``params``,
+    """A group of consecutive chunks on a worker, merged: the worker's own copy of the network takes ``params``,
     its copy of the data gives the samples ``indices``.
 
     The network and the data were sent to the worker once
     (:meth:`eventsim.cluster.Cluster.share`) and stay there, with the
     compiled kernels, for the whole run (the tasks of a worker run one at a
-    time: :meth:`eventsim.cluster.Cluster.map`).
+    time: :meth:`eventsim.cluster.Cluster.map`). The shared network itself
+    is never changed (:func:`own_copy`).
     """
+    network = own_copy(network)
     load_parameters(network, params)
     events, labels = batch_of(data, indices)
     return local_chunks(network, rule, loss, events, labels, masks, chunk_size, batch=batch)
+
+
+#: This process's copies of the networks its tasks were sent, by the id of the network sent.
+_own_copies: dict[int, Network] = {}
+
+
+def own_copy(network: Network) -> Network:
+    """This process's copy of a network shared with it, made at the first call and kept while ``network`` lives.
+
+    Dask may send a worker's replica of a shared input to another worker
+    at any time (one that lost its replica, or was started after another
+    died), while a task is using it: a task that loaded its parameters into
+    the shared network, or built its plan in it, would have a half-changed
+    network pickled, and Dask leaves a task whose input failed to arrive
+    waiting for ever. The tasks change only their own copy.
+    """
+    key = id(network)
+    mine = _own_copies.get(key)
+    if mine is None:
+        mine = _own_copies[key] = copy.deepcopy(network)
+        weakref.finalize(network, _own_copies.pop, key, None)  # before the id can be reused
+    return mine
 
 
 def group_size(chunks: int, workers: int) -> int:

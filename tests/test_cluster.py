@@ -243,6 +243,31 @@ def test_training_on_two_workers_writes_the_checkpoint_of_one_process(tmp_path, 
                               es.learning.parameters(_net(norm=norm, dropout=0.25))["fc.weight"])
 
 
+def test_a_task_leaves_the_shared_network_as_it_was_sent():
+    """Dask may send a worker's copy of a shared input to another worker while a task is using it (a worker that
+    lost its replica, or one started after a kill): the tasks must not change it, or the copy sent is half
+    changed (a plan being built while it is pickled) and the task waiting for it never runs."""
+    import pickle
+
+    from eventsim.learning.steps import local_chunks, remote_chunks
+
+    network = _net(norm=True, dropout=0.25)
+    sent = pickle.dumps(network)
+    params = {k: v + np.float32(0.5) for k, v in es.learning.parameters(network).items()}
+    masks = network.dropout_masks(4, np.random.default_rng(0))
+    remote_chunks(network, params, samples(4, 12), np.arange(4), masks, BPTT(), CrossEntropy(), 4, 2)
+    assert pickle.dumps(network) == sent
+    again = remote_chunks(network, params, samples(4, 12), np.arange(4), masks, BPTT(), CrossEntropy(), 4, 2)
+    # what a task computes is that of the network with the parameters it was sent
+    loaded = _net(norm=True, dropout=0.25)
+    es.learning.load_parameters(loaded, params)
+    events, labels = _batch(4)
+    here = local_chunks(loaded, BPTT(), CrossEntropy(), events, labels, masks, 2, batch=4)
+    assert sorted(again.grads) == sorted(here.grads)
+    for key, grad in here.grads.items():
+        assert again.grads[key].tobytes() == grad.tobytes(), key
+
+
 def _killer(cluster, killed: list):
     """Kill (SIGKILL, by pid) a worker process as soon as it is computing a chunk of the second step."""
 
@@ -308,6 +333,14 @@ def test_inputs_lost_with_a_worker_are_sent_again_and_the_step_is_the_same(tmp_p
     monkeypatch.setattr(distributed, "wait", lambda *a, **k: (_ for _ in ()).throw(CancelledError("gone")))
     with pytest.raises(LostInputs, match="worker that left"):
         cluster.map(abs, [(-1,)], what="the task")
+
+
+def test_a_local_cluster_keeps_the_copy_of_a_shared_value_on_every_worker(cluster):
+    """Dask's active memory manager would drop the copies but one, and each task elsewhere fetch them again."""
+    cluster.client.wait_for_workers(2, timeout=60)
+    handle = cluster.share(np.arange(1000))
+    assert not cluster.client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.extensions["amm"].running)
+    assert len(cluster.client.who_has([handle])[handle.key]) == 2
 
 
 def test_evaluation_on_a_cluster_is_the_evaluation_here(cluster):
