@@ -430,13 +430,19 @@ class NeuronStage(Stage):
         # The options of "State beyond the potential"; None where a default
         # leaves the kernel's loop as it was without them.
         self.synaptic = constants.synapse_leak is not None
-        self.syn_leak, self.syn_gain = constants.synapse_leak or 0.0, constants.synapse_gain
+        # All of the dtype, so that a layer without a synapse compiles no kernel of its own.
+        self.syn_leak, self.syn_gain = dtype.type(constants.synapse_leak or 0.0), constants.synapse_gain
         self.v_init = constants.v_init
         self.v_rest = None if constants.v_rest == 0 else constants.v_rest
         self.v_min = None if constants.v_min == -np.inf else constants.v_min
         self.max_spikes = None if constants.max_spikes == 1 else constants.max_spikes
         self.plain = (constants.arithmetic == "product" and not self.synaptic and self.v_rest is None
                       and self.v_min is None and self.max_spikes is None)
+        # As kernels.lif_window takes them: None for all three, or each a number (NaN where left out), so
+        # that a kernel is compiled for two ways of giving them, not eight.
+        options = (self.v_rest, self.v_min, self.max_spikes)
+        self.options = options if self.plain or options == (None, None, None) else tuple(
+            dtype.type(np.nan if x is None else x) for x in options)
         # Whether the neurons without current in a step may be only leaked,
         # later (kernels.flagged_lif_window): the plain loop with the
         # immediate reset (a delayed reset acts without input), a leak in
@@ -484,7 +490,7 @@ class NeuronStage(Stage):
         return kernels.lif_window(
             state.potential, cur, self.theta, self.leak, self.soft, self.v_reset, self.strict, counts, traces,
             self.gain, state.fired, clear, self.form, self.divisor, state.synaptic, self.syn_leak, self.syn_gain,
-            synaptic, self.v_rest, self.v_min, self.max_spikes,
+            synaptic, *self.options,
         )
 
     def _record(self, records: dict, t0: int, values: np.ndarray) -> None:
@@ -742,8 +748,8 @@ class RecurrentStage(NeuronStage):
         indptr, indices, values, synops, overflow_step, index, value = kernels.recurrent_window(
             state.potential, cur, self.theta, self.leak, self.soft, self.v_reset, self.strict,
             sample.totals[self.name], sample.traces[self.name], self.gain, state.fired, not keep, self.form,
-            self.divisor, state.synaptic, self.syn_leak, self.syn_gain, synaptic, self.v_rest, self.v_min,
-            self.max_spikes, *self.feedback, index, value, currents)
+            self.divisor, state.synaptic, self.syn_leak, self.syn_gain, synaptic, *self.options, *self.feedback, index,
+            value, currents)
         self._count(sample, self.connection.name, synops)
         if overflow_step >= 0:  # the buffer stays out of the pool, dirty (see _zeroed)
             raise _overflow(self.owner, "a potential", t0 + overflow_step, sample, self.dtype)

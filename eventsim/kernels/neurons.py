@@ -115,8 +115,12 @@ def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.
         Receives J at every step (the "synaptic" record).
     v_rest, v_min, max_spikes : float, optional
         The rest potential, the lower clamp and the most spikes per step
-        (inf: no bound); None leaves each out (0, none, one spike), so that
-        a neuron without them compiles to the loop it had before them.
+        (inf: no bound); None or NaN leaves each out (0, none, one spike).
+        With all three None the loop compiles without them, as it was
+        before them; a caller that gives one gives the others as NaN, so
+        that the loop tests them (the same test for every neuron and step)
+        instead of being compiled again for each of the seven ways of
+        giving some.
 
     Returns
     -------
@@ -140,6 +144,9 @@ def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.
     d = u.dtype.type(divisor)
     alpha, h = u.dtype.type(syn_leak), u.dtype.type(syn_gain)
     one, zero = u.dtype.type(1), u.dtype.type(0)
+    rest = False if v_rest is None else not np.isnan(v_rest)
+    clamp = False if v_min is None else not np.isnan(v_min)
+    multi = False if max_spikes is None else not np.isnan(max_spikes)
     # Spike flags, padded to whole blocks of 64 neurons (8 words) for the emitting scan.
     spiked = np.zeros((size + 63) // 64 * 64, np.uint8)
     spiked_words = spiked.view(np.uint64)
@@ -177,21 +184,21 @@ def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.
                 reset = uu - th if soft else v_reset + gi
                 uu = reset if fired[j] else uu
             elif form == PRODUCT:
-                if v_rest is None:
+                if v_rest is None or not rest:  # None: pruned as Numba compiles, the loop as it was
                     uu = leak * r + gi
                 else:
                     uu = (v_rest + leak * (r - v_rest)) + gi
             elif form == EULER:
-                uu = r + g * ((x - r) if v_rest is None else ((v_rest - r) + x))
+                uu = r + g * ((x - r) if v_rest is None or not rest else ((v_rest - r) + x))
             elif form == EULER_DIVIDE:
-                uu = r + ((x - r) if v_rest is None else (x - (r - v_rest))) / d
+                uu = r + ((x - r) if v_rest is None or not rest else (x - (r - v_rest))) / d
             else:
-                uu = (r - (r if v_rest is None else (r - v_rest)) / d) + x
+                uu = (r - (r if v_rest is None or not rest else (r - v_rest)) / d) + x
             fire = (uu > th) | ((uu == th) & reaching)  # uu >= th unless strict, as one select
             # With clear, U stays only where the neuron fired, for the emitting scan to test.
             u[k, j] = uu if fire | keeping else zero
             spiked[j] = fire
-            if max_spikes is None:
+            if max_spikes is None or not multi:
                 spikes = one if fire else zero
             else:
                 spikes = spike_count(uu, th, strict, max_spikes) if fire else zero
@@ -203,17 +210,17 @@ def lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, gain=1.
                 fired[j] = fire
                 v[j] = leak * uu
             else:
-                if max_spikes is None:
+                if max_spikes is None or not multi:
                     reset = uu - th if soft else v_reset
                 else:
                     reset = uu - spikes * th if soft else v_reset
                 kept = reset if fire else uu
-                if v_min is not None:
+                if v_min is not None and clamp:
                     overflow |= not abs(uu) < np.inf  # the clamp would hide a -inf
                     kept = v_min if kept < v_min else kept  # NaN stays NaN
                 v[j] = kept
         m, emitted_overflow = _emit_step(u, k, spiked_words, every_block, lit_blocks, th_of, c_order, strict,
-                                         max_spikes, clear, step_idx, step_val)
+                                         multi, max_spikes, clear, step_idx, step_val)
         out_idx, out_val = _appended(out_idx, out_val, n, step_idx, step_val, m)
         overflow |= emitted_overflow
         n += m
@@ -242,7 +249,7 @@ def plain_lif_window(v, u, theta, leak, soft, v_reset, strict, counts, traces, g
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _emit_step(u, k, spiked_words, blocks, lit_blocks, th_of, c_order, strict, max_spikes, clear, step_idx,
+def _emit_step(u, k, spiked_words, blocks, lit_blocks, th_of, c_order, strict, multi, max_spikes, clear, step_idx,
                step_val):
     """Emit the spikes of step ``k`` flagged in ``spiked_words`` into ``step_idx``, ``step_val``, in ascending neuron order.
 
@@ -252,8 +259,9 @@ def _emit_step(u, k, spiked_words, blocks, lit_blocks, th_of, c_order, strict, m
     bit i for neuron i of the block (:func:`_packed`), and its spikes taken
     one set bit at a time, so that a silent block costs no branch per
     neuron; a block with a flag is zeroed (a caller may set only some flags
-    of the next step). The value of an event is 1, or the spike count of U
-    (``max_spikes`` given); U is tested finite (+inf is the one non-finite
+    of the next step). The value of an event is 1, or with ``multi`` (and
+    ``max_spikes`` not None) the spike count of U, at most ``max_spikes``;
+    U is tested finite (+inf is the one non-finite
     U that fires) and, with ``clear``, zeroed.
 
     Returns
@@ -284,7 +292,8 @@ def _emit_step(u, k, spiked_words, blocks, lit_blocks, th_of, c_order, strict, m
         while True:  # at least one bit is set
             j = 64 * block + trailing_zeros(bits)
             step_idx[m] = c_order[j]
-            step_val[m] = one if max_spikes is None else spike_count(u[k, j], th_of[j], strict, max_spikes)
+            step_val[m] = one if max_spikes is None or not multi else spike_count(u[k, j], th_of[j], strict,
+                                                                                   max_spikes)
             overflow |= not abs(u[k, j]) < np.inf
             if clear:
                 u[k, j] = zero
@@ -477,8 +486,8 @@ def skipping_step(v, u, r, flags, k, work, shift, leak, soft, v_reset, strict, c
         for block in range(first, last + 1):
             updated_blocks[listed] = block
             listed += 1
-    m, overflow = _emit_step(u, r, spiked_words, updated_blocks[:listed], lit_blocks, th_of, c_order, strict, None,
-                             True, step_idx, step_val)
+    m, overflow = _emit_step(u, r, spiked_words, updated_blocks[:listed], lit_blocks, th_of, c_order, strict, False,
+                             None, True, step_idx, step_val)
     return m, overflow, todo_n
 
 
