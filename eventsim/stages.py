@@ -718,13 +718,13 @@ class RecurrentStage(NeuronStage):
         super().__init__(ops, block.neuron, block.neuron.name, shape, dtype, train)
         self.connection = SynapseOp(block.connection, shape, shape, dtype)
         # The connection as kernels.recurrent_window takes it: a convolution's (weight, bias, hw, stride,
-        # padding); a linear connection is a 1 x 1 convolution on a 1 x 1 map.
+        # padding), no bias an empty one; a linear connection is a 1 x 1 convolution on a 1 x 1 map.
         weight, layer = self.connection.weight, block.connection
+        bias = np.zeros(0, dtype) if layer.bias is None else layer.bias
         if isinstance(layer, Linear):
-            self.feedback = (weight.reshape(weight.shape[0], 1, 1, weight.shape[1]), layer.bias, (1, 1), (1, 1),
-                             (0, 0))
+            self.feedback = (weight.reshape(weight.shape[0], 1, 1, weight.shape[1]), bias, (1, 1), (1, 1), (0, 0))
         else:
-            self.feedback = (weight, layer.bias, self.connection.out3[1:], layer.stride, layer.padding)
+            self.feedback = (weight, bias, self.connection.out3[1:], layer.stride, layer.padding)
 
     def counted_ops(self) -> list[tuple[str, str]]:
         return super().counted_ops() + [(self.connection.name, self.connection.counter)]
@@ -743,7 +743,8 @@ class RecurrentStage(NeuronStage):
         keep = self.name in sample.potentials
         state = sample.state[self.name]
         synaptic = np.empty_like(cur) if self.name in sample.synaptic else None
-        currents = np.empty_like(cur) if self.name in sample.currents else None
+        # Not recorded: no rows (kernels.recurrent_window).
+        currents = np.empty_like(cur) if self.name in sample.currents else cur[:0]
         index, value = sample.pending[self.name]
         indptr, indices, values, synops, overflow_step, index, value = kernels.recurrent_window(
             state.potential, cur, self.theta, self.leak, self.soft, self.v_reset, self.strict,
@@ -754,7 +755,7 @@ class RecurrentStage(NeuronStage):
         if overflow_step >= 0:  # the buffer stays out of the pool, dirty (see _zeroed)
             raise _overflow(self.owner, "a potential", t0 + overflow_step, sample, self.dtype)
         sample.pending[self.name] = (index, value)
-        if currents is not None:  # I[t] with the recurrent current, as the neurons integrated it
+        if self.name in sample.currents:  # I[t] with the recurrent current, as the neurons integrated it
             self._record(sample.currents, t0, currents)
         if keep:
             self._record(sample.potentials, t0, cur)

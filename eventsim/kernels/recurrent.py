@@ -31,9 +31,11 @@ def recurrent_window(v, cur, theta, leak, soft, v_reset, strict, counts, traces,
 
     The neuron arguments (``v`` ... ``max_spikes``) are those of
     :func:`lif_window`, ``syn_out`` a ``cur``-shaped buffer or None.
-    ``bias`` is ``(C,)`` or None; ``hw``, ``stride``, ``padding`` the
-    connection's geometry; ``currents`` a ``cur``-shaped buffer that
-    receives ``I[t]`` as the neurons integrate it, or None.
+    ``bias`` is ``(C,)``, or empty for none; ``hw``, ``stride``,
+    ``padding`` the connection's geometry; ``currents`` a ``cur``-shaped
+    buffer that receives ``I[t]`` as the neurons integrate it, or no rows
+    (not recorded). Arrays, not None, for the two: a test per step instead
+    of a compilation for each way of giving them.
 
     Returns
     -------
@@ -55,14 +57,14 @@ def recurrent_window(v, cur, theta, leak, soft, v_reset, strict, counts, traces,
     synops = 0
     for k in range(steps):
         row = cur[k : k + 1]
-        if bias is not None:
+        if bias.shape[0] > 0:
             add_bias(row, bias)
         feedback_ptr[1] = index.shape[0]
         if linear:
             synops += linear_scatter(row, feedback_ptr, index, value, weight_2d)
         else:
             synops += conv_scatter(row, feedback_ptr, index, value, weight, hw, hw, stride, padding)
-        if currents is not None:
+        if currents.shape[0] > 0:
             currents[k] = row[0]
         if syn_out is None:
             _, index, value, overflow = lif_window(v, row, theta, leak, soft, v_reset, strict, counts, traces, gain,
