@@ -89,10 +89,24 @@ def conv_step(flat_cur, at, indptr, index, value, k, flat_w, geometry):
     contiguous run of (outputs x channels) in both arrays, one long vector
     loop instead of one short loop per output.
     """
+    return event_runs(flat_cur, at, flat_w, indptr, index, value, k, geometry, False)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def event_runs(outs, at, taps, indptr, index, value, k, geometry, into_taps):
+    """Walk the (output, tap) pairs that step ``k``'s events reach; return the SynOps.
+
+    Every pair meets an output ``outs[at + (oy*Wo + ox)*Co + o]`` and a tap of
+    the x-reversed weights ``taps[((c*kh + ky)*kw + kw-1-kx)*Co + o]``, with
+    ``ky = y + ph - oy*sh`` and ``kx = x + pw - ox*sw``. The forward
+    (``into_taps`` False) adds ``v * tap`` to the output, the weight gradient
+    (True) adds ``v * output`` (the delta) to the tap: the same walk read one
+    way or the other, so the gradient costs what the scatter costs.
+    """
     kh, kw, co, h, w, ho, wo, sh, sw, ph, pw = geometry
     plane = h * w
     n_out = uint64(co)
-    w_step = uint64(sw * co)
+    tap_step = uint64(sw * co)
     synops = 0
     for e in range(indptr[k], indptr[k + 1]):
         c, y, x = position(index[e], plane, w)
@@ -106,12 +120,16 @@ def conv_step(flat_cur, at, indptr, index, value, k, flat_w, geometry):
         for oy in range(oy_lo, oy_hi + 1):
             ky = ty - oy * sh
             out_at = uint64(at + (oy * wo + ox_lo) * co)
-            w_at = uint64(((c * kh + ky) * kw + kw - 1 - (tx - ox_lo * sw)) * co)
+            tap_at = uint64(((c * kh + ky) * kw + kw - 1 - (tx - ox_lo * sw)) * co)
             for r in range(runs):
-                for i in range(run):
-                    flat_cur[out_at + i] += v * flat_w[w_at + i]
+                if into_taps:
+                    for i in range(run):
+                        taps[tap_at + i] += v * outs[out_at + i]
+                else:
+                    for i in range(run):
+                        outs[out_at + i] += v * taps[tap_at + i]
                 out_at += n_out
-                w_at += w_step
+                tap_at += tap_step
         synops += max(0, oy_hi - oy_lo + 1) * n_ox * co
     return synops
 
@@ -152,39 +170,14 @@ def conv_weight_grad(grad_w, indptr, index, value, delta, in_hw, out_hw, stride,
     indptr, index, value : the input events of K frames.
     delta : (K, Ho*Wo*Co) float array, channel-last: dL/dI of each frame.
     """
-    kh, kw, co = grad_w.shape[1], grad_w.shape[2], grad_w.shape[3]
-    h, w = in_hw
-    ho, wo = out_hw
-    sh, sw = stride
-    ph, pw = padding
-    plane = h * w
-    row_size = delta.shape[1]
     if not grad_w.flags.c_contiguous:
         raise ValueError("conv_weight_grad: the gradient buffer must be C-contiguous")
+    geometry = conv_geometry(grad_w, in_hw, out_hw, stride, padding)
     flat_d = delta.ravel()
     reversed_g = grad_w[:, :, ::-1, :].copy()
     flat_g = reversed_g.ravel()
-    n_out = uint64(co)
-    g_step = uint64(sw * co)
     for k in range(indptr.shape[0] - 1):
-        for e in range(indptr[k], indptr[k + 1]):
-            v = value[e]
-            c, y, x = position(index[e], plane, w)
-            ty = y + ph
-            tx = x + pw
-            oy_lo, oy_hi = reached(ty, kh, sh, ho)
-            ox_lo, ox_hi = reached(tx, kw, sw, wo)
-            n_ox = max(0, ox_hi - ox_lo + 1)
-            runs, run = (1, uint64(n_ox * co)) if sw == 1 else (n_ox, n_out)
-            for oy in range(oy_lo, oy_hi + 1):
-                ky = ty - oy * sh
-                d_at = uint64(k * row_size + (oy * wo + ox_lo) * co)
-                g_at = uint64(((c * kh + ky) * kw + kw - 1 - (tx - ox_lo * sw)) * co)
-                for r in range(runs):
-                    for i in range(run):
-                        flat_g[g_at + i] += v * flat_d[d_at + i]
-                    d_at += n_out
-                    g_at += g_step
+        event_runs(flat_d, k * delta.shape[1], flat_g, indptr, index, value, k, geometry, True)
     grad_w[:] = reversed_g[:, :, ::-1, :]
 
 
