@@ -441,7 +441,7 @@ class NeuronStage(Stage):
         # As kernels.lif_window takes them: None for all three, or each a number (NaN where left out), so
         # that a kernel is compiled for two ways of giving them, not eight.
         options = (self.v_rest, self.v_min, self.max_spikes)
-        self.options = options if self.plain or options == (None, None, None) else tuple(
+        self.options = options if options == (None, None, None) else tuple(
             dtype.type(np.nan if x is None else x) for x in options)
         # Whether the neurons without current in a step may be only leaked,
         # later (kernels.flagged_lif_window): the plain loop with the
