@@ -717,6 +717,10 @@ class LIF(Layer):
         :class:`SpikingAvgPool` for its pooling neuron); by default this one.
         """
         owner = self if owner is None else owner
+        # The options of "State beyond the potential" are plain attributes: one set after construction
+        # is checked here, where it takes effect (a NaN rest potential would otherwise run).
+        self._set_state_options(self.synapse_leak, None, None if self.synapse_leak is None else self.synapse_gain,
+                                self.v_rest, self.v_init, self.v_min, self.max_spikes)
         divide = self.arithmetic.endswith("-divide")
         alpha = self.synapse_leak
         return NeuronConstants(

@@ -119,6 +119,21 @@ def test_leak_set_after_construction_is_checked():
     assert lif.leak == 0.5
 
 
+@pytest.mark.parametrize("option, bad, message", [
+    ("v_rest", float("nan"), "v_rest must be a finite number"),
+    ("v_min", float("nan"), "v_min must be a number or -inf"),
+    ("v_init", float("inf"), "v_init must be a finite number"),
+    ("max_spikes", 0, "max_spikes must be an int >= 1"),
+])
+def test_state_option_set_after_construction_is_checked_where_it_takes_effect(option, bad, message):
+    """The options of "State beyond the potential" are plain attributes: lif.v_rest = nan after
+    construction ran, the event path reading the NaN as "no rest potential" and the twin computing NaN."""
+    lif = LIF(1.0, leak=0.5, v_rest=0.25, v_min=-2.0, max_spikes=3)
+    net = Network([Linear(2, 2, weight=np.ones((2, 2), np.float32)), lif, Readout()], (2,))
+    setattr(lif, option, bad)
+    assert_refused_by_both(net, ones(1, 3, (2,)), message)
+
+
 def test_float64_bias_that_is_inf_in_float32():
     """The dense twin rounded a float64 bias of 1e300 to inf and ran; the event path refuses the dtype."""
     fc = Linear(2, 2, weight=np.ones((2, 2)), bias=np.array([1e300, 0.0]))
