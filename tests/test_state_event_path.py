@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import eventsim as es
@@ -23,6 +23,22 @@ from eventsim.learning.rules import BPTT, Lee2020, Lee2020Code
 from eventsim.testing.strategies import dyadic, random_events
 
 DTYPES = st.sampled_from([np.float32, np.float64])
+#: Where bit-identity is guaranteed (docs/semantics.md, "Numerics": every partial sum of a current exact):
+#: the terms of a current here have at most 3 fractional bits (weights k/4 or k/8 up to 2, integer counts
+#: and bias k/8), so with every current and event value below 2^12 the sums over the largest fan-in
+#: (54 terms) need at most 22 bits.
+EXACT_BELOW = 2.0**12
+
+
+def within_the_exact_range(ref) -> bool:
+    """Whether every layer's output in the dense run stays below :data:`EXACT_BELOW`.
+
+    A recurrent layer with several spikes per step can multiply its counts
+    tenfold each step (a generated case reached 1e7 spikes in 7 steps); past
+    float32's 24 bits the sums round by their order, which the contract leaves
+    to the implementation.
+    """
+    return all(np.abs(out).max(initial=0.0) < EXACT_BELOW for out in ref.outputs.values())
 
 
 def _neuron(draw, spiking: bool = True):
@@ -105,6 +121,7 @@ def test_the_event_path_equals_the_dense_twin_bit_for_bit(case, window):
     net, events = case
     got = net.run(events, record=("spikes", "potentials", "synaptic"), window=window)
     ref = run_dense(net, events.to_dense())
+    assume(within_the_exact_range(ref))
     for name, spikes in got.spikes.items():
         np.testing.assert_array_equal(spikes.to_dense(), ref.outputs[name], err_msg=f"output events of {name}")
     assert got.potentials.keys() == ref.potentials.keys()
