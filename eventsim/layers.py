@@ -729,7 +729,7 @@ class LIF(Layer):
             v_rest=in_dtype(owner, "v_rest", self.v_rest, dtype)[()],
             v_init=in_dtype(owner, "v_init", self.v_init, dtype)[()],
             v_min=in_dtype(owner, "v_min", self.v_min, dtype)[()],
-            max_spikes=np.asarray(np.inf if self.max_spikes is None else self.max_spikes, dtype)[()],
+            max_spikes=self._spike_cap(owner, dtype),
             theta=in_dtype(owner, "threshold", self.thresholds(shape), dtype, positive=True),
             leak=in_dtype(owner, "leak", self.leak, dtype)[()],
             v_reset=in_dtype(owner, "v_reset", self.v_reset, dtype)[()],
@@ -739,6 +739,26 @@ class LIF(Layer):
             divisor=in_dtype(owner, "the divisor 1 / (1 - leak)", 1.0 / (1.0 - self.leak) if divide else 1.0,
                              dtype, positive=True)[()],
         )
+
+    def _spike_cap(self, owner: Layer, dtype: np.dtype) -> np.floating:
+        """M as a float of ``dtype`` (inf: no bound); refused where the dtype cannot hold it exactly.
+
+        Above 2^24 float32 rounds an integer to its neighbours, some upwards:
+        the neurons would fire more spikes in a step than the cap allows.
+        """
+        if self.max_spikes is None:
+            return np.dtype(dtype).type(np.inf)
+        dtype = np.dtype(dtype)
+        with np.errstate(over="ignore"):  # a cap past the dtype's range is refused below
+            try:
+                cap = dtype.type(self.max_spikes)
+            except OverflowError:  # past float64's range: Python refuses the conversion itself
+                cap = dtype.type(np.inf)
+        if not np.isfinite(cap) or int(cap) != self.max_spikes:
+            raise LayerError(owner, f"max_spikes {self.max_spikes} is {cap.item()!r} in {dtype}; the network "
+                                    f"computes in {dtype}, so give a cap that it holds exactly (integers up to "
+                                    f"2^24 in float32, 2^53 in float64)")
+        return cap
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         self.thresholds(input_shape)

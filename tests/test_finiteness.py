@@ -134,6 +134,19 @@ def test_state_option_set_after_construction_is_checked_where_it_takes_effect(op
     assert_refused_by_both(net, ones(1, 3, (2,)), message)
 
 
+def test_spike_cap_that_float32_cannot_hold_is_refused():
+    """max_spikes = 2^24 + 3 became 2^24 + 4 in float32: a neuron could fire one spike more than its cap."""
+    lif = LIF(1.0, leak=1.0, max_spikes=2**24 + 3)
+    net = Network([Linear(2, 2, weight=np.ones((2, 2), np.float32)), lif, Readout()], (2,))
+    assert_refused_by_both(net, ones(1, 3, (2,)), r"max_spikes 16777219 is 16777220\.0 in float32")
+    wide = Network([Linear(2, 2, weight=np.ones((2, 2))), LIF(1.0, leak=1.0, max_spikes=2**24 + 3), Readout()],
+                   (2,), dtype=np.float64)
+    wide.run(Events.from_dense(ones(1, 3, (2,)).astype(np.float64)))  # float64 holds it
+    for huge, shown in ((10**39, "inf in float32"), (10**400, "inf in float32")):
+        lif.max_spikes = huge
+        assert_refused_by_both(net, ones(1, 3, (2,)), f"max_spikes {huge} is {shown}")
+
+
 def test_float64_bias_that_is_inf_in_float32():
     """The dense twin rounded a float64 bias of 1e300 to inf and ran; the event path refuses the dtype."""
     fc = Linear(2, 2, weight=np.ones((2, 2)), bias=np.array([1e300, 0.0]))
