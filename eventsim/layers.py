@@ -500,6 +500,7 @@ class LIF(Layer):
         sinabs's ``min_v_mem``).
     max_spikes : int or None
         Spikes a neuron may emit in one step (default 1); None: no bound.
+        A cap the run's dtype cannot hold exactly (past 2^24 in float32) is refused.
         Above 1 the neuron emits one event valued with its count.
     """
 
