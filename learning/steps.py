@@ -242,7 +242,10 @@ def own_copy(network: Network) -> Network:
     died), while a task is using it: a task that loaded its parameters into
     the shared network, or built its plan in it, would have a half-changed
     network pickled, and Dask leaves a task whose input failed to arrive
-    waiting for ever. The tasks change only their own copy.
+    waiting for ever. The tasks change only their own copy. The copy is made
+    once: the parameters come with each task, but anything else changed in a
+    network after it was shared (a threshold, a layer's options) needs the
+    network shared again, as a new value.
     """
     key = id(network)
     mine = _own_copies.get(key)
