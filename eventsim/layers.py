@@ -747,9 +747,9 @@ class LIF(Layer):
         Above 2^24 float32 rounds an integer to its neighbours, some upwards:
         the neurons would fire more spikes in a step than the cap allows.
         """
-        if self.max_spikes is None:
-            return np.dtype(dtype).type(np.inf)
         dtype = np.dtype(dtype)
+        if self.max_spikes is None:
+            return dtype.type(np.inf)
         with np.errstate(over="ignore"):  # a cap past the dtype's range is refused below
             try:
                 cap = dtype.type(self.max_spikes)
